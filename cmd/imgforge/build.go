@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/imgforge/imgforge/pkg/build"
+	"github.com/imgforge/imgforge/pkg/imgforge"
+)
+
+func newBuildCmd(c *common) *cobra.Command {
+	var (
+		outDir  string
+		formats []string
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "build ROLE...",
+		Short: "Build the images of one or more roles",
+		Example: `  imgforge build lb
+  imgforge build lb web app db --output-dir out --format oci
+  imgforge build app --set runtime=uwsgi --output json`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, f := range formats {
+				if !contains(build.Formats, f) {
+					return fmt.Errorf("--format: unknown output format %q; known: %s", f, strings.Join(build.Formats, ", "))
+				}
+			}
+			opts, err := c.planOptions()
+			if err != nil {
+				return err
+			}
+			cat, err := c.catalog()
+			if err != nil {
+				return err
+			}
+			plans, err := imgforge.Plans(cat, args, opts)
+			if err != nil {
+				return err
+			}
+			cacheDir, err := c.cachePath()
+			if err != nil {
+				return err
+			}
+			stderr := cmd.ErrOrStderr()
+			tty := false
+			if f, ok := stderr.(*os.File); ok {
+				tty = term.IsTerminal(int(f.Fd()))
+			}
+			progress := build.NewProgress(stderr, tty, nil)
+			req := imgforge.BuildRequest{
+				Plans: plans, CacheDir: cacheDir, OutputDir: outDir, Formats: formats,
+				Progress: progress, Rootless: os.Geteuid() != 0,
+			}
+			if verbose {
+				req.Log = stderr
+			}
+			results, err := imgforge.Build(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(struct {
+					Results []*build.Result   `json:"results"`
+					Stages  []build.StageTime `json:"stages"`
+				}{results, progress.Timings()})
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			for _, r := range results {
+				fmt.Fprintf(tw, "%s\t%s\t%.1fs\n", r.Role, r.ImageDigest, r.Seconds)
+				for _, a := range r.Artifacts {
+					fmt.Fprintf(tw, "  %s\t%s\t%s\n", a.Path, human(a.Size), a.Digest)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	c.addDefinitionFlags(cmd)
+	c.addCacheFlag(cmd)
+	cmd.Flags().StringVar(&outDir, "output-dir", "out", "folder the images are written to, one sub-folder per role")
+	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+strings.Join(build.Formats, ", ")+" (default: the image definition's outputs)")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
+	return cmd
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/imgforge"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
+)
+
+// common holds the flags every command that reads definitions shares.
+type common struct {
+	getenv    func(string) string
+	rolesDir  string
+	imagesDir string
+	set       []string
+	mirror    string
+	epoch     int64
+	cacheDir  string
+	output    string
+}
+
+func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "imgforge",
+		Short:         "Build immutable, per-role machine images",
+		Long:          "imgforge builds a machine image per role of a web stack (lb, web, app, db) from Debian packages and its own files,\nas OCI images today, and configures the machines at boot.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       imgforge.Version,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	c := &common{getenv: getenv}
+	root.AddCommand(newBuildCmd(c), newPlanCmd(c), newPushCmd(c), newRolesCmd(c))
+	return root
+}
+
+func (c *common) addDefinitionFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&c.rolesDir, "roles", "", "folder of role definitions overriding the embedded ones (default ./roles when present)")
+	f.StringVar(&c.imagesDir, "images", "", "folder of image definitions overriding the embedded ones (default ./images when present)")
+	f.StringArrayVar(&c.set, "set", nil, "choose a role option, e.g. --set runtime=uwsgi (repeatable)")
+	f.StringVar(&c.mirror, "mirror", "", "Debian mirror URL (default: the image's, else the host's configured mirror)")
+	f.Int64Var(&c.epoch, "source-date-epoch", 0, "SOURCE_DATE_EPOCH for the outputs (default: $SOURCE_DATE_EPOCH, else the image's)")
+	f.StringVarP(&c.output, "output", "o", "text", "output format: text or json")
+}
+
+func (c *common) addCacheFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.cacheDir, "cache-dir", "", "cache folder (default $XDG_CACHE_HOME/imgforge)")
+}
+
+func dirIfPresent(flag, def string) string {
+	if flag != "" {
+		return flag
+	}
+	if fi, err := os.Stat(def); err == nil && fi.IsDir() {
+		// A folder named like the embedded ones, in the working directory.
+		if matches, _ := fileGlob(def); matches {
+			return def
+		}
+	}
+	return ""
+}
+
+func fileGlob(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".yaml") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (c *common) catalog() (*spec.Catalog, error) {
+	return imgforge.Catalog(dirIfPresent(c.rolesDir, "roles"), dirIfPresent(c.imagesDir, "images"))
+}
+
+func (c *common) planOptions() (plan.Options, error) {
+	o := plan.Options{Mirror: c.mirror, SourceDateEpoch: c.epoch, HostMirrors: plan.DetectMirrors(os.DirFS("/"))}
+	if o.SourceDateEpoch == 0 {
+		if s := c.getenv("SOURCE_DATE_EPOCH"); s != "" {
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || v <= 0 {
+				return o, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a positive Unix time", s)
+			}
+			o.SourceDateEpoch = v
+		}
+	}
+	for _, kv := range c.set {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return o, fmt.Errorf("--set %q: expected OPTION=VALUE, such as runtime=uwsgi", kv)
+		}
+		if o.Set == nil {
+			o.Set = map[string]string{}
+		}
+		o.Set[k] = v
+	}
+	if c.output != "text" && c.output != "json" && c.output != "yaml" {
+		return o, fmt.Errorf("--output %q: accepted: text, json", c.output)
+	}
+	return o, nil
+}
+
+func (c *common) cachePath() (string, error) {
+	if c.cacheDir != "" {
+		return c.cacheDir, nil
+	}
+	return cache.DefaultDir(c.getenv)
+}

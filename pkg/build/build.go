@@ -1,0 +1,235 @@
+// Package build runs the stages that turn a Plan into images: the Debian
+// base layer, the role layer on top of it, the overlay of imgforge's own
+// files, and the outputs (OCI layout, docker archive, manifest, SBOM,
+// SHA256SUMS). Each stage is content-addressed in the cache, so a rebuild
+// redoes only what its inputs changed. Outputs appear atomically: a role's
+// output folder is either the previous complete one or the new complete one.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/debian"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
+)
+
+// LogSink receives the output of the tools a build runs.
+type LogSink = io.Writer
+
+// Formats lists the output formats Build writes.
+var Formats = []string{"oci", "docker-archive"}
+
+// Options configure a Builder.
+type Options struct {
+	Cache     *cache.Cache
+	OutputDir string
+	// Formats overrides each plan's outputs when not empty.
+	Formats []string
+	// Progress receives one line per stage event; nil discards them.
+	Progress *Progress
+	// Log receives the output of the tools the build runs; nil discards it.
+	Log io.Writer
+	// HTTPClient fetches mirror release files; http.DefaultClient when nil.
+	HTTPClient *http.Client
+	// Rootless runs mmdebstrap in unshare mode.
+	Rootless bool
+	// Mmdebstrap is the mmdebstrap command; "mmdebstrap" when empty.
+	Mmdebstrap string
+	// ToolVersion is imgforge's version, written into manifests and SBOMs.
+	ToolVersion string
+	// Now tells the time, for stage timings only; time.Now when nil.
+	Now func() time.Time
+}
+
+// Builder builds plans. It is not safe for concurrent use.
+type Builder struct {
+	o          Options
+	mmdVersion string
+	releases   map[string]string // apt source -> InRelease digest, fetched once per Builder
+}
+
+// New checks the options and returns a Builder.
+func New(ctx context.Context, o Options) (*Builder, error) {
+	if o.Cache == nil {
+		return nil, errors.New("build: no cache")
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Progress == nil {
+		o.Progress = NewProgress(io.Discard, false, o.Now)
+	}
+	for _, f := range o.Formats {
+		if !contains(Formats, f) {
+			return nil, fmt.Errorf("unknown output format %q; known: %s", f, strings.Join(Formats, ", "))
+		}
+	}
+	v, err := debian.Version(ctx, o.Mmdebstrap)
+	if err != nil {
+		return nil, err
+	}
+	return &Builder{o: o, mmdVersion: v, releases: map[string]string{}}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckOutputDir makes sure dir exists and is writable, before any work.
+func CheckOutputDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("output directory %s cannot be created: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".imgforge-write-test-*")
+	if err != nil {
+		return fmt.Errorf("output directory %s is not writable: %w", dir, errors.Unwrap(err))
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// Build builds every plan in turn (they share the base when they can) and
+// writes each one's outputs.
+func (b *Builder) Build(ctx context.Context, plans []*plan.Plan) ([]*Result, error) {
+	if err := CheckOutputDir(b.o.OutputDir); err != nil {
+		return nil, err
+	}
+	var out []*Result
+	for _, p := range plans {
+		r, err := b.BuildOne(ctx, p)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Image is a built image: its layers in the cache and what it is.
+type Image struct {
+	Plan     *plan.Plan
+	Layers   []builtLayer
+	Packages []byte // dpkg status of the image
+	Keys     map[string]string
+}
+
+// BuildOne builds one plan and writes its outputs.
+func (b *Builder) BuildOne(ctx context.Context, p *plan.Plan) (*Result, error) {
+	start := b.o.Now()
+	im, err := b.Layers(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	res, err := b.writeOutputs(ctx, im)
+	if err != nil {
+		return nil, err
+	}
+	res.Seconds = b.o.Now().Sub(start).Seconds()
+	return res, nil
+}
+
+// Layers builds (or finds in the cache) the layers of plan p.
+func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
+	base, baseKey, err := b.base(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	role, roleKey, err := b.role(ctx, p, base, baseKey)
+	if err != nil {
+		return nil, err
+	}
+	ov, ovKey, err := b.overlay(ctx, p, role, roleKey)
+	if err != nil {
+		return nil, err
+	}
+	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}}
+	im.Layers = append(im.Layers, builtLayer{Kind: "base", Record: base})
+	if role.Blob != "" {
+		im.Layers = append(im.Layers, builtLayer{Kind: "role", Record: role})
+	}
+	im.Layers = append(im.Layers, builtLayer{Kind: "overlay", Record: ov})
+	status, err := b.o.Cache.ReadBlob(role.Status)
+	if err != nil {
+		return nil, err
+	}
+	im.Packages = status
+	return im, nil
+}
+
+// packageError turns a missing package into an error at the line of the
+// definition that asked for it.
+func packageError(p *plan.Plan, err error) error {
+	var mp *debian.MissingPackageError
+	if !errors.As(err, &mp) {
+		return err
+	}
+	name := mp.Package
+	pos, ok := p.PackagePos[name]
+	if !ok {
+		for k, v := range p.PackagePos {
+			if strings.SplitN(k, "=", 2)[0] == name {
+				pos, ok = v, true
+			}
+		}
+	}
+	msg := fmt.Sprintf("package %q is not available from %s (%s); apt said: %s", name, p.Distribution.Mirror, p.Distribution.Suite, mp.Detail)
+	if !ok {
+		return fmt.Errorf("%s", msg)
+	}
+	return &spec.Error{File: pos.File, Line: pos.Line, Col: pos.Col, Field: pos.Field, Msg: msg}
+}
+
+func (b *Builder) releaseDigests(ctx context.Context, sources []string) ([]string, error) {
+	var missing []string
+	for _, s := range sources {
+		if _, ok := b.releases[s]; !ok {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		ds, err := debian.ReleaseDigests(ctx, b.o.HTTPClient, missing)
+		if err != nil {
+			return nil, err
+		}
+		for i, s := range missing {
+			b.releases[s] = ds[i]
+		}
+	}
+	out := make([]string, len(sources))
+	for i, s := range sources {
+		out[i] = b.releases[s]
+	}
+	return out, nil
+}
+
+func epoch(p *plan.Plan) time.Time { return time.Unix(p.SourceDateEpoch, 0).UTC() }
+
+func removeAllQuiet(p string) {
+	if p != "" {
+		os.RemoveAll(p)
+	}
+}
+
+func joinPath(dir, name string) string { return filepath.Join(dir, name) }

@@ -1,0 +1,360 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/imgforge/imgforge/pkg/dpkg"
+	"github.com/imgforge/imgforge/pkg/oci"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/sbom"
+)
+
+// Artifact is one file an image build wrote.
+type Artifact struct {
+	Path   string `json:"path"` // relative to the output directory
+	Format string `json:"format"`
+	Size   int64  `json:"size"`
+	Digest string `json:"digest"` // sha256 of the file; for an OCI layout, the image manifest's
+}
+
+// Result is what building one role gave.
+type Result struct {
+	Role        string     `json:"role"`
+	PlanDigest  string     `json:"plan_digest"`
+	ImageDigest string     `json:"image_digest"`
+	Dir         string     `json:"dir"`
+	Artifacts   []Artifact `json:"artifacts"`
+	Seconds     float64    `json:"seconds"`
+}
+
+// Manifest is the manifest.json written beside each image: its inputs,
+// layers, outputs and packages.
+type Manifest struct {
+	Role        string            `json:"role"`
+	Image       string            `json:"image"`
+	PlanDigest  string            `json:"plan_digest"`
+	ImageDigest string            `json:"image_digest"`
+	Tool        string            `json:"tool"`
+	Inputs      ManifestInputs    `json:"inputs"`
+	Layers      []ManifestLayer   `json:"layers"`
+	Outputs     []Artifact        `json:"outputs"`
+	Packages    []ManifestPackage `json:"packages"`
+}
+
+// ManifestInputs records what the build read.
+type ManifestInputs struct {
+	Plan            *plan.Plan        `json:"plan"`
+	Mmdebstrap      string            `json:"mmdebstrap"`
+	Releases        map[string]string `json:"releases"` // apt source -> InRelease sha256
+	SourceDateEpoch int64             `json:"source_date_epoch"`
+	StageKeys       map[string]string `json:"stage_keys"`
+}
+
+// ManifestLayer is one layer of the image.
+type ManifestLayer struct {
+	Kind   string `json:"kind"` // base, role or overlay
+	Digest string `json:"digest"`
+	DiffID string `json:"diff_id"`
+	Size   int64  `json:"size"`
+}
+
+// ManifestPackage is one installed Debian package.
+type ManifestPackage struct {
+	Name         string `json:"name"`
+	Version      string `json:"version"`
+	Architecture string `json:"architecture"`
+	Source       string `json:"source,omitempty"`
+}
+
+func (b *Builder) formats(p *plan.Plan) []string {
+	if len(b.o.Formats) > 0 {
+		return b.o.Formats
+	}
+	return p.Outputs
+}
+
+// OCIImage assembles the v1.Image of a built Image.
+func (b *Builder) OCIImage(im *Image) (v1.Image, []oci.Layer, error) {
+	p := im.Plan
+	var layers []oci.Layer
+	for _, l := range im.Layers {
+		layers = append(layers, oci.Layer{
+			Path: b.o.Cache.BlobPath(l.Record.Blob), Digest: l.Record.Blob, DiffID: l.Record.DiffID,
+			Size: l.Record.Size, Comment: layerComment(p, l.Kind),
+		})
+	}
+	var ports []string
+	for _, pt := range p.Ports {
+		ports = append(ports, fmt.Sprintf("%d/%s", pt.Port, pt.Protocol))
+	}
+	img, err := oci.Image(oci.Spec{
+		Layers: layers, Architecture: p.Architecture, Created: epoch(p), Labels: labels(p, b.o.ToolVersion),
+		ExposedPorts: ports, Entrypoint: []string{"/sbin/init"}, StopSignal: "SIGRTMIN+3",
+		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=oci"},
+	})
+	return img, layers, err
+}
+
+func layerComment(p *plan.Plan, kind string) string {
+	switch kind {
+	case "base":
+		return fmt.Sprintf("base: %s %s: %s", p.Distribution.Name, p.Distribution.Suite, strings.Join(p.BasePackages, " "))
+	case "role":
+		return fmt.Sprintf("role %s: %s", p.Role, strings.Join(p.Packages, " "))
+	}
+	return fmt.Sprintf("imgforge overlay: %d files", len(p.Files))
+}
+
+func labels(p *plan.Plan, tool string) map[string]string {
+	l := map[string]string{
+		"org.opencontainers.image.title":       "imgforge " + p.Role,
+		"org.opencontainers.image.description": p.Description,
+		"org.opencontainers.image.created":     epoch(p).Format(time.RFC3339),
+		"org.opencontainers.image.version":     short(p.Digest()),
+		"org.opencontainers.image.vendor":      "imgforge",
+		"org.opencontainers.image.base.name":   "debian:" + p.Distribution.Suite,
+		"org.opencontainers.image.ref.name":    p.Role,
+		"dev.imgforge.role":                    p.Role,
+		"dev.imgforge.image":                   p.Image,
+		"dev.imgforge.plan.digest":             p.Digest(),
+		"dev.imgforge.tool":                    tool,
+	}
+	for k, v := range p.Options {
+		l["dev.imgforge.option."+k] = v
+	}
+	return l
+}
+
+// writeOutputs writes every output of im into a temporary folder and swaps
+// it into place as OutputDir/ROLE.
+func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) {
+	p := im.Plan
+	st := b.o.Progress.Start(p.Role, "outputs")
+	img, layers, err := b.OCIImage(im)
+	if err != nil {
+		st.Fail()
+		return nil, err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	final := filepath.Join(b.o.OutputDir, p.Role)
+	tmp, err := os.MkdirTemp(b.o.OutputDir, "."+p.Role+".tmp-")
+	if err != nil {
+		st.Fail()
+		return nil, fmt.Errorf("output directory %s is not writable: %w", b.o.OutputDir, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			os.RemoveAll(tmp)
+		}
+	}()
+	var arts []Artifact
+	for _, f := range b.formats(p) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		switch f {
+		case "oci":
+			if err := oci.WriteLayout(filepath.Join(tmp, "oci"), img, p.Role, layers); err != nil {
+				st.Fail()
+				return nil, err
+			}
+			arts = append(arts, Artifact{Path: "oci", Format: "oci", Size: dirSize(filepath.Join(tmp, "oci")), Digest: digest.String()})
+		case "docker-archive":
+			name := p.Role + ".docker.tar"
+			a, err := writeHashed(filepath.Join(tmp, name), func(w io.Writer) error {
+				return oci.WriteDockerArchive(w, "imgforge/"+p.Role+":latest", img)
+			})
+			if err != nil {
+				st.Fail()
+				return nil, err
+			}
+			a.Path, a.Format = name, "docker-archive"
+			arts = append(arts, a)
+		}
+	}
+
+	pkgs, err := dpkg.ParseStatus(bytes.NewReader(im.Packages))
+	if err != nil {
+		return nil, fmt.Errorf("reading the image's package list: %w", err)
+	}
+	doc := sbom.New(p.Role, digest.String(), epoch(p), b.o.ToolVersion, pkgs)
+	var sb bytes.Buffer
+	if err := doc.WriteJSON(&sb); err != nil {
+		return nil, err
+	}
+	a, err := writeHashed(filepath.Join(tmp, "sbom.spdx.json"), func(w io.Writer) error { _, err := w.Write(sb.Bytes()); return err })
+	if err != nil {
+		return nil, err
+	}
+	a.Path, a.Format = "sbom.spdx.json", "spdx-json"
+	arts = append(arts, a)
+
+	m := Manifest{
+		Role: p.Role, Image: p.Image, PlanDigest: p.Digest(), ImageDigest: digest.String(), Tool: b.o.ToolVersion,
+		Inputs: ManifestInputs{Plan: p, Mmdebstrap: b.mmdVersion, Releases: map[string]string{}, SourceDateEpoch: p.SourceDateEpoch, StageKeys: im.Keys},
+		Outputs: arts,
+	}
+	for _, s := range p.Distribution.Sources {
+		m.Inputs.Releases[s] = b.releases[s]
+	}
+	for _, l := range im.Layers {
+		m.Layers = append(m.Layers, ManifestLayer{Kind: l.Kind, Digest: l.Record.Blob, DiffID: l.Record.DiffID, Size: l.Record.Size})
+	}
+	for _, pk := range pkgs {
+		m.Packages = append(m.Packages, ManifestPackage{Name: pk.Name, Version: pk.Version, Architecture: pk.Architecture, Source: pk.Source})
+	}
+	mj, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	a, err = writeHashed(filepath.Join(tmp, "manifest.json"), func(w io.Writer) error { _, err := w.Write(append(mj, '\n')); return err })
+	if err != nil {
+		return nil, err
+	}
+	a.Path, a.Format = "manifest.json", "manifest"
+	arts = append(arts, a)
+
+	if err := writeSums(tmp); err != nil {
+		return nil, err
+	}
+	arts = append(arts, Artifact{Path: "SHA256SUMS", Format: "sha256sums"})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := swapDir(tmp, final); err != nil {
+		st.Fail()
+		return nil, err
+	}
+	committed = true
+	// Reported paths and sizes are of the final location.
+	for i := range arts {
+		full := filepath.Join(final, arts[i].Path)
+		if arts[i].Path == "SHA256SUMS" {
+			if fi, err := os.Stat(full); err == nil {
+				arts[i].Size = fi.Size()
+			}
+			arts[i].Digest, _ = fileDigest(full)
+		}
+		arts[i].Path = full
+	}
+	st.Done(fmt.Sprintf("%s %s", filepath.Join(b.o.OutputDir, p.Role), digest))
+	return &Result{Role: p.Role, PlanDigest: p.Digest(), ImageDigest: digest.String(), Dir: final, Artifacts: arts}, nil
+}
+
+// swapDir puts the folder tmp at final atomically: it exchanges the two
+// when final exists (the old one is then removed), or renames tmp.
+func swapDir(tmp, final string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_EXCHANGE)
+	if err == nil {
+		return os.RemoveAll(tmp) // now holds the previous outputs
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("moving outputs into %s: %w", final, err)
+	}
+	return nil
+}
+
+func writeHashed(path string, write func(io.Writer) error) (Artifact, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return Artifact{}, err
+	}
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	if err := write(cw); err != nil {
+		f.Close()
+		return Artifact{}, err
+	}
+	if err := f.Close(); err != nil {
+		return Artifact{}, err
+	}
+	return Artifact{Size: cw.n, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// writeSums writes SHA256SUMS for every file below dir. Blobs of an OCI
+// layout are named by their digest, so they are not hashed again.
+func writeSums(dir string) error {
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		var sum string
+		if b := filepath.Base(filepath.Dir(p)); b == "sha256" && strings.Contains(rel, "blobs/sha256/") && len(d.Name()) == 64 {
+			sum = d.Name()
+		} else {
+			s, err := fileDigest(p)
+			if err != nil {
+				return err
+			}
+			sum = strings.TrimPrefix(s, "sha256:")
+		}
+		lines = append(lines, sum+"  "+filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(lines, func(i, j int) bool { return lines[i][66:] < lines[j][66:] })
+	return os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+var _ = strconv.Itoa

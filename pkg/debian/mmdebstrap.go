@@ -1,0 +1,233 @@
+// Package debian builds Debian root filesystems with mmdebstrap: a base
+// from scratch, or more packages installed on top of an earlier root
+// filesystem tar. It owns the mmdebstrap command line (dpkg path
+// excludes, the shared .deb cache, skipping the initramfs, removing host
+// keys) and turns its failures into errors that name the package at fault.
+// It does not make layers; package layer does.
+package debian
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Bootstrap is one mmdebstrap run.
+type Bootstrap struct {
+	Suite        string
+	Architecture string
+	Sources      []string // one-line apt sources ("deb URI SUITE COMPONENTS")
+	Packages     []string
+	Exclude      []string // dpkg path-exclude globs
+	Include      []string // dpkg path-include globs
+	Prune        []string // globs removed from the root after installing
+	Epoch        int64    // SOURCE_DATE_EPOCH
+
+	// On is a root filesystem tar to install Packages on top of; empty for
+	// a new base.
+	On string
+	// ListsIn is a directory of apt lists to use instead of downloading
+	// them (for a build On a base); ListsOut receives the lists a base
+	// build downloaded.
+	ListsIn, ListsOut string
+	// DebCache holds downloaded .deb files between runs.
+	DebCache string
+	// Output is the root filesystem tar to write.
+	Output string
+	// TempDir is where mmdebstrap makes its chroot.
+	TempDir string
+	// Rootless runs mmdebstrap in --mode=unshare instead of root mode.
+	Rootless bool
+	// Log receives mmdebstrap's output.
+	Log io.Writer
+	// Command is the mmdebstrap binary; "mmdebstrap" when empty.
+	Command string
+}
+
+// MissingPackageError says the mirror does not have a package.
+type MissingPackageError struct {
+	Package string
+	Detail  string
+}
+
+func (e *MissingPackageError) Error() string {
+	return fmt.Sprintf("package %q is not available from the mirror: %s", e.Package, e.Detail)
+}
+
+var (
+	missingRes = []*regexp.Regexp{
+		regexp.MustCompile(`E: Unable to locate package (\S+)`),
+		regexp.MustCompile(`E: Package '([^']+)' has no installation candidate`),
+		regexp.MustCompile(`E: Version '[^']+' for '([^']+)' was not found`),
+		regexp.MustCompile(`E: Couldn't find any package by (?:glob|regex) '([^']+)'`),
+	}
+)
+
+// Args is the mmdebstrap command line for b.
+func (b *Bootstrap) Args() []string {
+	mode := "root"
+	if b.Rootless {
+		mode = "unshare"
+	}
+	args := []string{
+		"--mode=" + mode,
+		"--format=tar",
+		"--verbose",
+		"--architectures=" + b.Architecture,
+		"--skip=essential/unlink",
+		"--dpkgopt=force-unsafe-io",
+		"--aptopt=APT::Install-Recommends \"false\"",
+		"--aptopt=APT::Install-Suggests \"false\"",
+	}
+	for _, g := range b.Exclude {
+		args = append(args, "--dpkgopt=path-exclude="+g)
+	}
+	for _, g := range b.Include {
+		args = append(args, "--dpkgopt=path-include="+g)
+	}
+	args = append(args, `--setup-hook=mkdir -p "$1"/var/cache/apt/archives/ "$1"/var/lib/apt/lists/`)
+	// Never build an initramfs here: an OCI image does not boot its own
+	// kernel, and the bootable outputs make theirs once, for their root.
+	divert := `--%s-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && printf '#!/bin/sh\nexit 0\n' > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"`
+	undivert := `--customize-hook=rm -f "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs`
+	if b.On == "" {
+		args = append(args, "--variant=apt")
+		if len(b.Packages) > 0 {
+			args = append(args, "--include="+strings.Join(b.Packages, ","))
+		}
+		if b.DebCache != "" {
+			args = append(args, "--setup-hook=sync-in "+b.DebCache+" /var/cache/apt/archives/")
+		}
+		args = append(args, fmt.Sprintf(divert, "essential"))
+	} else {
+		// The base's resolv.conf is empty: apt in the chroot needs the host's.
+		args = append(args, "--variant=custom", "--setup-hook=tar-in "+b.On+" /", "--setup-hook=upload /etc/resolv.conf /etc/resolv.conf")
+		if b.DebCache != "" {
+			args = append(args, "--setup-hook=sync-in "+b.DebCache+" /var/cache/apt/archives/")
+		}
+		if b.ListsIn != "" {
+			args = append(args, "--skip=update", "--setup-hook=sync-in "+b.ListsIn+" /var/lib/apt/lists/")
+		}
+		args = append(args, fmt.Sprintf(divert, "customize"))
+		if len(b.Packages) > 0 {
+			args = append(args, `--customize-hook=chroot "$1" apt-get install --yes --no-install-recommends -o Dpkg::Use-Pty=false `+strings.Join(b.Packages, " "))
+		}
+	}
+	if b.DebCache != "" {
+		args = append(args, "--customize-hook=sync-out /var/cache/apt/archives "+b.DebCache)
+	}
+	if b.ListsOut != "" {
+		args = append(args, "--customize-hook=sync-out /var/lib/apt/lists "+b.ListsOut)
+	}
+	args = append(args, undivert,
+		// Host keys are per node: cloud-init makes them at first boot.
+		`--customize-hook=rm -f "$1"/etc/ssh/ssh_host_*_key "$1"/etc/ssh/ssh_host_*_key.pub`,
+		// Caches that hold build times or host details.
+		`--customize-hook=rm -f "$1"/var/cache/ldconfig/aux-cache "$1"/var/lib/dbus/machine-id "$1"/etc/hostname`,
+		`--customize-hook=printf 'localhost\n' > "$1"/etc/hostname && printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$1"/etc/hosts && : > "$1"/etc/resolv.conf`,
+	)
+	for _, g := range b.Prune {
+		args = append(args, `--customize-hook=rm -rf "$1"`+g)
+	}
+	args = append(args, b.Suite, b.Output)
+	args = append(args, b.Sources...)
+	return args
+}
+
+// Run runs mmdebstrap. When ctx ends it sends mmdebstrap SIGTERM, so that
+// it unmounts and removes its chroot, and waits for it.
+func (b *Bootstrap) Run(ctx context.Context) error {
+	name := b.Command
+	if name == "" {
+		name = "mmdebstrap"
+	}
+	if _, err := exec.LookPath(name); err != nil {
+		return fmt.Errorf("mmdebstrap is not installed (apt-get install mmdebstrap): %w", err)
+	}
+	cmd := exec.CommandContext(ctx, name, b.Args()...)
+	env := os.Environ()
+	env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(b.Epoch, 10), "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
+	if b.TempDir != "" {
+		env = append(env, "TMPDIR="+b.TempDir)
+	}
+	cmd.Env = env
+	// Its own process group: a terminal's Ctrl-C reaches imgforge, which
+	// then stops mmdebstrap in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 2 * time.Minute
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	cmd.Stderr = pw
+	var (
+		wg      sync.WaitGroup
+		missing []*MissingPackageError
+		tail    []string
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if b.Log != nil {
+				fmt.Fprintln(b.Log, line)
+			}
+			for _, re := range missingRes {
+				if m := re.FindStringSubmatch(line); m != nil {
+					missing = append(missing, &MissingPackageError{Package: m[1], Detail: strings.TrimPrefix(line, "E: ")})
+				}
+			}
+			if strings.HasPrefix(line, "E: ") {
+				tail = append(tail, strings.TrimPrefix(line, "E: "))
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Run()
+	pw.Close()
+	wg.Wait()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if len(missing) > 0 {
+		sort.Slice(missing, func(i, j int) bool { return missing[i].Package < missing[j].Package })
+		return missing[0]
+	}
+	msg := "mmdebstrap failed"
+	if len(tail) > 0 {
+		msg += ": " + tail[0]
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("%s (exit status %d)", msg, ee.ExitCode())
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// Version is the installed mmdebstrap's version, part of every cache key.
+func Version(ctx context.Context, command string) (string, error) {
+	if command == "" {
+		command = "mmdebstrap"
+	}
+	out, err := exec.CommandContext(ctx, command, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("mmdebstrap is not installed (apt-get install mmdebstrap): %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}

@@ -1,0 +1,125 @@
+// Package imgforge is the library face of imgforge: it finds the role and
+// image definitions (files on disk over the embedded defaults), resolves
+// plans, and builds them. The command line and the Packer plugin are thin
+// callers of this package.
+package imgforge
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/imgforge/imgforge/images"
+	"github.com/imgforge/imgforge/pkg/build"
+	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/oci"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
+	"github.com/imgforge/imgforge/roles"
+)
+
+// Version is imgforge's version, written into every image's labels and
+// manifest. It is a constant so that every front end (CLI, Packer) makes
+// the same bytes from the same inputs.
+const Version = "0.1.0"
+
+// Catalog returns the definitions: those in rolesDir and imagesDir (when
+// not empty) override the embedded defaults by name.
+func Catalog(rolesDir, imagesDir string) (*spec.Catalog, error) {
+	cat := &spec.Catalog{}
+	for _, d := range []struct {
+		dir  string
+		list *[]spec.Folder
+		emb  fs.FS
+		name string
+	}{{rolesDir, &cat.Roles, roles.FS, "roles"}, {imagesDir, &cat.Images, images.FS, "images"}} {
+		if d.dir != "" {
+			fi, err := os.Stat(d.dir)
+			if err != nil {
+				return nil, fmt.Errorf("%s folder: %w", d.name, err)
+			}
+			if !fi.IsDir() {
+				return nil, fmt.Errorf("%s folder %s is not a folder", d.name, d.dir)
+			}
+			*d.list = append(*d.list, spec.Folder{FS: os.DirFS(d.dir), Label: filepath.Clean(d.dir)})
+		}
+		*d.list = append(*d.list, spec.Folder{FS: d.emb, Label: "embedded:" + d.name})
+	}
+	return cat, nil
+}
+
+// Plans resolves each role into a plan.
+func Plans(cat *spec.Catalog, roleNames []string, opts plan.Options) ([]*plan.Plan, error) {
+	var out []*plan.Plan
+	seen := map[string]bool{}
+	for _, r := range roleNames {
+		if seen[r] {
+			continue
+		}
+		seen[r] = true
+		p, err := plan.Resolve(cat, r, opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// BuildRequest is one call to Build.
+type BuildRequest struct {
+	Plans     []*plan.Plan
+	CacheDir  string
+	OutputDir string
+	Formats   []string
+	Progress  *build.Progress
+	Log       build.LogSink
+	Rootless  bool
+}
+
+// Build opens the cache and builds every plan.
+func Build(ctx context.Context, req BuildRequest) ([]*build.Result, error) {
+	if err := build.CheckOutputDir(req.OutputDir); err != nil {
+		return nil, err
+	}
+	c, err := cache.Open(ctx, req.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	b, err := build.New(ctx, build.Options{
+		Cache: c, OutputDir: req.OutputDir, Formats: req.Formats, Progress: req.Progress,
+		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b.Build(ctx, req.Plans)
+}
+
+// Push builds (or finds in the cache) the image of p and pushes it to ref.
+// It returns the pushed reference with its digest.
+func Push(ctx context.Context, req BuildRequest, p *plan.Plan, ref string) (string, error) {
+	c, err := cache.Open(ctx, req.CacheDir)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	b, err := build.New(ctx, build.Options{
+		Cache: c, Progress: req.Progress, Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version,
+	})
+	if err != nil {
+		return "", err
+	}
+	im, err := b.Layers(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	img, _, err := b.OCIImage(im)
+	if err != nil {
+		return "", err
+	}
+	return oci.Push(ctx, ref, img)
+}

@@ -1,0 +1,164 @@
+package plan_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/imgforge/imgforge/pkg/imgforge"
+	"github.com/imgforge/imgforge/pkg/plan"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func embedded(t *testing.T) *plan.Options {
+	t.Helper()
+	return &plan.Options{HostMirrors: plan.Mirrors{Debian: "http://mirror.test/debian", Security: "http://mirror.test/debian-security"}}
+}
+
+func render(t *testing.T, p *plan.Plan) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString("# plan digest: " + p.Digest() + "\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(p); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestGolden resolves every default role (and the app's uWSGI runtime)
+// from the embedded definitions and compares the plan with testdata/.
+func TestGolden(t *testing.T) {
+	cat, err := imgforge.Catalog("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]map[string]string{"lb": nil, "web": nil, "app": nil, "db": nil, "app-uwsgi": {"runtime": "uwsgi"}, "db-replica": {"mode": "replica"}}
+	for name, set := range cases {
+		t.Run(name, func(t *testing.T) {
+			opts := embedded(t)
+			opts.Set = set
+			p, err := plan.Resolve(cat, strings.SplitN(name, "-", 2)[0], *opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := render(t, p)
+			golden := filepath.Join("testdata", name+".yaml")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/plan -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("plan of %s differs from %s (run go test ./pkg/plan -update and review the diff):\n%s", name, golden, got)
+			}
+		})
+	}
+}
+
+func TestDefaultRolesAreTheStack(t *testing.T) {
+	cat, _ := imgforge.Catalog("", "")
+	if got := strings.Join(cat.RoleNames(), " "); got != "app db lb web" {
+		t.Errorf("roles = %s", got)
+	}
+	want := map[string][]string{"lb": {"haproxy", "keepalived"}, "web": {"nginx"}, "app": {"php-fpm"}, "db": {"mariadb-server"}}
+	for role, pkgs := range want {
+		p, err := plan.Resolve(cat, role, *embedded(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pkg := range pkgs {
+			if !contains(p.Packages, pkg) {
+				t.Errorf("%s plan lacks %s: %v", role, pkg, p.Packages)
+			}
+		}
+		for _, pkg := range []string{"systemd", "linux-image-amd64", "cloud-init", "openssh-server", "prometheus-node-exporter"} {
+			if !contains(p.BasePackages, pkg) {
+				t.Errorf("%s base lacks %s", role, pkg)
+			}
+		}
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestOptions(t *testing.T) {
+	cat, _ := imgforge.Catalog("", "")
+	opts := embedded(t)
+	opts.Set = map[string]string{"runtime": "rails"}
+	if _, err := plan.Resolve(cat, "app", *opts); err == nil || !strings.Contains(err.Error(), `"rails" is not a choice; accepted: php-fpm, uwsgi`) {
+		t.Errorf("err = %v", err)
+	}
+	opts.Set = map[string]string{"colour": "blue"}
+	if _, err := plan.Resolve(cat, "lb", *opts); err == nil || !strings.Contains(err.Error(), `role lb has no option "colour"; its options: none`) {
+		t.Errorf("err = %v", err)
+	}
+	opts.Set = nil
+	opts.Mirror = "http://other.test/debian"
+	opts.SourceDateEpoch = 42
+	p, err := plan.Resolve(cat, "lb", *opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Distribution.Sources[0] != "deb http://other.test/debian bookworm main" || p.SourceDateEpoch != 42 {
+		t.Errorf("overrides not applied: %v %d", p.Distribution.Sources, p.SourceDateEpoch)
+	}
+}
+
+func TestDigestIgnoresWhereFilesCameFrom(t *testing.T) {
+	cat, _ := imgforge.Catalog("", "")
+	p1, _ := plan.Resolve(cat, "lb", *embedded(t))
+	disk, _ := imgforge.Catalog("../../roles", "../../images")
+	p2, err := plan.Resolve(disk, "lb", *embedded(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.Files[0].Source == p2.Files[0].Source {
+		t.Fatalf("sources should differ: %s", p1.Files[0].Source)
+	}
+	if p1.Digest() != p2.Digest() {
+		t.Error("the same definitions from disk and embedded give different plan digests")
+	}
+}
+
+func TestDetectMirrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		files fstest.MapFS
+		want  plan.Mirrors
+	}{
+		{"none", fstest.MapFS{}, plan.Mirrors{}},
+		{"one-line", fstest.MapFS{"etc/apt/sources.list": {Data: []byte("# c\ndeb [arch=amd64] http://m.test/debian/ bookworm main\ndeb http://m.test/debian-security bookworm-security main\n")}},
+			plan.Mirrors{Debian: "http://m.test/debian", Security: "http://m.test/debian-security"}},
+		{"deb822", fstest.MapFS{"etc/apt/sources.list.d/debian.sources": {Data: []byte("Types: deb\nURIs: http://d.test/debian\nSuites: bookworm\n\nTypes: deb-src\nURIs: http://src.test/debian\n\nTypes: deb\nURIs: http://d.test/debian-security\nSuites: bookworm-security\n")},
+			"etc/apt/sources.list.d/other.list": {Data: []byte("deb https://packages.example/apt stable main\n")}},
+			plan.Mirrors{Debian: "http://d.test/debian", Security: "http://d.test/debian-security"}},
+		{"disabled", fstest.MapFS{"etc/apt/sources.list.d/x.sources": {Data: []byte("Types: deb\nEnabled: no\nURIs: http://off.test/debian\n")}}, plan.Mirrors{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := plan.DetectMirrors(tt.files); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,176 @@
+package spec
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+const goodRole = `name: lb
+description: test
+packages: [haproxy, keepalived]
+services: [haproxy]
+ports:
+  - {name: http, port: 80}
+health: {type: http, port: 8404, path: /health}
+discover: [lb, web]
+files:
+  - {src: lb/haproxy.cfg, dst: /etc/haproxy/haproxy.cfg, mode: "0640", owner: haproxy}
+`
+
+func catalogWith(role string) *Catalog {
+	return &Catalog{Roles: []Folder{{FS: fstest.MapFS{
+		"lb.yaml":         {Data: []byte(role)},
+		"web.yaml":        {Data: []byte("name: web\nhealth: {type: tcp, port: 80}\n")},
+		"lb/haproxy.cfg":  {Data: []byte("global\n")},
+		"lb/tmpl/a.tmpl":  {Data: []byte("a")},
+		"notes/README.md": {Data: []byte("x")},
+	}, Label: "roles"}}}
+}
+
+func TestRoleErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"syntax", "name: lb\ndescription: a: b\n", "roles/lb.yaml:2: invalid YAML: mapping values are not allowed in this context"},
+		{"tab", "name: lb\n\tpackages: [a]\n", "roles/lb.yaml:2: invalid YAML: found a tab character"},
+		{"unknown field", "name: lb\npakages: [x]\n", `roles/lb.yaml:2:1: field "pakages": unknown field here; accepted: description, discover, files, health, image, name, options, packages, ports, prune, services`},
+		{"nested unknown", "name: lb\nhealth: {type: tcp, port: 80, paht: /x}\n", `roles/lb.yaml:2:31: field "health.paht": unknown field in health; accepted: command, interval, path, port, type`},
+		{"wrong type", "name: lb\nhealth: {type: tcp, port: eighty}\n", `roles/lb.yaml:2:27: field "health.port": expected a whole number, got "eighty"`},
+		{"list expected", "name: lb\npackages: haproxy\nhealth: {type: tcp, port: 1}\n", `roles/lb.yaml:2:11: field "packages": expected a list, got "haproxy"`},
+		{"bad mode", "name: lb\nhealth: {type: tcp, port: 1}\nfiles: [{src: lb/haproxy.cfg, dst: /x, mode: rwx}]\n", `field "files[0].mode": expected an octal file mode`},
+		{"bad port", "name: lb\nhealth: {type: tcp, port: 1}\nports: [{name: http, port: 70000}]\n", `roles/lb.yaml:3:28: field "ports[0].port": 70000 is out of range; accepted: 1 to 65535`},
+		{"bad package", "name: lb\nhealth: {type: tcp, port: 1}\npackages: [Hap Proxy]\n", `field "packages[0]": "Hap Proxy" is not a Debian package name`},
+		{"unknown discover", "name: lb\nhealth: {type: tcp, port: 1}\ndiscover: [cache]\n", `field "discover[0]": unknown role "cache"; known roles: lb, web`},
+		{"missing src", "name: lb\nhealth: {type: tcp, port: 1}\nfiles: [{src: nope, dst: /etc/x}]\n", `field "files[0].src": "nope" does not exist in roles`},
+		{"escaping src", "name: lb\nhealth: {type: tcp, port: 1}\nfiles: [{src: ../x, dst: /etc/x}]\n", `must be a path inside roles`},
+		{"relative dst", "name: lb\nhealth: {type: tcp, port: 1}\nfiles: [{src: lb/haproxy.cfg, dst: etc/x}]\n", `field "files[0].dst"`},
+		{"health type", "name: lb\nhealth: {type: ping}\n", `field "health.type": "ping" is not accepted; accepted: http, tcp, command`},
+		{"name mismatch", "name: web2\nhealth: {type: tcp, port: 1}\n", `field "name": is "web2" but the file is named lb.yaml`},
+		{"duplicate key", "name: lb\nname: lb\n", `field "name": set twice`},
+		{"empty", "", "roles/lb.yaml: the file is empty"},
+		{"option default", "name: lb\nhealth: {type: tcp, port: 1}\noptions: [{name: rt, default: x, choices: {a: {}}}]\n", `field "options[0].default": "x" is not one of the choices; accepted: a`},
+		{"prune", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [var/lib]\n", `field "prune[0]"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := catalogWith(tt.yaml).Role("lb")
+			if err == nil {
+				t.Fatalf("no error; want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error\n  %v\nwant it to contain\n  %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestRoleGood(t *testing.T) {
+	r, src, err := catalogWith(goodRole).Role("lb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Files[0].Mode != 0o640 || r.Files[0].Owner != "haproxy" || len(r.Packages) != 2 {
+		t.Errorf("decoded %+v", r)
+	}
+	if p := src.At("packages[1]"); p.Line != 3 || p.Col != 21 {
+		t.Errorf("position of packages[1] = %+v, want line 3 col 21", p)
+	}
+}
+
+func TestUnknownRole(t *testing.T) {
+	_, _, err := catalogWith(goodRole).Role("cache")
+	if err == nil || !strings.Contains(err.Error(), `unknown definition: role "cache": known roles: lb, web`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDiskOverridesEmbedded(t *testing.T) {
+	disk := fstest.MapFS{"web.yaml": {Data: []byte("name: web\ndescription: mine\nhealth: {type: tcp, port: 80}\n")}}
+	c := catalogWith(goodRole)
+	c.Roles = append([]Folder{{FS: disk, Label: "myroles"}}, c.Roles...)
+	r, src, err := c.Role("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Description != "mine" || src.File != "myroles/web.yaml" {
+		t.Errorf("got %q from %s", r.Description, src.File)
+	}
+	if got := strings.Join(c.RoleNames(), ","); got != "lb,web" {
+		t.Errorf("RoleNames = %s", got)
+	}
+}
+
+func TestImageErrors(t *testing.T) {
+	base := "name: default\ndistribution: {name: debian, suite: bookworm}\narchitecture: amd64\nsource_date_epoch: 1\n"
+	tests := []struct{ name, yaml, want string }{
+		{"ok", base, ""},
+		{"arch", strings.Replace(base, "amd64", "sparc", 1), `field "architecture": "sparc" is not accepted; accepted: amd64, arm64`},
+		{"arm64 later", strings.Replace(base, "amd64", "arm64", 1), `"arm64" is not built yet`},
+		{"distro", strings.Replace(base, "debian,", "ubuntu,", 1), `field "distribution.name": "ubuntu" is not accepted`},
+		{"mirror", base + "distribution: {}\n", `set twice`},
+		{"bad mirror", strings.Replace(base, "suite: bookworm", "suite: bookworm, mirror: 'ftp:/x'", 1), `field "distribution.mirror"`},
+		{"epoch", strings.Replace(base, "source_date_epoch: 1", "source_date_epoch: 0", 1), `field "source_date_epoch": must be a positive Unix time`},
+		{"output", base + "outputs: [oci, floppy]\n", `field "outputs[1]": unknown output format "floppy"; known: oci, docker-archive`},
+		{"size", base + "disk: {size: lots}\n", `field "disk.size": expected a size such as 2GiB`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Catalog{Images: []Folder{{FS: fstest.MapFS{"default.yaml": {Data: []byte(tt.yaml)}}, Label: "images"}}}
+			_, _, err := c.Image("default")
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{"2GiB": 2 << 30, "512M": 512 << 20, "1048576": 1 << 20, "3 KiB": 3 << 10} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "G", "-1", "1.5G", "99999999999T"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) gave no error", bad)
+		}
+	}
+}
+
+// FuzzParseRole checks that no input makes the role parser panic, and that
+// every error it gives is one line naming the file.
+func FuzzParseRole(f *testing.F) {
+	f.Add([]byte(goodRole))
+	for _, dir := range []string{"../../roles", "../../images"} {
+		matches, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+		for _, m := range matches {
+			if b, err := os.ReadFile(m); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, parse := range []func() error{
+			func() error { _, _, err := ParseRole("x.yaml", data); return err },
+			func() error { _, _, err := ParseImage("x.yaml", data); return err },
+		} {
+			err := parse()
+			if err != nil && !strings.HasPrefix(err.Error(), "x.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,183 @@
+package spec
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Role is one tier of the stack: what it installs, bakes, runs and serves.
+// It is read from roles/NAME.yaml.
+type Role struct {
+	Name        string   `yaml:"name" json:"name"`
+	Description string   `yaml:"description" json:"description,omitempty"`
+	Image       string   `yaml:"image" json:"image,omitempty"` // image definition; "default" when empty
+	Packages    []string `yaml:"packages" json:"packages,omitempty"`
+	Files       []File   `yaml:"files" json:"files,omitempty"`
+	Services    []string `yaml:"services" json:"services,omitempty"`
+	Ports       []Port   `yaml:"ports" json:"ports,omitempty"`
+	Health      Health   `yaml:"health" json:"health"`
+	Discover    []string `yaml:"discover" json:"discover,omitempty"`
+	Options     []Option `yaml:"options" json:"options,omitempty"`
+	// Prune lists paths (globs) removed from the root after the packages
+	// are installed: state that must be made per node on first boot.
+	Prune []string `yaml:"prune" json:"prune,omitempty"`
+}
+
+// File copies a file or a directory tree from the definition folder into
+// the image.
+type File struct {
+	Src     string `yaml:"src" json:"src"`
+	Dst     string `yaml:"dst" json:"dst"`
+	Mode    Mode   `yaml:"mode" json:"mode,omitempty"`         // files; 0644 (or 0755 when executable) when unset
+	DirMode Mode   `yaml:"dir_mode" json:"dir_mode,omitempty"` // directories; 0755 when unset
+	Owner   string `yaml:"owner" json:"owner,omitempty"`       // user name or number; root when unset
+	Group   string `yaml:"group" json:"group,omitempty"`       // group name or number; root when unset
+}
+
+// Port is a port the role serves.
+type Port struct {
+	Name     string `yaml:"name" json:"name"`
+	Port     int    `yaml:"port" json:"port"`
+	Protocol string `yaml:"protocol" json:"protocol,omitempty"` // tcp (default) or udp
+}
+
+// Health says how to tell that the role's service works.
+type Health struct {
+	Type     string   `yaml:"type" json:"type"` // http, tcp or command
+	Port     int      `yaml:"port" json:"port,omitempty"`
+	Path     string   `yaml:"path" json:"path,omitempty"`
+	Command  []string `yaml:"command" json:"command,omitempty"`
+	Interval string   `yaml:"interval" json:"interval,omitempty"`
+}
+
+// Option is a build-time choice, such as the application runtime.
+type Option struct {
+	Name    string            `yaml:"name" json:"name"`
+	Default string            `yaml:"default" json:"default"`
+	Choices map[string]Choice `yaml:"choices" json:"choices"`
+}
+
+// Choice is what one value of an Option adds to the role.
+type Choice struct {
+	Description string   `yaml:"description" json:"description,omitempty"`
+	Packages    []string `yaml:"packages" json:"packages,omitempty"`
+	Files       []File   `yaml:"files" json:"files,omitempty"`
+	Services    []string `yaml:"services" json:"services,omitempty"`
+}
+
+// Image is the operating system the roles are built on: distribution,
+// architecture, the packages and files every role shares, and the outputs.
+// It is read from images/NAME.yaml.
+type Image struct {
+	Name            string       `yaml:"name" json:"name"`
+	Description     string       `yaml:"description" json:"description,omitempty"`
+	Distribution    Distribution `yaml:"distribution" json:"distribution"`
+	Architecture    string       `yaml:"architecture" json:"architecture"`
+	SourceDateEpoch int64        `yaml:"source_date_epoch" json:"source_date_epoch"`
+	Packages        []string     `yaml:"packages" json:"packages,omitempty"`
+	Files           []File       `yaml:"files" json:"files,omitempty"`
+	Exclude         []string     `yaml:"exclude" json:"exclude,omitempty"` // dpkg path-exclude globs
+	Include         []string     `yaml:"include" json:"include,omitempty"` // dpkg path-include globs (exceptions)
+	Outputs         []string     `yaml:"outputs" json:"outputs,omitempty"`
+	Disk            Disk         `yaml:"disk" json:"disk"`
+	Kernel          Kernel       `yaml:"kernel" json:"kernel"`
+}
+
+// Distribution names the Debian release and where its packages come from.
+type Distribution struct {
+	Name           string   `yaml:"name" json:"name"`               // debian
+	Suite          string   `yaml:"suite" json:"suite"`             // bookworm
+	Mirror         string   `yaml:"mirror" json:"mirror,omitempty"` // empty: the host's configured Debian mirror
+	SecurityMirror string   `yaml:"security_mirror" json:"security_mirror,omitempty"`
+	Components     []string `yaml:"components" json:"components,omitempty"`
+	Updates        *bool    `yaml:"updates" json:"updates,omitempty"`   // SUITE-updates; on when unset
+	Security       *bool    `yaml:"security" json:"security,omitempty"` // SUITE-security; on when unset
+}
+
+// Disk sizes the bootable outputs.
+type Disk struct {
+	Size    Size `yaml:"size" json:"size,omitempty"`
+	ESPSize Size `yaml:"esp_size" json:"esp_size,omitempty"`
+}
+
+// Kernel holds the kernel command line of the bootable outputs.
+type Kernel struct {
+	Cmdline string `yaml:"cmdline" json:"cmdline,omitempty"`
+}
+
+// Mode is a file mode written in octal ("0644").
+type Mode uint32
+
+// UnmarshalYAML accepts an octal string or number such as 0644 or "0755".
+func (m *Mode) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("expected an octal file mode such as \"0644\"")
+	}
+	s := n.Value
+	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+	if err != nil || v > 0o7777 {
+		return fmt.Errorf("expected an octal file mode from 0000 to 7777 such as \"0644\", got %q", s)
+	}
+	*m = Mode(v)
+	return nil
+}
+
+// MarshalText writes the mode as four octal digits.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(fmt.Sprintf("%04o", uint32(m))), nil }
+
+// Size is a byte count written with an optional binary suffix (K, M, G, T,
+// with or without "iB").
+type Size int64
+
+// ParseSize reads "512MiB", "2G" or "1048576".
+func ParseSize(s string) (Size, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("expected a size such as 2GiB, 512MiB or 1048576, got %q", s)
+	}
+	return Size(v * mult), nil
+}
+
+// UnmarshalYAML accepts the forms ParseSize does.
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("expected a size such as 2GiB")
+	}
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return err
+	}
+	*z = v
+	return nil
+}
+
+// String writes the size with the largest binary unit that divides it.
+func (z Size) String() string {
+	v := int64(z)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if v != 0 && v%u.mult == 0 {
+			return fmt.Sprintf("%d%s", v/u.mult, u.suffix)
+		}
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// MarshalText writes the size as String does.
+func (z Size) MarshalText() ([]byte, error) { return []byte(z.String()), nil }

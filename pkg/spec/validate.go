@@ -1,0 +1,264 @@
+package spec
+
+import (
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+var (
+	nameRe    = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	packageRe = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
+	unitRe    = regexp.MustCompile(`^[A-Za-z0-9@._:-]+$`)
+	accountRe = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,9})$`)
+	// Architectures Debian builds that imgforge knows how to name; only
+	// amd64 is built today.
+	architectures = []string{"amd64", "arm64"}
+	// Outputs names every output format imgforge knows.
+	Outputs = []string{"oci", "docker-archive"}
+)
+
+func validName(s string) bool { return nameRe.MatchString(s) }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks every value of the role; known lists the role names
+// that discover may name.
+func (r *Role) Validate(src Source, known []string) error {
+	if !validName(r.Name) {
+		return src.Errorf("name", "%q is not a valid name; use lower-case letters, digits and '-', starting with a letter", r.Name)
+	}
+	if r.Image != "" && !validName(r.Image) {
+		return src.Errorf("image", "%q is not a valid image name", r.Image)
+	}
+	if err := validatePackages(src, "packages", r.Packages); err != nil {
+		return err
+	}
+	if err := validateFiles(src, "files", r.Files); err != nil {
+		return err
+	}
+	if err := validateServices(src, "services", r.Services); err != nil {
+		return err
+	}
+	seenPort := map[string]bool{}
+	for i, p := range r.Ports {
+		f := fmt.Sprintf("ports[%d]", i)
+		if !validName(p.Name) {
+			return src.Errorf(f+".name", "%q is not a valid port name; use lower-case letters, digits and '-'", p.Name)
+		}
+		if p.Port < 1 || p.Port > 65535 {
+			return src.Errorf(f+".port", "%d is out of range; accepted: 1 to 65535", p.Port)
+		}
+		if p.Protocol != "" && p.Protocol != "tcp" && p.Protocol != "udp" {
+			return src.Errorf(f+".protocol", "%q is not accepted; accepted: tcp, udp", p.Protocol)
+		}
+		key := fmt.Sprintf("%d/%s", p.Port, p.Protocol)
+		if seenPort[key] {
+			return src.Errorf(f+".port", "port %d is listed twice", p.Port)
+		}
+		seenPort[key] = true
+	}
+	if err := r.Health.validate(src); err != nil {
+		return err
+	}
+	for i, d := range r.Discover {
+		if !contains(known, d) {
+			return src.Errorf(fmt.Sprintf("discover[%d]", i), "unknown role %q; known roles: %s", d, strings.Join(known, ", "))
+		}
+	}
+	for i, g := range r.Prune {
+		if !strings.HasPrefix(g, "/") || path.Clean(g) != g || g == "/" || strings.ContainsAny(g, " \t\n'\"\\") {
+			return src.Errorf(fmt.Sprintf("prune[%d]", i), "%q must be a clean absolute path glob without spaces or quotes, such as /var/lib/mysql/*", g)
+		}
+	}
+	seenOpt := map[string]bool{}
+	for i, o := range r.Options {
+		f := fmt.Sprintf("options[%d]", i)
+		if !validName(o.Name) {
+			return src.Errorf(f+".name", "%q is not a valid option name", o.Name)
+		}
+		if seenOpt[o.Name] {
+			return src.Errorf(f+".name", "option %q is defined twice", o.Name)
+		}
+		seenOpt[o.Name] = true
+		if len(o.Choices) == 0 {
+			return src.Errorf(f+".choices", "an option needs at least one choice")
+		}
+		if _, ok := o.Choices[o.Default]; !ok {
+			return src.Errorf(f+".default", "%q is not one of the choices; accepted: %s", o.Default, strings.Join(o.ChoiceNames(), ", "))
+		}
+		for _, c := range o.ChoiceNames() {
+			ch := o.Choices[c]
+			cf := f + ".choices." + c
+			if !validName(c) {
+				return src.Errorf(cf, "%q is not a valid choice name", c)
+			}
+			if err := validatePackages(src, cf+".packages", ch.Packages); err != nil {
+				return err
+			}
+			if err := validateFiles(src, cf+".files", ch.Files); err != nil {
+				return err
+			}
+			if err := validateServices(src, cf+".services", ch.Services); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ChoiceNames lists the option's choices in order.
+func (o Option) ChoiceNames() []string {
+	var out []string
+	for k := range o.Choices {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (h Health) validate(src Source) error {
+	switch h.Type {
+	case "http":
+		if h.Path == "" || !strings.HasPrefix(h.Path, "/") {
+			return src.Errorf("health.path", "an http health check needs a path starting with '/'")
+		}
+		fallthrough
+	case "tcp":
+		if h.Port < 1 || h.Port > 65535 {
+			return src.Errorf("health.port", "%d is out of range; accepted: 1 to 65535", h.Port)
+		}
+	case "command":
+		if len(h.Command) == 0 {
+			return src.Errorf("health.command", "a command health check needs a command")
+		}
+	default:
+		return src.Errorf("health.type", "%q is not accepted; accepted: http, tcp, command", h.Type)
+	}
+	return nil
+}
+
+func validatePackages(src Source, field string, pkgs []string) error {
+	seen := map[string]bool{}
+	for i, p := range pkgs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if !packageRe.MatchString(p) {
+			return src.Errorf(f, "%q is not a Debian package name (lower-case letters, digits, '+', '-', '.'; optionally =VERSION)", p)
+		}
+		if seen[p] {
+			return src.Errorf(f, "package %q is listed twice", p)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
+func validateServices(src Source, field string, units []string) error {
+	for i, u := range units {
+		if !unitRe.MatchString(u) {
+			return src.Errorf(fmt.Sprintf("%s[%d]", field, i), "%q is not a systemd unit name", u)
+		}
+	}
+	return nil
+}
+
+func validateFiles(src Source, field string, files []File) error {
+	for i, f := range files {
+		fld := fmt.Sprintf("%s[%d]", field, i)
+		if f.Src == "" {
+			return src.Errorf(fld, "src is required: a file or folder relative to %s", src.Folder.Label)
+		}
+		clean := path.Clean(f.Src)
+		if path.IsAbs(f.Src) || clean == ".." || strings.HasPrefix(clean, "../") || !fs.ValidPath(clean) {
+			return src.Errorf(fld+".src", "%q must be a path inside %s without '..'", f.Src, src.Folder.Label)
+		}
+		if src.Folder.FS != nil {
+			if _, err := fs.Stat(src.Folder.FS, clean); err != nil {
+				return src.Errorf(fld+".src", "%q does not exist in %s", f.Src, src.Folder.Label)
+			}
+		}
+		if !path.IsAbs(f.Dst) || path.Clean(f.Dst) != f.Dst || f.Dst == "/" {
+			return src.Errorf(fld+".dst", "%q must be a clean absolute path inside the image, such as /etc/foo.conf", f.Dst)
+		}
+		if f.Owner != "" && !accountRe.MatchString(f.Owner) {
+			return src.Errorf(fld+".owner", "%q is not a user name or number", f.Owner)
+		}
+		if f.Group != "" && !accountRe.MatchString(f.Group) {
+			return src.Errorf(fld+".group", "%q is not a group name or number", f.Group)
+		}
+	}
+	return nil
+}
+
+// Validate checks every value of the image definition.
+func (im *Image) Validate(src Source) error {
+	if !validName(im.Name) {
+		return src.Errorf("name", "%q is not a valid name", im.Name)
+	}
+	d := im.Distribution
+	if d.Name != "debian" {
+		return src.Errorf("distribution.name", "%q is not accepted; accepted: debian", d.Name)
+	}
+	if !validName(d.Suite) {
+		return src.Errorf("distribution.suite", "%q is not a Debian suite name such as bookworm", d.Suite)
+	}
+	for _, m := range []struct{ field, v string }{{"distribution.mirror", d.Mirror}, {"distribution.security_mirror", d.SecurityMirror}} {
+		if m.v == "" {
+			continue
+		}
+		u, err := url.Parse(m.v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Host == "" && u.Scheme != "file") {
+			return src.Errorf(m.field, "%q is not a mirror URL; accepted: http://, https:// or file:// URLs", m.v)
+		}
+	}
+	for i, c := range d.Components {
+		if !validName(c) {
+			return src.Errorf(fmt.Sprintf("distribution.components[%d]", i), "%q is not an archive component such as main", c)
+		}
+	}
+	if !contains(architectures, im.Architecture) {
+		return src.Errorf("architecture", "%q is not accepted; accepted: %s", im.Architecture, strings.Join(architectures, ", "))
+	}
+	if im.Architecture != "amd64" {
+		return src.Errorf("architecture", "%q is not built yet; accepted today: amd64", im.Architecture)
+	}
+	if im.SourceDateEpoch <= 0 {
+		return src.Errorf("source_date_epoch", "must be a positive Unix time, such as 1735689600")
+	}
+	if err := validatePackages(src, "packages", im.Packages); err != nil {
+		return err
+	}
+	if err := validateFiles(src, "files", im.Files); err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		field string
+		globs []string
+	}{{"exclude", im.Exclude}, {"include", im.Include}} {
+		for i, g := range l.globs {
+			if !strings.HasPrefix(g, "/") || strings.ContainsAny(g, " \t\n'\"\\") {
+				return src.Errorf(fmt.Sprintf("%s[%d]", l.field, i), "%q must be an absolute path glob without spaces or quotes", g)
+			}
+		}
+	}
+	for i, o := range im.Outputs {
+		if !contains(Outputs, o) {
+			return src.Errorf(fmt.Sprintf("outputs[%d]", i), "unknown output format %q; known: %s", o, strings.Join(Outputs, ", "))
+		}
+	}
+	if strings.ContainsAny(im.Kernel.Cmdline, "\n\r") {
+		return src.Errorf("kernel.cmdline", "must be one line")
+	}
+	return nil
+}

@@ -1,0 +1,10 @@
+-- imgforge default application schema, loaded on the primary at first boot.
+CREATE DATABASE IF NOT EXISTS imgforge CHARACTER SET utf8mb4;
+USE imgforge;
+CREATE TABLE IF NOT EXISTS greeting (
+  id INT PRIMARY KEY AUTO_INCREMENT,
+  message VARCHAR(200) NOT NULL
+);
+INSERT INTO greeting (message)
+  SELECT 'hello from the imgforge database' FROM DUAL
+  WHERE NOT EXISTS (SELECT 1 FROM greeting);
