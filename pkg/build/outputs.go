@@ -211,7 +211,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 
 	m := Manifest{
 		Role: p.Role, Image: p.Image, PlanDigest: p.Digest(), ImageDigest: digest.String(), Tool: b.o.ToolVersion,
-		Inputs: ManifestInputs{Plan: p, Mmdebstrap: b.mmdVersion, Releases: map[string]string{}, SourceDateEpoch: p.SourceDateEpoch, StageKeys: im.Keys},
+		Inputs:  ManifestInputs{Plan: p, Mmdebstrap: b.mmdVersion, Releases: map[string]string{}, SourceDateEpoch: p.SourceDateEpoch, StageKeys: im.Keys},
 		Outputs: arts,
 	}
 	for _, s := range p.Distribution.Sources {
