@@ -427,7 +427,11 @@ func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord) ([]layer.File, er
 		if target == "" {
 			return nil, fmt.Errorf("role %s: service %q: no unit %s in the image (looked in /etc/systemd/system and /lib/systemd/system); is its package in the role's packages?", p.Role, svc, unit)
 		}
-		files = append(files, layer.File{Path: "etc/systemd/system/multi-user.target.wants/" + unit, Type: tar.TypeSymlink, Mode: 0o777, Linkname: target})
+		link := "etc/systemd/system/multi-user.target.wants/" + unit
+		if _, enabled := lower[link]; enabled {
+			continue // the package enabled it already
+		}
+		files = append(files, layer.File{Path: link, Type: tar.TypeSymlink, Mode: 0o777, Linkname: target})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, nil

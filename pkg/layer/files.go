@@ -38,7 +38,10 @@ func WriteFiles(w io.Writer, files []File, lower Index, n Normalizer) (*Result, 
 	}
 	for p := range byPath {
 		for d := path.Dir(p); d != "."; d = path.Dir(d) {
-			if _, ok := byPath[d]; ok {
+			if pf, ok := byPath[d]; ok {
+				if pf.Type != tar.TypeDir {
+					return nil, fmt.Errorf("cannot write %s: /%s is not a directory in the layer", p, d)
+				}
 				continue
 			}
 			if e, ok := lower[d]; ok {

@@ -1,0 +1,56 @@
+# imgforge developer targets. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/imgforge-tools
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT := $(TOOLS_DIR)/bin/golangci-lint
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: setup
+setup: ## install what builds and tests need (Debian packages; run as root)
+	./hack/setup.sh
+
+.PHONY: build
+build: ## build bin/imgforge
+	$(GO) build -o bin/imgforge ./cmd/imgforge
+
+.PHONY: test
+test: ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags e2e -timeout 60m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
+
+.PHONY: test-short
+test-short: ## unit tests only (no mmdebstrap, no mirror): under a minute
+	$(GO) test -short ./...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz test for 30s each
+	$(GO) test -run '^$$' -fuzz FuzzParseRole -fuzztime 30s ./pkg/spec
+	$(GO) test -run '^$$' -fuzz FuzzParseStatus -fuzztime 30s ./pkg/dpkg
+	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime 30s ./pkg/layer
+	$(GO) test -run '^$$' -fuzz FuzzDetectMirrors -fuzztime 30s ./pkg/plan
+
+.PHONY: bench
+bench: ## benchmarks: cold and warm builds of lb against bare mmdebstrap (several minutes)
+	$(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/e2e
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint, with the e2e build tag
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	GOBIN=$(TOOLS_DIR)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+.PHONY: golden
+golden: ## rewrite the golden files after reviewing a change
+	$(GO) test ./pkg/plan ./pkg/sbom -update
+
+.PHONY: clean
+clean: ## remove build outputs (not the cache)
+	rm -rf bin out

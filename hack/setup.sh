@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what imgforge needs to build images and to run its tests, from
+# Debian's packages. Run as root on Debian 12 (bookworm) or later.
+set -euo pipefail
+
+packages=(
+  mmdebstrap      # Debian root filesystems
+  uidmap          # newuidmap/newgidmap: mmdebstrap --mode=unshare when not root
+  arch-test       # mmdebstrap's architecture check
+  ca-certificates
+  skopeo          # tests: reads our OCI layouts and docker archives
+  umoci           # tests: unpacks our OCI layouts
+  make
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "setup: Go is not on PATH (expected /usr/local/go/bin)" >&2; exit 1; }
+echo "setup: ready ($(mmdebstrap --version), $(go version | cut -d' ' -f3))"
