@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -231,5 +230,3 @@ func removeAllQuiet(p string) {
 		os.RemoveAll(p)
 	}
 }
-
-func joinPath(dir, name string) string { return filepath.Join(dir, name) }

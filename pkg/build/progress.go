@@ -156,7 +156,7 @@ type stageLog struct {
 }
 
 func (l *stageLog) Write(b []byte) (int, error) {
-	l.log.Write(b)
+	_, _ = l.log.Write(b)
 	l.buf = append(l.buf, b...)
 	for {
 		i := bytes.IndexByte(l.buf, '\n')

@@ -70,7 +70,7 @@ func (b *Builder) lookup(stage, key string, rec *layerRecord, verifyTar bool) bo
 	for _, d := range check {
 		if err := b.o.Cache.Verify(d); err != nil {
 			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s is damaged (%v); rebuilding it", stage, short(key), err))
-			b.o.Cache.Delete(stage, key)
+			_ = b.o.Cache.Delete(stage, key)
 			*rec = layerRecord{}
 			return false
 		}
@@ -78,7 +78,7 @@ func (b *Builder) lookup(stage, key string, rec *layerRecord, verifyTar bool) bo
 	if rec.Lists != "" {
 		if fi, err := os.Stat(filepath.Join(b.o.Cache.Dir(), "lists", rec.Lists)); err != nil || !fi.IsDir() {
 			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s lost its apt lists; rebuilding it", stage, short(key)))
-			b.o.Cache.Delete(stage, key)
+			_ = b.o.Cache.Delete(stage, key)
 			return false
 		}
 	}
@@ -182,8 +182,8 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 	}
 	if err := b.o.Cache.Verify(base.Tar); err != nil {
 		st.Fail()
-		b.o.Cache.Delete(baseStage, baseKey)
-		return rec, "", fmt.Errorf("the cached base is damaged (%v); run the build again to rebuild it", err)
+		_ = b.o.Cache.Delete(baseStage, baseKey)
+		return rec, "", fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
 	}
 	st.Update(fmt.Sprintf("installing %s", strings.Join(p.Packages, " ")))
 	tmp, err := b.o.Cache.TempDir("role-")
@@ -233,7 +233,7 @@ func (b *Builder) readIndex(digest string) (layer.Index, error) {
 	}
 	var idx layer.Index
 	if err := json.Unmarshal(data, &idx); err != nil {
-		return nil, fmt.Errorf("%w: index %s: %v", cache.ErrCorrupt, digest, err)
+		return nil, fmt.Errorf("%w: index %s: %w", cache.ErrCorrupt, digest, err)
 	}
 	return idx, nil
 }

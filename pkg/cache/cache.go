@@ -148,12 +148,12 @@ func (c *Cache) HasBlob(digest string, size int64) bool {
 func (c *Cache) Verify(digest string) error {
 	f, err := os.Open(c.BlobPath(digest))
 	if err != nil {
-		return fmt.Errorf("%w: blob %s: %v", ErrCorrupt, digest, err)
+		return fmt.Errorf("%w: blob %s: %w", ErrCorrupt, digest, err)
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("%w: reading blob %s: %v", ErrCorrupt, digest, err)
+		return fmt.Errorf("%w: reading blob %s: %w", ErrCorrupt, digest, err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
 		return fmt.Errorf("%w: blob %s hashes to %s", ErrCorrupt, digest, got)
@@ -234,7 +234,7 @@ func (c *Cache) PutBlob(data []byte) (string, error) {
 func (c *Cache) ReadBlob(digest string) ([]byte, error) {
 	b, err := os.ReadFile(c.BlobPath(digest))
 	if err != nil {
-		return nil, fmt.Errorf("%w: blob %s: %v", ErrCorrupt, digest, err)
+		return nil, fmt.Errorf("%w: blob %s: %w", ErrCorrupt, digest, err)
 	}
 	sum := sha256.Sum256(b)
 	if got := "sha256:" + hex.EncodeToString(sum[:]); got != digest {

@@ -194,7 +194,7 @@ func (b *Bootstrap) Run(ctx context.Context) error {
 				tail = append(tail, strings.TrimPrefix(line, "E: "))
 			}
 		}
-		io.Copy(io.Discard, pr)
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	err := cmd.Run()
 	pw.Close()

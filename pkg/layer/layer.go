@@ -104,7 +104,7 @@ func (n Normalizer) header(name string, h *tar.Header) *tar.Header {
 	if h.Typeflag == tar.TypeLink {
 		out.Linkname = Clean(h.Linkname)
 	}
-	if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
+	if h.Typeflag == tar.TypeReg {
 		out.Typeflag = tar.TypeReg
 	}
 	for k, v := range h.PAXRecords {
@@ -179,7 +179,7 @@ func copyEntry(tw *tar.Writer, r io.Reader, h *tar.Header, name string, res *Res
 	digest := ""
 	if h.Typeflag == tar.TypeReg {
 		hs := sha256.New()
-		var dst io.Writer = io.MultiWriter(tw, hs)
+		dst := io.MultiWriter(tw, hs)
 		var kept strings.Builder
 		if keep {
 			dst = io.MultiWriter(dst, &kept)

@@ -269,7 +269,7 @@ func expand(p *Plan, src spec.Source, f spec.File, field string, files map[strin
 		rel := strings.TrimPrefix(strings.TrimPrefix(name, root), "/")
 		dst := path.Join(f.Dst, rel)
 		origin := path.Join(src.Folder.Label, name)
-		if prev, ok := files[dst]; ok && !(prev.Type == "dir" && d.IsDir()) {
+		if prev, ok := files[dst]; ok && (prev.Type != "dir" || !d.IsDir()) {
 			return src.Errorf(field+".dst", "%s is already written by %s", dst, prev.Source)
 		}
 		switch {
