@@ -414,7 +414,7 @@ func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord) ([]layer.File, er
 	}
 	for _, svc := range p.Services {
 		unit := svc
-		if !strings.Contains(unit, ".") {
+		if !hasUnitSuffix(unit) {
 			unit += ".service"
 		}
 		target := ""
@@ -435,6 +435,15 @@ func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord) ([]layer.File, er
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, nil
+}
+
+func hasUnitSuffix(u string) bool {
+	for _, s := range []string{".service", ".socket", ".timer", ".target", ".path", ".mount"} {
+		if strings.HasSuffix(u, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func cloudinitFiles() ([]layer.File, error) {
