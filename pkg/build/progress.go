@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -140,7 +141,7 @@ func parseSize(num, unit string) int64 {
 		return 0
 	}
 	mult := map[string]float64{"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
-	return int64(f * mult)
+	return int64(math.Round(f * mult))
 }
 
 // LogWriter returns a writer for the stage's tool output: lines go to log,

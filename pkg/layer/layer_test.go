@@ -127,7 +127,7 @@ func readTar(t testing.TB, data []byte) []got {
 	tr := tar.NewReader(bytes.NewReader(data))
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {
@@ -369,7 +369,7 @@ func TestNormalize(t *testing.T) {
 	tr := tar.NewReader(bytes.NewReader(out.Bytes()))
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -174,6 +174,9 @@ func trimAlgo(d string) string {
 }
 
 func linkOrCopy(src, dst string) error {
+	// dst exists when an image has the same layer twice; it may then be a
+	// link to src, which the copy below would truncate.
+	os.Remove(dst)
 	if err := os.Link(src, dst); err == nil {
 		return nil
 	}

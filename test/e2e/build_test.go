@@ -98,7 +98,7 @@ func TestColdBuildAllRoles(t *testing.T) {
 			}
 
 			bundle := filepath.Join(t.TempDir(), "bundle")
-			tool(t, "umoci", "unpack", "--image", ref, bundle)
+			tool(t, "umoci", "unpack", "--image", filepath.Join(dir, "oci")+":"+role, bundle)
 			root := filepath.Join(bundle, "rootfs")
 			for _, p := range append(roleFiles[role].have, common...) {
 				if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
