@@ -8,6 +8,13 @@ packages=(
   uidmap          # newuidmap/newgidmap: mmdebstrap --mode=unshare when not root
   arch-test       # mmdebstrap's architecture check
   ca-certificates
+  squashfs-tools-ng # tar2sqfs: the squashfs root, straight from a tar
+  cryptsetup-bin  # veritysetup: the dm-verity hash tree of the root
+  qemu-utils      # qemu-img: qcow2 from the raw disk
+  xorriso         # the hybrid ISO
+  dosfstools      # fsck.vfat, for imgforge verify and the tests
+  qemu-system-x86 # imgforge run, and the tests' boots
+  ovmf            # UEFI firmware for QEMU
   skopeo          # tests: reads our OCI layouts and docker archives
   umoci           # tests: unpacks our OCI layouts
   make

@@ -55,6 +55,7 @@ type Manifest struct {
 	Layers      []ManifestLayer   `json:"layers"`
 	Outputs     []Artifact        `json:"outputs"`
 	Packages    []ManifestPackage `json:"packages"`
+	Disk        *DiskInfo         `json:"disk,omitempty"`
 }
 
 // ManifestInputs records what the build read.
@@ -168,7 +169,15 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 		}
 	}()
 	var arts []Artifact
-	for _, f := range b.formats(p) {
+	var bootable *Bootable
+	var diskInfo *DiskInfo
+	formats := b.formats(p)
+	if contains(formats, "raw") || contains(formats, "qcow2") || contains(formats, "iso") {
+		if bootable, err = b.Bootable(ctx, im); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range formats {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -190,6 +199,36 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 			}
 			a.Path, a.Format = name, "docker-archive"
 			arts = append(arts, a)
+		case "raw", "qcow2":
+			raw := filepath.Join(tmp, p.Role+".raw")
+			if _, err := os.Stat(raw); err != nil {
+				if diskInfo, err = b.writeRaw(raw, im, bootable, digest.String()); err != nil {
+					st.Fail()
+					return nil, err
+				}
+				if contains(formats, "raw") {
+					a, err := artifactOf(raw, "raw")
+					if err != nil {
+						return nil, err
+					}
+					arts = append(arts, a)
+				}
+			}
+			if f == "qcow2" {
+				q := filepath.Join(tmp, p.Role+".qcow2")
+				if err := convertQcow2(ctx, raw, q); err != nil {
+					st.Fail()
+					return nil, err
+				}
+				a, err := artifactOf(q, "qcow2")
+				if err != nil {
+					return nil, err
+				}
+				arts = append(arts, a)
+				if !contains(formats, "raw") {
+					os.Remove(raw)
+				}
+			}
 		}
 	}
 
@@ -212,7 +251,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	m := Manifest{
 		Role: p.Role, Image: p.Image, PlanDigest: p.Digest(), ImageDigest: digest.String(), Tool: b.o.ToolVersion,
 		Inputs:  ManifestInputs{Plan: p, Mmdebstrap: b.mmdVersion, Releases: map[string]string{}, SourceDateEpoch: p.SourceDateEpoch, StageKeys: im.Keys},
-		Outputs: arts,
+		Outputs: arts, Disk: diskInfo,
 	}
 	for _, s := range p.Distribution.Sources {
 		m.Inputs.Releases[s] = b.releases[s]

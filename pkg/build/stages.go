@@ -308,6 +308,11 @@ func (b *Builder) writeLayer(keepTar bool, write func(io.Writer) error) (layerRe
 	return rec, nil
 }
 
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
 func hexDigest(h hash.Hash) string { return "sha256:" + hex.EncodeToString(h.Sum(nil)) }
 
 // overlay writes imgforge's own files: the plan's files, the role

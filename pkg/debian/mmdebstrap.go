@@ -148,6 +148,10 @@ func (b *Bootstrap) Args() []string {
 // Run runs mmdebstrap. When ctx ends it sends mmdebstrap SIGTERM, so that
 // it unmounts and removes its chroot, and waits for it.
 func (b *Bootstrap) Run(ctx context.Context) error {
+	return b.run(ctx, b.Args())
+}
+
+func (b *Bootstrap) run(ctx context.Context, args []string) error {
 	name := b.Command
 	if name == "" {
 		name = "mmdebstrap"
@@ -155,7 +159,7 @@ func (b *Bootstrap) Run(ctx context.Context) error {
 	if _, err := exec.LookPath(name); err != nil {
 		return fmt.Errorf("mmdebstrap is not installed (apt-get install mmdebstrap): %w", err)
 	}
-	cmd := exec.CommandContext(ctx, name, b.Args()...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	env := os.Environ()
 	env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(b.Epoch, 10), "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
 	if b.TempDir != "" {
@@ -218,6 +222,15 @@ func (b *Bootstrap) Run(ctx context.Context) error {
 		return fmt.Errorf("%s (exit status %d)", msg, ee.ExitCode())
 	}
 	return fmt.Errorf("%s: %w", msg, err)
+}
+
+func sortedKeys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Version is the installed mmdebstrap's version, part of every cache key.

@@ -111,7 +111,7 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 		Image:           im.Name,
 		Architecture:    im.Architecture,
 		SourceDateEpoch: im.SourceDateEpoch,
-		Services:        append([]string(nil), role.Services...),
+		Services:        append(append([]string(nil), im.Services...), role.Services...),
 		Ports:           append([]spec.Port(nil), role.Ports...),
 		Health:          role.Health,
 		Discover:        sortedCopy(role.Discover),

@@ -79,8 +79,9 @@ type Image struct {
 	SourceDateEpoch int64        `yaml:"source_date_epoch" json:"source_date_epoch"`
 	Packages        []string     `yaml:"packages" json:"packages,omitempty"`
 	Files           []File       `yaml:"files" json:"files,omitempty"`
-	Exclude         []string     `yaml:"exclude" json:"exclude,omitempty"` // dpkg path-exclude globs
-	Include         []string     `yaml:"include" json:"include,omitempty"` // dpkg path-include globs (exceptions)
+	Services        []string     `yaml:"services" json:"services,omitempty"` // enabled in every role
+	Exclude         []string     `yaml:"exclude" json:"exclude,omitempty"`   // dpkg path-exclude globs
+	Include         []string     `yaml:"include" json:"include,omitempty"`   // dpkg path-include globs (exceptions)
 	Outputs         []string     `yaml:"outputs" json:"outputs,omitempty"`
 	Disk            Disk         `yaml:"disk" json:"disk"`
 	Kernel          Kernel       `yaml:"kernel" json:"kernel"`

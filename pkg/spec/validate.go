@@ -19,7 +19,7 @@ var (
 	// amd64 is built today.
 	architectures = []string{"amd64", "arm64"}
 	// Outputs names every output format imgforge knows.
-	Outputs = []string{"oci", "docker-archive"}
+	Outputs = []string{"oci", "docker-archive", "raw", "qcow2", "iso"}
 )
 
 func validName(s string) bool { return nameRe.MatchString(s) }
@@ -240,6 +240,9 @@ func (im *Image) Validate(src Source) error {
 		return err
 	}
 	if err := validateFiles(src, "files", im.Files); err != nil {
+		return err
+	}
+	if err := validateServices(src, "services", im.Services); err != nil {
 		return err
 	}
 	for _, l := range []struct {

@@ -1,0 +1,89 @@
+// Package boot holds what makes an imgforge root filesystem bootable: the
+// initramfs-tools hook and boot script that set up the dm-verity root and
+// its writable overlay, the kernel command line that tells them where
+// everything is, and the files of the EFI system partition (systemd-boot
+// and its loader entry). It does not write disks; package disk does.
+package boot
+
+import (
+	_ "embed"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+var (
+	//go:embed initramfs/hook
+	hook []byte
+	//go:embed initramfs/script
+	script []byte
+	//go:embed initramfs/conf
+	conf []byte
+)
+
+// File is a file to put into a root filesystem or a partition.
+type File struct {
+	Path string // absolute
+	Mode int64
+	Data []byte
+}
+
+// InitramfsFiles are the files that make mkinitramfs build imgforge's
+// initramfs when they are added to a root filesystem.
+func InitramfsFiles() []File {
+	return []File{
+		{Path: "/etc/initramfs-tools/hooks/imgforge", Mode: 0o755, Data: hook},
+		{Path: "/etc/initramfs-tools/scripts/imgforge", Mode: 0o644, Data: script},
+		{Path: "/etc/initramfs-tools/conf.d/imgforge.conf", Mode: 0o644, Data: conf},
+	}
+}
+
+// Verity locates a dm-verity protected root.
+type Verity struct {
+	RootHash   string `json:"root_hash"`
+	Salt       string `json:"salt"`
+	DataBlocks int64  `json:"data_blocks"` // 4096-byte blocks of the root filesystem
+	HashStart  int64  `json:"hash_start"`  // first block of the hash tree on its device
+}
+
+// Devices says where the root, its hash tree and the state live, in the
+// forms the boot script resolves: PARTUUID=U, LABEL=L, or LABEL=L:/file
+// for a root image inside an ISO.
+type Devices struct {
+	Root, Verity, State string
+}
+
+// Cmdline is the kernel command line: the image's own, then imgforge's.
+func Cmdline(base string, v Verity, d Devices) string {
+	parts := []string{}
+	if b := strings.TrimSpace(base); b != "" {
+		parts = append(parts, b)
+	}
+	parts = append(parts, "boot=imgforge", "imgforge.root="+d.Root)
+	if d.Verity != "" {
+		parts = append(parts, "imgforge.verity="+d.Verity)
+	}
+	parts = append(parts,
+		"imgforge.roothash="+v.RootHash, "imgforge.salt="+v.Salt,
+		fmt.Sprintf("imgforge.blocks=%d", v.DataBlocks), fmt.Sprintf("imgforge.hashstart=%d", v.HashStart))
+	if d.State != "" {
+		parts = append(parts, "imgforge.state="+d.State)
+	}
+	return strings.Join(parts, " ")
+}
+
+// ESP lists the files of an EFI system partition that boots kernel and
+// initrd with cmdline through systemd-boot (the removable-media path, so
+// no firmware boot entry is needed).
+func ESP(title, cmdline string, systemdBoot, kernel, initrd []byte) []File {
+	entry := fmt.Sprintf("title %s\nlinux /imgforge/vmlinuz\ninitrd /imgforge/initrd.img\noptions %s\n", title, cmdline)
+	files := []File{
+		{Path: "/EFI/BOOT/BOOTX64.EFI", Mode: 0o644, Data: systemdBoot},
+		{Path: "/loader/loader.conf", Mode: 0o644, Data: []byte("default imgforge.conf\ntimeout 0\neditor no\n")},
+		{Path: "/loader/entries/imgforge.conf", Mode: 0o644, Data: []byte(entry)},
+		{Path: "/imgforge/vmlinuz", Mode: 0o644, Data: kernel},
+		{Path: "/imgforge/initrd.img", Mode: 0o644, Data: initrd},
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	return files
+}

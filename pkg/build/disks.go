@@ -1,0 +1,74 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/disk"
+)
+
+// DiskInfo is what manifest.json says about a bootable image.
+type DiskInfo struct {
+	KernelVersion string      `json:"kernel_version"`
+	Verity        boot.Verity `json:"verity"`
+	Cmdline       string      `json:"cmdline"`
+	Partitions    disk.IDs    `json:"partitions"`
+}
+
+func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest string) (*DiskInfo, error) {
+	p := im.Plan
+	files := map[string][]byte{}
+	for name, src := range map[string]string{"kernel": bt.Kernel, "initrd": bt.Initrd, "loader": bt.Bootloader} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s: %w", name, err)
+		}
+		files[name] = data
+	}
+	l := disk.Layout{
+		Size: int64(p.Disk.Size), ESPSize: int64(p.Disk.ESPSize), Root: bt.Squashfs, Verity: bt.Hash,
+		RootHash: bt.Verity.RootHash, Seed: imageDigest, Epoch: p.SourceDateEpoch,
+	}
+	ids, err := l.IDs()
+	if err != nil {
+		return nil, err
+	}
+	cmdline := boot.Cmdline(p.Kernel.Cmdline, bt.Verity, boot.Devices{
+		Root: "PARTUUID=" + lower(ids.Root), Verity: "PARTUUID=" + lower(ids.Verity), State: "PARTUUID=" + lower(ids.State),
+	})
+	l.ESPFiles = boot.ESP("imgforge "+p.Role, cmdline, files["loader"], files["kernel"], files["initrd"])
+	if _, err := disk.WriteRaw(path, l); err != nil {
+		return nil, fmt.Errorf("role %s: %w", p.Role, err)
+	}
+	return &DiskInfo{KernelVersion: bt.KernelVersion, Verity: bt.Verity, Cmdline: cmdline, Partitions: ids}, nil
+}
+
+func lower(s string) string { return string(bytes.ToLower([]byte(s))) }
+
+func convertQcow2(ctx context.Context, raw, out string) error {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		return fmt.Errorf("qemu-img is not installed (apt-get install qemu-utils): %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1", raw, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-img convert: %w: %s", err, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+func artifactOf(path, format string) (Artifact, error) {
+	d, err := fileDigest(path)
+	if err != nil {
+		return Artifact{}, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Artifact{}, err
+	}
+	return Artifact{Path: filepath.Base(path), Format: format, Size: fi.Size(), Digest: d}, nil
+}

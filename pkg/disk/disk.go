@@ -1,0 +1,269 @@
+// Package disk writes imgforge's bootable disk images from files, with
+// go-diskfs: no loop devices, mounts or root are needed.
+//
+// A raw disk is a GPT with four partitions, typed after the Discoverable
+// Partitions Specification so that systemd and other tools recognise them:
+//
+//	1 ESP          FAT32: systemd-boot, its loader entry, the kernel and initramfs
+//	2 root         the squashfs root filesystem, read only
+//	3 root-verity  its dm-verity hash tree; the root hash is on the kernel command line
+//	4 var (state)  left empty: the initramfs makes an ext4 file system on first boot
+//
+// Every identifier is derived from the inputs (the root and verity
+// partition UUIDs from the root hash, as the specification suggests), and
+// every timestamp is SOURCE_DATE_EPOCH, so the same inputs give the same
+// bytes. The file is sparse: unwritten space costs nothing.
+package disk
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/imgforge/imgforge/pkg/boot"
+)
+
+// Partition type GUIDs (Discoverable Partitions Specification, x86-64).
+const (
+	TypeESP        = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	TypeRoot       = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+	TypeRootVerity = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5"
+	TypeVar        = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
+)
+
+const (
+	sector = 512
+	mib    = 1 << 20
+	// MinState is the smallest state partition a disk is made with.
+	MinState = 64 * mib
+)
+
+// ErrTooSmall is returned (wrapped) when the disk cannot hold the root.
+var ErrTooSmall = errors.New("disk size too small")
+
+// Layout is what a raw disk holds.
+type Layout struct {
+	Size     int64       // the whole disk
+	ESPSize  int64       // the EFI system partition
+	ESPFiles []boot.File // files of the ESP
+	Root     string      // path of the squashfs root filesystem (a multiple of 4096 bytes)
+	Verity   string      // path of its hash tree
+	RootHash string      // hex; names the partitions
+	Seed     string      // more input for the other identifiers (the image digest)
+	Epoch    int64       // SOURCE_DATE_EPOCH
+}
+
+// IDs are the identifiers a Layout gives its disk.
+type IDs struct {
+	Disk, ESP, Root, Verity, State string
+}
+
+// UUID makes a version-4-shaped UUID from the sha256 of parts.
+func UUID(parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return uuidFrom(sum[:16])
+}
+
+func uuidFrom(b []byte) string {
+	u := make([]byte, 16)
+	copy(u, b)
+	u[6] = (u[6] & 0x0f) | 0x40
+	u[8] = (u[8] & 0x3f) | 0x80
+	return strings.ToUpper(fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]))
+}
+
+// IDs derives the identifiers: root and verity from the root hash (its
+// first and last 128 bits), the others from the seed.
+func (l *Layout) IDs() (IDs, error) {
+	h := strings.ToLower(l.RootHash)
+	if len(h) != 64 {
+		return IDs{}, fmt.Errorf("root hash %q is not a sha256 in hex", l.RootHash)
+	}
+	var raw [32]byte
+	for i := 0; i < 32; i++ {
+		v, err := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
+		if err != nil {
+			return IDs{}, fmt.Errorf("root hash %q is not hex", l.RootHash)
+		}
+		raw[i] = byte(v)
+	}
+	return IDs{
+		Disk:   UUID("disk", l.Seed),
+		ESP:    UUID("esp", l.Seed),
+		Root:   uuidFrom(raw[:16]),
+		Verity: uuidFrom(raw[16:]),
+		State:  UUID("state", l.Seed),
+	}, nil
+}
+
+func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
+
+// Plan is where each partition starts and ends, in sectors.
+type Plan struct {
+	ESP, Root, Verity, State [2]uint64 // first and last sector
+}
+
+// Place lays the partitions out on l.Size, or says how much is needed.
+func (l *Layout) Place() (Plan, error) {
+	rootSize, err := fileSize(l.Root)
+	if err != nil {
+		return Plan{}, err
+	}
+	verSize, err := fileSize(l.Verity)
+	if err != nil {
+		return Plan{}, err
+	}
+	start := int64(mib) // after the primary GPT, 1 MiB aligned
+	var p Plan
+	next := start
+	place := func(size int64) [2]uint64 {
+		s := next
+		next = s + alignUp(size, mib)
+		return [2]uint64{uint64(s / sector), uint64(next/sector - 1)}
+	}
+	p.ESP = place(l.ESPSize)
+	p.Root = place(rootSize)
+	p.Verity = place(verSize)
+	// 1 MiB at the end for the backup GPT.
+	need := next + MinState + mib
+	if l.Size < need {
+		return Plan{}, fmt.Errorf("%w: the disk size %s cannot hold the root filesystem: it needs at least %s (ESP %s, root %s, hash tree %s, state %s)",
+			ErrTooSmall, human(l.Size), human(alignUp(need, mib)), human(l.ESPSize), human(rootSize), human(verSize), human(MinState))
+	}
+	p.State = [2]uint64{uint64(next / sector), uint64((l.Size-mib)/sector - 1)}
+	return p, nil
+}
+
+func human(n int64) string {
+	if n%(1<<30) == 0 && n > 0 {
+		return fmt.Sprintf("%dGiB", n>>30)
+	}
+	return fmt.Sprintf("%dMiB", (n+mib-1)/mib)
+}
+
+func fileSize(p string) (int64, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// WriteRaw writes the disk l describes to path, which must not exist.
+func WriteRaw(path string, l Layout) (IDs, error) {
+	ids, err := l.IDs()
+	if err != nil {
+		return ids, err
+	}
+	pl, err := l.Place()
+	if err != nil {
+		return ids, err
+	}
+	// go-diskfs reads SOURCE_DATE_EPOCH from the environment for FAT
+	// timestamps; it has no other way to be told.
+	os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(l.Epoch, 10))
+	d, err := diskfs.Create(path, l.Size, diskfs.SectorSizeDefault)
+	if err != nil {
+		return ids, fmt.Errorf("creating %s: %w", path, err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			d.Close()
+		}
+	}()
+	table := &gpt.Table{
+		LogicalSectorSize:  sector,
+		PhysicalSectorSize: sector,
+		ProtectiveMBR:      true,
+		GUID:               ids.Disk,
+		Partitions: []*gpt.Partition{
+			{Index: 1, Start: pl.ESP[0], End: pl.ESP[1], Type: TypeESP, Name: "ESP", GUID: ids.ESP},
+			{Index: 2, Start: pl.Root[0], End: pl.Root[1], Type: TypeRoot, Name: "root-x86-64", GUID: ids.Root},
+			{Index: 3, Start: pl.Verity[0], End: pl.Verity[1], Type: TypeRootVerity, Name: "root-x86-64-verity", GUID: ids.Verity},
+			{Index: 4, Start: pl.State[0], End: pl.State[1], Type: TypeVar, Name: "imgforge-state", GUID: ids.State},
+		},
+	}
+	if err := d.Partition(table); err != nil {
+		return ids, fmt.Errorf("writing the partition table: %w", err)
+	}
+	if err := writeFAT(d, 1, "ESP", l.ESPFiles); err != nil {
+		return ids, err
+	}
+	closed = true
+	if err := d.Close(); err != nil {
+		return ids, fmt.Errorf("writing %s: %w", path, err)
+	}
+	// The root and its hash tree go in as they are, at their partitions'
+	// offsets; the rest of each partition stays unwritten (sparse).
+	out, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return ids, err
+	}
+	defer out.Close()
+	for _, part := range []struct {
+		src   string
+		start uint64
+	}{{l.Root, pl.Root[0]}, {l.Verity, pl.Verity[0]}} {
+		f, err := os.Open(part.src)
+		if err != nil {
+			return ids, err
+		}
+		_, err = io.Copy(io.NewOffsetWriter(out, int64(part.start)*sector), f)
+		f.Close()
+		if err != nil {
+			return ids, fmt.Errorf("writing %s into %s: %w", part.src, path, err)
+		}
+	}
+	if err := out.Close(); err != nil {
+		return ids, err
+	}
+	return ids, nil
+}
+
+// writeFAT makes a FAT32 file system on partition part and fills it.
+func writeFAT(d *disk.Disk, part int, label string, files []boot.File) error {
+	fs, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: part, FSType: filesystem.TypeFat32, VolumeLabel: label, Reproducible: true})
+	if err != nil {
+		return fmt.Errorf("making the FAT file system: %w", err)
+	}
+	return FillFAT(fs, files)
+}
+
+// FillFAT writes files into a FAT file system, making directories as needed.
+func FillFAT(fs filesystem.FileSystem, files []boot.File) error {
+	made := map[string]bool{"/": true}
+	for _, f := range files {
+		dir := path.Dir(f.Path)
+		if !made[dir] {
+			if err := fs.Mkdir(dir); err != nil {
+				return fmt.Errorf("making %s on the ESP: %w", dir, err)
+			}
+			for d := dir; d != "/"; d = path.Dir(d) {
+				made[d] = true
+			}
+		}
+		w, err := fs.OpenFile(f.Path, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("writing %s on the ESP: %w", f.Path, err)
+		}
+		if _, err := io.Copy(w, strings.NewReader(string(f.Data))); err != nil {
+			w.Close()
+			return fmt.Errorf("writing %s on the ESP: %w", f.Path, err)
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("writing %s on the ESP: %w", f.Path, err)
+		}
+	}
+	return nil
+}
