@@ -60,21 +60,15 @@ func (s Seed) files() []struct {
 }
 
 // Default returns a minimal valid seed: meta-data with the instance id and
-// host name, a user-data that asks for nothing, and a version 2
-// network-config that runs DHCP on every ethernet interface. It holds no
-// keys or passwords.
+// host name, and a user-data that asks for nothing. It has no
+// network-config: cloud-init then configures DHCP on the first wired NIC
+// itself (its networkd renderer in Debian 12 ignores a version 2
+// "match: name:" glob and would name an interface that does not exist).
+// It holds no keys or passwords.
 func Default(instanceID, hostname string) Seed {
 	return Seed{
 		MetaData: fmt.Appendf(nil, "instance-id: %s\nlocal-hostname: %s\n", yamlString(instanceID), yamlString(hostname)),
-		UserData: []byte("#cloud-config\n# imgforge's default seed: no users, keys or passwords.\n{}\n"),
-		NetworkConfig: []byte(`version: 2
-ethernets:
-  all-ethernet:
-    match:
-      name: "e*"
-    dhcp4: true
-    dhcp6: false
-`),
+		UserData: []byte("#cloud-config\n# imgforge's default seed: no users, keys or passwords.\n"),
 	}
 }
 

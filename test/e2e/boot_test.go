@@ -1,0 +1,378 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	be "encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/imgforge/imgforge/pkg/qemu"
+	"github.com/imgforge/imgforge/pkg/seed"
+)
+
+// vmSlots bounds how many VMs run at once: TCG on two cores.
+var vmSlots = make(chan struct{}, 4)
+
+var multiUser = regexp.MustCompile(`Reached target .*Multi-User System`)
+
+// bootTimeout is generous: several TCG guests share two cores.
+const bootTimeout = 12 * time.Minute
+
+type bootOpts struct {
+	disks    []qemu.Disk
+	guest    []int // ports to forward
+	userData string
+	name     string
+}
+
+// boot starts a VM from disks with a NoCloud seed and user networking that
+// reaches nothing outside (restrict=on), and returns it with the host
+// ports of the forwards, in the order of guest.
+func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
+	t.Helper()
+	fw, err := qemu.FindFirmware()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := seed.Default(o.name, o.name)
+	if o.userData != "" {
+		s.UserData = []byte(o.userData)
+	}
+	seedISO := filepath.Join(t.TempDir(), "seed.iso")
+	if err := seed.WriteISO(seedISO, s, time.Unix(1735689600, 0)); err != nil {
+		t.Fatal(err)
+	}
+	var fwds []qemu.Forward
+	for _, g := range o.guest {
+		fwds = append(fwds, qemu.Forward{HostAddr: "127.0.0.1", GuestPort: g})
+	}
+	m := &qemu.Machine{
+		Name: o.name, MemoryMiB: 1024, CPUs: 1, Firmware: fw,
+		Disks: append(o.disks, qemu.Disk{Path: seedISO, Media: "cdrom"}),
+		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds}},
+	}
+	select {
+	case vmSlots <- struct{}{}:
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	vm, err := qemu.Start(ctx, m)
+	if err != nil {
+		<-vmSlots
+		t.Fatal(err)
+	}
+	go func() { <-vm.Done(); <-vmSlots }()
+	t.Cleanup(func() {
+		vm.Kill()
+		if t.Failed() {
+			t.Logf("%s console (last lines):\n%s", o.name, strings.Join(vm.Console.Tail(60), "\n"))
+		}
+	})
+	got, err := vm.Forwards(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := make([]int, len(o.guest))
+	for i, g := range o.guest {
+		for _, f := range got {
+			if f.GuestPort == g {
+				ports[i] = f.HostPort
+			}
+		}
+	}
+	return vm, ports
+}
+
+func waitMultiUser(t *testing.T, ctx context.Context, vm *qemu.VM, start time.Time, what string) {
+	t.Helper()
+	if _, err := vm.WaitFor(ctx, multiUser); err != nil {
+		t.Fatalf("%s did not reach multi-user: %v", what, err)
+	}
+	t.Logf("%s: multi-user after %.0fs", what, time.Since(start).Seconds())
+}
+
+// eventually retries check until it passes or ctx ends.
+func eventually(ctx context.Context, check func() error) error {
+	var err error
+	for {
+		if err = check(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func httpCheck(port int, path, want string) func() error {
+	return func() error {
+		c := http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			return fmt.Errorf("GET %s: %s %q", path, resp.Status, b)
+		}
+		return nil
+	}
+}
+
+// mariadbCheck reads the server greeting.
+func mariadbCheck(port int) func() error {
+	return func() error {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 256)
+		n, err := io.ReadAtLeast(c, buf, 10)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(buf[:n], []byte("MariaDB")) {
+			return fmt.Errorf("greeting %q is not MariaDB's", buf[:n])
+		}
+		return nil
+	}
+}
+
+// fastcgiCheck asks php-fpm to run the app's index.php, as nginx does.
+func fastcgiCheck(port int, want string) func() error {
+	return func() error {
+		out, err := fastcgiGet(fmt.Sprintf("127.0.0.1:%d", port), "/var/www/app/index.php")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, want) {
+			return fmt.Errorf("php-fpm answered %q", out)
+		}
+		return nil
+	}
+}
+
+// fastcgiGet is the smallest FastCGI client that runs one script.
+func fastcgiGet(addr, script string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	record := func(typ byte, content []byte) []byte {
+		h := []byte{1, typ, 0, 1, 0, 0, 0, 0}
+		be.BigEndian.PutUint16(h[4:], uint16(len(content)))
+		return append(h, content...)
+	}
+	var params []byte
+	for _, kv := range [][2]string{{"SCRIPT_FILENAME", script}, {"REQUEST_METHOD", "GET"}, {"SCRIPT_NAME", "/index.php"}, {"REQUEST_URI", "/"}, {"SERVER_PROTOCOL", "HTTP/1.1"}, {"GATEWAY_INTERFACE", "CGI/1.1"}} {
+		params = append(params, byte(len(kv[0])), byte(len(kv[1])))
+		params = append(params, kv[0]+kv[1]...)
+	}
+	var req []byte
+	req = append(req, record(1, []byte{0, 1, 0, 0, 0, 0, 0, 0})...) // BEGIN_REQUEST, responder
+	req = append(req, record(4, params)...)
+	req = append(req, record(4, nil)...)
+	req = append(req, record(5, nil)...)
+	if _, err := c.Write(req); err != nil {
+		return "", err
+	}
+	var out bytes.Buffer
+	for {
+		h := make([]byte, 8)
+		if _, err := io.ReadFull(c, h); err != nil {
+			return out.String(), err
+		}
+		n, pad := be.BigEndian.Uint16(h[4:]), h[6]
+		body := make([]byte, int(n)+int(pad))
+		if _, err := io.ReadFull(c, body); err != nil {
+			return out.String(), err
+		}
+		switch h[1] {
+		case 6: // STDOUT
+			out.Write(body[:n])
+		case 3: // END_REQUEST
+			return out.String(), nil
+		}
+	}
+}
+
+// TestBootRoles boots the raw disk of every role under QEMU (TCG) with
+// OVMF and a NoCloud seed, and checks through forwarded ports that the
+// role's service answers.
+func TestBootRoles(t *testing.T) {
+	f := cold(t, 0)
+	type check struct {
+		port int
+		fn   func(int) func() error
+	}
+	roles := map[string]check{
+		"lb":  {8404, func(p int) func() error { return httpCheck(p, "/health", "") }},
+		"web": {80, func(p int) func() error { return httpCheck(p, "/health", "ok") }},
+		"app": {9000, func(p int) func() error { return fastcgiCheck(p, "no database configured yet") }},
+		"db":  {3306, mariadbCheck},
+	}
+	for _, role := range allRoles {
+		c := roles[role]
+		t.Run(role, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+			defer cancel()
+			start := time.Now()
+			vm, ports := boot(t, ctx, bootOpts{name: role + "-1", guest: []int{c.port},
+				disks: []qemu.Disk{{Path: filepath.Join(f.out, role, role+".raw"), Snapshot: true}}})
+			waitMultiUser(t, ctx, vm, start, role)
+			if err := eventually(ctx, c.fn(ports[0])); err != nil {
+				t.Fatalf("%s service on guest port %d: %v", role, c.port, err)
+			}
+			t.Logf("%s: service answered after %.0fs", role, time.Since(start).Seconds())
+		})
+	}
+}
+
+// TestBootQcow2 boots the lb qcow2 image the same way.
+func TestBootQcow2(t *testing.T) {
+	t.Parallel()
+	f := cold(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	start := time.Now()
+	vm, ports := boot(t, ctx, bootOpts{name: "lb-qcow2", guest: []int{8404},
+		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.qcow2"), Format: "qcow2", Snapshot: true}}})
+	waitMultiUser(t, ctx, vm, start, "lb qcow2")
+	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// partitionOffset reads where partition n (1-based) of a GPT disk starts.
+func partitionOffset(t *testing.T, img string, n int) int64 {
+	t.Helper()
+	fh, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	table, err := gpt.Read(file.New(fh, true), 512, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range table.Partitions {
+		if p.Index == n {
+			return int64(p.Start) * 512
+		}
+	}
+	t.Fatalf("%s has no partition %d", img, n)
+	return 0
+}
+
+// TestTamperedRootStopsBoot flips one byte in the root partition: the boot
+// stops in the initramfs with a clear message.
+func TestTamperedRootStopsBoot(t *testing.T) {
+	t.Parallel()
+	f := cold(t, 0)
+	img := filepath.Join(t.TempDir(), "lb.raw")
+	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(f.out, "lb", "lb.raw"), img).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// A byte deep inside the squashfs (its data, not its superblock).
+	flipByteAt(t, img, partitionOffset(t, img, 2)+40*1024*1024+12345)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	vm, _ := boot(t, ctx, bootOpts{name: "lb-tampered", disks: []qemu.Disk{{Path: img, Snapshot: true}}})
+	line, err := vm.WaitFor(ctx, regexp.MustCompile(`imgforge: ROOT FILE SYSTEM VERIFICATION FAILED|Reached target .*Multi-User`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, "VERIFICATION FAILED") {
+		t.Fatalf("a tampered root booted: %s", line)
+	}
+	// And it goes no further.
+	wait, cancelWait := context.WithTimeout(ctx, 20*time.Second)
+	defer cancelWait()
+	if _, err := vm.WaitFor(wait, regexp.MustCompile(`Welcome to|systemd\[1\]`)); err == nil {
+		t.Fatal("the boot went on after the verification failed")
+	}
+}
+
+func flipByteAt(t *testing.T, p string, off int64) {
+	t.Helper()
+	fh, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	b := make([]byte, 1)
+	if _, err := fh.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x5a
+	if _, err := fh.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const dbPersistUserData = `#cloud-config
+write_files:
+  - path: /var/lib/cloud/scripts/per-boot/imgforge-test-row.sh
+    permissions: "0755"
+    content: |
+      #!/bin/sh
+      for i in $(seq 120); do mariadb -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
+      if [ ! -e /var/lib/imgforge-test-wrote ]; then
+        mariadb -e "CREATE DATABASE IF NOT EXISTS t; CREATE TABLE IF NOT EXISTS t.r (v VARCHAR(64)); INSERT INTO t.r VALUES ('kept-across-reboot')" &&
+          touch /var/lib/imgforge-test-wrote && echo "IMGFORGE-WROTE" > /dev/console
+      else
+        echo "IMGFORGE-ROW: $(mariadb -N -e 'SELECT v FROM t.r')" > /dev/console
+      fi
+`
+
+// TestDBKeepsRowAcrossReboot writes a row on the first boot of a db disk,
+// powers it off, boots the same disk again and reads the row back.
+func TestDBKeepsRowAcrossReboot(t *testing.T) {
+	t.Parallel()
+	f := cold(t, 0)
+	img := filepath.Join(t.TempDir(), "db.raw")
+	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(f.out, "db", "db.raw"), img).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for i, want := range []string{`IMGFORGE-WROTE`, `IMGFORGE-ROW: kept-across-reboot`} {
+		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+		vm, _ := boot(t, ctx, bootOpts{name: "db-persist", userData: dbPersistUserData, disks: []qemu.Disk{{Path: img}}})
+		line, err := vm.WaitFor(ctx, regexp.MustCompile(`IMGFORGE-WROTE|IMGFORGE-ROW: .*`))
+		if err != nil {
+			cancel()
+			t.Fatalf("boot %d: %v", i+1, err)
+		}
+		if !strings.Contains(line, want) {
+			cancel()
+			t.Fatalf("boot %d printed %q, want %q", i+1, line, want)
+		}
+		if err := vm.Powerdown(ctx); err != nil {
+			cancel()
+			t.Fatalf("boot %d: powering down: %v", i+1, err)
+		}
+		cancel()
+	}
+}
