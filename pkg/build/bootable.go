@@ -181,7 +181,7 @@ func (b *Builder) rootfs(ctx context.Context, im *Image) (rootRecord, error) {
 	for _, l := range im.Layers {
 		layers = append(layers, l.Record.Blob)
 	}
-	key := cache.Key(rootfsStage, layers, p.SourceDateEpoch, "zstd")
+	key := cache.Key(rootfsStage, layers, p.SourceDateEpoch, rootfs.Options, p.BootExclude, p.BootInclude)
 	st := b.o.Progress.Start(p.Role, "rootfs")
 	var rec rootRecord
 	if b.o.Cache.Get(rootfsStage, key, &rec) && b.verifyAll(rootfsStage, key, rec.Squashfs, rec.Hash) {
@@ -206,8 +206,8 @@ func (b *Builder) rootfs(ctx context.Context, im *Image) (rootRecord, error) {
 	st.Update("squashfs")
 	sq := filepath.Join(tmp, "root.squashfs")
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(layer.Flatten(pw, paths, nil)) }()
-	err = rootfs.Squashfs(ctx, pr, sq, "zstd", p.SourceDateEpoch)
+	go func() { pw.CloseWithError(layer.Flatten(pw, paths, layer.GlobFilter(p.BootExclude, p.BootInclude))) }()
+	err = rootfs.Squashfs(ctx, pr, sq, p.SourceDateEpoch)
 	pr.CloseWithError(err)
 	if err != nil {
 		st.Fail()

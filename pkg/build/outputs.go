@@ -273,7 +273,13 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	a.Path, a.Format = "manifest.json", "manifest"
 	arts = append(arts, a)
 
-	if err := writeSums(tmp); err != nil {
+	known := map[string]string{}
+	for _, a := range arts {
+		if a.Format != "oci" {
+			known[a.Path] = strings.TrimPrefix(a.Digest, "sha256:")
+		}
+	}
+	if err := writeSums(tmp, known); err != nil {
 		return nil, err
 	}
 	arts = append(arts, Artifact{Path: "SHA256SUMS", Format: "sha256sums"})
@@ -354,17 +360,20 @@ func fileDigest(path string) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// writeSums writes SHA256SUMS for every file below dir. Blobs of an OCI
-// layout are named by their digest, so they are not hashed again.
-func writeSums(dir string) error {
+// writeSums writes SHA256SUMS for every file below dir. Files in known
+// (relative path -> hex sha256) and blobs of an OCI layout, which are named
+// by their digest, are not hashed again.
+func writeSums(dir string, known map[string]string) error {
 	var lines []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		var sum string
-		if b := filepath.Base(filepath.Dir(p)); b == "sha256" && strings.Contains(rel, "blobs/sha256/") && len(d.Name()) == 64 {
+		sum, ok := known[filepath.ToSlash(rel)]
+		if ok {
+			// Hashed as it was written.
+		} else if b := filepath.Base(filepath.Dir(p)); b == "sha256" && strings.Contains(rel, "blobs/sha256/") && len(d.Name()) == 64 {
 			sum = d.Name()
 		} else {
 			s, err := fileDigest(p)

@@ -35,6 +35,8 @@ type Plan struct {
 	Exclude         []string          `json:"exclude,omitempty" yaml:"exclude,omitempty"`
 	Include         []string          `json:"include,omitempty" yaml:"include,omitempty"`
 	Prune           []string          `json:"prune,omitempty" yaml:"prune,omitempty"`
+	BootExclude     []string          `json:"boot_exclude,omitempty" yaml:"boot_exclude,omitempty"`
+	BootInclude     []string          `json:"boot_include,omitempty" yaml:"boot_include,omitempty"`
 	Files           []File            `json:"files" yaml:"files"`
 	Services        []string          `json:"services,omitempty" yaml:"services,omitempty"`
 	Ports           []spec.Port       `json:"ports,omitempty" yaml:"ports,omitempty"`
@@ -118,6 +120,8 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 		Exclude:         append([]string(nil), im.Exclude...),
 		Include:         append([]string(nil), im.Include...),
 		Prune:           append([]string(nil), role.Prune...),
+		BootExclude:     append([]string(nil), im.BootExclude...),
+		BootInclude:     append([]string(nil), im.BootInclude...),
 		Outputs:         append([]string(nil), im.Outputs...),
 		Disk:            im.Disk,
 		Kernel:          im.Kernel,

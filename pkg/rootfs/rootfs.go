@@ -24,15 +24,21 @@ import (
 // BlockSize is the dm-verity data and hash block size.
 const BlockSize = 4096
 
+// Options are the tar2sqfs settings. Measured on the lb root (515 MB of
+// tar): zstd level 9 with 1 MiB blocks gives 129.6 MiB in 20 s, against
+// 128.7 MiB in 84 s at tar2sqfs's default level 15 and 140.8 MiB in 4 s at
+// level 3.
+var Options = []string{"--compressor", "zstd", "--comp-extra", "level=9", "--block-size", "1048576"}
+
 // Squashfs writes the tar read from r as a squashfs image at out, padded to
-// a multiple of BlockSize. compressor is one tar2sqfs knows (zstd, xz, gzip).
-func Squashfs(ctx context.Context, r io.Reader, out, compressor string, epoch int64) error {
+// a multiple of BlockSize.
+func Squashfs(ctx context.Context, r io.Reader, out string, epoch int64) error {
 	if _, err := exec.LookPath("tar2sqfs"); err != nil {
 		return fmt.Errorf("tar2sqfs is not installed (apt-get install squashfs-tools-ng): %w", err)
 	}
-	args := []string{"--quiet", "--no-skip", "--force", "--compressor", compressor,
-		"--defaults", fmt.Sprintf("uid=0,gid=0,mode=0755,mtime=%d", epoch),
-		"--num-jobs", "2", "--dev-block-size", strconv.Itoa(BlockSize), out}
+	args := append([]string{"--quiet", "--no-skip", "--force"}, Options...)
+	args = append(args, "--defaults", fmt.Sprintf("uid=0,gid=0,mode=0755,mtime=%d", epoch),
+		"--num-jobs", "2", "--dev-block-size", strconv.Itoa(BlockSize), out)
 	cmd := exec.CommandContext(ctx, "tar2sqfs", args...)
 	cmd.Stdin = r
 	var stderr bytes.Buffer

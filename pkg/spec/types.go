@@ -83,8 +83,13 @@ type Image struct {
 	Exclude         []string     `yaml:"exclude" json:"exclude,omitempty"`   // dpkg path-exclude globs
 	Include         []string     `yaml:"include" json:"include,omitempty"`   // dpkg path-include globs (exceptions)
 	Outputs         []string     `yaml:"outputs" json:"outputs,omitempty"`
-	Disk            Disk         `yaml:"disk" json:"disk"`
-	Kernel          Kernel       `yaml:"kernel" json:"kernel"`
+	// BootExclude lists what the bootable outputs (raw, qcow2, iso) leave
+	// out of their root filesystem, as globs where * also matches '/';
+	// BootInclude lists exceptions.
+	BootExclude []string `yaml:"boot_exclude" json:"boot_exclude,omitempty"`
+	BootInclude []string `yaml:"boot_include" json:"boot_include,omitempty"`
+	Disk        Disk     `yaml:"disk" json:"disk"`
+	Kernel      Kernel   `yaml:"kernel" json:"kernel"`
 }
 
 // Distribution names the Debian release and where its packages come from.

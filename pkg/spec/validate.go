@@ -248,7 +248,7 @@ func (im *Image) Validate(src Source) error {
 	for _, l := range []struct {
 		field string
 		globs []string
-	}{{"exclude", im.Exclude}, {"include", im.Include}} {
+	}{{"exclude", im.Exclude}, {"include", im.Include}, {"boot_exclude", im.BootExclude}, {"boot_include", im.BootInclude}} {
 		for i, g := range l.globs {
 			if !strings.HasPrefix(g, "/") || strings.ContainsAny(g, " \t\n'\"\\") {
 				return src.Errorf(fmt.Sprintf("%s[%d]", l.field, i), "%q must be an absolute path glob without spaces or quotes", g)
