@@ -51,6 +51,11 @@ const (
 // ErrTooSmall is returned (wrapped) when the disk cannot hold the root.
 var ErrTooSmall = errors.New("disk size too small")
 
+type tooSmall string
+
+func (e tooSmall) Error() string        { return string(e) }
+func (e tooSmall) Is(target error) bool { return target == ErrTooSmall }
+
 // Layout is what a raw disk holds.
 type Layout struct {
 	Size     int64       // the whole disk
@@ -137,8 +142,8 @@ func (l *Layout) Place() (Plan, error) {
 	// 1 MiB at the end for the backup GPT.
 	need := next + MinState + mib
 	if l.Size < need {
-		return Plan{}, fmt.Errorf("%w: the disk size %s cannot hold the root filesystem: it needs at least %s (ESP %s, root %s, hash tree %s, state %s)",
-			ErrTooSmall, human(l.Size), human(alignUp(need, mib)), human(l.ESPSize), human(rootSize), human(verSize), human(MinState))
+		return Plan{}, tooSmall(fmt.Sprintf("the disk size %s (disk.size in the image definition) cannot hold the root filesystem: it needs at least %s (ESP %s, root %s, hash tree %s, state %s)",
+			human(l.Size), human(alignUp(need, mib)), human(l.ESPSize), human(rootSize), human(verSize), human(MinState)))
 	}
 	p.State = [2]uint64{uint64(next / sector), uint64((l.Size-mib)/sector - 1)}
 	return p, nil
@@ -206,11 +211,14 @@ func WriteRaw(path string, l Layout) (IDs, error) {
 	}
 	// The root and its hash tree go in as they are, at their partitions'
 	// offsets; the rest of each partition stays unwritten (sparse).
-	out, err := os.OpenFile(path, os.O_WRONLY, 0)
+	out, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return ids, err
 	}
 	defer out.Close()
+	if err := fixFAT32(out, int64(pl.ESP[0])*sector); err != nil {
+		return ids, fmt.Errorf("finishing the ESP: %w", err)
+	}
 	for _, part := range []struct {
 		src   string
 		start uint64
