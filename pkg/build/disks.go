@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/imgforge/imgforge/pkg/boot"
 	"github.com/imgforge/imgforge/pkg/disk"
@@ -18,6 +20,7 @@ type DiskInfo struct {
 	Verity        boot.Verity `json:"verity"`
 	Cmdline       string      `json:"cmdline"`
 	Partitions    disk.IDs    `json:"partitions"`
+	ISOCmdline    string      `json:"iso_cmdline,omitempty"`
 }
 
 func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest string) (*DiskInfo, error) {
@@ -71,4 +74,57 @@ func artifactOf(path, format string) (Artifact, error) {
 		return Artifact{}, err
 	}
 	return Artifact{Path: filepath.Base(path), Format: format, Size: fi.Size(), Digest: d}, nil
+}
+
+// writeISO writes the hybrid ISO of im: the same kernel, initramfs and
+// verified root as the disk, the root and its hash tree in one file.
+func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Bootable) (string, error) {
+	p := im.Plan
+	files := map[string][]byte{}
+	for name, src := range map[string]string{"kernel": bt.Kernel, "initrd": bt.Initrd, "loader": bt.Bootloader} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return "", fmt.Errorf("reading the %s: %w", name, err)
+		}
+		files[name] = data
+	}
+	rootImg := path + ".root.img"
+	defer os.Remove(rootImg)
+	if err := concat(rootImg, bt.Squashfs, bt.Hash); err != nil {
+		return "", err
+	}
+	vol := "IMGFORGE_" + strings.ToUpper(strings.ReplaceAll(p.Role, "-", "_"))
+	if len(vol) > 32 {
+		vol = vol[:32]
+	}
+	cmdline := disk.ISOCmdline(p.Kernel.Cmdline, bt.Verity, vol)
+	l := disk.ISOLayout{
+		VolumeID: vol, RootImage: rootImg, Epoch: p.SourceDateEpoch,
+		ESPFiles: boot.ESP("imgforge "+p.Role, cmdline, files["loader"], files["kernel"], files["initrd"]),
+	}
+	if err := disk.WriteISO(ctx, path, l); err != nil {
+		return "", fmt.Errorf("role %s: %w", p.Role, err)
+	}
+	return cmdline, nil
+}
+
+func concat(dst string, srcs ...string) error {
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	for _, s := range srcs {
+		in, err := os.Open(s)
+		if err != nil {
+			out.Close()
+			return err
+		}
+		_, err = io.Copy(out, in)
+		in.Close()
+		if err != nil {
+			out.Close()
+			return err
+		}
+	}
+	return out.Close()
 }

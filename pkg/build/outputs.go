@@ -162,6 +162,9 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 		st.Fail()
 		return nil, fmt.Errorf("output directory %s is not writable: %w", b.o.OutputDir, err)
 	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
 	committed := false
 	defer func() {
 		if !committed {
@@ -171,6 +174,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	var arts []Artifact
 	var bootable *Bootable
 	var diskInfo *DiskInfo
+	var isoCmdline string
 	formats := b.formats(p)
 	if contains(formats, "raw") || contains(formats, "qcow2") || contains(formats, "iso") {
 		if bootable, err = b.Bootable(ctx, im); err != nil {
@@ -198,6 +202,19 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 				return nil, err
 			}
 			a.Path, a.Format = name, "docker-archive"
+			arts = append(arts, a)
+		case "iso":
+			iso := filepath.Join(tmp, p.Role+".iso")
+			cmdline, err := b.writeISO(ctx, iso, im, bootable)
+			if err != nil {
+				st.Fail()
+				return nil, err
+			}
+			isoCmdline = cmdline
+			a, err := artifactOf(iso, "iso")
+			if err != nil {
+				return nil, err
+			}
 			arts = append(arts, a)
 		case "raw", "qcow2":
 			raw := filepath.Join(tmp, p.Role+".raw")
@@ -232,6 +249,12 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 		}
 	}
 
+	if isoCmdline != "" {
+		if diskInfo == nil {
+			diskInfo = &DiskInfo{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
+		}
+		diskInfo.ISOCmdline = isoCmdline
+	}
 	pkgs, err := dpkg.ParseStatus(bytes.NewReader(im.Packages))
 	if err != nil {
 		return nil, fmt.Errorf("reading the image's package list: %w", err)

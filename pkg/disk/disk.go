@@ -216,7 +216,7 @@ func WriteRaw(path string, l Layout) (IDs, error) {
 		return ids, err
 	}
 	defer out.Close()
-	if err := fixFAT32(out, int64(pl.ESP[0])*sector); err != nil {
+	if err := FixFAT(out, int64(pl.ESP[0])*sector, l.Epoch); err != nil {
 		return ids, fmt.Errorf("finishing the ESP: %w", err)
 	}
 	for _, part := range []struct {

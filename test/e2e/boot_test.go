@@ -115,7 +115,7 @@ func eventually(ctx context.Context, check func() error) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			return fmt.Errorf("%w (last: %w)", ctx.Err(), err)
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -374,5 +374,20 @@ func TestDBKeepsRowAcrossReboot(t *testing.T) {
 			t.Fatalf("boot %d: powering down: %v", i+1, err)
 		}
 		cancel()
+	}
+}
+
+// TestBootISO boots the lb hybrid ISO from a CD drive.
+func TestBootISO(t *testing.T) {
+	t.Parallel()
+	f := cold(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	start := time.Now()
+	vm, ports := boot(t, ctx, bootOpts{name: "lb-iso", guest: []int{8404},
+		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.iso"), Media: "cdrom"}}})
+	waitMultiUser(t, ctx, vm, start, "lb iso")
+	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -419,3 +419,51 @@ func TestPush(t *testing.T) {
 	tool(t, "skopeo", "inspect", "--tls-verify=false", "docker://"+host+"/stack/lb:test")
 	var _ v1.Hash
 }
+
+// TestDiskTooSmall asks for a disk smaller than the root: a one-line error
+// that says how much is needed, and nothing written.
+func TestDiskTooSmall(t *testing.T) {
+	f := cold(t, 0)
+	images := filepath.Join(t.TempDir(), "images")
+	copyTree(t, filepath.Join(repo, "images"), images)
+	p := filepath.Join(images, "default.yaml")
+	b, _ := os.ReadFile(p)
+	edited := strings.Replace(string(b), "  size: 2GiB", "  size: 100MiB", 1)
+	if edited == string(b) {
+		t.Fatal("could not edit the disk size")
+	}
+	os.WriteFile(p, []byte(edited), 0o644)
+	out := t.TempDir()
+	r := imgforge(t, f.cache, workdir, "build", "--images", images, "--format", "raw", "--output-dir", out, "lb")
+	if r.code == 0 {
+		t.Fatal("a 100MiB disk was accepted")
+	}
+	re := regexp.MustCompile(`the disk size 100MiB \(disk.size in the image definition\) cannot hold the root filesystem: it needs at least \d+MiB`)
+	if !re.MatchString(lastLine(r.stderr)) {
+		t.Errorf("error %q does not say how much is needed", lastLine(r.stderr))
+	}
+	assertEmptyOutput(t, out)
+}
+
+// TestVerify checks every role's raw disk and ISO with imgforge verify, and
+// that a changed root partition fails it.
+func TestVerify(t *testing.T) {
+	f := cold(t, 0)
+	for _, role := range allRoles {
+		for _, format := range []string{"raw", "iso"} {
+			r := imgforge(t, f.cache, workdir, "verify", "--output-dir", f.out, "--format", format, role)
+			if r.code != 0 {
+				t.Errorf("verify %s %s: exit %d\n%s%s", role, format, r.code, r.stdout, r.stderr)
+			}
+		}
+	}
+	img := filepath.Join(t.TempDir(), "lb.raw")
+	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(f.out, "lb", "lb.raw"), img).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	flipByteAt(t, img, partitionOffset(t, img, 2)+20*1024*1024)
+	r := imgforge(t, f.cache, workdir, "verify", "--manifest", filepath.Join(f.out, "lb", "manifest.json"), img)
+	if r.code == 0 || !strings.Contains(r.stderr, "verification failed") {
+		t.Errorf("a changed root passed verify: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,153 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/imgforge/imgforge/pkg/disk"
+	"github.com/imgforge/imgforge/pkg/rootfs"
+)
+
+// ISO checks the hybrid ISO at isoPath (see disk.WriteISO) against the
+// manifest at manifestPath: its digest, the EFI El Torito entry and the
+// GPT ESP partition (one image), the manifest's iso_cmdline (it must be
+// disk.ISOCmdline of the ISO's volume ID and the manifest's verity
+// parameters), the ESP, whose loader entry must hold it, and the root
+// image with its hash tree. A manifest without iso_cmdline stands for
+// the one made from its cmdline's part before boot=imgforge. Errors are
+// as Raw's.
+func ISO(ctx context.Context, isoPath, manifestPath string) (Report, error) {
+	r, m, err := newRun(ctx, isoPath, manifestPath, "iso")
+	defer r.close()
+	if err != nil {
+		return *r.report, err
+	}
+	xorriso, err := exec.LookPath("xorriso")
+	if err != nil {
+		return *r.report, fmt.Errorf("xorriso is not installed (apt-get install xorriso): it reads ISOs: %w", err)
+	}
+	f, err := os.Open(isoPath)
+	if err != nil {
+		return *r.report, fmt.Errorf("reading the image: %w", err)
+	}
+	defer f.Close()
+	v := m.Disk.Verity
+	v.HashStart = v.DataBlocks
+
+	r.check(CheckDigest, func() (string, error) { return r.checkDigest(m, "iso") })
+	var volumeID string
+	var bootLBA int64 = -1
+	r.check(CheckElTorito, func() (string, error) {
+		out, err := exec.CommandContext(r.ctx, xorriso, "-no_rc", "-indev", isoPath, "-report_el_torito", "plain").CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("xorriso cannot read the ISO: %s", lastLine(out))
+		}
+		volumeID, bootLBA, err = parseElTorito(string(out))
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("volume %s, a bootable EFI no-emulation entry at block %d", volumeID, bootLBA), nil
+	})
+	r.check(CheckProtectiveMBR, func() (string, error) { return checkMBR(f) })
+	var esp *gpt.Partition
+	r.check(CheckGPT, func() (string, error) {
+		t, reason, err := checkGPT(f)
+		if err != nil {
+			return "", err
+		}
+		for _, p := range t.Partitions {
+			if strings.EqualFold(string(p.Type), disk.TypeESP) {
+				esp = p
+			}
+		}
+		if esp == nil {
+			return "", errors.New("no partition has the ESP type: the ISO does not boot from a USB stick")
+		}
+		return reason, nil
+	})
+	if esp != nil {
+		if bootLBA >= 0 {
+			r.check(CheckPartition+"esp", func() (string, error) {
+				if int64(esp.Start) != bootLBA*4 {
+					return "", fmt.Errorf("the ESP partition starts at sector %d but the El Torito boot image at sector %d: a CD and a USB stick would boot different ESPs", esp.Start, bootLBA*4)
+				}
+				return fmt.Sprintf("partition %d, %s, is the El Torito boot image", esp.Index, human(int64(esp.Size))), nil
+			})
+		}
+	}
+	want, wantFrom := m.Disk.ISOCmdline, "the manifest's iso_cmdline"
+	if want == "" {
+		want, wantFrom = disk.ISOCmdline(baseCmdline(m.Disk.Cmdline), m.Disk.Verity, volumeID), "the ISO command line made from the manifest's cmdline"
+	} else {
+		r.check(CheckCmdline, func() (string, error) {
+			made := disk.ISOCmdline(baseCmdline(want), m.Disk.Verity, volumeID)
+			if want != made {
+				return "", fmt.Errorf("the manifest's iso_cmdline does not name the ISO's volume %s and the manifest's verity parameters: %s", volumeID, firstDifference(want, made))
+			}
+			return fmt.Sprintf("names the root image on volume %s and the manifest's verity parameters", volumeID), nil
+		})
+	}
+	if esp != nil {
+		r.checkESP(isoPath, esp, want, wantFrom)
+	}
+
+	root := filepath.Join(r.tmp, "root.img")
+	if !r.check(CheckRootImage, func() (string, error) {
+		out, err := exec.CommandContext(r.ctx, xorriso, "-no_rc", "-osirrox", "on", "-indev", isoPath, "-extract", disk.ISORootPath, root).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("cannot extract %s: %s", disk.ISORootPath, lastLine(out))
+		}
+		fi, err := os.Stat(root)
+		if err != nil {
+			return "", fmt.Errorf("the ISO has no %s", disk.ISORootPath)
+		}
+		if fi.Size()%rootfs.BlockSize != 0 || fi.Size() <= v.DataBlocks*rootfs.BlockSize {
+			return "", fmt.Errorf("%s is %d bytes: not the manifest's %d data blocks followed by a hash tree", disk.ISORootPath, fi.Size(), v.DataBlocks)
+		}
+		return fmt.Sprintf("%s: %s, %d data blocks and a hash tree", disk.ISORootPath, human(fi.Size()), v.DataBlocks), nil
+	}) {
+		return r.result()
+	}
+	r.checkRoot(root, root, v)
+	return r.result()
+}
+
+var (
+	volumeIDLine = regexp.MustCompile(`(?m)^Volume id\s*:\s*'([^']*)'`)
+	bootImgLine  = regexp.MustCompile(`(?m)^El Torito boot img :\s*(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+\S+\s+\S+\s+(\d+)\s+(\d+)\s*$`)
+)
+
+// parseElTorito reads the volume ID and the block of the bootable EFI
+// no-emulation boot image from xorriso -report_el_torito plain.
+func parseElTorito(out string) (string, int64, error) {
+	m := volumeIDLine.FindStringSubmatch(out)
+	if m == nil || m[1] == "" {
+		return "", 0, errors.New("the ISO has no volume ID: the boot cannot find it")
+	}
+	volumeID := m[1]
+	imgs := bootImgLine.FindAllStringSubmatch(out, -1)
+	if len(imgs) == 0 {
+		return volumeID, 0, errors.New("the ISO has no El Torito boot image: it does not boot from a CD")
+	}
+	for _, img := range imgs {
+		if img[2] == "UEFI" && img[3] == "y" && img[4] == "none" {
+			lba, err := strconv.ParseInt(img[6], 10, 64)
+			return volumeID, lba, err
+		}
+	}
+	return volumeID, 0, fmt.Errorf("no El Torito boot image is a bootable EFI no-emulation one (%d images): the ISO does not boot from a CD with UEFI", len(imgs))
+}
+
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}

@@ -1,0 +1,360 @@
+package verify
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/build"
+	"github.com/imgforge/imgforge/pkg/disk"
+	"github.com/imgforge/imgforge/pkg/verify/verifytest"
+)
+
+// The fixtures are made once and copied for each case.
+var (
+	rawOnce, isoOnce     sync.Once
+	rawFixture, isoFixed verifytest.Image
+	fixtureDir           string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "verify-test-")
+	if err != nil {
+		panic(err)
+	}
+	fixtureDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func rawImage(t *testing.T) verifytest.Image {
+	t.Helper()
+	verifytest.NeedTools(t, false)
+	rawOnce.Do(func() {
+		dir := filepath.Join(fixtureDir, "raw")
+		os.Mkdir(dir, 0o755)
+		rawFixture = verifytest.Raw(t, dir)
+	})
+	if rawFixture.Path == "" {
+		t.Fatal("making the raw fixture failed")
+	}
+	return rawFixture.Copy(t, t.TempDir())
+}
+
+func isoImage(t *testing.T) verifytest.Image {
+	t.Helper()
+	verifytest.NeedTools(t, true)
+	isoOnce.Do(func() {
+		dir := filepath.Join(fixtureDir, "iso")
+		os.Mkdir(dir, 0o755)
+		isoFixed = verifytest.ISO(t, dir)
+	})
+	if isoFixed.Path == "" {
+		t.Fatal("making the ISO fixture failed")
+	}
+	return isoFixed.Copy(t, t.TempDir())
+}
+
+// squashfsEnd is where the squashfs of an image ends: the byte after it
+// is padding up to the next 4096, covered by the hash tree but read by
+// no squashfs reader.
+func squashfsEnd(t *testing.T, im verifytest.Image) int64 {
+	t.Helper()
+	f, err := os.Open(im.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 8)
+	if _, err := f.ReadAt(b, im.RootOffset+40); err != nil {
+		t.Fatal(err)
+	}
+	used := int64(binary.LittleEndian.Uint64(b))
+	if used%4096 == 0 {
+		t.Fatalf("the test squashfs is %d bytes, a multiple of 4096: no padding to change", used)
+	}
+	return im.RootOffset + used
+}
+
+var rawChecks = []string{
+	CheckDigest, CheckProtectiveMBR, CheckGPT, "partition-esp", "partition-root", "partition-verity", "partition-state",
+	CheckCmdline, CheckESPFsck, CheckESPFiles, CheckLoaderEntry, CheckRootImage, CheckSquashfs, CheckVerity,
+}
+
+func TestRaw(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, im verifytest.Image)
+		first  string // the first failed check; empty: none fails
+		reason string // in its reason
+	}{
+		{"good", nil, "", ""},
+		{"changed image", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, im.RootOffset+100)
+		}, CheckDigest, "the manifest's test.raw says"},
+		{"no raw output in the manifest", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Outputs[0].Format = "qcow2" })
+		}, CheckDigest, "the manifest lists no raw output"},
+		{"one byte of the root", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, squashfsEnd(t, im))
+			im.UpdateDigest(t)
+		}, CheckVerity, "the root filesystem does not match its root hash"},
+		{"squashfs superblock", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, im.RootOffset)
+			im.UpdateDigest(t)
+		}, CheckSquashfs, "no squashfs superblock (hsqs) at the start of the root"},
+		{"wrong cmdline", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Cmdline += " quiet" })
+		}, CheckLoaderEntry, `the loader entry's options differ from the manifest's cmdline: word 10: missing "quiet"`},
+		{"wrong root hash", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Verity.RootHash = strings.Repeat("0", 64) })
+		}, CheckCmdline, "the manifest's cmdline has imgforge.roothash="},
+		{"different partition UUID", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Partitions.Root = "0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C" })
+		}, "partition-root", "partition 2 has UUID "},
+		{"different disk GUID", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Partitions.Disk = "0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C" })
+		}, CheckGPT, "the manifest says 0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C"},
+		{"damaged primary GPT", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, 2*512+100) // in the partition entries
+			im.UpdateDigest(t)
+		}, CheckGPT, "the primary GPT is damaged: the GPT entries at sector 2 fail their CRC"},
+		{"damaged backup GPT", func(t *testing.T, im verifytest.Image) {
+			fi, _ := os.Stat(im.Path)
+			im.Flip(t, fi.Size()-512+60) // the backup header's disk GUID
+			im.UpdateDigest(t)
+		}, CheckGPT, "the backup GPT is damaged"},
+		{"no protective MBR", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, 446+4)
+			im.UpdateDigest(t)
+		}, CheckProtectiveMBR, "not 0xEE"},
+		{"damaged ESP", func(t *testing.T, im verifytest.Image) {
+			// The FAT32 ESP's first FAT (after 32 reserved sectors):
+			// the entry of cluster 3, which holds a file.
+			im.Flip(t, im.ESPOffset+32*512+3*4)
+			im.UpdateDigest(t)
+		}, CheckESPFsck, "fsck.vfat -n finds the ESP damaged"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			im := rawImage(t)
+			if tt.change != nil {
+				tt.change(t, im)
+			}
+			r, err := Raw(context.Background(), im.Path, im.Manifest)
+			checkReport(t, r, err, im.Path, tt.first, tt.reason)
+			if tt.first == "" {
+				var names []string
+				for _, c := range r.Checks {
+					names = append(names, c.Name)
+				}
+				if strings.Join(names, " ") != strings.Join(rawChecks, " ") {
+					t.Errorf("checks %v, want %v", names, rawChecks)
+				}
+			}
+		})
+	}
+}
+
+func checkReport(t *testing.T, r Report, err error, image, first, reason string) {
+	t.Helper()
+	for _, c := range r.Checks {
+		if strings.Contains(c.Reason, "\n") || c.Reason == "" {
+			t.Errorf("check %s has reason %q: want one line", c.Name, c.Reason)
+		}
+	}
+	if first == "" {
+		if err != nil || !r.OK() {
+			t.Fatalf("verify failed: %v\n%+v", err, r.Checks)
+		}
+		return
+	}
+	if err == nil || !errors.Is(err, ErrFailed) {
+		t.Fatalf("error %v; want one wrapping ErrFailed\n%+v", err, r.Checks)
+	}
+	failed := r.Failed()
+	if len(failed) == 0 || failed[0].Name != first || !strings.Contains(failed[0].Reason, reason) {
+		t.Fatalf("first failed check %+v; want %s with %q\nall: %+v", failed, first, reason, r.Checks)
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, image+": verification failed: "+first+": ") || strings.Contains(msg, "\n") {
+		t.Errorf("error %q: want one line naming %s and the check %s", msg, image, first)
+	}
+}
+
+func TestRawErrors(t *testing.T) {
+	im := rawImage(t)
+	dir := t.TempDir()
+	noDisk := filepath.Join(dir, "no-disk.json")
+	os.WriteFile(noDisk, []byte(`{"role": "lb", "outputs": []}`), 0o644)
+	broken := filepath.Join(dir, "broken.json")
+	os.WriteFile(broken, []byte(`{"disk": `), 0o644)
+	tests := []struct {
+		name, image, manifest, want string
+	}{
+		{"no manifest", im.Path, filepath.Join(dir, "nope.json"), "reading the manifest: open " + filepath.Join(dir, "nope.json")},
+		{"no disk section", im.Path, noDisk, "manifest " + noDisk + " has no disk section"},
+		{"broken manifest", im.Path, broken, "manifest " + broken + ": unexpected end of JSON input"},
+		{"no image", filepath.Join(dir, "nope.raw"), im.Manifest, "reading the image: stat " + filepath.Join(dir, "nope.raw")},
+		{"a folder", dir, im.Manifest, "image " + dir + " is not a file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Raw(context.Background(), tt.image, tt.manifest)
+			if err == nil || errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v; want %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := Raw(ctx, im.Path, im.Manifest); !errors.Is(err, context.Canceled) {
+			t.Fatalf("error %v; want context.Canceled", err)
+		}
+	})
+}
+
+func TestISO(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, im verifytest.Image)
+		first  string
+		reason string
+	}{
+		{"good", nil, "", ""},
+		{"changed image", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, im.RootOffset+100)
+		}, CheckDigest, "the manifest's test.iso says"},
+		{"one byte of the root", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, squashfsEnd(t, im))
+			im.UpdateDigest(t)
+		}, CheckVerity, "the root filesystem does not match its root hash"},
+		{"wrong cmdline", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) {
+				m.Disk.ISOCmdline = strings.Replace(m.Disk.ISOCmdline, verifytest.BaseCmdline, "console=tty0", 1)
+			})
+		}, CheckLoaderEntry, `the loader entry's options differ from the manifest's iso_cmdline: word 1: "console=ttyS0", want "console=tty0"`},
+		{"another volume in the cmdline", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) {
+				m.Disk.ISOCmdline = strings.Replace(m.Disk.ISOCmdline, verifytest.VolumeID, "IMGFORGE_LB", 1)
+			})
+		}, CheckCmdline, `does not name the ISO's volume IMGFORGE_TEST and the manifest's verity parameters: word 3: "imgforge.root=LABEL=IMGFORGE_LB:/imgforge/root.img"`},
+		{"wrong salt", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Verity.Salt = strings.Repeat("1", 64) })
+		}, CheckCmdline, "imgforge.salt="},
+		{"a manifest without iso_cmdline", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) {
+				m.Disk.Cmdline = verifytest.BaseCmdline + " boot=imgforge imgforge.root=PARTUUID=x"
+				m.Disk.ISOCmdline = ""
+			})
+		}, "", ""},
+		{"a manifest without iso_cmdline, another base", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) {
+				m.Disk.Cmdline = "quiet boot=imgforge imgforge.root=PARTUUID=x"
+				m.Disk.ISOCmdline = ""
+			})
+		}, CheckLoaderEntry, `differ from the ISO command line made from the manifest's cmdline: word 1: "console=ttyS0", want "quiet"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			im := isoImage(t)
+			if tt.change != nil {
+				tt.change(t, im)
+			}
+			r, err := ISO(context.Background(), im.Path, im.Manifest)
+			checkReport(t, r, err, im.Path, tt.first, tt.reason)
+			if tt.first == "" && len(r.Checks) < 11 {
+				t.Errorf("%d checks ran, want at least 11: %+v", len(r.Checks), r.Checks)
+			}
+		})
+	}
+}
+
+func TestParseElTorito(t *testing.T) {
+	const efi = "El Torito boot img :   1  UEFI  y   none  0x0000  0x00  16384          75\n"
+	const bios = "El Torito boot img :   1  BIOS  y   none  0x0000  0x00      4          33\n"
+	tests := []struct {
+		name, out, volumeID string
+		lba                 int64
+		err                 string
+	}{
+		{"efi", "Volume id    : 'IMGFORGE_LB'\n" + efi, "IMGFORGE_LB", 75, ""},
+		{"bios and efi", "Volume id    : 'X'\n" + strings.Replace(bios, "   1", "   1", 1) + strings.Replace(efi, "   1  UEFI", "   2  UEFI", 1), "X", 75, ""},
+		{"bios only", "Volume id    : 'X'\n" + bios, "X", 0, "no El Torito boot image is a bootable EFI no-emulation one (1 images)"},
+		{"no el torito", "Volume id    : 'X'\n", "X", 0, "the ISO has no El Torito boot image"},
+		{"no volume id", efi, "", 0, "the ISO has no volume ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, lba, err := parseElTorito(tt.out)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v; want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || id != tt.volumeID || lba != tt.lba {
+				t.Errorf("parseElTorito = %q, %d, %v; want %q, %d", id, lba, err, tt.volumeID, tt.lba)
+			}
+		})
+	}
+}
+
+func TestCmdlineHelpers(t *testing.T) {
+	tests := []struct {
+		cmdline, base string
+	}{
+		{"console=ttyS0 boot=imgforge imgforge.root=X", "console=ttyS0"},
+		{"boot=imgforge imgforge.root=X", ""},
+		{"a b  c boot=imgforge", "a b  c"},
+	}
+	for _, tt := range tests {
+		if got := baseCmdline(tt.cmdline); got != tt.base {
+			t.Errorf("baseCmdline(%q) = %q, want %q", tt.cmdline, got, tt.base)
+		}
+	}
+	diffs := []struct{ got, want, say string }{
+		{"a b c", "a b c d", `word 4: missing "d"`},
+		{"a b c d", "a b c", `word 4: "d" is extra`},
+		{"a x c", "a b c", `word 2: "x", want "b"`},
+	}
+	for _, d := range diffs {
+		if got := firstDifference(d.got, d.want); got != d.say {
+			t.Errorf("firstDifference(%q, %q) = %q, want %q", d.got, d.want, got, d.say)
+		}
+	}
+}
+
+// TestManifestFromBuild checks that verify reads what package build
+// writes.
+func TestManifestFromBuild(t *testing.T) {
+	ids := disk.IDs{Disk: "D", ESP: "E", Root: "R", Verity: "V", State: "S"}
+	v := boot.Verity{RootHash: "ab", Salt: "cd", DataBlocks: 7, HashStart: 1}
+	b, err := json.Marshal(build.Manifest{
+		Role:    "lb",
+		Outputs: []build.Artifact{{Path: "lb.raw", Format: "raw", Size: 42, Digest: "sha256:00"}},
+		Disk:    &build.DiskInfo{KernelVersion: "6.1", Verity: v, Cmdline: "boot=imgforge", Partitions: ids},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "manifest.json")
+	os.WriteFile(path, b, 0o644)
+	m, err := readManifest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := output{Path: "lb.raw", Format: "raw", Size: 42, Digest: "sha256:00"}
+	if len(m.Outputs) != 1 || m.Outputs[0] != want || m.Disk.Verity != v || m.Disk.Cmdline != "boot=imgforge" || m.Disk.Partitions != ids {
+		t.Errorf("read %+v %+v from\n%s", m.Outputs, m.Disk, b)
+	}
+}

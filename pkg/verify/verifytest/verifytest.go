@@ -1,0 +1,319 @@
+// Package verifytest makes small bootable images and their manifests for
+// the tests of package verify and of its callers: a real squashfs root
+// (tar2sqfs) and hash tree (veritysetup), fake kernel, initrd and
+// bootloader bytes, and a manifest.json with the fields of package
+// build's that verify reads.
+package verifytest
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/disk"
+	"github.com/imgforge/imgforge/pkg/rootfs"
+)
+
+// Epoch is the SOURCE_DATE_EPOCH of the images.
+const Epoch = 1700000000
+
+// BaseCmdline is the images' own kernel command line.
+const BaseCmdline = "console=ttyS0"
+
+// VolumeID is the ISO's volume ID.
+const VolumeID = "IMGFORGE_TEST"
+
+// Manifest is the part of manifest.json (see build.Manifest) the test
+// images have.
+type Manifest struct {
+	Role    string   `json:"role"`
+	Outputs []Output `json:"outputs"`
+	Disk    *Disk    `json:"disk,omitempty"`
+}
+
+// Output is one entry of a manifest's outputs.
+type Output struct {
+	Path   string `json:"path"`
+	Format string `json:"format"`
+	Size   int64  `json:"size"`
+	Digest string `json:"digest"`
+}
+
+// Disk is a manifest's disk section (see build.DiskInfo).
+type Disk struct {
+	KernelVersion string      `json:"kernel_version"`
+	Verity        boot.Verity `json:"verity"`
+	Cmdline       string      `json:"cmdline"`
+	Partitions    disk.IDs    `json:"partitions"`
+	ISOCmdline    string      `json:"iso_cmdline,omitempty"`
+}
+
+// Image is a test image and its manifest.
+type Image struct {
+	Path     string // the image: DIR/test.raw or DIR/test.iso
+	Manifest string // DIR/manifest.json
+	// RootOffset is where the squashfs starts in the image, in bytes.
+	RootOffset int64
+	// ESPOffset is where the ESP starts in the image, in bytes.
+	ESPOffset int64
+}
+
+// NeedTools skips the test when a tool the images or their checks need
+// is missing.
+func NeedTools(t testing.TB, iso bool) {
+	t.Helper()
+	tools := []string{"tar2sqfs", "sqfs2tar", "veritysetup", "fsck.vfat"}
+	if iso {
+		tools = append(tools, "xorriso")
+	}
+	for _, name := range tools {
+		if _, err := exec.LookPath(name); err != nil {
+			t.Skipf("%s is not installed", name)
+		}
+	}
+}
+
+// root makes the squashfs and its hash tree in dir.
+func root(t testing.TB, dir string) (sq, hash string, v boot.Verity) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Unix(Epoch, 0)
+	for _, d := range []string{"etc/", "usr/", "usr/bin/", "var/"} {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: mtime}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"etc/hostname", []byte("imgforge\n")},
+		{"etc/os-release", []byte("ID=debian\n")},
+		{"usr/bin/imgforge", bytes.Repeat([]byte("imgforge test binary "), 20000)},
+		{"usr/bin/random-ish", pseudoRandom(300 << 10)},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o755, Size: int64(len(f.data)), ModTime: mtime}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sq, hash = filepath.Join(dir, "root.squashfs"), filepath.Join(dir, "root.verity")
+	if err := rootfs.Squashfs(ctx, &buf, sq, Epoch); err != nil {
+		t.Fatal(err)
+	}
+	v, err := rootfs.Verity(ctx, sq, hash, rootfs.Salt("verifytest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sq, hash, v
+}
+
+func pseudoRandom(n int) []byte {
+	out := make([]byte, 0, n+32)
+	sum := sha256.Sum256([]byte("verifytest"))
+	for len(out) < n {
+		out = append(out, sum[:]...)
+		sum = sha256.Sum256(sum[:])
+	}
+	return out[:n]
+}
+
+func espFiles(cmdline string) []boot.File {
+	return boot.ESP("imgforge test", cmdline, []byte("fake systemd-boot"), []byte("fake kernel"), []byte("fake initrd"))
+}
+
+// Raw writes a raw disk, test.raw, and its manifest.json into dir.
+func Raw(t testing.TB, dir string) Image {
+	t.Helper()
+	NeedTools(t, false)
+	sq, hash, v := root(t, dir)
+	l := disk.Layout{
+		Size: 128 << 20, ESPSize: 40 << 20, Root: sq, Verity: hash,
+		RootHash: v.RootHash, Seed: "verifytest", Epoch: Epoch,
+	}
+	ids, err := l.IDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdline := boot.Cmdline(BaseCmdline, v, boot.Devices{
+		Root: "PARTUUID=" + strings.ToLower(ids.Root), Verity: "PARTUUID=" + strings.ToLower(ids.Verity), State: "PARTUUID=" + strings.ToLower(ids.State),
+	})
+	l.ESPFiles = espFiles(cmdline)
+	im := Image{Path: filepath.Join(dir, "test.raw"), Manifest: filepath.Join(dir, "manifest.json")}
+	if _, err := disk.WriteRaw(im.Path, l); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := l.Place()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.ESPOffset, im.RootOffset = int64(pl.ESP[0])*512, int64(pl.Root[0])*512
+	// Until WriteRaw does it itself, its ESP gets what go-diskfs misses.
+	f, err := os.OpenFile(im.Path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := disk.FixFAT(f, im.ESPOffset, Epoch); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	writeManifest(t, im, "raw", &Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, Cmdline: cmdline, Partitions: ids})
+	return im
+}
+
+// ISO writes a hybrid ISO, test.iso, and its manifest.json into dir.
+// The manifest's disk section is as a build of the ISO alone writes it:
+// the verity parameters and iso_cmdline.
+func ISO(t testing.TB, dir string) Image {
+	t.Helper()
+	NeedTools(t, true)
+	sq, hash, v := root(t, dir)
+	img := filepath.Join(dir, "root.img")
+	concat(t, img, sq, hash)
+	im := Image{Path: filepath.Join(dir, "test.iso"), Manifest: filepath.Join(dir, "manifest.json")}
+	cmdline := disk.ISOCmdline(BaseCmdline, v, VolumeID)
+	l := disk.ISOLayout{VolumeID: VolumeID, ESPFiles: espFiles(cmdline), RootImage: img, Epoch: Epoch}
+	if err := disk.WriteISO(context.Background(), im.Path, l); err != nil {
+		t.Fatal(err)
+	}
+	iso, err := os.ReadFile(im.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _ := os.ReadFile(sq)
+	im.RootOffset = int64(bytes.Index(iso, head[:4096]))
+	writeManifest(t, im, "iso", &Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, ISOCmdline: cmdline})
+	return im
+}
+
+func concat(t testing.TB, dst string, srcs ...string) {
+	t.Helper()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	for _, s := range srcs {
+		in, err := os.Open(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.Copy(out, in)
+		in.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func writeManifest(t testing.TB, im Image, format string, d *Disk) {
+	t.Helper()
+	m := Manifest{Role: "test", Outputs: []Output{{Path: filepath.Base(im.Path), Format: format}}, Disk: d}
+	im.write(t, &m)
+}
+
+func (im Image) write(t testing.TB, m *Manifest) {
+	t.Helper()
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(im.Manifest, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	im.UpdateDigest(t)
+}
+
+// EditManifest changes the manifest with edit.
+func (im Image) EditManifest(t testing.TB, edit func(*Manifest)) {
+	t.Helper()
+	b, err := os.ReadFile(im.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(&m)
+	b, err = json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(im.Manifest, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// UpdateDigest records the image's current size and sha256 in the
+// manifest, as after a change to the image that only a later check
+// should find.
+func (im Image) UpdateDigest(t testing.TB) {
+	t.Helper()
+	f, err := os.Open(im.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.EditManifest(t, func(m *Manifest) {
+		for i := range m.Outputs {
+			if m.Outputs[i].Path == filepath.Base(im.Path) {
+				m.Outputs[i].Size, m.Outputs[i].Digest = n, "sha256:"+hex.EncodeToString(h.Sum(nil))
+			}
+		}
+	})
+}
+
+// Flip inverts the byte at off of the image.
+func (im Image) Flip(t testing.TB, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(im.Path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Copy copies the image and its manifest into dir, keeping holes.
+func (im Image) Copy(t testing.TB, dir string) Image {
+	t.Helper()
+	out := im
+	out.Path, out.Manifest = filepath.Join(dir, filepath.Base(im.Path)), filepath.Join(dir, "manifest.json")
+	for src, dst := range map[string]string{im.Path: out.Path, im.Manifest: out.Manifest} {
+		if b, err := exec.Command("cp", "--sparse=always", src, dst).CombinedOutput(); err != nil {
+			t.Fatalf("copying %s: %v: %s", src, err, b)
+		}
+	}
+	return out
+}
