@@ -7,8 +7,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/imgforge/imgforge/pkg/units"
+
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/imgforge"
@@ -33,15 +34,7 @@ func newBuildCmd(c *common) *cobra.Command {
 					return fmt.Errorf("--format: unknown output format %q; known: %s", f, strings.Join(build.Formats, ", "))
 				}
 			}
-			opts, err := c.planOptions()
-			if err != nil {
-				return err
-			}
-			cat, err := c.catalog()
-			if err != nil {
-				return err
-			}
-			plans, err := imgforge.Plans(cat, args, opts)
+			plans, err := c.plans(args)
 			if err != nil {
 				return err
 			}
@@ -49,18 +42,13 @@ func newBuildCmd(c *common) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			stderr := cmd.ErrOrStderr()
-			tty := false
-			if f, ok := stderr.(*os.File); ok {
-				tty = term.IsTerminal(int(f.Fd()))
-			}
-			progress := build.NewProgress(stderr, tty, nil)
+			prog := progress(cmd)
 			req := imgforge.BuildRequest{
 				Plans: plans, CacheDir: cacheDir, OutputDir: outDir, Formats: formats,
-				Progress: progress, Rootless: os.Geteuid() != 0,
+				Progress: prog, Rootless: os.Geteuid() != 0,
 			}
 			if verbose {
-				req.Log = stderr
+				req.Log = cmd.ErrOrStderr()
 			}
 			results, err := imgforge.Build(cmd.Context(), req)
 			if err != nil {
@@ -72,13 +60,13 @@ func newBuildCmd(c *common) *cobra.Command {
 				return enc.Encode(struct {
 					Results []*build.Result   `json:"results"`
 					Stages  []build.StageTime `json:"stages"`
-				}{results, progress.Timings()})
+				}{results, prog.Timings()})
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			for _, r := range results {
 				fmt.Fprintf(tw, "%s\t%s\t%.1fs\n", r.Role, r.ImageDigest, r.Seconds)
 				for _, a := range r.Artifacts {
-					fmt.Fprintf(tw, "  %s\t%s\t%s\n", a.Path, human(a.Size), a.Digest)
+					fmt.Fprintf(tw, "  %s\t%s\t%s\n", a.Path, units.Bytes(a.Size), a.Digest)
 				}
 			}
 			return tw.Flush()
@@ -99,16 +87,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -6,8 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
-
-	"github.com/imgforge/imgforge/pkg/imgforge"
 )
 
 func newPlanCmd(c *common) *cobra.Command {
@@ -16,15 +14,7 @@ func newPlanCmd(c *common) *cobra.Command {
 		Short: "Print the resolved build plan of a role (YAML, or JSON with --output json)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := c.planOptions()
-			if err != nil {
-				return err
-			}
-			cat, err := c.catalog()
-			if err != nil {
-				return err
-			}
-			plans, err := imgforge.Plans(cat, args, opts)
+			plans, err := c.plans(args)
 			if err != nil {
 				return err
 			}

@@ -5,9 +5,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
-	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 )
 
@@ -18,15 +16,7 @@ func newPushCmd(c *common) *cobra.Command {
 		Example: "  imgforge push lb registry.example.com/stack/lb:2025-01",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := c.planOptions()
-			if err != nil {
-				return err
-			}
-			cat, err := c.catalog()
-			if err != nil {
-				return err
-			}
-			plans, err := imgforge.Plans(cat, args[:1], opts)
+			plans, err := c.plans(args[:1])
 			if err != nil {
 				return err
 			}
@@ -34,13 +24,8 @@ func newPushCmd(c *common) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			stderr := cmd.ErrOrStderr()
-			tty := false
-			if f, ok := stderr.(*os.File); ok {
-				tty = term.IsTerminal(int(f.Fd()))
-			}
 			ref, err := imgforge.Push(cmd.Context(), imgforge.BuildRequest{
-				CacheDir: cacheDir, Progress: build.NewProgress(stderr, tty, nil), Rootless: os.Geteuid() != 0,
+				CacheDir: cacheDir, Progress: progress(cmd), Rootless: os.Geteuid() != 0,
 			}, plans[0], args[1])
 			if err != nil {
 				return err

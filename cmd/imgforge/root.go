@@ -8,7 +8,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
+	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 	"github.com/imgforge/imgforge/pkg/plan"
@@ -119,4 +121,28 @@ func (c *common) cachePath() (string, error) {
 		return c.cacheDir, nil
 	}
 	return cache.DefaultDir(c.getenv)
+}
+
+// plans resolves roles with the definition flags.
+func (c *common) plans(roles []string) ([]*plan.Plan, error) {
+	opts, err := c.planOptions()
+	if err != nil {
+		return nil, err
+	}
+	cat, err := c.catalog()
+	if err != nil {
+		return nil, err
+	}
+	return imgforge.Plans(cat, roles, opts)
+}
+
+// progress reports on the command's standard error, redrawing its line
+// when that is a terminal.
+func progress(cmd *cobra.Command) *build.Progress {
+	stderr := cmd.ErrOrStderr()
+	tty := false
+	if f, ok := stderr.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return build.NewProgress(stderr, tty, nil)
 }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/units"
+
 	"github.com/klauspost/pgzip"
 
 	"github.com/imgforge/imgforge/pkg/boot"
@@ -158,7 +160,7 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 	if err := b.o.Cache.Put(initramfsStage, key, rec); err != nil {
 		return rec, err
 	}
-	st.Done(fmt.Sprintf("%s, initrd %s", rec.KernelVersion, humanBytes(int64(len(initrd)))))
+	st.Done(fmt.Sprintf("%s, initrd %s", rec.KernelVersion, units.Bytes(int64(len(initrd)))))
 	return rec, nil
 }
 
@@ -233,7 +235,7 @@ func (b *Builder) rootfs(ctx context.Context, im *Image) (rootRecord, error) {
 		return rec, err
 	}
 	fi, _ := os.Stat(b.o.Cache.BlobPath(rec.Squashfs))
-	st.Done(fmt.Sprintf("squashfs %s, root hash %s", humanBytes(fi.Size()), v.RootHash[:12]))
+	st.Done(fmt.Sprintf("squashfs %s, root hash %s", units.Bytes(fi.Size()), v.RootHash[:12]))
 	return rec, nil
 }
 

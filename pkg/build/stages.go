@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/units"
+
 	"github.com/klauspost/pgzip"
 
 	cloudinit "github.com/imgforge/imgforge/cloud-init"
@@ -164,7 +166,7 @@ func (b *Builder) base(ctx context.Context, p *plan.Plan) (layerRecord, string, 
 	if err := b.o.Cache.Put(baseStage, key, rec); err != nil {
 		return rec, "", err
 	}
-	st.Done(fmt.Sprintf("%s, %s compressed", short(rec.Blob), humanBytes(rec.Size)))
+	st.Done(fmt.Sprintf("%s, %s compressed", short(rec.Blob), units.Bytes(rec.Size)))
 	return rec, key, nil
 }
 
@@ -222,7 +224,7 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 	if err := b.o.Cache.Put(roleStage, key, rec); err != nil {
 		return rec, "", err
 	}
-	st.Done(fmt.Sprintf("%s, %s compressed", short(rec.Blob), humanBytes(rec.Size)))
+	st.Done(fmt.Sprintf("%s, %s compressed", short(rec.Blob), units.Bytes(rec.Size)))
 	return rec, key, nil
 }
 
@@ -496,18 +498,6 @@ func resolveID(name string, ids map[string]int, kind, source string) (int, error
 		return 0, fmt.Errorf("%s: %s %q does not exist in the image; known: %s", source, kind, name, strings.Join(known, ", "))
 	}
 	return id, nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 var _ = errors.New

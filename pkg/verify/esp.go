@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/units"
+
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
@@ -97,7 +99,7 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string) {
 			sizes[p] = n
 		}
 		return fmt.Sprintf("%s (%s), kernel (%s), initrd (%s), loader.conf, loader entry",
-			loaderPath, human(sizes[loaderPath]), human(sizes[kernelPath]), human(sizes[initrdPath])), nil
+			loaderPath, units.Bytes(sizes[loaderPath]), units.Bytes(sizes[kernelPath]), units.Bytes(sizes[initrdPath])), nil
 	})
 	if !ok {
 		return
@@ -252,7 +254,7 @@ func (r *run) squashfs(path string, limit int64) (string, error) {
 		}
 		return "", fmt.Errorf("sqfs2tar cannot read the squashfs: %s", msg)
 	}
-	return fmt.Sprintf("sqfs2tar read %d entries, %s of file data", entries, human(size)), nil
+	return fmt.Sprintf("sqfs2tar read %d entries, %s of file data", entries, units.Bytes(size)), nil
 }
 
 func countTar(r io.Reader) (entries int, size int64, err error) {

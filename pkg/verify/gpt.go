@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/units"
+
 	"github.com/diskfs/go-diskfs/partition/gpt"
 )
 
@@ -163,17 +165,5 @@ func checkPartition(t *gpt.Table, index int, typ, uuid string) (string, error) {
 	if uuid != "" && !strings.EqualFold(p.GUID, uuid) {
 		return "", fmt.Errorf("partition %d has UUID %s; the manifest says %s", index, p.GUID, strings.ToUpper(uuid))
 	}
-	return fmt.Sprintf("partition %d: type %s, UUID %s, %s", index, strings.ToUpper(string(p.Type)), p.GUID, human(int64(p.Size))), nil
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
+	return fmt.Sprintf("partition %d: type %s, UUID %s, %s", index, strings.ToUpper(string(p.Type)), p.GUID, units.Bytes(int64(p.Size))), nil
 }

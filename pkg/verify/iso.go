@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/units"
+
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/imgforge/imgforge/pkg/disk"
@@ -80,7 +82,7 @@ func ISO(ctx context.Context, isoPath, manifestPath string) (Report, error) {
 				if int64(esp.Start) != bootLBA*4 {
 					return "", fmt.Errorf("the ESP partition starts at sector %d but the El Torito boot image at sector %d: a CD and a USB stick would boot different ESPs", esp.Start, bootLBA*4)
 				}
-				return fmt.Sprintf("partition %d, %s, is the El Torito boot image", esp.Index, human(int64(esp.Size))), nil
+				return fmt.Sprintf("partition %d, %s, is the El Torito boot image", esp.Index, units.Bytes(int64(esp.Size))), nil
 			})
 		}
 	}
@@ -113,7 +115,7 @@ func ISO(ctx context.Context, isoPath, manifestPath string) (Report, error) {
 		if fi.Size()%rootfs.BlockSize != 0 || fi.Size() <= v.DataBlocks*rootfs.BlockSize {
 			return "", fmt.Errorf("%s is %d bytes: not the manifest's %d data blocks followed by a hash tree", disk.ISORootPath, fi.Size(), v.DataBlocks)
 		}
-		return fmt.Sprintf("%s: %s, %d data blocks and a hash tree", disk.ISORootPath, human(fi.Size()), v.DataBlocks), nil
+		return fmt.Sprintf("%s: %s, %d data blocks and a hash tree", disk.ISORootPath, units.Bytes(fi.Size()), v.DataBlocks), nil
 	}) {
 		return r.result()
 	}

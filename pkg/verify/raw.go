@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/units"
+
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/imgforge/imgforge/pkg/boot"
@@ -78,10 +80,10 @@ func Raw(ctx context.Context, imagePath, manifestPath string) (Report, error) {
 	if !r.check(CheckRootImage, func() (string, error) {
 		need := v.DataBlocks * rootfs.BlockSize
 		if v.DataBlocks <= 0 || need > int64(root.Size) {
-			return "", fmt.Errorf("the manifest's data_blocks %d (%s) do not fit the root partition (%s)", v.DataBlocks, human(need), human(int64(root.Size)))
+			return "", fmt.Errorf("the manifest's data_blocks %d (%s) do not fit the root partition (%s)", v.DataBlocks, units.Bytes(need), units.Bytes(int64(root.Size)))
 		}
 		if v.HashStart < 0 || v.HashStart*rootfs.BlockSize >= int64(verity.Size) {
-			return "", fmt.Errorf("the manifest's hash_start %d lies outside the root-verity partition (%s)", v.HashStart, human(int64(verity.Size)))
+			return "", fmt.Errorf("the manifest's hash_start %d lies outside the root-verity partition (%s)", v.HashStart, units.Bytes(int64(verity.Size)))
 		}
 		if err := r.extract(imagePath, int64(root.Start)*sector, need, data); err != nil {
 			return "", err
@@ -89,7 +91,7 @@ func Raw(ctx context.Context, imagePath, manifestPath string) (Report, error) {
 		if err := r.extract(imagePath, int64(verity.Start)*sector, int64(verity.Size), hash); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%d blocks of the root partition (%s) hold the root; the root-verity partition (%s), its hash tree", v.DataBlocks, human(int64(root.Size)), human(int64(verity.Size))), nil
+		return fmt.Sprintf("%d blocks of the root partition (%s) hold the root; the root-verity partition (%s), its hash tree", v.DataBlocks, units.Bytes(int64(root.Size)), units.Bytes(int64(verity.Size))), nil
 	}) {
 		return r.result()
 	}
