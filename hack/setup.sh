@@ -18,6 +18,7 @@ packages=(
   skopeo          # tests: reads our OCI layouts and docker archives
   umoci           # tests: unpacks our OCI layouts
   make
+  procps          # pgrep, in the tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -25,7 +25,9 @@ import (
 	"github.com/imgforge/imgforge/pkg/seed"
 )
 
-// vmSlots bounds how many VMs run at once: TCG on two cores.
+// vmSlots bounds how many VMs run at once: TCG on two cores. Each VM has
+// two vCPUs: with one, under TCG, services of type notify (haproxy,
+// php-fpm, ssh) were seen never to finish starting.
 var vmSlots = make(chan struct{}, 4)
 
 var multiUser = regexp.MustCompile(`Reached target .*Multi-User System`)
@@ -62,7 +64,7 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 		fwds = append(fwds, qemu.Forward{HostAddr: "127.0.0.1", GuestPort: g})
 	}
 	m := &qemu.Machine{
-		Name: o.name, MemoryMiB: 1024, CPUs: 1, Firmware: fw,
+		Name: o.name, MemoryMiB: 1024, CPUs: 2, Firmware: fw,
 		Disks: append(o.disks, qemu.Disk{Path: seedISO, Media: "cdrom"}),
 		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds}},
 	}
