@@ -25,6 +25,10 @@ test: ## the whole test suite: unit tests, then end-to-end builds against the De
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags e2e -timeout 60m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
 
+.PHONY: test-boot
+test-boot: ## end-to-end tests including the boots of every role to its services (opt-in, see test/e2e)
+	IMGFORGE_E2E_BOOT=1 $(GO) test -count=1 -tags e2e -timeout 80m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
+
 .PHONY: test-short
 test-short: ## unit tests only (no mmdebstrap, no mirror): under a minute
 	$(GO) test -short ./...
