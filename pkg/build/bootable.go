@@ -18,7 +18,6 @@ import (
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/debian"
 	"github.com/imgforge/imgforge/pkg/layer"
-	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/rootfs"
 )
 
@@ -89,7 +88,7 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 		return rec, nil
 	}
 	base := im.Layers[0].Record
-	if err := b.o.Cache.Verify(base.Tar); err != nil {
+	if err := b.verify(base.Tar); err != nil {
 		st.Fail()
 		_ = b.o.Cache.Delete(baseStage, im.Keys["base"])
 		return rec, fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
@@ -167,7 +166,7 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 // verifyAll checks blobs of a record, dropping the record when one is bad.
 func (b *Builder) verifyAll(stage, key string, digests ...string) bool {
 	for _, d := range digests {
-		if err := b.o.Cache.Verify(d); err != nil {
+		if err := b.verify(d); err != nil {
 			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s is damaged (%v); rebuilding it", stage, short(key), err))
 			_ = b.o.Cache.Delete(stage, key)
 			return false
@@ -313,5 +312,3 @@ func extract(tarPath string, want func(string) bool) (map[string][]byte, error) 
 		}
 	}
 }
-
-var _ = plan.Plan{}

@@ -55,6 +55,7 @@ type Builder struct {
 	o          Options
 	mmdVersion string
 	releases   map[string]string // apt source -> InRelease digest, fetched once per Builder
+	verified   map[string]bool   // blobs already re-hashed by this Builder
 }
 
 // New checks the options and returns a Builder.
@@ -83,7 +84,7 @@ func New(ctx context.Context, o Options) (*Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Builder{o: o, mmdVersion: v, releases: map[string]string{}}, nil
+	return &Builder{o: o, mmdVersion: v, releases: map[string]string{}, verified: map[string]bool{}}, nil
 }
 
 func contains(list []string, s string) bool {
@@ -221,6 +222,19 @@ func (b *Builder) releaseDigests(ctx context.Context, sources []string) ([]strin
 		out[i] = b.releases[s]
 	}
 	return out, nil
+}
+
+// verify re-hashes a cached blob, once per Builder: a build of several
+// roles reads the same base blobs for each of them.
+func (b *Builder) verify(digest string) error {
+	if b.verified[digest] {
+		return nil
+	}
+	if err := b.o.Cache.Verify(digest); err != nil {
+		return err
+	}
+	b.verified[digest] = true
+	return nil
 }
 
 func epoch(p *plan.Plan) time.Time { return time.Unix(p.SourceDateEpoch, 0).UTC() }

@@ -25,13 +25,9 @@ type DiskInfo struct {
 
 func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest string) (*DiskInfo, error) {
 	p := im.Plan
-	files := map[string][]byte{}
-	for name, src := range map[string]string{"kernel": bt.Kernel, "initrd": bt.Initrd, "loader": bt.Bootloader} {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return nil, fmt.Errorf("reading the %s: %w", name, err)
-		}
-		files[name] = data
+	files, err := bt.bootFileData()
+	if err != nil {
+		return nil, err
 	}
 	l := disk.Layout{
 		Size: int64(p.Disk.Size), ESPSize: int64(p.Disk.ESPSize), Root: bt.Squashfs, Verity: bt.Hash,
@@ -80,13 +76,9 @@ func artifactOf(path, format string) (Artifact, error) {
 // verified root as the disk, the root and its hash tree in one file.
 func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Bootable) (string, error) {
 	p := im.Plan
-	files := map[string][]byte{}
-	for name, src := range map[string]string{"kernel": bt.Kernel, "initrd": bt.Initrd, "loader": bt.Bootloader} {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return "", fmt.Errorf("reading the %s: %w", name, err)
-		}
-		files[name] = data
+	files, err := bt.bootFileData()
+	if err != nil {
+		return "", err
 	}
 	rootImg := path + ".root.img"
 	defer os.Remove(rootImg)
@@ -127,4 +119,17 @@ func concat(dst string, srcs ...string) error {
 		}
 	}
 	return out.Close()
+}
+
+// bootFileData reads the kernel, initrd and boot loader of a Bootable.
+func (bt *Bootable) bootFileData() (map[string][]byte, error) {
+	files := map[string][]byte{}
+	for name, src := range map[string]string{"kernel": bt.Kernel, "initrd": bt.Initrd, "loader": bt.Bootloader} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s: %w", name, err)
+		}
+		files[name] = data
+	}
+	return files, nil
 }

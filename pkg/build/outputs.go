@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -427,5 +426,3 @@ func dirSize(dir string) int64 {
 	})
 	return n
 }
-
-var _ = strconv.Itoa

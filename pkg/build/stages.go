@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -70,7 +69,7 @@ func (b *Builder) lookup(stage, key string, rec *layerRecord, verifyTar bool) bo
 		check = append(check, rec.Tar)
 	}
 	for _, d := range check {
-		if err := b.o.Cache.Verify(d); err != nil {
+		if err := b.verify(d); err != nil {
 			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s is damaged (%v); rebuilding it", stage, short(key), err))
 			_ = b.o.Cache.Delete(stage, key)
 			*rec = layerRecord{}
@@ -182,7 +181,7 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 		st.Done("cached " + short(rec.Blob))
 		return rec, key, nil
 	}
-	if err := b.o.Cache.Verify(base.Tar); err != nil {
+	if err := b.verify(base.Tar); err != nil {
 		st.Fail()
 		_ = b.o.Cache.Delete(baseStage, baseKey)
 		return rec, "", fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
@@ -322,7 +321,11 @@ func hexDigest(h hash.Hash) string { return "sha256:" + hex.EncodeToString(h.Sum
 // links.
 func (b *Builder) overlay(ctx context.Context, p *plan.Plan, role layerRecord, roleKey string) (layerRecord, string, error) {
 	st := b.o.Progress.Start(p.Role, "overlay")
-	files, err := b.overlayFiles(p, role)
+	lower, err := b.readIndex(role.Index)
+	if err != nil {
+		return layerRecord{}, "", err
+	}
+	files, err := b.overlayFiles(p, role, lower)
 	if err != nil {
 		st.Fail()
 		return layerRecord{}, "", err
@@ -337,10 +340,6 @@ func (b *Builder) overlay(ctx context.Context, p *plan.Plan, role layerRecord, r
 	if b.lookup(overlayStage, key, &rec, false) {
 		st.Done("cached " + short(rec.Blob))
 		return rec, key, nil
-	}
-	lower, err := b.readIndex(role.Index)
-	if err != nil {
-		return rec, "", err
 	}
 	rec, err = b.writeLayer(false, func(w io.Writer) error {
 		_, err := layer.WriteFiles(w, files, lower, layer.Normalizer{Epoch: epoch(p)})
@@ -370,7 +369,7 @@ type RoleInfo struct {
 	Discover []string          `json:"discover,omitempty"`
 }
 
-func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord) ([]layer.File, error) {
+func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord, lower layer.Index) ([]layer.File, error) {
 	passwd, err := b.o.Cache.ReadBlob(role.Passwd)
 	if err != nil {
 		return nil, err
@@ -411,10 +410,6 @@ func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord) ([]layer.File, er
 	}
 	files = append(files, dropins...)
 
-	lower, err := b.readIndex(role.Index)
-	if err != nil {
-		return nil, err
-	}
 	have := map[string]bool{}
 	for _, f := range files {
 		have[f.Path] = true
@@ -499,5 +494,3 @@ func resolveID(name string, ids map[string]int, kind, source string) (int, error
 	}
 	return id, nil
 }
-
-var _ = errors.New

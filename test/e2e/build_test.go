@@ -17,7 +17,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
@@ -417,7 +416,6 @@ func TestPush(t *testing.T) {
 		t.Errorf("validate.Image: %v", err)
 	}
 	tool(t, "skopeo", "inspect", "--tls-verify=false", "docker://"+host+"/stack/lb:test")
-	var _ v1.Hash
 }
 
 // TestDiskTooSmall asks for a disk smaller than the root: a one-line error
