@@ -3,6 +3,8 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -49,15 +51,91 @@ func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest str
 
 func lower(s string) string { return string(bytes.ToLower([]byte(s))) }
 
-func convertQcow2(ctx context.Context, raw, out string) error {
+// convertDisk writes the disk image raw as format (qcow2 or vmdk) to out.
+// A vmdk made by qemu-img carries a random content ID (CID) in its
+// descriptor; it is replaced by one derived from seed, so that the same
+// image gives the same bytes.
+func convertDisk(ctx context.Context, raw, out, format, seed string) error {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		return fmt.Errorf("qemu-img is not installed (apt-get install qemu-utils): %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1", raw, out)
+	var opts string
+	switch format {
+	case "qcow2":
+		opts = "compat=1.1"
+	case "vmdk":
+		// streamOptimized: compressed, and what VMware's OVF import and
+		// VirtualBox both read.
+		opts = "subformat=streamOptimized"
+	default:
+		return fmt.Errorf("converting the disk to %q: accepted: qcow2, vmdk", format)
+	}
+	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", format, "-o", opts, raw, out)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("qemu-img convert: %w: %s", err, bytes.TrimSpace(b))
 	}
+	if format == "vmdk" {
+		sum := sha256.Sum256([]byte("vmdk-cid:" + seed))
+		return setVMDKCID(out, hex.EncodeToString(sum[:4]))
+	}
 	return nil
+}
+
+// setVMDKCID replaces the CID of the descriptor that qemu-img embeds near
+// the start of a sparse vmdk with cid (eight hex digits). The descriptor is
+// NUL-padded text in its own sectors; qemu-img writes the CID without
+// leading zeros, so the text after it may move by a few bytes inside that
+// padding, and nothing else in the file moves.
+func setVMDKCID(path, cid string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 64*1024)
+	n, err := io.ReadFull(f, head)
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return fmt.Errorf("reading the vmdk descriptor of %s: %w", path, err)
+	}
+	head = head[:n]
+	start := bytes.Index(head, []byte("# Disk DescriptorFile"))
+	if start < 0 {
+		return fmt.Errorf("vmdk %s: no embedded descriptor", path)
+	}
+	end := bytes.IndexByte(head[start:], 0)
+	if end < 0 {
+		return fmt.Errorf("vmdk %s: the descriptor has no end", path)
+	}
+	end += start
+	text := head[start:end]
+	i := bytes.Index(text, []byte("\nCID="))
+	if i < 0 {
+		return fmt.Errorf("vmdk %s: no CID in its descriptor", path)
+	}
+	j := bytes.IndexByte(text[i+1:], '\n')
+	if j < 0 {
+		return fmt.Errorf("vmdk %s: the CID line has no end", path)
+	}
+	j += i + 1
+	var nt []byte
+	nt = append(nt, text[:i+1]...)
+	nt = append(nt, "CID="+cid...)
+	nt = append(nt, text[j:]...)
+	// The padding after the text must hold the longer text and a NUL.
+	pad := bytes.IndexFunc(head[end:], func(r rune) bool { return r != 0 })
+	if pad < 0 {
+		pad = len(head) - end
+	}
+	if len(nt)+1 > len(text)+pad {
+		return fmt.Errorf("vmdk %s: no room in the descriptor for the CID", path)
+	}
+	if len(nt) < len(text) {
+		nt = append(nt, make([]byte, len(text)-len(nt))...)
+	}
+	if _, err := f.WriteAt(nt, int64(start)); err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 func artifactOf(path, format string) (Artifact, error) {

@@ -175,7 +175,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	var diskInfo *DiskInfo
 	var isoCmdline string
 	formats := b.formats(p)
-	if contains(formats, "raw") || contains(formats, "qcow2") || contains(formats, "iso") {
+	if contains(formats, "raw") || contains(formats, "qcow2") || contains(formats, "vmdk") || contains(formats, "iso") {
 		if bootable, err = b.Bootable(ctx, im); err != nil {
 			return nil, err
 		}
@@ -215,7 +215,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 				return nil, err
 			}
 			arts = append(arts, a)
-		case "raw", "qcow2":
+		case "raw", "qcow2", "vmdk":
 			raw := filepath.Join(tmp, p.Role+".raw")
 			if _, err := os.Stat(raw); err != nil {
 				if diskInfo, err = b.writeRaw(raw, im, bootable, digest.String()); err != nil {
@@ -230,22 +230,24 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 					arts = append(arts, a)
 				}
 			}
-			if f == "qcow2" {
-				q := filepath.Join(tmp, p.Role+".qcow2")
-				if err := convertQcow2(ctx, raw, q); err != nil {
-					st.Fail()
-					return nil, err
-				}
-				a, err := artifactOf(q, "qcow2")
-				if err != nil {
-					return nil, err
-				}
-				arts = append(arts, a)
-				if !contains(formats, "raw") {
-					os.Remove(raw)
-				}
+			if f == "raw" {
+				break
 			}
+			out := filepath.Join(tmp, p.Role+"."+f)
+			if err := convertDisk(ctx, raw, out, f, digest.String()); err != nil {
+				st.Fail()
+				return nil, err
+			}
+			a, err := artifactOf(out, f)
+			if err != nil {
+				return nil, err
+			}
+			arts = append(arts, a)
 		}
+	}
+	if !contains(formats, "raw") {
+		// Only the source of a qcow2 or vmdk.
+		os.Remove(filepath.Join(tmp, p.Role+".raw"))
 	}
 
 	if isoCmdline != "" {
