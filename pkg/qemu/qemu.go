@@ -142,6 +142,10 @@ type Net struct {
 	// Socket multicast segment.
 	Mcast     string // group and port, e.g. 230.0.0.1:5000
 	LocalAddr string // the address multicast is sent from; default 127.0.0.1
+
+	// Tap is an existing tap device (in the machine's network namespace,
+	// see Machine.Netns) to attach the NIC to, for a bridge a test made.
+	Tap string
 }
 
 // Accelerators.
@@ -166,6 +170,9 @@ type Machine struct {
 	Kernel, Initrd, Append string
 	// ExtraArgs are appended to the command line as they are.
 	ExtraArgs []string
+	// Netns is a network namespace (ip netns) to run QEMU in: its tap
+	// devices and the ports of its user-networking forwards live there.
+	Netns string
 }
 
 // Names of the files Start makes in a machine's temporary folder.
@@ -286,7 +293,15 @@ func (m *Machine) Args(tmp string) ([]string, error) {
 func (n Net) args(machine string, index int) ([]string, error) {
 	id := "net" + strconv.Itoa(index)
 	var netdev string
-	if n.Mcast != "" {
+	if n.Tap != "" {
+		if n.Mcast != "" || n.Restrict || len(n.Forwards) > 0 || n.TFTPDir != "" || n.BootFile != "" || n.LocalAddr != "" {
+			return nil, errors.New("a tap net takes no user-networking or multicast settings")
+		}
+		if !tapRE.MatchString(n.Tap) {
+			return nil, fmt.Errorf("tap %q: want an interface name of 1 to 15 letters, digits, '-' or '_'", n.Tap)
+		}
+		netdev = "tap,id=" + id + ",ifname=" + n.Tap + ",script=no,downscript=no"
+	} else if n.Mcast != "" {
 		if n.Restrict || len(n.Forwards) > 0 || n.TFTPDir != "" || n.BootFile != "" {
 			return nil, errors.New("a socket multicast net takes no user-networking settings (restrict, forwards, tftp, boot file)")
 		}
@@ -347,6 +362,8 @@ func DefaultMAC(machine string, index int) string {
 	h := sha256.Sum256([]byte(machine + "/" + strconv.Itoa(index)))
 	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
 }
+
+var tapRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,15}$`)
 
 // escape doubles the commas of a value inside a QEMU option list.
 func escape(s string) string {

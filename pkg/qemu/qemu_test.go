@@ -76,6 +76,13 @@ func TestArgs(t *testing.T) {
 			},
 		},
 		{
+			name: "tap",
+			edit: func(m *Machine) {
+				m.Nets = append(m.Nets, Net{Tap: "if-lb1", MAC: "52:54:00:AA:00:02"})
+			},
+			want: []string{"-netdev tap,id=net1,ifname=if-lb1,script=no,downscript=no -device virtio-net-pci,netdev=net1,mac=52:54:00:aa:00:02"},
+		},
+		{
 			name: "disks",
 			edit: func(m *Machine) {
 				m.Disks = []Disk{
@@ -164,6 +171,8 @@ func TestArgsErrors(t *testing.T) {
 		{"protocol", func(m *Machine) { m.Nets[0].Forwards = []Forward{{Protocol: "sctp", GuestPort: 1}} }, `protocol "sctp"`},
 		{"host addr", func(m *Machine) { m.Nets[0].Forwards = []Forward{{HostAddr: "localhost", GuestPort: 1}} }, `host address "localhost"`},
 		{"initrd alone", func(m *Machine) { m.Initrd = "/i" }, "needs a kernel"},
+		{"tap name", func(m *Machine) { m.Nets = []Net{{Tap: "a,b"}} }, `tap "a,b"`},
+		{"tap and user", func(m *Machine) { m.Nets = []Net{{Tap: "t0", Restrict: true}} }, "a tap net takes no"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -100,6 +100,17 @@ func Start(ctx context.Context, m *Machine) (*VM, error) {
 		Name: mc.name(), Console: newConsole(), tmp: tmp, stderr: newConsole(),
 		done: make(chan struct{}), monPath: monPath,
 	}
+	if mc.Netns != "" {
+		// ip netns exec enters the namespace and execs QEMU: the process
+		// is QEMU's, for signals and waiting.
+		if !tapRE.MatchString(mc.Netns) {
+			return nil, fmt.Errorf("starting %s: network namespace %q: want letters, digits, '-' or '_'", mc.name(), mc.Netns)
+		}
+		args = append([]string{"netns", "exec", mc.Netns, bin}, args...)
+		if bin, err = exec.LookPath("ip"); err != nil {
+			return nil, fmt.Errorf("starting %s in network namespace %s: ip is not installed (apt-get install iproute2): %w", mc.name(), mc.Netns, err)
+		}
+	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout = vm.Console
 	cmd.Stderr = &watchWriter{w: vm.stderr, onKVMFailure: func() {
