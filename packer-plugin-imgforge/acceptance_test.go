@@ -182,6 +182,7 @@ func TestAccPackerInterrupt(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	// The outputs stage (tens of seconds) begins when rootfs ends.
+	start := time.Now()
 	for !strings.Contains(buf.String(), "lb     rootfs") {
 		select {
 		case err := <-done:
@@ -189,13 +190,18 @@ func TestAccPackerInterrupt(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	t.Logf("outputs stage reached after %.1fs", time.Since(start).Seconds())
 	time.Sleep(2 * time.Second) // inside the disk writing
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	interrupted := time.Now()
 	select {
 	case <-done:
+		t.Logf("packer stopped %.1fs after SIGINT", time.Since(interrupted).Seconds())
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("packer did not stop within 2 minutes of SIGINT\n%s", buf.String())
 	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	t.Logf("packer exited with %d; its last lines:\n%s", cmd.ProcessState.ExitCode(), strings.Join(lines[max(0, len(lines)-6):], "\n"))
 	if cmd.ProcessState.Success() {
 		t.Errorf("packer succeeded after SIGINT:\n%s", buf.String())
 	}

@@ -176,9 +176,11 @@ func TestRunInterrupt(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // inside the disk writing
 	cancel()
+	cancelled := time.Now()
 	var err error
 	select {
 	case err = <-done:
+		t.Logf("Run returned %.1fs after the cancel", time.Since(cancelled).Seconds())
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("Run did not return within 2 minutes of the cancel\n%s", ui.String())
 	}
