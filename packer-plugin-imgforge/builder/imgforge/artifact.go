@@ -56,13 +56,13 @@ func newArtifact(r *build.Result) (*Artifact, error) {
 }
 
 // BuilderId is BuilderID.
-func (*Artifact) BuilderId() string { return BuilderID } //nolint:revive // the SDK's name
+func (*Artifact) BuilderId() string { return BuilderID }
 
 // Files lists every file of the output folder.
 func (a *Artifact) Files() []string { return a.files }
 
 // Id is the OCI image digest, which names the build.
-func (a *Artifact) Id() string { return a.result.ImageDigest } //nolint:revive // the SDK's name
+func (a *Artifact) Id() string { return a.result.ImageDigest }
 
 // String lists every file with its digest.
 func (a *Artifact) String() string {
