@@ -5,6 +5,10 @@ GO ?= go
 TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/imgforge-tools
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT := $(TOOLS_DIR)/bin/golangci-lint
+# The Packer plugin is its own Go module (it pulls in hundreds of modules).
+PLUGIN := packer-plugin-imgforge
+PACKER := $(TOOLS_DIR)/bin/packer
+PACKER_SDC := $(TOOLS_DIR)/bin/packer-sdc
 
 .DEFAULT_GOAL := help
 
@@ -21,9 +25,10 @@ build: ## build bin/imgforge
 	$(GO) build -o bin/imgforge ./cmd/imgforge
 
 .PHONY: test
-test: ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror
+test: ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags e2e -timeout 60m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
+	$(MAKE) test-packer
 
 .PHONY: test-boot
 test-boot: ## end-to-end tests including the boots of every role to its services (opt-in, see test/e2e)
@@ -32,6 +37,31 @@ test-boot: ## end-to-end tests including the boots of every role to its services
 .PHONY: test-short
 test-short: ## unit tests only (no mmdebstrap, no mirror): under a minute
 	$(GO) test -short ./...
+	cd $(PLUGIN) && $(GO) test -short ./...
+
+.PHONY: test-packer
+test-packer: packer-tools ## the Packer plugin: unit tests, generated-file drift, plugin-check, real `packer build` of lb
+	cd $(PLUGIN) && $(GO) test -count=1 -timeout 30m ./...
+	./hack/packer-check.sh $(TOOLS_DIR)
+	cd $(PLUGIN) && PACKER_ACC=1 PACKER=$(PACKER) $(GO) test -count=1 -timeout 60m -v -run 'TestAcc' . 2>&1 | ../hack/e2e-summary.sh
+
+.PHONY: packer-tools
+packer-tools: ## build packer v1.11.2 and packer-sdc into the tools dir (once; minutes)
+	./hack/packer-tools.sh $(TOOLS_DIR)
+
+.PHONY: packer-generate
+packer-generate: ## regenerate the Packer plugin's HCL2 spec and docs (packer-sdc)
+	./hack/packer-tools.sh $(TOOLS_DIR) packer-sdc
+	cd $(PLUGIN) && PATH="$(TOOLS_DIR)/bin:$$PATH" $(GO) generate ./...
+	cd $(PLUGIN) && rm -rf .docs && $(PACKER_SDC) renderdocs -src docs -partials docs-partials -dst .docs
+	cd $(PLUGIN) && mkdir -p .web-docs/components/builder/imgforge && \
+	  cp .docs/README.md .web-docs/README.md && \
+	  awk 'NR==1 && /^---$$/ {fm=1; next} fm && /^---$$/ {fm=0; next} !fm' .docs/builders/imgforge.mdx \
+	    > .web-docs/components/builder/imgforge/README.md && rm -rf .docs
+
+.PHONY: plugin
+plugin: ## build bin/packer-plugin-imgforge
+	cd $(PLUGIN) && $(GO) build -o ../bin/packer-plugin-imgforge .
 
 .PHONY: fuzz
 fuzz: ## run every fuzz test for 30s each
@@ -45,8 +75,9 @@ bench: ## benchmarks: cold and warm builds of lb against bare mmdebstrap (severa
 	$(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/e2e
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## golangci-lint, with the e2e build tag
+lint: $(GOLANGCI_LINT) ## golangci-lint, with the e2e build tag; the Packer plugin too
 	$(GOLANGCI_LINT) run ./...
+	cd $(PLUGIN) && $(GOLANGCI_LINT) run --config ../.golangci.yml ./...
 
 $(GOLANGCI_LINT):
 	GOBIN=$(TOOLS_DIR)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
