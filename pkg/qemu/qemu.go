@@ -222,6 +222,8 @@ func (m *Machine) Args(tmp string) ([]string, error) {
 		"-m", strconv.Itoa(mem),
 		"-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none",
+		// The host's entropy: a guest never waits for its random pool.
+		"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
 		"-chardev", "stdio,id=console,mux=on,signal=off",
 		"-serial", "chardev:console",
 		"-monitor", "unix:"+escape(filepath.Join(tmp, monitorFile))+",server=on,wait=off",

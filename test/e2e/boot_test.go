@@ -380,7 +380,11 @@ write_files:
 `
 
 // TestDBKeepsRowAcrossReboot writes a row on the first boot of a db disk,
-// powers it off, boots the same disk again and reads the row back.
+// powers it off, boots the same disk again and reads the row back. The
+// disk is made larger than the image before each boot, as an operator who
+// resizes a disk does: the first boot grows the empty state partition and
+// makes its file system, the second grows the partition and the file
+// system that holds the row.
 func TestDBKeepsRowAcrossReboot(t *testing.T) {
 	needBootToServices(t)
 	t.Parallel()
@@ -390,6 +394,7 @@ func TestDBKeepsRowAcrossReboot(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	for i, want := range []string{`IMGFORGE-WROTE`, `IMGFORGE-ROW: kept-across-reboot`} {
+		growFile(t, img, 512<<20)
 		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 		vm, _ := boot(t, ctx, bootOpts{name: "db-persist", userData: dbPersistUserData, disks: []qemu.Disk{{Path: img}}})
 		line, err := vm.WaitFor(ctx, regexp.MustCompile(`IMGFORGE-WROTE|IMGFORGE-ROW: .*`))
@@ -401,12 +406,71 @@ func TestDBKeepsRowAcrossReboot(t *testing.T) {
 			cancel()
 			t.Fatalf("boot %d printed %q, want %q", i+1, line, want)
 		}
+		if !strings.Contains(vm.Console.String(), "imgforge: state partition") {
+			cancel()
+			t.Fatalf("boot %d: the initramfs did not say it grew the state partition", i+1)
+		}
 		if err := vm.Powerdown(ctx); err != nil {
 			cancel()
 			t.Fatalf("boot %d: powering down: %v", i+1, err)
 		}
 		cancel()
+		checkStateFillsDisk(t, img)
 	}
+}
+
+func growFile(t *testing.T, p string, by int64) {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, fi.Size()+by); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkStateFillsDisk reads the GPT of img and the ext4 superblock of its
+// state partition (4): both must reach (nearly) the end of the disk.
+func checkStateFillsDisk(t *testing.T, img string) {
+	t.Helper()
+	fh, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := gpt.Read(file.New(fh, true), 512, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var start, end uint64
+	for _, p := range table.Partitions {
+		if p.Index == 4 {
+			start, end = p.Start, p.End
+		}
+	}
+	diskSectors := uint64(fi.Size() / 512)
+	if start == 0 || diskSectors-end > 34+2048 {
+		t.Fatalf("state partition sectors %d-%d on a disk of %d sectors: not grown to its end", start, end, diskSectors)
+	}
+	sb := make([]byte, 1024)
+	if _, err := fh.ReadAt(sb, int64(start)*512+1024); err != nil {
+		t.Fatal(err)
+	}
+	if be.LittleEndian.Uint16(sb[0x38:]) != 0xef53 {
+		t.Fatal("state partition: no ext4 superblock")
+	}
+	blocks := uint64(be.LittleEndian.Uint32(sb[4:])) | uint64(be.LittleEndian.Uint32(sb[0x150:]))<<32
+	fsBytes := blocks << (10 + be.LittleEndian.Uint32(sb[24:]))
+	partBytes := (end - start + 1) * 512
+	if partBytes-fsBytes > 4<<20 {
+		t.Fatalf("state file system %d bytes in a partition of %d: not grown", fsBytes, partBytes)
+	}
+	t.Logf("state partition %d MiB, file system %d MiB", partBytes>>20, fsBytes>>20)
 }
 
 // TestBootISO boots the lb hybrid ISO from a CD drive.
