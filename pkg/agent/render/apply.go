@@ -161,10 +161,11 @@ func (a *Applier) applyService(ctx context.Context, root string, ids *idMap, s S
 	}
 
 	var applied []int
+	thenRan := false
 	fail := func(err error) (ServiceReport, error) {
 		if rerr := a.restore(root, s.Files, old, applied); rerr != nil {
 			err = fmt.Errorf("%w; restoring the previous files: %w", err, rerr)
-		} else if len(applied) > 0 && len(s.Then) > 0 && allExisted(old, applied) {
+		} else if thenRan && allExisted(old, applied) {
 			// The commands may have half-run with the new files (a
 			// restart that failed): run them with the old ones.
 			if rerr := a.runAll(ctx, s.Then); rerr != nil {
@@ -185,6 +186,7 @@ func (a *Applier) applyService(ctx context.Context, root string, ids *idMap, s S
 		applied = append(applied, i)
 		sr.Files[i].Changed = true
 	}
+	thenRan = true
 	if err := a.runAll(ctx, s.Then); err != nil {
 		return fail(fmt.Errorf("%s: %w (the previous files are back)", s.Name, err))
 	}

@@ -57,7 +57,9 @@ func TestValidateRejects(t *testing.T) {
 		}, "give two accounts"},
 		{"plain http metrics", func(in *render.Input) { in.Monitoring = &render.Monitoring{MetricsURL: "http://m/write"} }, "monitoring.metrics_url"},
 		{"credentials in the URL", func(in *render.Input) { in.Monitoring = &render.Monitoring{MetricsURL: "https://u:p@m/write"} }, "own fields"},
-		{"newline in the URL", func(in *render.Input) { in.Monitoring = &render.Monitoring{MetricsURL: "https://m/w\nremote_write: []"} }, "monitoring.metrics_url"},
+		{"newline in the URL", func(in *render.Input) {
+			in.Monitoring = &render.Monitoring{MetricsURL: "https://m/w\nremote_write: []"}
+		}, "monitoring.metrics_url"},
 		{"basic auth and token", func(in *render.Input) {
 			in.Monitoring = &render.Monitoring{MetricsURL: "https://m/w", MetricsUser: "u", MetricsPassword: "p", MetricsToken: "t"}
 		}, "not both"},

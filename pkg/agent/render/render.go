@@ -128,8 +128,11 @@ func (r *Renderer) execute(name string, data any) ([]byte, error) {
 
 // jsonString is s as a JSON string.
 func jsonString(s string) (string, error) {
-	b, err := json.Marshal(s)
-	return string(b), err
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n"), err
 }
 
 // reload is the command that makes a unit read its configuration again.
