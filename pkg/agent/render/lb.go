@@ -84,7 +84,7 @@ func (r *Renderer) lb(c *Config, in *Input) error {
 			Name: "haproxy",
 			Files: []File{{
 				Path: "/etc/haproxy/haproxy.cfg", Mode: 0o644, Owner: "root", Group: "root", Data: haproxy,
-				Check: []string{"haproxy", "-c", "-q", "-f", Candidate},
+				Check: []string{"haproxy", "-c", "-f", Candidate},
 			}},
 			Then: [][]string{reload("haproxy.service")},
 		},
