@@ -43,9 +43,9 @@ type Applier struct {
 	Runner Runner
 
 	mu sync.Mutex
-	// failed remembers, per service, the digest of a set of files that
-	// failed and why, so the same files are not tried (and the service
-	// not restarted) again and again.
+	// failed remembers, per service, the digest of a set of files its
+	// checker refused and why, so the same files are not checked again and
+	// again.
 	failed map[string]failure
 }
 
@@ -85,8 +85,9 @@ var ErrCheck = errors.New("check failed")
 
 // Apply writes every service of c in order. A service whose check or
 // command fails gets its previous files back and does not stop the
-// others; the error joins every service's error. A set of files that
-// already failed is not tried again until it changes.
+// others; the error joins every service's error. A set of files a checker
+// refused is not tried again until it changes; one whose command failed
+// is tried again by the next Apply (the caller paces its retries).
 func (a *Applier) Apply(ctx context.Context, c *Config) (*Report, error) {
 	if a.Runner == nil {
 		return nil, fmt.Errorf("applying: no Runner")
@@ -172,7 +173,11 @@ func (a *Applier) applyService(ctx context.Context, root string, ids *idMap, s S
 				err = fmt.Errorf("%w; then with the previous files: %w", err, rerr)
 			}
 		}
-		a.remember(s.Name, failure{digest: setSum, err: err})
+		if errors.Is(err, ErrCheck) {
+			// A checker gives the same answer for the same files; a
+			// command may fail for a while (a database still starting).
+			a.remember(s.Name, failure{digest: setSum, err: err})
+		}
 		a.reportOld(&sr, old)
 		return sr, err
 	}

@@ -240,6 +240,11 @@ func TestApplyReloadFails(t *testing.T) {
 	if n != 2 {
 		t.Errorf("reload ran %d times (want the failed one and one with the previous files): %v", n, run.ran)
 	}
+	// A command may fail for a while: the next Apply tries again.
+	run.fail = nil
+	if _, err := a.Apply(ctx, testConfig("v2")); err != nil || read(t, root, "etc/svc/svc.conf") != "conf v2\n" {
+		t.Errorf("v2 not applied once the reload works: %v", err)
+	}
 }
 
 func TestApplyUnknownGroup(t *testing.T) {
