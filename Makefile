@@ -69,6 +69,7 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzParseStatus -fuzztime 30s ./pkg/dpkg
 	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime 30s ./pkg/layer
 	$(GO) test -run '^$$' -fuzz FuzzDetectMirrors -fuzztime 30s ./pkg/plan
+	$(GO) test -run '^$$' -fuzz FuzzNoInjection -fuzztime 30s ./pkg/agent/render
 
 .PHONY: bench
 bench: ## benchmarks: cold and warm builds of lb against bare mmdebstrap (several minutes)
@@ -84,7 +85,7 @@ $(GOLANGCI_LINT):
 
 .PHONY: golden
 golden: ## rewrite the golden files after reviewing a change
-	$(GO) test ./pkg/plan ./pkg/sbom -update
+	$(GO) test ./pkg/plan ./pkg/sbom ./pkg/agent/render -update
 
 .PHONY: clean
 clean: ## remove build outputs (not the cache)

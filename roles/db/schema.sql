@@ -1,6 +1,5 @@
--- imgforge default application schema, loaded on the primary at first boot.
-CREATE DATABASE IF NOT EXISTS imgforge CHARACTER SET utf8mb4;
-USE imgforge;
+-- imgforge default application schema, loaded on the primary into the
+-- application's database (see /usr/share/imgforge/templates/db/primary.sql.tmpl).
 CREATE TABLE IF NOT EXISTS greeting (
   id INT PRIMARY KEY AUTO_INCREMENT,
   message VARCHAR(200) NOT NULL

@@ -25,7 +25,7 @@ import (
 // roleFiles are paths each role's root must hold (and must not hold).
 var roleFiles = map[string]struct{ have, lack []string }{
 	"lb":  {have: []string{"usr/sbin/haproxy", "usr/sbin/keepalived", "etc/haproxy/haproxy.cfg", "usr/share/imgforge/templates/lb/keepalived.conf.tmpl"}},
-	"web": {have: []string{"usr/sbin/nginx", "var/www/imgforge/static/index.html", "usr/share/imgforge/templates/web/site.conf.tmpl"}},
+	"web": {have: []string{"usr/sbin/nginx", "var/www/imgforge/static/index.html", "usr/share/imgforge/templates/web/nginx.conf.tmpl"}},
 	"app": {have: []string{"usr/sbin/php-fpm8.2", "var/www/app/index.php", "etc/php/8.2/fpm/pool.d/www.conf"}},
 	"db":  {have: []string{"usr/sbin/mariadbd", "usr/share/imgforge/db/schema.sql", "etc/systemd/system/mariadb.service.d/imgforge.conf"}, lack: []string{"var/lib/mysql/mysql", "var/lib/mysql/ibdata1"}},
 }

@@ -146,6 +146,9 @@ var allRoles = []string{"lb", "web", "app", "db"}
 // startColdBuilds starts two cold builds of every role, each with its own
 // empty cache, at once: tests wait for them with cold.
 func startColdBuilds() {
+	coldsMu.Lock()
+	coldsOn = true
+	coldsMu.Unlock()
 	for i := range coldDone {
 		coldDone[i] = make(chan struct{})
 		go func() {
@@ -174,7 +177,19 @@ func startColdBuilds() {
 	}
 }
 
-var startColds sync.Once
+var (
+	startColds sync.Once
+	coldsMu    sync.Mutex
+	coldsOn    bool
+)
+
+// coldStarted says whether a test of this run has started the cold
+// builds (then others reuse them rather than building again).
+func coldStarted() bool {
+	coldsMu.Lock()
+	defer coldsMu.Unlock()
+	return coldsOn
+}
 
 // cold waits for cold build i (0 or 1) of every role; the first call starts
 // both.

@@ -1,0 +1,266 @@
+package render_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/agent/render"
+)
+
+// vrrp reads the instances of a keepalived.conf: VIP -> priority.
+func vrrp(t *testing.T, conf []byte) map[string]int {
+	t.Helper()
+	re := regexp.MustCompile(`(?s)priority (\d+).*?virtual_ipaddress \{\s+(\S+)`)
+	out := map[string]int{}
+	for _, m := range re.FindAllStringSubmatch(string(conf), -1) {
+		p, _ := strconv.Atoi(m[1])
+		out[m[2]] = p
+	}
+	return out
+}
+
+// TestActiveActive renders two VIPs on two lb nodes: each node is master
+// of one, and the survivor of a failure holds both.
+func TestActiveActive(t *testing.T) {
+	lbs := nodes("lb", 2)
+	vips := []render.VIP{
+		{Address: netip.MustParseAddr("192.0.2.10"), Prefix: 24, Interface: "eth0"},
+		{Address: netip.MustParseAddr("192.0.2.11"), Prefix: 24, Interface: "eth0"},
+	}
+	prio := map[string]map[string]int{}
+	for _, self := range lbs {
+		// Members in another order on each node: the result must not care.
+		members := []render.Node{lbs[1], lbs[0]}
+		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": members}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prio[self.Name] = vrrp(t, c.Services[1].Files[0].Data)
+		if h := string(c.Services[0].Files[0].Data); !strings.Contains(h, "localpeer "+self.Name+"\n") || !strings.Contains(h, "peer "+self.Name+" "+self.Address.String()+":10000") {
+			t.Errorf("%s: haproxy.cfg does not list itself as the local peer", self.Name)
+		}
+	}
+	for _, v := range []string{"192.0.2.10/24", "192.0.2.11/24"} {
+		a, b := prio["lb-01"][v], prio["lb-02"][v]
+		if a == 0 || b == 0 || a == b {
+			t.Fatalf("VIP %s: priorities %d and %d, want two distinct ones", v, a, b)
+		}
+	}
+	if prio["lb-01"]["192.0.2.10/24"] <= prio["lb-02"]["192.0.2.10/24"] || prio["lb-02"]["192.0.2.11/24"] <= prio["lb-01"]["192.0.2.11/24"] {
+		t.Errorf("each node should be master of one VIP: %v", prio)
+	}
+
+	// Three nodes, three VIPs: every node masters exactly one.
+	lbs = nodes("lb", 3)
+	vips = append(vips, render.VIP{Address: netip.MustParseAddr("192.0.2.12"), Prefix: 24, Interface: "eth0"})
+	masters := map[string]string{}
+	for _, self := range lbs {
+		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": lbs}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v, p := range vrrp(t, c.Services[1].Files[0].Data) {
+			if p == 250 {
+				if masters[v] != "" {
+					t.Errorf("VIP %s has two masters: %s and %s", v, masters[v], self.Name)
+				}
+				masters[v] = self.Name
+			}
+		}
+	}
+	if len(masters) != 3 || masters["192.0.2.10/24"] == masters["192.0.2.11/24"] {
+		t.Errorf("masters %v, want one node per VIP", masters)
+	}
+}
+
+func TestMemorySettings(t *testing.T) {
+	cases := []struct {
+		ram                         uint64
+		pool, log, conns, tmp, open uint64
+	}{
+		{256 << 20, 128, 96, 50, 16, 400},
+		{512 << 20, 256, 96, 51, 16, 400},
+		{1 << 30, 512, 128, 102, 16, 400},
+		{2 << 30, 1024, 256, 204, 32, 512},
+		{4 << 30, 2176, 544, 409, 64, 1024},
+		{16 << 30, 8960, 2240, 1638, 256, 4000},
+		{256 << 30, 144128, 4096, 4000, 256, 4000},
+	}
+	for _, c := range cases {
+		m := render.MemorySettings(c.ram)
+		if m.BufferPoolMiB != c.pool || m.LogFileMiB != c.log || m.MaxConnections != c.conns || m.TmpTableMiB != c.tmp || m.TableOpenCache != c.open {
+			t.Errorf("MemorySettings(%d MiB) = %+v", c.ram>>20, m)
+		}
+		if m.BufferPoolMiB<<20 > c.ram*60/100 && c.ram >= 1<<30 {
+			t.Errorf("%d MiB: the pool takes %d MiB, over 60%%", c.ram>>20, m.BufferPoolMiB)
+		}
+		if m.BufferPoolMiB%128 != 0 {
+			t.Errorf("%d MiB: pool %d MiB is not in 128 MiB chunks", c.ram>>20, m.BufferPoolMiB)
+		}
+	}
+}
+
+// TestServerID takes the node's id, or its address's low 32 bits.
+func TestServerID(t *testing.T) {
+	for _, c := range []struct {
+		node render.Node
+		want string
+	}{
+		{render.Node{Name: "db", Role: "db", Address: netip.MustParseAddr("10.0.4.7"), ID: 42}, "server_id = 42\n"},
+		{render.Node{Name: "db", Role: "db", Address: netip.MustParseAddr("10.0.4.7")}, "server_id = 167773191\n"},
+		{render.Node{Name: "db", Role: "db", Address: netip.MustParseAddr("2001:db8::1:2")}, "server_id = 65538\n"},
+	} {
+		c.node.Primary = true
+		got, err := renderer(t).Render(context.Background(), render.Input{Self: c.node, MemoryBytes: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cnf := string(got.Services[0].Files[0].Data); !strings.Contains(cnf, c.want) {
+			t.Errorf("%v: node.cnf lacks %q:\n%s", c.node, c.want, cnf)
+		}
+	}
+}
+
+// TestAppDBJSON checks db.json against what index.php and app.py read.
+func TestAppDBJSON(t *testing.T) {
+	dbs := nodes("db", 3)
+	dbs[2].Primary = true
+	c, err := renderer(t).Render(context.Background(), render.Input{Self: nodes("app", 1)[0], Members: map[string][]render.Node{"db": dbs},
+		DB: render.DB{Name: "shop", User: "web_user", Password: "p@ss{w}ord;#1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.Services[0].Files[0]
+	var got struct {
+		Host, Database, User, Password string
+		Port                           int
+	}
+	if err := json.Unmarshal(f.Data, &got); err != nil {
+		t.Fatalf("db.json is not JSON: %v\n%s", err, f.Data)
+	}
+	if got.Host != "10.0.4.3" || got.Port != 3306 || got.Database != "shop" || got.User != "web_user" || got.Password != "p@ss{w}ord;#1" {
+		t.Errorf("db.json = %+v", got)
+	}
+	if f.Path != "/etc/imgforge/db.json" || f.Mode != 0o640 || f.Group != "www-data" || !f.Sensitive {
+		t.Errorf("db.json file %s %o %s", f.Path, f.Mode, f.Group)
+	}
+}
+
+func webFiles(t *testing.T, r *render.Renderer, in render.Input) (cert, key []byte) {
+	t.Helper()
+	c, err := r.Render(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range c.Services[0].Files {
+		switch f.Path {
+		case render.TLSCertPath:
+			cert = f.Data
+		case render.TLSKeyPath:
+			if f.Mode != 0o600 || f.Owner != "root" || !f.Sensitive {
+				t.Errorf("key file %o %s sensitive=%v, want 0600 root", f.Mode, f.Owner, f.Sensitive)
+			}
+			key = f.Data
+		}
+	}
+	return cert, key
+}
+
+// TestSelfSigned makes a pair on first boot, keeps it while it fits, and
+// makes another when it expires soon or names another host.
+func TestSelfSigned(t *testing.T) {
+	self := nodes("web", 1)[0]
+	in := render.Input{Self: self}
+	r := renderer(t)
+	cert, key := webFiles(t, r, in)
+
+	blk, _ := pem.Decode(cert)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		t.Errorf("key is %T, want ECDSA P-256", c.PublicKey)
+	}
+	if len(c.DNSNames) != 1 || c.DNSNames[0] != "web-01" || len(c.IPAddresses) != 1 || c.IPAddresses[0].String() != "10.0.2.1" {
+		t.Errorf("SANs %v %v, want web-01 and 10.0.2.1", c.DNSNames, c.IPAddresses)
+	}
+	if !c.NotBefore.Equal(now.Add(-time.Hour)) || !c.NotAfter.Equal(now.Add(365*24*time.Hour)) {
+		t.Errorf("validity %s to %s from the injected clock %s", c.NotBefore, c.NotAfter, now)
+	}
+	if err := c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature); err != nil {
+		t.Errorf("not self-signed: %v", err)
+	}
+
+	// Kept across renders while it fits.
+	r.Current = fstest.MapFS{
+		"etc/imgforge/tls/tls.crt": {Data: cert},
+		"etc/imgforge/tls/tls.key": {Data: key},
+	}
+	if c2, k2 := webFiles(t, r, in); string(c2) != string(cert) || string(k2) != string(key) {
+		t.Error("the self-signed pair on the node was not kept")
+	}
+	// Made again close to expiry.
+	later := *r
+	later.Now = func() time.Time { return now.Add(340 * 24 * time.Hour) }
+	if c2, _ := webFiles(t, &later, in); string(c2) == string(cert) {
+		t.Error("a pair expiring within a month was kept")
+	}
+	// Made again when the node's name changed.
+	renamed := in
+	renamed.Self.Name = "web-99"
+	if c2, _ := webFiles(t, r, renamed); string(c2) == string(cert) {
+		t.Error("a pair for another host name was kept")
+	}
+	// The pair given at boot wins.
+	given := in
+	given.TLS = testPairOnce(t)
+	if c2, k2 := webFiles(t, r, given); string(c2) != string(given.TLS.CertPEM) || string(k2) != string(given.TLS.KeyPEM) {
+		t.Error("the pair given at boot was not used")
+	}
+	// Without randomness, no pair.
+	noRand := *r
+	noRand.Rand, noRand.Current = nil, nil
+	if _, err := noRand.Render(context.Background(), in); err == nil {
+		t.Error("rendered a self-signed pair without Rand")
+	}
+}
+
+// TestSelfSignedSerial draws the serial from the injected reader.
+func TestSelfSignedSerial(t *testing.T) {
+	zeros := strings.NewReader(strings.Repeat("\x00", 4096))
+	p, err := render.SelfSigned(zeros, now, "h", netip.MustParseAddr("192.0.2.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(p.CertPEM)
+	c, _ := x509.ParseCertificate(blk.Bytes)
+	if c.SerialNumber.Int64() != 1 {
+		t.Errorf("serial %s from a reader of zeros, want 1", c.SerialNumber)
+	}
+	if _, err := render.SelfSigned(rand.Reader, now, "h", netip.MustParseAddr("192.0.2.1")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestMissingTemplate(t *testing.T) {
+	r := renderer(t)
+	r.Templates = fstest.MapFS{}
+	_, err := r.Render(context.Background(), goldenCases(t)["lb-alone-web0"])
+	if err == nil || !strings.Contains(err.Error(), "lb/haproxy.cfg.tmpl") {
+		t.Errorf("err = %v, want one naming the template", err)
+	}
+}
