@@ -119,7 +119,7 @@ func ParseNodeAddress(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not an address with a prefix length; accepted: an address such as 10.10.0.21/24 or fd00::21/64", s)
 	}
-	if !p.Addr().IsGlobalUnicast() && !p.Addr().IsPrivate() {
+	if a := p.Addr(); !a.IsGlobalUnicast() && !a.IsLoopback() {
 		return netip.Prefix{}, fmt.Errorf("%q is not a unicast host address; accepted: an address such as 10.10.0.21/24", s)
 	}
 	if p.Addr().Zone() != "" {
@@ -145,9 +145,6 @@ func (v VIP) validate(src spec.Source, field string) (netip.Addr, error) {
 	a, err := ParseMemberAddress(v.Address)
 	if err != nil {
 		return a, src.Errorf(field+".address", "%v", err)
-	}
-	if a.IsLoopback() {
-		return a, src.Errorf(field+".address", "%s is a loopback address; accepted: an address of the node's network", a)
 	}
 	if v.Prefix < 1 || v.Prefix > a.BitLen() {
 		return a, src.Errorf(field+".prefix", "%d is out of range; accepted: 1 to %d", v.Prefix, a.BitLen())

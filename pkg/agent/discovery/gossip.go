@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,7 +180,7 @@ func (g *Gossip) joinLoop(ctx context.Context) {
 		}
 		if g.ml.NumMembers() <= 1 {
 			if n, err := g.ml.Join(g.o.Join); err != nil && n == 0 {
-				g.o.Logf("gossip: joining %v: %v; trying again in %s", g.o.Join, err, g.o.JoinWait)
+				g.o.Logf("gossip: joining %v: %s; trying again in %s", g.o.Join, strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " "), g.o.JoinWait)
 			}
 		}
 		t.Reset(g.o.JoinWait)
