@@ -63,4 +63,3 @@ func OpenDiscovery(ctx context.Context, c *config.Config, self discovery.Member,
 	}
 	return nil, fmt.Errorf("unknown discovery method %q", d.Method)
 }
-

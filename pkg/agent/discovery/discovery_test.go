@@ -171,4 +171,3 @@ func TestResolverFromFile(t *testing.T) {
 		t.Errorf("got %q, %v", got, err)
 	}
 }
-

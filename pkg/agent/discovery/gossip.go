@@ -302,4 +302,3 @@ func (w logWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
