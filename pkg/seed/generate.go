@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -425,11 +426,14 @@ func SingleCluster(s Single) (*Cluster, error) {
 	return cl, nil
 }
 
+var vipFieldRe = regexp.MustCompile(`field "vips\[\d+\]\.(address|prefix)"`)
+
 func flagError(err error) error {
 	msg := err.Error()
 	repl := strings.NewReplacer(`field "nodes[0].role"`, "ROLE", `field "nodes[0].name"`, "--name", `field "nodes[0].address"`, "--address",
 		`field "nodes[0].mac"`, "--mac", `field "network.gateway"`, "--gateway", `field "cluster"`, "--cluster-name", `field "discovery.method"`, "--discovery")
 	msg = repl.Replace(msg)
+	msg = vipFieldRe.ReplaceAllString(msg, "--vip $1")
 	if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "command line") {
 		msg = msg[i+2:]
 	}
