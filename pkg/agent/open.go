@@ -45,7 +45,7 @@ func OpenDiscovery(ctx context.Context, c *config.Config, self discovery.Member,
 	case config.MethodGossip:
 		key, err := d.Gossip.DecodeKey()
 		if err != nil {
-			return nil, fmt.Errorf("gossip key %v", err)
+			return nil, fmt.Errorf("gossip key %w", err)
 		}
 		var join []string
 		for _, j := range d.Gossip.Join {

@@ -153,7 +153,7 @@ func loadSecrets(c *Cluster, o Options) (Secrets, error) {
 		}
 	}
 	if _, err := config.DecodeGossipKey(sec.GossipKey); err != nil {
-		return sec, fmt.Errorf("%s: gossip_key %v", path, err)
+		return sec, fmt.Errorf("%s: gossip_key %w", path, err)
 	}
 	if sec != before || data == nil {
 		var b bytes.Buffer

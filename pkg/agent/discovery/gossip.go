@@ -40,7 +40,7 @@ func ParseMeta(cluster, name string, from net.IP, data []byte) (Meta, netip.Addr
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
-		return m, netip.Addr{}, fmt.Errorf("member %q: metadata is not imgforge's: %v", name, err)
+		return m, netip.Addr{}, fmt.Errorf("member %q: metadata is not imgforge's: %w", name, err)
 	}
 	if !memberNameRe.MatchString(name) {
 		return m, netip.Addr{}, fmt.Errorf("member %q: not a node name", name)
