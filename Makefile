@@ -43,6 +43,7 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 30s ./pkg/agent/config
 	$(GO) test -run '^$$' -fuzz FuzzParseInstanceData -fuzztime 30s ./pkg/agent/config
 	$(GO) test -run '^$$' -fuzz FuzzParseMeta -fuzztime 30s ./pkg/agent/discovery
+	$(GO) test -run '^$$' -fuzz FuzzParseCluster -fuzztime 30s ./pkg/seed
 
 .PHONY: bench
 bench: ## benchmarks: cold and warm builds of lb against bare mmdebstrap (several minutes)
