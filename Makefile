@@ -21,8 +21,9 @@ setup: ## install what builds and tests need (Debian packages; run as root)
 	./hack/setup.sh
 
 .PHONY: build
-build: ## build bin/imgforge
+build: ## build bin/imgforge and bin/imgforge-agent (static, reproducible)
 	$(GO) build -o bin/imgforge ./cmd/imgforge
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o bin/imgforge-agent ./cmd/imgforge-agent
 
 .PHONY: test
 test: ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
@@ -70,6 +71,10 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime 30s ./pkg/layer
 	$(GO) test -run '^$$' -fuzz FuzzDetectMirrors -fuzztime 30s ./pkg/plan
 	$(GO) test -run '^$$' -fuzz FuzzNoInjection -fuzztime 30s ./pkg/agent/render
+	$(GO) test -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 30s ./pkg/agent/config
+	$(GO) test -run '^$$' -fuzz FuzzParseInstanceData -fuzztime 30s ./pkg/agent/config
+	$(GO) test -run '^$$' -fuzz FuzzParseMeta -fuzztime 30s ./pkg/agent/discovery
+	$(GO) test -run '^$$' -fuzz FuzzParseCluster -fuzztime 30s ./pkg/seed
 
 .PHONY: bench
 bench: ## benchmarks: cold and warm builds of lb against bare mmdebstrap (several minutes)

@@ -40,6 +40,9 @@ type Seed struct {
 	MetaData      []byte
 	UserData      []byte
 	NetworkConfig []byte
+	// Private marks a seed whose user-data holds secrets: the user-data
+	// and the ISO are written readable by their owner only.
+	Private bool
 }
 
 func (s Seed) files() []struct {
@@ -92,17 +95,55 @@ func yamlString(s string) string {
 	return b.String()
 }
 
-// WriteDir writes the seed's files into dir, creating it if needed.
+// WriteDir writes the seed's files into dir, creating it if needed; each
+// file is written beside its place and renamed into it.
 func WriteDir(dir string, s Seed) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating seed folder: %w", err)
 	}
 	for _, f := range s.files() {
-		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if s.Private && f.name == UserDataFile {
+			mode = 0o600
+		}
+		if err := writeAtomic(filepath.Join(dir, f.name), f.data, mode); err != nil {
 			return fmt.Errorf("writing seed file: %w", err)
 		}
 	}
+	if !s.hasNetworkConfig() {
+		// A network-config of an earlier run would otherwise stay.
+		if err := os.Remove(filepath.Join(dir, NetworkConfigFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing a stale network-config: %w", err)
+		}
+	}
 	return nil
+}
+
+func (s Seed) hasNetworkConfig() bool { return len(s.NetworkConfig) > 0 }
+
+// writeAtomic writes data to a temporary file beside path and renames it
+// into place.
+func writeAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // WriteISO writes the seed as an ISO 9660 image at path: volume
@@ -149,7 +190,11 @@ func WriteISO(path string, s Seed, modTime time.Time) (err error) {
 	if err := fixVolumeDescriptors(tmp, modTime); err != nil {
 		return fmt.Errorf("writing seed iso: %w", err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	mode := os.FileMode(0o644)
+	if s.Private {
+		mode = 0o600
+	}
+	if err := tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("writing seed iso: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {

@@ -1,0 +1,339 @@
+// Package agent is imgforge-agent's core: it reads the node's settings
+// (package config), finds its peers (package discovery), and on every
+// change hands a Snapshot to a Renderer, which writes the role's
+// configuration and reloads its services. It keeps the last good state
+// when anything fails, and reports what it did as JSON and Prometheus
+// metrics over a local HTTP endpoint.
+//
+// The role renderers live elsewhere (package agent/render); this package
+// defines what they receive (Snapshot) and how they report back
+// (Reporter).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/agent/discovery"
+)
+
+// DefaultListen is where the status endpoint listens: loopback only.
+const DefaultListen = "127.0.0.1:9477"
+
+// Snapshot is everything a renderer needs: the validated settings, the
+// node itself, and the live members by role (this node included, each
+// role's list sorted by name).
+type Snapshot struct {
+	Config  *config.Config
+	Self    discovery.Member
+	Members discovery.Set
+}
+
+// Renderer turns a snapshot into the role's configuration. It must leave
+// the last good configuration in place when it fails.
+type Renderer interface {
+	Render(ctx context.Context, s Snapshot) error
+}
+
+// Reporter is implemented by a Renderer that can say what it manages; the
+// status endpoint shows it.
+type Reporter interface {
+	Report() Report
+}
+
+// Report is what a renderer manages now.
+type Report struct {
+	Files      []RenderedFile `json:"files"`
+	LastReload time.Time      `json:"last_reload,omitzero"` // when it last reloaded a service
+}
+
+// RenderedFile is one file a renderer wrote.
+type RenderedFile struct {
+	Path    string    `json:"path"`
+	SHA256  string    `json:"sha256"` // hex, of the content in place
+	Service string    `json:"service,omitempty"`
+	Changed time.Time `json:"changed,omitzero"` // when the content last changed
+}
+
+// RendererFunc adapts a function to Renderer.
+type RendererFunc func(ctx context.Context, s Snapshot) error
+
+// Render calls f.
+func (f RendererFunc) Render(ctx context.Context, s Snapshot) error { return f(ctx, s) }
+
+// Renderers runs renderers in order; the first error stops the run. Its
+// report joins theirs.
+type Renderers []Renderer
+
+// Render runs each renderer.
+func (rs Renderers) Render(ctx context.Context, s Snapshot) error {
+	for _, r := range rs {
+		if err := r.Render(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Report joins the reports of the renderers that give one.
+func (rs Renderers) Report() Report {
+	var out Report
+	for _, r := range rs {
+		if rep, ok := r.(Reporter); ok {
+			x := rep.Report()
+			out.Files = append(out.Files, x.Files...)
+			if x.LastReload.After(out.LastReload) {
+				out.LastReload = x.LastReload
+			}
+		}
+	}
+	return out
+}
+
+// Options configure an Agent. Load and Renderer are required.
+type Options struct {
+	// Load reads and validates the settings (config.Load in the daemon).
+	Load func() (*config.Config, error)
+	// Discover starts discovery; default OpenDiscovery.
+	Discover func(ctx context.Context, c *config.Config, self discovery.Member, logf func(string, ...any)) (discovery.Discoverer, error)
+	Renderer Renderer
+	// Health checks the role's service; nil means always healthy.
+	Health         func(ctx context.Context) bool
+	HealthInterval time.Duration // default 2s
+	RetryInterval  time.Duration // after a failed render; default 10s
+	Debounce       time.Duration // gathers changes that come together; default 200ms
+	Now            func() time.Time
+	Logf           func(format string, args ...any)
+	Version        string
+}
+
+// Agent runs discovery and rendering for one node.
+type Agent struct {
+	o      Options
+	reload chan struct{}
+
+	mu    sync.Mutex
+	st    state
+	ready chan struct{}
+}
+
+// state is what Status reports; guarded by Agent.mu.
+type state struct {
+	cfg          *config.Config
+	self         discovery.Member
+	members      discovery.Set
+	method       string
+	started      time.Time
+	lastRender   time.Time
+	lastError    string
+	lastErrorAt  time.Time
+	renders      uint64
+	renderErrors uint64
+	configErrors uint64
+	changes      uint64
+}
+
+// New makes an agent.
+func New(o Options) *Agent {
+	if o.Discover == nil {
+		o.Discover = OpenDiscovery
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = 2 * time.Second
+	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = 10 * time.Second
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 200 * time.Millisecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	return &Agent{o: o, reload: make(chan struct{}, 1), ready: make(chan struct{})}
+}
+
+// Reload asks the running agent to read its settings again (SIGHUP).
+// Invalid settings are logged and counted, and the agent keeps running
+// with the ones it has.
+func (a *Agent) Reload() {
+	select {
+	case a.reload <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is closed once the agent has valid settings and runs discovery.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// SelfMember is the member a configuration describes.
+func SelfMember(c *config.Config, healthy bool) (discovery.Member, error) {
+	p, err := config.ParseNodeAddress(c.Node.Address)
+	if err != nil {
+		return discovery.Member{}, err
+	}
+	m := discovery.Member{Name: c.Node.Name, Role: c.Role, Address: p.Addr(), Healthy: healthy}
+	if c.Role == "db" {
+		m.Mode = "primary"
+		if c.DB != nil && c.DB.Mode != "" {
+			m.Mode = c.DB.Mode
+		}
+	}
+	return m, nil
+}
+
+// healthSetter is implemented by discovery backends that advertise health.
+type healthSetter interface{ SetHealthy(bool) error }
+
+// Run loads the settings, starts discovery and renders on every change
+// until ctx ends. Invalid settings at start are its error, before
+// anything is rendered.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.o.Load == nil || a.o.Renderer == nil {
+		return errors.New("agent: Load and Renderer are required")
+	}
+	cfg, err := a.o.Load()
+	if err != nil {
+		a.mu.Lock()
+		a.st.configErrors++
+		a.mu.Unlock()
+		return err
+	}
+	healthy := a.checkHealth(ctx)
+	self, err := SelfMember(cfg, healthy)
+	if err != nil {
+		return err
+	}
+	disc, err := a.o.Discover(ctx, cfg, self, a.o.Logf)
+	if err != nil {
+		return fmt.Errorf("starting %s discovery: %w", cfg.Discovery.Method, err)
+	}
+	defer func() {
+		if err := disc.Close(); err != nil {
+			a.o.Logf("stopping discovery: %v", err)
+		}
+	}()
+	a.mu.Lock()
+	a.st.cfg, a.st.self, a.st.method, a.st.started = cfg, self, cfg.Discovery.Method, a.o.Now()
+	a.st.members = disc.Members().With(self)
+	a.mu.Unlock()
+	close(a.ready)
+	a.o.Logf("running as %s (%s, %s) in cluster %s, discovery %s", self.Name, self.Role, self.Address, cfg.Cluster, cfg.Discovery.Method)
+
+	var (
+		last     *Snapshot // last snapshot rendered without error
+		pending  = true    // a render is due
+		debounce = time.NewTimer(0)
+		retry    = time.NewTimer(time.Hour)
+		health   = time.NewTicker(a.o.HealthInterval)
+	)
+	retry.Stop()
+	defer debounce.Stop()
+	defer health.Stop()
+	render := func() {
+		pending = false
+		snap := Snapshot{Config: cfg, Self: self, Members: disc.Members().With(self)}
+		a.mu.Lock()
+		a.st.members = snap.Members
+		a.mu.Unlock()
+		if last != nil && last.Config == snap.Config && last.Self == snap.Self && last.Members.Equal(snap.Members) {
+			return
+		}
+		if err := a.o.Renderer.Render(ctx, snap); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.recordError(fmt.Sprintf("rendering: %v", err), true)
+			retry.Reset(a.o.RetryInterval)
+			return
+		}
+		last = &snap
+		a.mu.Lock()
+		a.st.renders++
+		a.st.lastRender = a.o.Now()
+		a.mu.Unlock()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-disc.Changes():
+			a.mu.Lock()
+			a.st.changes++
+			a.mu.Unlock()
+			if !pending {
+				pending = true
+				debounce.Reset(a.o.Debounce)
+			}
+		case <-debounce.C:
+			render()
+		case <-retry.C:
+			last = nil
+			render()
+		case <-health.C:
+			h := a.checkHealth(ctx)
+			if h == self.Healthy {
+				continue
+			}
+			self.Healthy = h
+			a.mu.Lock()
+			a.st.self = self
+			a.mu.Unlock()
+			if hs, ok := disc.(healthSetter); ok {
+				if err := hs.SetHealthy(h); err != nil {
+					a.o.Logf("advertising health %v: %v", h, err)
+				}
+			}
+			render()
+		case <-a.reload:
+			next, err := a.o.Load()
+			if err != nil {
+				a.recordError(err.Error(), false)
+				continue
+			}
+			nextSelf, err := SelfMember(next, self.Healthy)
+			if err != nil {
+				a.recordError(err.Error(), false)
+				continue
+			}
+			if nextSelf != self || next.Cluster != cfg.Cluster || !reflect.DeepEqual(next.Discovery, cfg.Discovery) {
+				a.recordError("the new settings change the node, cluster or discovery, which takes a restart of imgforge-agent; keeping the running settings", false)
+				continue
+			}
+			a.o.Logf("settings reloaded")
+			cfg = next
+			a.mu.Lock()
+			a.st.cfg = cfg
+			a.mu.Unlock()
+			render()
+		}
+	}
+}
+
+func (a *Agent) checkHealth(ctx context.Context) bool {
+	if a.o.Health == nil {
+		return true
+	}
+	return a.o.Health(ctx)
+}
+
+// recordError logs one line and keeps it for the status endpoint.
+func (a *Agent) recordError(msg string, render bool) {
+	a.o.Logf("%s", msg)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.st.lastError, a.st.lastErrorAt = msg, a.o.Now()
+	if render {
+		a.st.renderErrors++
+	} else {
+		a.st.configErrors++
+	}
+}

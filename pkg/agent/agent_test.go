@@ -1,0 +1,452 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/agent/discovery"
+)
+
+const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+// recorder is a Renderer that keeps every snapshot it was given.
+type recorder struct {
+	mu    sync.Mutex
+	snaps []Snapshot
+	fail  error
+	seen  chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{seen: make(chan struct{}, 1)} }
+
+func (r *recorder) Render(ctx context.Context, s Snapshot) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		return r.fail
+	}
+	r.snaps = append(r.snaps, s)
+	select {
+	case r.seen <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (r *recorder) last() (Snapshot, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.snaps) == 0 {
+		return Snapshot{}, 0
+	}
+	return r.snaps[len(r.snaps)-1], len(r.snaps)
+}
+
+// waitRender waits until the renderer's last snapshot satisfies ok.
+func (r *recorder) waitRender(t *testing.T, what string, ok func(Snapshot) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := time.After(30 * time.Second)
+	for {
+		if s, n := r.last(); n > 0 && ok(s) {
+			return time.Since(start)
+		}
+		select {
+		case <-r.seen:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			s, _ := r.last()
+			t.Fatalf("timed out waiting for %s; last render had %s", what, describe(s.Members))
+		}
+	}
+}
+
+func describe(s discovery.Set) string {
+	var parts []string
+	for _, m := range s.All() {
+		parts = append(parts, m.Name)
+	}
+	return strings.Join(parts, " ")
+}
+
+func names(ms []discovery.Member) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return strings.Join(out, ",")
+}
+
+const gossipPort = 17946
+
+func userData(role, name string, n int, extra string) string {
+	return fmt.Sprintf(`#cloud-config
+imgforge:
+  cluster: shop
+  role: %s
+  node: {name: %s, address: 127.0.3.%d/8}
+  discovery:
+    method: gossip
+    gossip: {port: %d, join: [127.0.3.1, 127.0.3.2], key: %q}
+%s`, role, name, n, gossipPort, testKey, extra)
+}
+
+func roleExtra(role string, n int) string {
+	switch role {
+	case "lb":
+		return fmt.Sprintf("  vips: [{address: 127.0.3.%d, prefix: 8, interface: lo}]\n", 200+n)
+	case "app":
+		return "  database: {user: shop, password: app-password}\n"
+	case "db":
+		return "  database: {user: shop, password: app-password, replication_user: repl, replication_password: repl-password}\n"
+	}
+	return ""
+}
+
+type node struct {
+	name   string
+	agent  *Agent
+	rec    *recorder
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, role, name string, n int) *node {
+	t.Helper()
+	ud := userData(role, name, n, roleExtra(role, n))
+	rec := newRecorder()
+	snapFile := &SnapshotFile{Path: filepath.Join(t.TempDir(), "snapshot.json")}
+	a := New(Options{
+		Load: func() (*config.Config, error) {
+			c, src, err := config.Parse("user-data", []byte(ud))
+			if err != nil {
+				return nil, err
+			}
+			return c, c.Complete(src, config.InstanceData{InstanceID: name}, nil)
+		},
+		Renderer: Renderers{rec, snapFile},
+		Debounce: 50 * time.Millisecond,
+		Logf:     func(f string, args ...any) { t.Logf(name+": "+f, args...) },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	nd := &node{name: name, agent: a, rec: rec, cancel: cancel, done: make(chan error, 1)}
+	go func() { nd.done <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-nd.done:
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(nd.stop)
+	return nd
+}
+
+func (n *node) stop() {
+	n.cancel()
+	<-n.done
+	n.done <- nil // later stops return at once
+}
+
+func TestMultiAgentGossip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 9 gossip agents on loopback (a few seconds)")
+	}
+	layout := []struct {
+		role string
+		n    int
+	}{{"lb", 2}, {"web", 3}, {"app", 2}, {"db", 1}}
+	nodes := map[string]*node{}
+	i := 1
+	for _, l := range layout {
+		for k := 1; k <= l.n; k++ {
+			name := fmt.Sprintf("%s-%d", l.role, k)
+			nodes[name] = startAgent(t, l.role, name, i)
+			i++
+		}
+	}
+	full := func(s Snapshot) bool {
+		m := s.Members
+		return names(m.Role("lb")) == "lb-1,lb-2" && names(m.Role("web")) == "web-1,web-2,web-3" &&
+			names(m.Role("app")) == "app-1,app-2" && names(m.Role("db")) == "db-1"
+	}
+	for name, nd := range nodes {
+		nd.rec.waitRender(t, name+" sees the whole cluster", full)
+	}
+	if s, _ := nodes["db-1"].rec.last(); s.Self.Mode != "primary" || s.Members.Role("db")[0].Mode != "primary" {
+		t.Errorf("db-1 is not advertised as the primary: %+v", s.Members.Role("db"))
+	}
+
+	// A new web node: both lb renders get it.
+	start := time.Now()
+	web4 := startAgent(t, "web", "web-4", 20)
+	for _, lb := range []string{"lb-1", "lb-2"} {
+		nodes[lb].rec.waitRender(t, lb+" renders web-4", func(s Snapshot) bool { return names(s.Members.Role("web")) == "web-1,web-2,web-3,web-4" })
+	}
+	t.Logf("web-4 in both lb renders %v after it started", time.Since(start).Round(time.Millisecond))
+
+	// It stops: both lb renders drop it.
+	start = time.Now()
+	web4.stop()
+	for _, lb := range []string{"lb-1", "lb-2"} {
+		nodes[lb].rec.waitRender(t, lb+" drops web-4", func(s Snapshot) bool { return names(s.Members.Role("web")) == "web-1,web-2,web-3" })
+	}
+	t.Logf("web-4 gone from both lb renders %v after it stopped", time.Since(start).Round(time.Millisecond))
+
+	// Forged and malformed members are not rendered.
+	key, _ := config.DecodeGossipKey(testKey)
+	forge := func(name, ip, meta string, key []byte) error {
+		c := discovery.LANConfig()
+		c.Name, c.BindAddr, c.AdvertiseAddr, c.BindPort, c.AdvertisePort = name, ip, ip, gossipPort, gossipPort
+		c.SecretKey, c.Label = key, "imgforge/shop"
+		c.Delegate = rawMeta(meta)
+		c.Logger = log.New(io.Discard, "", 0)
+		ml, err := memberlist.Create(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ml.Shutdown() })
+		_, err = ml.Join([]string{fmt.Sprintf("127.0.3.1:%d", gossipPort)})
+		return err
+	}
+	_ = forge("web-66", "127.0.3.66", `{"c":"shop","r":"web","a":"not-an-address","h":true}`, key)
+	_ = forge("web-67", "127.0.3.67", `{"c":"shop","r":"cache","a":"127.0.3.67","h":true}`, key)
+	if err := forge("web-68", "127.0.3.68", `{"c":"shop","r":"web","a":"127.0.3.68","h":true}`, []byte("ffffffffffffffffffffffffffffffff")); err == nil {
+		t.Error("a member with the wrong key joined")
+	}
+	// A good member joining after them proves gossip went round.
+	startAgent(t, "web", "web-5", 21)
+	for _, lb := range []string{"lb-1", "lb-2"} {
+		nodes[lb].rec.waitRender(t, lb+" renders web-5", func(s Snapshot) bool {
+			return strings.Contains(names(s.Members.Role("web")), "web-5")
+		})
+		s, _ := nodes[lb].rec.last()
+		for _, m := range s.Members.All() {
+			if m.Name == "web-66" || m.Name == "web-67" || m.Name == "web-68" {
+				t.Errorf("%s rendered forged member %+v", lb, m)
+			}
+		}
+	}
+
+	// The status endpoint of lb-1 shows the members and the snapshot file.
+	srv := httptest.NewServer(nodes["lb-1"].agent.Handler())
+	defer srv.Close()
+	var st Status
+	getJSON(t, srv.URL+"/status", &st)
+	if st.Role != "lb" || st.Node.Name != "lb-1" || len(st.Members.Role("web")) != 4 || len(st.Files) != 1 || len(st.Files[0].SHA256) != 64 || st.Renders == 0 {
+		t.Errorf("status %+v", st)
+	}
+	metrics := get(t, srv.URL+"/metrics")
+	for _, want := range []string{
+		`imgforge_agent_info{cluster="shop",role="lb",node="lb-1",discovery="gossip",version=""} 1`,
+		`imgforge_agent_members{role="web"} 4`,
+		`imgforge_agent_members{role="lb"} 2`,
+		`imgforge_agent_rendered_files 1`,
+	} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
+}
+
+type rawMeta string
+
+func (d rawMeta) NodeMeta(int) []byte                  { return []byte(d) }
+func (rawMeta) NotifyMsg([]byte)                       {}
+func (rawMeta) GetBroadcasts(int, int) [][]byte        { return nil }
+func (rawMeta) LocalState(bool) []byte                 { return nil }
+func (rawMeta) MergeRemoteState(buf []byte, join bool) {}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(get(t, url)), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func staticUserData(members string) string {
+	return `#cloud-config
+imgforge:
+  cluster: shop
+  role: web
+  node: {name: web-1, address: 10.0.0.21/24}
+  discovery:
+    method: static
+    static:
+      members:
+` + members
+}
+
+func TestInvalidSettingsTouchNothing(t *testing.T) {
+	rec := newRecorder()
+	a := New(Options{
+		Load: func() (*config.Config, error) {
+			c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: cache, address: 10.0.0.31}\n")))
+			return c, err
+		},
+		Renderer: rec,
+	})
+	err := a.Run(t.Context())
+	if err == nil || !strings.Contains(err.Error(), `user-data:10:31: field "imgforge.discovery.static.members[0].role": unknown role "cache"`) {
+		t.Fatalf("got %v", err)
+	}
+	if _, n := rec.last(); n != 0 {
+		t.Errorf("rendered %d times with invalid settings", n)
+	}
+	if st := a.Status(); st.ConfigErrors != 1 {
+		t.Errorf("config errors %d", st.ConfigErrors)
+	}
+}
+
+func TestReloadKeepsLastGood(t *testing.T) {
+	var mu sync.Mutex
+	ud := staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n")
+	setUD := func(s string) { mu.Lock(); ud = s; mu.Unlock() }
+	rec := newRecorder()
+	var logs []string
+	var logMu sync.Mutex
+	a := New(Options{
+		Load: func() (*config.Config, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			c, src, err := config.Parse("user-data", []byte(ud))
+			if err != nil {
+				return nil, err
+			}
+			return c, c.Complete(src, config.InstanceData{InstanceID: "i"}, nil)
+		},
+		Renderer: rec,
+		Logf:     func(f string, a ...any) { logMu.Lock(); logs = append(logs, fmt.Sprintf(f, a...)); logMu.Unlock() },
+		Debounce: 10 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	rec.waitRender(t, "first render", func(s Snapshot) bool { return names(s.Members.Role("app")) == "app-1" })
+	first, _ := rec.last()
+
+	setUD(strings.Replace(ud, "web-1", "Web_1", 1))
+	a.Reload()
+	waitFor(t, "the config error", func() bool { return a.Status().ConfigErrors == 1 })
+	if st := a.Status(); !strings.Contains(st.LastError, `field "imgforge.node.name": "Web_1" is not a node name`) || st.Node.Name != "web-1" {
+		t.Errorf("status after a bad reload: %+v", st)
+	}
+	if s, n := rec.last(); n != 1 || s.Config != first.Config {
+		t.Errorf("a bad reload rendered (%d renders)", n)
+	}
+
+	// A valid change that needs no restart is applied and rendered.
+	setUD(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n") + "  tls: self-signed\n")
+	a.Reload()
+	rec.waitRender(t, "the reloaded settings", func(s Snapshot) bool { return s.Config.TLS != nil && s.Config.TLS.SelfSigned })
+
+	// Changing discovery needs a restart: kept as it was.
+	setUD(staticUserData("        - {name: app-2, role: app, address: 10.0.0.32}\n"))
+	a.Reload()
+	waitFor(t, "the refusal", func() bool { return a.Status().ConfigErrors == 2 })
+	if s, _ := rec.last(); names(s.Members.Role("app")) != "app-1" {
+		t.Errorf("members changed without a restart: %v", describe(s.Members))
+	}
+	logMu.Lock()
+	for _, l := range logs {
+		if strings.Contains(l, "\n") {
+			t.Errorf("multi-line log %q", l)
+		}
+	}
+	logMu.Unlock()
+}
+
+func TestRenderErrorRetries(t *testing.T) {
+	rec := newRecorder()
+	rec.fail = errors.New("haproxy -c: config invalid")
+	a := New(Options{
+		Load: func() (*config.Config, error) {
+			c, src, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n")))
+			if err != nil {
+				return nil, err
+			}
+			return c, c.Complete(src, config.InstanceData{InstanceID: "i"}, nil)
+		},
+		Renderer:      rec,
+		RetryInterval: 20 * time.Millisecond,
+		Debounce:      time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "two failed renders", func() bool { return a.Status().RenderErrors >= 2 })
+	if st := a.Status(); st.LastError != "rendering: haproxy -c: config invalid" || st.Renders != 0 {
+		t.Errorf("status %+v", st)
+	}
+	rec.mu.Lock()
+	rec.fail = nil
+	rec.mu.Unlock()
+	rec.waitRender(t, "a render after the failure", func(Snapshot) bool { return true })
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSnapshotFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "run", "snapshot.json")
+	tick := time.Unix(1700000000, 0)
+	f := &SnapshotFile{Path: p, Now: func() time.Time { return tick }}
+	c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Discovery.Static.Members[0].Name = "app-1"
+	s := Snapshot{Config: c, Self: discovery.Member{Name: "web-1", Role: "web"}, Members: discovery.Set{}}
+	if err := f.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	r1 := f.Report()
+	tick = tick.Add(time.Hour)
+	if err := f.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	if r2 := f.Report(); r2.Files[0] != r1.Files[0] {
+		t.Errorf("an unchanged render changed the report: %+v %+v", r1, r2)
+	}
+	b, _ := os.ReadFile(p)
+	if strings.Contains(string(b), testKey) || !strings.Contains(string(b), `"role": "web"`) {
+		t.Errorf("snapshot file:\n%s", b)
+	}
+}

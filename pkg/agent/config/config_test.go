@@ -1,0 +1,335 @@
+package config
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func read(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestParseValid(t *testing.T) {
+	c, _, err := Parse("user-data", []byte(read(t, "web.yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Cluster: "shop", Role: "web",
+		Node: Node{Name: "web-1", ID: 21, Address: "10.10.0.21/24"},
+		VIPs: []VIP{{Address: "10.10.0.100", Prefix: 24, Interface: "eth0"}},
+		Discovery: Discovery{Method: "gossip", Gossip: &Gossip{Port: 7946, Join: []string{"10.10.0.11", "10.10.0.12:7946"},
+			Key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}},
+		TLS: &TLS{SelfSigned: true},
+		Monitoring: &Monitoring{MetricsURL: "https://monitor.example:9090/api/v1/write", LogsURL: "https://monitor.example:3100/loki/api/v1/push",
+			Username: "shop", Password: "s3cret-pass"},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+	for _, f := range []string{"db.yaml", "app-dns.yaml"} {
+		if _, _, err := Parse(f, []byte(read(t, f))); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	web := read(t, "web.yaml")
+	db := read(t, "db.yaml")
+	dns := read(t, "app-dns.yaml")
+	tests := []struct {
+		name, doc, old, new, want string
+	}{
+		{"unknown field", web, "  role: web", "  role: web\n  rol: web", `user-data:8:3: field "imgforge.rol": unknown field in imgforge; accepted: app, cluster, database, db, discovery, monitoring, node, role, tls, vips`},
+		{"unknown role", web, "role: web", "role: cache", `field "imgforge.role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"cluster", web, "cluster: shop", "cluster: Shop", `field "imgforge.cluster": "Shop" is not a cluster name`},
+		{"app on web", web, "role: web", "role: web\n  app: {runtime: uwsgi}", `field "imgforge.app": is only for role app`},
+		{"runtime", dns, "runtime: uwsgi", "runtime: cgi", `field "imgforge.app.runtime": "cgi" is not accepted; accepted: php-fpm, uwsgi`},
+		{"db mode", db, "mode: replica}", "mode: standby}", `field "imgforge.db.mode": "standby" is not accepted; accepted: primary, replica`},
+		{"node name", web, "    name: web-1", "    name: Web_1", `field "imgforge.node.name": "Web_1" is not a node name`},
+		{"node address", web, "address: 10.10.0.21/24", "address: 10.10.0.21", `field "imgforge.node.address": "10.10.0.21" is not an address with a prefix length`},
+		{"node id", web, "id: 21", "id: -1", `field "imgforge.node.id": expected a whole number, got "-1"`},
+		{"vip outside subnet", web, "address: 10.10.0.100,", "address: 10.20.0.100,", `user-data:13:17: field "imgforge.vips[0].address": 10.20.0.100 is outside the node's subnet 10.10.0.0/24; accepted: an address in 10.10.0.0/24`},
+		{"vip is node", web, "address: 10.10.0.100,", "address: 10.10.0.21,", `is the node's own address`},
+		{"vip garbage", web, "address: 10.10.0.100,", "address: banana,", `field "imgforge.vips[0].address": "banana" is not an IP address`},
+		{"vip prefix", web, "prefix: 24", "prefix: 33", `field "imgforge.vips[0].prefix": 33 is out of range; accepted: 1 to 32`},
+		{"vip interface", web, "interface: eth0", "interface: eth0/1", `field "imgforge.vips[0].interface": "eth0/1" is not an interface name`},
+		{"vip twice", web, "    - {address: 10.10.0.100, prefix: 24, interface: eth0}", "    - {address: 10.10.0.100, prefix: 24, interface: eth0}\n    - {address: 10.10.0.100, prefix: 24, interface: eth0}", `field "imgforge.vips[1].address": 10.10.0.100 is listed twice`},
+		{"lb without vip", web, "role: web", "role: lb", ""},
+		{"method", web, "method: gossip", "method: consul", `field "imgforge.discovery.method": unknown discovery method "consul"; accepted: static, dns, gossip`},
+		{"method block missing", web, "method: gossip", "method: static", `field "imgforge.discovery.gossip": is set but the method is static`},
+		{"missing key", web, "      key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", "", `field "imgforge.discovery.gossip.key": is missing; accepted: the base64 of 32 random bytes`},
+		{"short key", web, "key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd", `decodes to 30 bytes`},
+		{"key not base64", web, "key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "key: '!!!'", `is not base64`},
+		{"join garbage", web, "join: [10.10.0.11,", "join: [10.10.0.300,", `field "imgforge.discovery.gossip.join[0]": "10.10.0.300" is not an address`},
+		{"gossip port", web, "port: 7946", "port: 70000", `field "imgforge.discovery.gossip.port": 70000 is out of range`},
+		{"static role", db, "role: app, address", "role: cache, address", `field "imgforge.discovery.static.members[1].role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"static address", db, "address: 10.10.0.31}", "address: 10.10.0.31/24}", `field "imgforge.discovery.static.members[1].address": "10.10.0.31/24" is not an IP address`},
+		{"static dup address", db, "address: 10.10.0.31}", "address: 10.10.0.41}", `field "imgforge.discovery.static.members[1].address": 10.10.0.41 is listed twice`},
+		{"static mode on app", db, "address: 10.10.0.31}", "address: 10.10.0.31, mode: primary}", `field "imgforge.discovery.static.members[1].mode": is only for db members`},
+		{"dns both", dns, "srv: _http", "name: x, srv: _http", `give exactly one of name`},
+		{"dns name", dns, "name: db-primary.shop.internal", "name: 'db primary'", `"db primary" is not a DNS name`},
+		{"dns interval", dns, "interval: 10s", "interval: 10", `field "imgforge.discovery.dns.interval": "10" is not accepted; accepted: a duration from 1s to 1h`},
+		{"dns resolver", dns, "resolver: 10.10.0.1:53", "resolver: dns.example", `field "imgforge.discovery.dns.resolver"`},
+		{"dns records", dns, "      records:\n        - {role: db, name: db-primary.shop.internal, mode: primary}\n        - {role: web, srv: _http._tcp.web.shop.internal}\n", "", `field "imgforge.discovery.dns.records": is empty`},
+		{"db creds missing", dns, "  database: {user: shop, password: app-password-1}\n", "", `field "imgforge.database": a app node needs the database credentials`},
+		{"short password", dns, "password: app-password-1", "password: short", `field "imgforge.database.password": is not accepted (5 characters); accepted: 8 to 128 printable ASCII`},
+		{"quote in password", dns, "password: app-password-1", `password: "app'password"`, `field "imgforge.database.password"`},
+		{"db user", dns, "user: shop", "user: 'shop-app'", `field "imgforge.database.user": "shop-app" is not a database user name`},
+		{"repl missing", db, "    replication_password: repl-password-1\n", "", `field "imgforge.database.replication_password"`},
+		{"tls half", web, "tls: self-signed", "tls: {cert: x}", `field "imgforge.tls": needs both cert and key (PEM), or the value self-signed`},
+		{"tls garbage", web, "tls: self-signed", "tls: {cert: x, key: y}", `field "imgforge.tls.cert": the certificate and key do not make a pair`},
+		{"tls other word", web, "tls: self-signed", "tls: selfsigned", `field "imgforge.tls": expected a mapping`},
+		{"monitoring http", web, "metrics_url: https://", "metrics_url: http://", `field "imgforge.monitoring.metrics_url": "http://monitor.example:9090/api/v1/write" is not accepted; accepted: an https:// URL`},
+		{"monitoring both auth", web, "password: s3cret-pass", "password: s3cret-pass\n    bearer_token: t", `field "imgforge.monitoring.bearer_token": give either a bearer token or username and password`},
+		{"monitoring no password", web, "    password: s3cret-pass\n", "", `field "imgforge.monitoring.password": is missing`},
+		{"monitoring ca", web, "password: s3cret-pass", "password: s3cret-pass\n    ca: nope", `field "imgforge.monitoring.ca": is not a PEM certificate bundle`},
+		{"not a mapping", "#cloud-config\n- a\n", "", "", `no imgforge: section: the cloud-config is not a mapping`},
+		{"no section", "#cloud-config\nhostname: x\n", "", "", `no imgforge: section in the cloud-config`},
+		{"syntax", web, "  role: web", "  role: [web", `user-data:6: invalid YAML`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := tt.doc
+			if tt.old != "" || tt.new != "" {
+				if !strings.Contains(doc, tt.old) {
+					t.Fatalf("test document has no %q", tt.old)
+				}
+				doc = strings.Replace(doc, tt.old, tt.new, 1)
+			}
+			want := tt.want
+			if tt.name == "lb without vip" {
+				doc = strings.Replace(doc, "  vips:\n    - {address: 10.10.0.100, prefix: 24, interface: eth0}\n", "", 1)
+				want = `field "imgforge.vips": an lb node needs at least one VIP`
+			}
+			_, _, err := Parse("user-data", []byte(doc))
+			if err == nil {
+				t.Fatalf("no error; want %q", want)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error\n  %v\nwant it to contain\n  %s", err, want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			if !strings.HasPrefix(err.Error(), "user-data") {
+				t.Errorf("error does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+func selfSignedPEM(t *testing.T) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "web.example"},
+		NotBefore: time.Unix(1700000000, 0), NotAfter: time.Unix(1900000000, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+}
+
+func TestTLSAndCARoundTrip(t *testing.T) {
+	cert, key := selfSignedPEM(t)
+	c, src, err := Parse("user-data", []byte(read(t, "web.yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.TLS = &TLS{Cert: cert, Key: key}
+	c.Monitoring.CA = cert
+	if err := c.validate(src); err != nil {
+		t.Fatal(err)
+	}
+	section, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := Parse("marshalled", append([]byte("#cloud-config\n"), section...))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, section)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip changed the config:\n%+v\n%+v", back, c)
+	}
+	_, otherKey := selfSignedPEM(t)
+	c.TLS.Key = otherKey
+	if err := c.validate(src); err == nil || !strings.Contains(err.Error(), "do not make a pair") {
+		t.Errorf("mismatched key: %v", err)
+	}
+}
+
+func TestMarshalRoundTripSamples(t *testing.T) {
+	for _, f := range []string{"web.yaml", "db.yaml", "app-dns.yaml"} {
+		c, _, err := Parse(f, []byte(read(t, f)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, _, err := Parse(f, append([]byte("#cloud-config\n"), b...))
+		if err != nil || !reflect.DeepEqual(back, c) {
+			t.Errorf("%s: round trip: %v\n%s", f, err, b)
+		}
+	}
+}
+
+func TestCloudConfigs(t *testing.T) {
+	web := read(t, "web.yaml")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(web))
+	zw.Close()
+	mimeDoc := "Content-Type: multipart/mixed; boundary=\"XYZ\"\nMIME-Version: 1.0\n\n" +
+		"--XYZ\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"hello.sh\"\n\n#!/bin/sh\necho hi\n" +
+		"--XYZ\nContent-Type: text/cloud-config\nContent-Disposition: attachment; filename=\"users.cfg\"\n\n#cloud-config\nssh_pwauth: false\n" +
+		"--XYZ\nContent-Type: text/cloud-config\nContent-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"imgforge.cfg\"\n\n" +
+		wrap(base64.StdEncoding.EncodeToString([]byte(web))) + "\n--XYZ--\n"
+	tests := []struct {
+		name  string
+		data  []byte
+		parts int
+	}{
+		{"plain", []byte(web), 1},
+		{"crlf header", []byte(strings.Replace(web, "#cloud-config\n", "#cloud-config\r\n", 1)), 1},
+		{"gzip", gz.Bytes(), 1},
+		{"mime", []byte(mimeDoc), 2},
+		{"script", []byte("#!/bin/sh\necho hi\n"), 0},
+		{"empty", nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parts, err := CloudConfigs(tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(parts) != tt.parts {
+				t.Fatalf("%d parts, want %d: %+v", len(parts), tt.parts, parts)
+			}
+		})
+	}
+}
+
+func wrap(s string) string {
+	var b strings.Builder
+	for len(s) > 76 {
+		b.WriteString(s[:76] + "\n")
+		s = s[76:]
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+func fakeHost(files map[string]string, addrs ...string) Host {
+	return Host{
+		ReadFile: func(p string) ([]byte, error) {
+			if s, ok := files[p]; ok {
+				return []byte(s), nil
+			}
+			return nil, fmt.Errorf("open %s: %w", p, fs.ErrNotExist)
+		},
+		Addresses: func() ([]netip.Prefix, error) {
+			var out []netip.Prefix
+			for _, a := range addrs {
+				out = append(out, netip.MustParsePrefix(a))
+			}
+			return out, nil
+		},
+	}
+}
+
+func TestLoad(t *testing.T) {
+	inst := read(t, "instance-data.json")
+	mimeDoc := "Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/cloud-config\n\n" + read(t, "app-dns.yaml") + "\n--B--\n"
+	t.Run("identity from cloud-init", func(t *testing.T) {
+		c, err := Load(DefaultPaths, fakeHost(map[string]string{UserDataPath: mimeDoc, InstanceDataPath: inst}, "10.10.0.31/24", "fd00::31/64"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Node{Name: "app-1", ID: 10<<24 | 10<<16 | 31, Address: "10.10.0.31/24", InstanceID: "shop-app-1"}
+		if c.Node != want {
+			t.Errorf("node %+v, want %+v", c.Node, want)
+		}
+	})
+	t.Run("vip outside detected subnet", func(t *testing.T) {
+		ud := strings.Replace(read(t, "web.yaml"), "    address: 10.10.0.21/24\n", "", 1)
+		_, err := Load(DefaultPaths, fakeHost(map[string]string{UserDataPath: ud, InstanceDataPath: inst}, "192.168.1.5/24"))
+		if err == nil || !strings.Contains(err.Error(), `field "imgforge.vips[0].address": 10.10.0.100 is outside the node's subnet 192.168.1.0/24`) {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("no section", func(t *testing.T) {
+		_, err := Load(DefaultPaths, fakeHost(map[string]string{UserDataPath: "#cloud-config\n{}\n", InstanceDataPath: inst}))
+		if !errors.Is(err, ErrNoSection) {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("two sections", func(t *testing.T) {
+		two := "Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/cloud-config\n\n" + read(t, "app-dns.yaml") +
+			"\n--B\nContent-Type: text/cloud-config\n\n" + read(t, "db.yaml") + "\n--B--\n"
+		_, err := Load(DefaultPaths, fakeHost(map[string]string{UserDataPath: two, InstanceDataPath: inst}, "10.10.0.31/24"))
+		if err == nil || !strings.Contains(err.Error(), "a second imgforge: section") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("no user-data", func(t *testing.T) {
+		_, err := Load(DefaultPaths, fakeHost(map[string]string{InstanceDataPath: inst}))
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("bad hostname", func(t *testing.T) {
+		_, err := Load(DefaultPaths, fakeHost(map[string]string{UserDataPath: read(t, "app-dns.yaml"),
+			InstanceDataPath: `{"v1": {"instance_id": "i-1", "local_hostname": "bad_host"}}`}, "10.10.0.31/24"))
+		if err == nil || !strings.Contains(err.Error(), `cloud-init's local-hostname "bad_host" is not a node name`) {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+func TestParseInstanceData(t *testing.T) {
+	for _, tt := range []struct{ in, err string }{
+		{`{"v1": {"instance-id": "a", "local-hostname": "b"}}`, ""},
+		{`{"v2": {}}`, "no v1 section"},
+		{`{"v1": {"local_hostname": "b"}}`, "no v1.instance_id"},
+		{`nope`, "not JSON"},
+	} {
+		_, err := ParseInstanceData([]byte(tt.in))
+		if (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: %v, want %q", tt.in, err, tt.err)
+		}
+	}
+}

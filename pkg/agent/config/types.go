@@ -1,0 +1,136 @@
+package config
+
+// Roles are the roles a node may have, in the order messages list them.
+var Roles = []string{"lb", "web", "app", "db"}
+
+// Discovery methods.
+const (
+	MethodStatic = "static"
+	MethodDNS    = "dns"
+	MethodGossip = "gossip"
+)
+
+// Methods lists the discovery methods.
+var Methods = []string{MethodStatic, MethodDNS, MethodGossip}
+
+// Runtimes of the app role and modes of the db role.
+var (
+	Runtimes = []string{"php-fpm", "uwsgi"}
+	DBModes  = []string{"primary", "replica"}
+)
+
+// DefaultGossipPort is the gossip port (TCP and UDP) when none is given.
+const DefaultGossipPort = 7946
+
+// Config is the imgforge: section of a node's cloud-config, validated,
+// with the node's identity completed from cloud-init's instance data.
+type Config struct {
+	Cluster    string      `yaml:"cluster" json:"cluster"`
+	Role       string      `yaml:"role" json:"role"`
+	App        *App        `yaml:"app,omitempty" json:"app,omitempty"`
+	DB         *DB         `yaml:"db,omitempty" json:"db,omitempty"`
+	Node       Node        `yaml:"node" json:"node"`
+	VIPs       []VIP       `yaml:"vips,omitempty" json:"vips,omitempty"`
+	Discovery  Discovery   `yaml:"discovery" json:"discovery"`
+	TLS        *TLS        `yaml:"tls,omitempty" json:"tls,omitempty"`
+	Database   *Database   `yaml:"database,omitempty" json:"database,omitempty"`
+	Monitoring *Monitoring `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
+}
+
+// App holds the options of the app role.
+type App struct {
+	Runtime string `yaml:"runtime,omitempty" json:"runtime"` // php-fpm (default) or uwsgi
+}
+
+// DB holds the options of the db role.
+type DB struct {
+	Mode string `yaml:"mode,omitempty" json:"mode"` // primary (default) or replica
+}
+
+// Node is the node's identity. Name defaults to cloud-init's
+// local-hostname, ID to the low 32 bits of the address, Address (with its
+// prefix) to the address of the interface holding the default route.
+type Node struct {
+	Name       string `yaml:"name,omitempty" json:"name"`
+	ID         uint32 `yaml:"id,omitempty" json:"id"`
+	Address    string `yaml:"address,omitempty" json:"address"` // 10.10.0.21/24
+	InstanceID string `yaml:"-" json:"instance_id,omitempty"`   // from cloud-init, never from user-data
+}
+
+// VIP is a virtual address the lb nodes carry between them.
+type VIP struct {
+	Address   string `yaml:"address" json:"address"`
+	Prefix    int    `yaml:"prefix" json:"prefix"`
+	Interface string `yaml:"interface" json:"interface"`
+}
+
+// Discovery says how the node finds its peers: exactly the block of the
+// chosen method is set.
+type Discovery struct {
+	Method string  `yaml:"method" json:"method"`
+	Static *Static `yaml:"static,omitempty" json:"static,omitempty"`
+	DNS    *DNS    `yaml:"dns,omitempty" json:"dns,omitempty"`
+	Gossip *Gossip `yaml:"gossip,omitempty" json:"gossip,omitempty"`
+}
+
+// Static is a fixed list of members.
+type Static struct {
+	Members []StaticMember `yaml:"members" json:"members"`
+}
+
+// StaticMember is one member of a static list.
+type StaticMember struct {
+	Name    string `yaml:"name" json:"name"`
+	Role    string `yaml:"role" json:"role"`
+	Address string `yaml:"address" json:"address"`     // an IP address, no prefix
+	Mode    string `yaml:"mode,omitempty" json:"mode"` // db only: primary or replica
+}
+
+// DNS finds members by polling DNS records.
+type DNS struct {
+	Resolver string      `yaml:"resolver,omitempty" json:"resolver,omitempty"` // host:port; default from /etc/resolv.conf
+	Interval string      `yaml:"interval,omitempty" json:"interval,omitempty"` // poll interval, default 5s
+	Records  []DNSRecord `yaml:"records" json:"records"`
+}
+
+// DNSRecord names the members of a role: Name for A and AAAA records, or
+// SRV for an SRV record whose targets are resolved in turn.
+type DNSRecord struct {
+	Role string `yaml:"role" json:"role"`
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	SRV  string `yaml:"srv,omitempty" json:"srv,omitempty"`
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"` // db only
+}
+
+// Gossip finds members with an encrypted memberlist cluster.
+type Gossip struct {
+	Port int      `yaml:"port,omitempty" json:"port"`
+	Join []string `yaml:"join,omitempty" json:"join"` // IP or IP:port (IPv6 as [addr]:port)
+	Key  string   `yaml:"key" json:"-"`               // base64 of 32 bytes (AES-256-GCM)
+}
+
+// TLS is the web tier's certificate: a PEM certificate chain and key, or
+// SelfSigned (written `tls: self-signed`), a pair made on first boot.
+type TLS struct {
+	Cert       string `yaml:"cert,omitempty" json:"-"`
+	Key        string `yaml:"key,omitempty" json:"-"`
+	SelfSigned bool   `yaml:"self_signed,omitempty" json:"self_signed"`
+}
+
+// Database holds the credentials the app and db roles share.
+type Database struct {
+	User                string `yaml:"user,omitempty" json:"user"`
+	Password            string `yaml:"password,omitempty" json:"-"`
+	ReplicationUser     string `yaml:"replication_user,omitempty" json:"replication_user,omitempty"`
+	ReplicationPassword string `yaml:"replication_password,omitempty" json:"-"`
+}
+
+// Monitoring is where every node pushes its metrics and logs.
+type Monitoring struct {
+	MetricsURL  string `yaml:"metrics_url,omitempty" json:"metrics_url,omitempty"` // Prometheus remote_write
+	LogsURL     string `yaml:"logs_url,omitempty" json:"logs_url,omitempty"`
+	Username    string `yaml:"username,omitempty" json:"username,omitempty"`
+	Password    string `yaml:"password,omitempty" json:"-"`
+	BearerToken string `yaml:"bearer_token,omitempty" json:"-"`
+	CA          string `yaml:"ca,omitempty" json:"-"` // PEM certificates to trust
+}

@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/agent/config"
+)
+
+// RoleInfoPath is where an imgforge image says which role it was built for.
+const RoleInfoPath = "/etc/imgforge/role.json"
+
+// RoleInfo is the part of /etc/imgforge/role.json the agent reads.
+type RoleInfo struct {
+	Role    string            `json:"role"`
+	Options map[string]string `json:"options"`
+	Health  Health            `json:"health"`
+}
+
+// Health is the role's health check (a role definition's health field).
+type Health struct {
+	Type    string   `json:"type"` // http, tcp or command
+	Port    int      `json:"port"`
+	Path    string   `json:"path"`
+	Command []string `json:"command"`
+}
+
+// ParseRoleInfo reads role.json.
+func ParseRoleInfo(data []byte) (RoleInfo, error) {
+	var ri RoleInfo
+	if err := json.Unmarshal(data, &ri); err != nil {
+		return ri, fmt.Errorf("%s: %w", RoleInfoPath, err)
+	}
+	if !config.IsRole(ri.Role) {
+		return ri, fmt.Errorf("%s: unknown role %q", RoleInfoPath, ri.Role)
+	}
+	return ri, nil
+}
+
+// CheckRole reports settings made for another image: a role, or an app
+// runtime, that the image was not built with.
+func CheckRole(c *config.Config, ri RoleInfo) error {
+	if c.Role != ri.Role {
+		return fmt.Errorf("field \"imgforge.role\": the user-data says %s but this is the %s image; boot the %s image or fix the seed", c.Role, ri.Role, c.Role)
+	}
+	if c.App != nil && c.App.Runtime != "" && ri.Options["runtime"] != "" && c.App.Runtime != ri.Options["runtime"] {
+		return fmt.Errorf("field \"imgforge.app.runtime\": the user-data says %s but this image was built with runtime=%s", c.App.Runtime, ri.Options["runtime"])
+	}
+	return nil
+}
+
+// Probe returns a check of the role's service on this machine: an HTTP
+// GET answered 2xx, a TCP connect, or a command that exits 0, each
+// within timeout.
+func (h Health) Probe(timeout time.Duration) func(ctx context.Context) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(h.Port))
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	return func(ctx context.Context) bool {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		switch h.Type {
+		case "http":
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+h.Path, nil)
+			if err != nil {
+				return false
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode >= 200 && resp.StatusCode < 300
+		case "tcp":
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return false
+			}
+			conn.Close()
+			return true
+		case "command":
+			if len(h.Command) == 0 {
+				return false
+			}
+			return exec.CommandContext(ctx, h.Command[0], slices.Clone(h.Command[1:])...).Run() == nil
+		}
+		return false
+	}
+}

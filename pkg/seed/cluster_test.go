@@ -1,0 +1,248 @@
+package seed
+
+import (
+	"bytes"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imgforge/imgforge/pkg/agent/config"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func testRand(seed byte) *rand.ChaCha8 { return rand.NewChaCha8([32]byte{seed}) }
+
+func readCluster(t *testing.T) (string, []byte) {
+	t.Helper()
+	b, err := os.ReadFile("testdata/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "testdata/cluster.yaml", b
+}
+
+func TestGenerateGolden(t *testing.T) {
+	c, err := LoadCluster("testdata/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	res, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 6 {
+		t.Fatalf("%d nodes", len(res))
+	}
+	golden := "testdata/golden"
+	for _, n := range res {
+		for _, f := range []string{MetaDataFile, UserDataFile, NetworkConfigFile} {
+			got, err := os.ReadFile(filepath.Join(out, n.Name, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(golden, n.Name, f)
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			want, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/seed -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s/%s differs from %s:\n%s", n.Name, f, p, got)
+			}
+		}
+		// What a node reads back validates, as the agent will see it.
+		ud, _ := os.ReadFile(filepath.Join(out, n.Name, UserDataFile))
+		cfg, src, err := config.Parse(n.Name+"/user-data", ud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Complete(src, config.InstanceData{InstanceID: "x", LocalHostname: n.Name}, nil); err != nil {
+			t.Errorf("%s: %v", n.Name, err)
+		}
+		if strings.Contains(string(ud), "passwd") || strings.Contains(string(ud), "chpasswd") || strings.Contains(string(ud), "plain_text_passwd") {
+			t.Errorf("%s: user-data sets a login password", n.Name)
+		}
+		for f, want := range map[string]os.FileMode{UserDataFile: 0o600, "seed.iso": 0o600, MetaDataFile: 0o644} {
+			fi, err := os.Stat(filepath.Join(out, n.Name, f))
+			if err != nil || fi.Mode().Perm() != want {
+				t.Errorf("%s/%s: mode %v, %v; want %v", n.Name, f, fi.Mode().Perm(), err, want)
+			}
+		}
+	}
+	if res[0].MAC != "52:54:00:0a:00:0b" || res[1].MAC != DeriveMAC("shop", "lb-2") {
+		t.Errorf("MACs %s %s", res[0].MAC, res[1].MAC)
+	}
+	fi, err := os.Stat(filepath.Join(out, SecretsFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secrets: %v %v", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(out, NodesFile)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestGenerateRerunIsStable(t *testing.T) {
+	c, err := LoadCluster("testdata/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	first := snapshotDir(t, out)
+	// Other randomness on the second run: the secrets are read back, not made again.
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(2), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	second := snapshotDir(t, out)
+	for p, b := range first {
+		if !bytes.Equal(second[p], b) {
+			t.Errorf("%s changed on a re-run", p)
+		}
+	}
+	// Another output folder: other secrets, so another gossip key.
+	other := t.TempDir()
+	if _, err := Generate(c, Options{Out: other, Rand: testRand(2), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(filepath.Join(out, SecretsFile))
+	b, _ := os.ReadFile(filepath.Join(other, SecretsFile))
+	if bytes.Equal(a, b) {
+		t.Error("two clusters got the same secrets")
+	}
+	// Secrets of another cluster are not reused.
+	c.Cluster = "other"
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(3), ModTime: testTime}); err == nil || !strings.Contains(err.Error(), `holds the secrets of cluster "shop"`) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func snapshotDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		out[p] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestClusterErrors(t *testing.T) {
+	file, base := readCluster(t)
+	tests := []struct{ name, old, new, want string }{
+		{"vip outside subnet", "address: 10.10.0.100", "address: 10.20.0.100", `testdata/cluster.yaml:9:14: field "vips[0].address": 10.20.0.100 is outside the subnet 10.10.0.0/24; accepted: an address in 10.10.0.0/24`},
+		{"vip is a node", "address: 10.10.0.100", "address: 10.10.0.21", `field "vips[0].address": 10.10.0.21 is node web-1's address`},
+		{"duplicate address", "address: 10.10.0.22}", "address: 10.10.0.21}", `testdata/cluster.yaml:25:39: field "nodes[3].address": 10.10.0.21 is a duplicate node address (also web-1's)`},
+		{"duplicate name", "name: web-2,", "name: web-1,", `field "nodes[3].name": "web-1" is a duplicate node name`},
+		{"unknown role", "role: app,", "role: cache,", `testdata/cluster.yaml:26:25: field "nodes[4].role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"empty key", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    key: \"\"", `field "discovery.gossip.key": is empty; accepted: the base64 of 32 random bytes, or leave the field out and imgforge seed makes one`},
+		{"bad key", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    key: c2hvcnQ=", `field "discovery.gossip.key": decodes to 5 bytes`},
+		{"join unreachable", "join: [lb-1, lb-2]", "join: [lb-1, 10.10.0.99]", `field "discovery.gossip.join[1]": 10.10.0.99 is unreachable: no node has that address; accepted: a node's name or address (lb-1, lb-2, web-1, web-2, app-1, db-1)`},
+		{"join garbage", "join: [lb-1, lb-2]", "join: [lb-1, lb-3]", `field "discovery.gossip.join[1]": "lb-3" is not an address`},
+		{"address outside", "address: 10.10.0.41", "address: 10.10.1.41", `field "nodes[5].address": 10.10.1.41 is outside the subnet`},
+		{"gateway address", "address: 10.10.0.41", "address: 10.10.0.1", `is the network, broadcast or gateway address`},
+		{"gateway outside", "gateway: 10.10.0.1", "gateway: 10.10.1.1", `field "network.gateway": "10.10.1.1" is not an address in 10.10.0.0/24`},
+		{"subnet", "subnet: 10.10.0.0/24", "subnet: 10.10.0.5/24", `field "network.subnet": "10.10.0.5/24" is not a network`},
+		{"mac", `mac: "52:54:00:0a:00:0b"`, `mac: "53:54:00:0a:00:0b"`, `field "nodes[0].mac": "53:54:00:0a:00:0b" is not a unicast MAC address`},
+		{"option", "options: {runtime: php-fpm}", "options: {runtime: cgi}", `field "nodes[4].options.runtime": "cgi" is not accepted; accepted: php-fpm, uwsgi`},
+		{"option on web", "role: web, address: 10.10.0.21}", "role: web, address: 10.10.0.21, options: {runtime: uwsgi}}", `field "nodes[2].options.runtime": unknown option for role web; accepted: none for role web`},
+		{"no vip", "vips:\n  - address: 10.10.0.100\n", "", `field "vips": the lb nodes need at least one VIP`},
+		{"unknown field", "cluster: shop", "cluster: shop\nclustr: shop", `testdata/cluster.yaml:4:1: field "clustr": unknown field here; accepted: cluster, database, discovery, monitoring, network, nodes, ssh_authorized_keys, tls, vips`},
+		{"two primaries", "id: 1}", "id: 1}\n  - {name: db-2, role: db, address: 10.10.0.42}", `field "nodes[6].options.mode": a second db primary`},
+		{"method", "method: gossip", "method: etcd", `field "discovery.method": unknown discovery method "etcd"; accepted: static, dns, gossip`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := string(base)
+			if !strings.Contains(s, tt.old) {
+				t.Fatalf("no %q in the sample", tt.old)
+			}
+			_, err := ParseCluster(file, []byte(strings.Replace(s, tt.old, tt.new, 1)))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got  %v\nwant %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), file) {
+				t.Errorf("not a one-line error naming the file: %q", err)
+			}
+		})
+	}
+}
+
+func TestDeriveMAC(t *testing.T) {
+	a := DeriveMAC("shop", "web-1")
+	if a != DeriveMAC("shop", "web-1") || a == DeriveMAC("shop", "web-2") || a == DeriveMAC("shop2", "web-1") {
+		t.Error("not stable or not distinct")
+	}
+	if !strings.HasPrefix(a, "02:") || len(a) != 17 {
+		t.Errorf("%s is not a locally administered unicast MAC", a)
+	}
+}
+
+func TestSingle(t *testing.T) {
+	c, err := SingleCluster(Single{Role: "lb", Address: "10.0.2.15/24", Gateway: "10.0.2.2", VIPs: []string{"10.0.2.100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	res, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Name != "lb-1" || res[0].MAC != DeriveMAC("imgforge", "lb-1") {
+		t.Errorf("%+v", res[0])
+	}
+	nc, _ := os.ReadFile(filepath.Join(out, "lb-1", NetworkConfigFile))
+	if !strings.Contains(string(nc), `macaddress: "`+res[0].MAC+`"`) || !strings.Contains(string(nc), "- 10.0.2.15/24") {
+		t.Errorf("network-config:\n%s", nc)
+	}
+	// DHCP when no address is given.
+	c, err = SingleCluster(Single{Role: "web", Name: "w"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Cluster = "other"
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err == nil {
+		t.Error("a second cluster name in one folder was accepted")
+	}
+	dhcp := t.TempDir()
+	if _, err := Generate(c, Options{Out: dhcp, Rand: testRand(1), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	if nc, _ := os.ReadFile(filepath.Join(dhcp, "w", NetworkConfigFile)); !strings.Contains(string(nc), "dhcp4: true") {
+		t.Errorf("network-config without an address:\n%s", nc)
+	}
+	for _, tt := range []struct {
+		s    Single
+		want string
+	}{
+		{Single{Role: "cache"}, `ROLE: unknown role "cache"; accepted: lb, web, app, db`},
+		{Single{Role: "lb", Address: "10.0.2.15/24", VIPs: []string{"10.9.9.9"}}, `10.9.9.9 is outside the subnet 10.0.2.0/24`},
+		{Single{Role: "web", Address: "10.0.2.15"}, `--address "10.0.2.15": accepted: an address with its prefix length`},
+		{Single{Role: "web", Name: "Web"}, `--name: "Web" is not a node name`},
+	} {
+		if _, err := SingleCluster(tt.s); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: got %v, want %q", tt.s, err, tt.want)
+		}
+	}
+}

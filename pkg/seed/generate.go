@@ -1,0 +1,450 @@
+package seed
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/imgforge/imgforge/pkg/agent/config"
+)
+
+// SecretsFile is where a cluster's secrets are kept, in the output folder.
+const SecretsFile = "secrets.yaml"
+
+// NodesFile lists the generated nodes (name, role, address, MAC, seed) as JSON.
+const NodesFile = "nodes.json"
+
+// Secrets are a cluster's generated secrets, made once and reused.
+type Secrets struct {
+	Cluster             string `yaml:"cluster"`
+	GossipKey           string `yaml:"gossip_key"`
+	DatabasePassword    string `yaml:"database_password"`
+	ReplicationPassword string `yaml:"replication_password"`
+}
+
+// Options control Generate.
+type Options struct {
+	Out     string    // output folder: DIR/NODE/{meta-data,user-data,network-config,seed.iso}
+	Rand    io.Reader // for secrets (crypto/rand in the CLI)
+	ModTime time.Time // stamped into the ISOs
+}
+
+// NodeResult is what Generate made for one node.
+type NodeResult struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Address string `json:"address,omitempty"`
+	MAC     string `json:"mac"`
+	Dir     string `json:"dir"`
+	ISO     string `json:"iso"`
+}
+
+// DeriveMAC is the MAC a node gets when the cluster file gives none: the
+// first five bytes of SHA-256("imgforge-mac\x00" + cluster + "\x00" +
+// node) after a 0x02 byte, so locally administered, unicast, and the same
+// on every run.
+func DeriveMAC(cluster, node string) string {
+	h := sha256.Sum256([]byte("imgforge-mac\x00" + cluster + "\x00" + node))
+	return net.HardwareAddr(append([]byte{0x02}, h[:5]...)).String()
+}
+
+// Generate writes the seed of every node of c, and the cluster's secrets
+// (made on the first run, read back on later ones, so a re-run gives the
+// same files).
+func Generate(c *Cluster, o Options) ([]NodeResult, error) {
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", o.Out, err)
+	}
+	sec, err := loadSecrets(c, o)
+	if err != nil {
+		return nil, err
+	}
+	var tls *config.TLS
+	if c.TLS != nil && !c.TLS.SelfSigned {
+		cert, err := os.ReadFile(c.TLS.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading tls.cert_file: %w", err)
+		}
+		key, err := os.ReadFile(c.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading tls.key_file: %w", err)
+		}
+		tls = &config.TLS{Cert: string(cert), Key: string(key)}
+	} else {
+		tls = &config.TLS{SelfSigned: true}
+	}
+	var out []NodeResult
+	for _, n := range c.Nodes {
+		s, mac, err := NodeSeed(c, n, sec, tls)
+		if err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(o.Out, n.Name)
+		if err := WriteDir(dir, s); err != nil {
+			return nil, err
+		}
+		iso := filepath.Join(dir, "seed.iso")
+		if err := WriteISO(iso, s, o.ModTime); err != nil {
+			return nil, err
+		}
+		out = append(out, NodeResult{Name: n.Name, Role: n.Role, Address: n.Address, MAC: mac, Dir: dir, ISO: iso})
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(filepath.Join(o.Out, NodesFile), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func loadSecrets(c *Cluster, o Options) (Secrets, error) {
+	path := filepath.Join(o.Out, SecretsFile)
+	var sec Secrets
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := yaml.Unmarshal(data, &sec); err != nil {
+			return sec, fmt.Errorf("%s: %w", path, err)
+		}
+		if sec.Cluster != c.Cluster {
+			return sec, fmt.Errorf("%s holds the secrets of cluster %q, not %q; use another --out folder", path, sec.Cluster, c.Cluster)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		sec.Cluster = c.Cluster
+	default:
+		return sec, fmt.Errorf("reading secrets: %w", err)
+	}
+	before := sec
+	if c.Discovery.Gossip != nil && c.Discovery.Gossip.Key != nil {
+		sec.GossipKey = *c.Discovery.Gossip.Key
+	}
+	for _, f := range []struct {
+		v *string
+		n int
+	}{{&sec.GossipKey, config.GossipKeySize}, {&sec.DatabasePassword, 24}, {&sec.ReplicationPassword, 24}} {
+		if *f.v != "" {
+			continue
+		}
+		b := make([]byte, f.n)
+		if _, err := io.ReadFull(o.Rand, b); err != nil {
+			return sec, fmt.Errorf("making secrets: %w", err)
+		}
+		if f.v == &sec.GossipKey {
+			*f.v = base64.StdEncoding.EncodeToString(b)
+		} else {
+			*f.v = base64.RawURLEncoding.EncodeToString(b)
+		}
+	}
+	if _, err := config.DecodeGossipKey(sec.GossipKey); err != nil {
+		return sec, fmt.Errorf("%s: gossip_key %w", path, err)
+	}
+	if sec != before || data == nil {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "# imgforge seed: the secrets of cluster %q, made once and reused by every run.\n# Keep this file private; every node's user-data carries them.\n", c.Cluster)
+		enc := yaml.NewEncoder(&b)
+		enc.SetIndent(2)
+		if err := enc.Encode(sec); err != nil {
+			return sec, err
+		}
+		if err := writeAtomic(path, b.Bytes(), 0o600); err != nil {
+			return sec, err
+		}
+	}
+	return sec, nil
+}
+
+// NodeSeed makes one node's seed, and returns the MAC its network-config
+// matches.
+func NodeSeed(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS) (Seed, string, error) {
+	mac := n.MAC
+	if mac == "" {
+		mac = DeriveMAC(c.Cluster, n.Name)
+	}
+	cfg, err := nodeConfig(c, n, sec, tls)
+	if err != nil {
+		return Seed{}, "", err
+	}
+	section, err := config.Marshal(cfg)
+	if err != nil {
+		return Seed{}, "", err
+	}
+	var ud bytes.Buffer
+	fmt.Fprintf(&ud, "#cloud-config\n# imgforge seed: node %s (%s) of cluster %s.\n# It holds the cluster's secrets: keep it private. No login passwords: SSH keys only.\n", n.Name, n.Role, c.Cluster)
+	if len(c.SSHAuthorizedKeys) > 0 {
+		enc := yaml.NewEncoder(&ud)
+		enc.SetIndent(2)
+		if err := enc.Encode(map[string][]string{"ssh_authorized_keys": c.SSHAuthorizedKeys}); err != nil {
+			return Seed{}, "", err
+		}
+		if err := enc.Close(); err != nil {
+			return Seed{}, "", err
+		}
+	}
+	ud.Write(section)
+	// Check what the node will read, as the agent will.
+	if _, _, err := config.Parse("user-data of "+n.Name, ud.Bytes()); err != nil {
+		return Seed{}, "", fmt.Errorf("the generated user-data does not validate: %w", err)
+	}
+	netcfg, err := networkConfig(c, n, mac)
+	if err != nil {
+		return Seed{}, "", err
+	}
+	// The instance id changes with the content: cloud-init reads a NoCloud
+	// seed again only when its instance id changes.
+	h := sha256.New()
+	h.Write(ud.Bytes())
+	h.Write(netcfg)
+	id := fmt.Sprintf("%s-%s-%s", c.Cluster, n.Name, hex.EncodeToString(h.Sum(nil))[:12])
+	md := fmt.Appendf(nil, "instance-id: %s\nlocal-hostname: %s\n", yamlString(id), yamlString(n.Name))
+	return Seed{MetaData: md, UserData: ud.Bytes(), NetworkConfig: netcfg, Private: true}, mac, nil
+}
+
+func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS) (*config.Config, error) {
+	cfg := &config.Config{Cluster: c.Cluster, Role: n.Role, Node: config.Node{Name: n.Name, ID: n.ID}}
+	var subnet netip.Prefix
+	if c.Network.Subnet != "" {
+		subnet = netip.MustParsePrefix(c.Network.Subnet)
+	}
+	if n.Address != "" {
+		a := netip.MustParseAddr(n.Address)
+		cfg.Node.Address = netip.PrefixFrom(a, subnet.Bits()).String()
+		if cfg.Node.ID == 0 {
+			cfg.Node.ID = config.AddressID(a)
+		}
+	}
+	switch n.Role {
+	case "app":
+		cfg.App = &config.App{Runtime: n.Options["runtime"]}
+		if cfg.App.Runtime == "" {
+			cfg.App.Runtime = "php-fpm"
+		}
+	case "db":
+		cfg.DB = &config.DB{Mode: n.Options["mode"]}
+		if cfg.DB.Mode == "" {
+			cfg.DB.Mode = "primary"
+		}
+	case "lb":
+		for _, v := range c.VIPs {
+			cfg.VIPs = append(cfg.VIPs, config.VIP{Address: v.Address, Prefix: v.Prefix, Interface: v.Interface})
+		}
+	case "web":
+		cfg.TLS = tls
+	}
+	if n.Role == "app" || n.Role == "db" {
+		user, repl := DefaultDBUser, DefaultReplUser
+		if c.Database != nil && c.Database.User != "" {
+			user = c.Database.User
+		}
+		if c.Database != nil && c.Database.ReplicationUser != "" {
+			repl = c.Database.ReplicationUser
+		}
+		cfg.Database = &config.Database{User: user, Password: sec.DatabasePassword}
+		if n.Role == "db" {
+			cfg.Database.ReplicationUser, cfg.Database.ReplicationPassword = repl, sec.ReplicationPassword
+		}
+	}
+	cfg.Monitoring = c.Monitoring
+	cfg.Discovery.Method = c.Discovery.Method
+	switch c.Discovery.Method {
+	case config.MethodStatic:
+		st := &config.Static{}
+		for _, m := range c.Nodes {
+			if m.Address == "" {
+				return nil, fmt.Errorf("node %s: static discovery needs every node's address", m.Name)
+			}
+			mode := ""
+			if m.Role == "db" {
+				mode = m.Options["mode"]
+				if mode == "" {
+					mode = "primary"
+				}
+			}
+			st.Members = append(st.Members, config.StaticMember{Name: m.Name, Role: m.Role, Address: m.Address, Mode: mode})
+		}
+		cfg.Discovery.Static = st
+	case config.MethodDNS:
+		cfg.Discovery.DNS = c.Discovery.DNS
+	case config.MethodGossip:
+		g := &config.Gossip{Port: c.Discovery.Gossip.Port, Key: sec.GossipKey}
+		if g.Port == 0 {
+			g.Port = config.DefaultGossipPort
+		}
+		g.Join = joinAddresses(c)
+		cfg.Discovery.Gossip = g
+	}
+	return cfg, nil
+}
+
+// joinAddresses resolves the join list to addresses: names become the
+// nodes' addresses; by default every lb node, or the first node.
+func joinAddresses(c *Cluster) []string {
+	byName := map[string]string{}
+	for _, n := range c.Nodes {
+		byName[n.Name] = n.Address
+	}
+	var out []string
+	for _, j := range c.Discovery.Gossip.Join {
+		if a, ok := byName[j]; ok {
+			out = append(out, a)
+		} else {
+			out = append(out, j)
+		}
+	}
+	if len(c.Discovery.Gossip.Join) > 0 {
+		return out
+	}
+	for _, n := range c.Nodes {
+		if n.Role == "lb" && n.Address != "" {
+			out = append(out, n.Address)
+		}
+	}
+	if len(out) == 0 && c.Nodes[0].Address != "" && len(c.Nodes) > 1 {
+		out = append(out, c.Nodes[0].Address)
+	}
+	return out
+}
+
+// networkConfig is a version 2 network-config matching the NIC by MAC
+// (cloud-init 22.4's networkd renderer mishandles name globs) and naming
+// it, with the node's static address, or DHCP when it has none.
+func networkConfig(c *Cluster, n ClusterNode, mac string) ([]byte, error) {
+	type nameservers struct {
+		Addresses []string `yaml:"addresses"`
+	}
+	type ethernet struct {
+		Match       map[string]quoted `yaml:"match"`
+		SetName     string            `yaml:"set-name"`
+		DHCP4       bool              `yaml:"dhcp4,omitempty"`
+		Addresses   []string          `yaml:"addresses,omitempty"`
+		Gateway4    string            `yaml:"gateway4,omitempty"`
+		Gateway6    string            `yaml:"gateway6,omitempty"`
+		Nameservers *nameservers      `yaml:"nameservers,omitempty"`
+	}
+	e := ethernet{Match: map[string]quoted{"macaddress": quoted(mac)}, SetName: c.Network.Interface}
+	if n.Address == "" {
+		e.DHCP4 = true
+	} else {
+		subnet := netip.MustParsePrefix(c.Network.Subnet)
+		e.Addresses = []string{netip.PrefixFrom(netip.MustParseAddr(n.Address), subnet.Bits()).String()}
+		if g := c.Network.Gateway; g != "" {
+			if netip.MustParseAddr(g).Is4() {
+				e.Gateway4 = g
+			} else {
+				e.Gateway6 = g
+			}
+		}
+	}
+	if len(c.Network.DNS) > 0 {
+		e.Nameservers = &nameservers{Addresses: c.Network.DNS}
+	}
+	var b bytes.Buffer
+	b.WriteString("# imgforge seed: the NIC is matched by MAC and named; cloud-init 22.4 mishandles name globs.\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(struct {
+		Version   int                 `yaml:"version"`
+		Ethernets map[string]ethernet `yaml:"ethernets"`
+	}{2, map[string]ethernet{c.Network.Interface: e}}); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), enc.Close()
+}
+
+// Single describes one node given on the command line (imgforge seed ROLE).
+type Single struct {
+	Cluster   string
+	Name      string
+	Role      string
+	Address   string // A/P; empty: DHCP
+	Gateway   string
+	DNS       []string
+	VIPs      []string // address or address/prefix
+	MAC       string
+	Join      []string
+	SSHKeys   []string
+	Discovery string
+}
+
+// SingleCluster turns a one-node description into a validated Cluster,
+// so that it goes through the same checks as a cluster file.
+func SingleCluster(s Single) (*Cluster, error) {
+	if s.Cluster == "" {
+		s.Cluster = "imgforge"
+	}
+	if s.Name == "" {
+		s.Name = s.Role + "-1"
+	}
+	c := &Cluster{Cluster: s.Cluster, SSHAuthorizedKeys: s.SSHKeys, Network: Network{Gateway: s.Gateway, DNS: s.DNS}}
+	n := ClusterNode{Name: s.Name, Role: s.Role, MAC: s.MAC}
+	if s.Address != "" {
+		p, err := netip.ParsePrefix(s.Address)
+		if err != nil {
+			return nil, fmt.Errorf("--address %q: accepted: an address with its prefix length, such as 10.10.0.21/24", s.Address)
+		}
+		c.Network.Subnet = p.Masked().String()
+		n.Address = p.Addr().String()
+	}
+	for _, v := range s.VIPs {
+		vip := ClusterVIP{Address: v}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			vip = ClusterVIP{Address: p.Addr().String(), Prefix: p.Bits()}
+		}
+		c.VIPs = append(c.VIPs, vip)
+	}
+	c.Discovery.Method = s.Discovery
+	if len(s.Join) > 0 {
+		c.Discovery.Gossip = &ClusterGossip{Join: s.Join}
+	}
+	c.Nodes = []ClusterNode{n}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	// Validate through the file path so messages read alike; name the flags.
+	cl, err := ParseCluster("command line", b.Bytes())
+	if err != nil {
+		return nil, flagError(err)
+	}
+	return cl, nil
+}
+
+var vipFieldRe = regexp.MustCompile(`field "vips\[\d+\]\.(address|prefix)"`)
+
+func flagError(err error) error {
+	msg := err.Error()
+	repl := strings.NewReplacer(`field "nodes[0].role"`, "ROLE", `field "nodes[0].name"`, "--name", `field "nodes[0].address"`, "--address",
+		`field "nodes[0].mac"`, "--mac", `field "network.gateway"`, "--gateway", `field "cluster"`, "--cluster-name", `field "discovery.method"`, "--discovery")
+	msg = repl.Replace(msg)
+	msg = vipFieldRe.ReplaceAllString(msg, "--vip $1")
+	if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "command line") {
+		msg = msg[i+2:]
+	}
+	return errors.New(msg)
+}
+
+// quoted is a string always written double-quoted: cloud-init's YAML 1.1
+// parser reads an unquoted MAC of digits such as 52:54:00:12:34:56 as a
+// base-60 number.
+type quoted string
+
+func (q quoted) MarshalYAML() (any, error) {
+	return &yaml.Node{Kind: yaml.ScalarNode, Style: yaml.DoubleQuotedStyle, Value: string(q)}, nil
+}
