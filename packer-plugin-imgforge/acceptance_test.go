@@ -59,6 +59,10 @@ func setup(t *testing.T) *acc {
 	a.run(t, wd, "go", "build", "-o", plugin, ".")
 	a.imgforge = filepath.Join(a.work, "imgforge")
 	a.run(t, filepath.Join(wd, ".."), "go", "build", "-o", a.imgforge, "./cmd/imgforge")
+	// The agent both builds bake in, built as `make build` does.
+	agent := filepath.Join(a.work, "imgforge-agent")
+	a.run(t, filepath.Join(wd, ".."), "env", "CGO_ENABLED=0", "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", agent, "./cmd/imgforge-agent")
+	a.env = append(a.env, "IMGFORGE_AGENT="+agent)
 	out := a.run(t, a.work, a.packer, "plugins", "install", "--path", plugin, "github.com/imgforge/imgforge")
 	if !strings.Contains(out, "Successfully installed plugin github.com/imgforge/imgforge") {
 		t.Fatalf("packer plugins install said:\n%s", out)

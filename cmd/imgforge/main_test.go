@@ -12,7 +12,19 @@ import (
 func runCLI(t *testing.T, env map[string]string, args ...string) (string, string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	cmd := newRootCmd(&out, &errb, func(k string) string { return env[k] })
+	agent := filepath.Join(t.TempDir(), "imgforge-agent")
+	if err := os.WriteFile(agent, []byte("#!/bin/sh\n# a stand-in agent: plans only need its bytes\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := newRootCmd(&out, &errb, func(k string) string {
+		if k == "IMGFORGE_AGENT" {
+			if v, ok := env[k]; ok {
+				return v
+			}
+			return agent
+		}
+		return env[k]
+	})
 	cmd.SetArgs(args)
 	err := cmd.Execute()
 	return out.String(), errb.String(), err
@@ -32,6 +44,7 @@ func TestCLIErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown role", []string{"plan", "cache"}, nil, `role "cache": known roles: app, db, lb, web`},
+		{"no agent", []string{"plan", "lb"}, map[string]string{"IMGFORGE_AGENT": filepath.Join(dir, "none")}, `reading the agent binary that IMGFORGE_AGENT names: open ` + filepath.Join(dir, "none")},
 		{"unknown role in build", []string{"build", "lb", "cache"}, nil, `known roles: app, db, lb, web`},
 		{"unknown field", []string{"plan", "--roles", roles, "lb"}, nil, roles + `/lb.yaml:3:1: field "pakages": unknown field here; accepted: description, discover`},
 		{"bad format", []string{"build", "--format", "oci,floppy", "lb"}, nil, `--format: unknown output format "floppy"; known: oci, docker-archive`},

@@ -133,6 +133,9 @@ func (c *common) plans(roles []string) ([]*plan.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.AgentSource, opts.Agent, err = imgforge.FindAgent(c.getenv); err != nil {
+		return nil, err
+	}
 	return imgforge.Plans(cat, roles, opts)
 }
 

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/imgforge/imgforge/images"
 	"github.com/imgforge/imgforge/pkg/build"
@@ -122,4 +124,39 @@ func Push(ctx context.Context, req BuildRequest, p *plan.Plan, ref string) (stri
 		return "", err
 	}
 	return oci.Push(ctx, ref, img)
+}
+
+// AgentEnv names the environment variable that points at the
+// imgforge-agent binary to bake into images.
+const AgentEnv = "IMGFORGE_AGENT"
+
+// FindAgent finds the imgforge-agent binary every image carries: the file
+// $IMGFORGE_AGENT names, else imgforge-agent in the folder of the running
+// program (where `make build` puts both), else on PATH. It returns its
+// path and contents. getenv is os.Getenv outside tests.
+func FindAgent(getenv func(string) string) (string, []byte, error) {
+	var tried []string
+	if p := getenv(AgentEnv); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", nil, fmt.Errorf("reading the agent binary that %s names: %w", AgentEnv, err)
+		}
+		return p, b, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "imgforge-agent")
+		if b, err := os.ReadFile(p); err == nil {
+			return p, b, nil
+		}
+		tried = append(tried, p)
+	}
+	if p, err := exec.LookPath("imgforge-agent"); err == nil {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", nil, fmt.Errorf("reading the agent binary %s: %w", p, err)
+		}
+		return p, b, nil
+	}
+	tried = append(tried, "PATH")
+	return "", nil, fmt.Errorf("imgforge-agent not found (looked in %s): build it with `make build` (bin/imgforge-agent), or set %s to its path", strings.Join(tried, ", "), AgentEnv)
 }

@@ -87,7 +87,15 @@ type Options struct {
 	// HostMirrors are the host's configured mirrors (see DetectMirrors),
 	// used when neither the image nor the options name one.
 	HostMirrors Mirrors
+	// Agent is the imgforge-agent binary every image carries as
+	// AgentPath (see pkg/imgforge.FindAgent); AgentSource says where it
+	// came from. Without it the image has no agent.
+	Agent       []byte
+	AgentSource string
 }
+
+// AgentPath is where the image holds the boot-time agent.
+const AgentPath = "/usr/bin/imgforge-agent"
 
 // Resolve loads role name from the catalog and resolves it into a Plan.
 func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
@@ -205,6 +213,16 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 				return nil, err
 			}
 		}
+	}
+	if opts.Agent != nil {
+		if prev, ok := files[AgentPath]; ok {
+			return nil, fmt.Errorf("%s is the agent's place, but %s writes it too", AgentPath, prev.Source)
+		}
+		sum := sha256.Sum256(opts.Agent)
+		digest := "sha256:" + hex.EncodeToString(sum[:])
+		p.Blobs[digest] = opts.Agent
+		files[AgentPath] = File{Path: AgentPath, Type: "file", Mode: 0o755, Owner: "root", Group: "root",
+			Size: int64(len(opts.Agent)), Digest: digest, Source: "agent:" + opts.AgentSource}
 	}
 	for _, f := range files {
 		p.Files = append(p.Files, f)

@@ -54,6 +54,16 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "building imgforge:", err)
 		return 1
 	}
+	// The agent every image carries, next to imgforge as `make build`
+	// puts it (and built the same way, so the images are the same).
+	cmd = exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", filepath.Join(workdir, "imgforge-agent"), "./cmd/imgforge-agent")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building imgforge-agent:", err)
+		return 1
+	}
 	for _, tool := range []string{"mmdebstrap", "skopeo", "umoci"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e tests need %s (apt-get install %s)\n", tool, tool)

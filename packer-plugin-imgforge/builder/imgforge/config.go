@@ -42,7 +42,7 @@ type Config struct {
 	// Role options, like `imgforge build --set NAME=CHOICE`: for example
 	// `{ runtime = "uwsgi" }` for the app role.
 	Options map[string]string `mapstructure:"options"`
-	// The outputs to write: any of `oci`, `docker-archive`, `raw`, `qcow2`
+	// The outputs to write: any of `oci`, `docker-archive`, `raw`, `qcow2`, `vmdk`
 	// and `iso`. The image definition's outputs when empty.
 	Formats []string `mapstructure:"formats"`
 	// The folder the images are written to, one sub-folder per role;
@@ -56,6 +56,10 @@ type Config struct {
 	Mirror string `mapstructure:"mirror"`
 	// imgforge's cache folder; `$XDG_CACHE_HOME/imgforge` when empty.
 	CacheDir string `mapstructure:"cache_dir"`
+	// The imgforge-agent binary every image carries. When empty, the
+	// environment's `IMGFORGE_AGENT`, else `imgforge-agent` on `PATH`, as
+	// for `imgforge build`.
+	AgentPath string `mapstructure:"agent_path"`
 
 	ctx interpolate.Context
 }
@@ -123,6 +127,20 @@ func (c *Config) resolve(getenv func(string) string) (*plan.Plan, error) {
 			opts.SourceDateEpoch = v
 		}
 	}
+	agentEnv := getenv
+	if c.AgentPath != "" {
+		agentEnv = func(k string) string {
+			if k == imgforge.AgentEnv {
+				return c.AgentPath
+			}
+			return getenv(k)
+		}
+	}
+	path, agent, err := imgforge.FindAgent(agentEnv)
+	if err != nil {
+		return nil, fmt.Errorf("agent_path: %w", err)
+	}
+	opts.Agent, opts.AgentSource = agent, path
 	if len(c.Options) > 0 {
 		opts.Set = map[string]string{}
 		for k, v := range c.Options {

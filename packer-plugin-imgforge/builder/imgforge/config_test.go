@@ -9,7 +9,7 @@ import (
 
 // env is a fake environment.
 func env(kv ...string) func(string) string {
-	m := map[string]string{}
+	m := map[string]string{"IMGFORGE_AGENT": os.Getenv("IMGFORGE_AGENT")}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
@@ -38,8 +38,8 @@ func TestPrepare(t *testing.T) {
 		}},
 		{name: "no role", config: map[string]interface{}{}, want: `role: required`},
 		{name: "unknown role", config: map[string]interface{}{"role": "nope"}, want: `role "nope": known roles: app, db, lb, web`},
-		{name: "bad format", config: map[string]interface{}{"role": "lb", "formats": []string{"oci", "vmdk"}},
-			want: `formats: unknown output format "vmdk"; known: oci, docker-archive, raw, qcow2, iso`},
+		{name: "bad format", config: map[string]interface{}{"role": "lb", "formats": []string{"oci", "vdi"}},
+			want: `formats: unknown output format "vdi"; known: oci, docker-archive, raw, qcow2, vmdk, iso`},
 		{name: "output dir under a file", config: map[string]interface{}{"role": "lb", "output_dir": filepath.Join(file, "out")},
 			want: "output_dir: " + filepath.Join(file, "out") + " cannot be created: " + file + " is not a folder"},
 		{name: "output dir is a file", config: map[string]interface{}{"role": "lb", "output_dir": file},
