@@ -205,6 +205,16 @@ func coldStarted() bool {
 // both.
 func cold(t testing.TB, i int) *fixture {
 	t.Helper()
+	// A developer's loop: IMGFORGE_E2E_OUT names a folder that `imgforge
+	// build lb web app db --output-dir` filled, used as build 0 (with the
+	// user's cache), so that one boot test runs without two cold builds.
+	if d := os.Getenv("IMGFORGE_E2E_OUT"); d != "" && i == 0 {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &fixture{cache: cache, out: d}
+	}
 	startColds.Do(startColdBuilds)
 	<-coldDone[i]
 	if colds[i] == nil {

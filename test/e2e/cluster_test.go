@@ -1,0 +1,370 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/qemu"
+)
+
+// The cluster the test boots: every node on one bridge in a network
+// namespace, the test itself at .1 (gateway, and the monitoring service).
+const clusterFile = `cluster: e2e
+network:
+  subnet: 10.10.0.0/24
+  gateway: 10.10.0.1
+  interface: eth0
+vips:
+  - address: 10.10.0.100
+discovery:
+  method: gossip
+monitoring:
+  metrics_url: https://10.10.0.1:9443/api/v1/write
+  logs_url: https://10.10.0.1:9443
+  username: e2e
+  password: e2e-monitoring-secret
+  ca: |
+%s
+  logs_cert_file: logs.crt
+  logs_key_file: logs.key
+nodes:
+  - {name: lb-1, role: lb, address: 10.10.0.11}
+  - {name: lb-2, role: lb, address: 10.10.0.12}
+  - {name: web-1, role: web, address: 10.10.0.21}
+  - {name: web-2, role: web, address: 10.10.0.22}
+  - {name: app-1, role: app, address: 10.10.0.31}
+  - {name: db-1, role: db, address: 10.10.0.41, id: 1, options: {mode: primary}}
+`
+
+type seedNode struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Address string `json:"address"`
+	MAC     string `json:"mac"`
+	Seed    string `json:"seed"`
+}
+
+// receiver stands in for the monitoring service: Prometheus remote_write
+// and systemd-journal-remote's /upload, over TLS. It records which
+// addresses sent what.
+type receiver struct {
+	mu      sync.Mutex
+	metrics map[string]int
+	logs    map[string]int
+	badAuth int
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	host, _, _ := net.SplitHostPort(req.RemoteAddr)
+	switch {
+	case req.Method == http.MethodPost && req.URL.Path == "/api/v1/write":
+		if u, p, ok := req.BasicAuth(); !ok || u != "e2e" || p != "e2e-monitoring-secret" {
+			r.mu.Lock()
+			r.badAuth++
+			r.mu.Unlock()
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		n, _ := io.Copy(io.Discard, req.Body)
+		if n > 0 {
+			r.mu.Lock()
+			r.metrics[host]++
+			r.mu.Unlock()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case req.Method == http.MethodPost && req.URL.Path == "/upload":
+		// journal-upload streams entries in one long request: count the
+		// sender at its first bytes.
+		if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 {
+			http.Error(w, "client certificate required", http.StatusUnauthorized)
+			return
+		}
+		buf := make([]byte, 32<<10)
+		counted := false
+		for {
+			n, err := req.Body.Read(buf)
+			if n > 0 && !counted {
+				counted = true
+				r.mu.Lock()
+				r.logs[host]++
+				r.mu.Unlock()
+			}
+			if err != nil {
+				break
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "OK.\n")
+	default:
+		http.NotFound(w, req)
+	}
+}
+
+func (r *receiver) seen(addrs []string) (missingMetrics, missingLogs []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range addrs {
+		if r.metrics[a] == 0 {
+			missingMetrics = append(missingMetrics, a)
+		}
+		if r.logs[a] == 0 {
+			missingLogs = append(missingLogs, a)
+		}
+	}
+	return
+}
+
+// testPKI makes a CA, the receiver's certificate (10.10.0.1) and a client
+// certificate for the nodes' log uploads, as PEM files in dir.
+func testPKI(t *testing.T, dir string) (caPEM []byte, server tls.Certificate) {
+	t.Helper()
+	now := time.Now()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "imgforge e2e CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	issue := func(serial int64, cn string, ips []net.IP, usage x509.ExtKeyUsage) ([]byte, []byte) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, IPAddresses: ips,
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			KeyUsage: x509.KeyUsageDigitalSignature}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := x509.MarshalECPrivateKey(key)
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+	}
+	sc, sk := issue(2, "10.10.0.1", []net.IP{net.ParseIP("10.10.0.1")}, x509.ExtKeyUsageServerAuth)
+	server, err = tls.X509KeyPair(sc, sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, lk := issue(3, "imgforge-e2e-logs", nil, x509.ExtKeyUsageClientAuth)
+	if err := os.WriteFile(filepath.Join(dir, "logs.crt"), lc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "logs.key"), lk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caPEM, server
+}
+
+// TestCluster boots 2 lb, 1 web, 1 app and 1 db from `imgforge seed`
+// seeds on one bridge: a request to the VIP returns the page the app made
+// from a database row; a second web node joins and gets requests; the lb
+// holding the VIP stops and the VIP keeps answering. The monitoring
+// receiver must have metrics and logs from every node.
+func TestCluster(t *testing.T) {
+	needBootToServices(t)
+	t.Parallel()
+	f := cold(t, 0)
+	dir := t.TempDir()
+	seg := newSegment(t, "cl", "10.10.0.1/24")
+
+	caPEM, serverCert := testPKI(t, dir)
+	indented := "    " + strings.ReplaceAll(strings.TrimSpace(string(caPEM)), "\n", "\n    ")
+	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), fmt.Appendf(nil, clusterFile, indented), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seeds := filepath.Join(dir, "seeds")
+	if r := imgforge(t, f.cache, dir, "seed", "--cluster", "cluster.yaml", "--out", seeds); r.code != 0 {
+		t.Fatalf("imgforge seed: %s", r.stderr)
+	}
+	var nodes []seedNode
+	b, err := os.ReadFile(filepath.Join(seeds, "nodes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &nodes); err != nil {
+		t.Fatalf("nodes.json: %v", err)
+	}
+	byName := map[string]seedNode{}
+	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+
+	// The monitoring service, inside the namespace.
+	rec := &receiver{metrics: map[string]int{}, logs: map[string]int{}}
+	l, err := seg.listen("10.10.0.1:9443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	srv := &http.Server{Handler: rec, TLSConfig: &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}}
+	go srv.ServeTLS(l, "", "")
+	t.Cleanup(func() { srv.Close() })
+
+	// The cluster takes every VM slot: its machines must run at once.
+	for range cap(vmSlots) {
+		vmSlots <- struct{}{}
+	}
+	t.Cleanup(func() {
+		for range cap(vmSlots) {
+			<-vmSlots
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	vms := map[string]*qemu.VM{}
+	start := func(name string) {
+		t.Helper()
+		n, ok := byName[name]
+		if !ok {
+			t.Fatalf("nodes.json has no %s", name)
+		}
+		img := filepath.Join(dir, name+".raw")
+		if out, err := exec.Command("cp", "--sparse=always", filepath.Join(f.out, n.Role, n.Role+".raw"), img).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		fw, err := qemu.FindFirmware()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm, err := qemu.Start(ctx, &qemu.Machine{
+			Name: name, MemoryMiB: 1024, CPUs: 2, Firmware: fw, Netns: seg.ns,
+			Disks: []qemu.Disk{{Path: img}, {Path: filepath.Join(seeds, name, "seed.iso"), Media: qemu.MediaCDROM}},
+			Nets:  []qemu.Net{{Tap: seg.tap(t, "t-"+name), MAC: n.MAC}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vms[name] = vm
+		t.Cleanup(func() {
+			vm.Kill()
+			if t.Failed() {
+				t.Logf("%s console (last lines):\n%s", name, strings.Join(vm.Console.Tail(40), "\n"))
+			}
+		})
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, addr) },
+		DisableKeepAlives: true,
+	}}
+	get := func(url string) (string, string, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return "", "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return "", "", fmt.Errorf("GET %s: %s %q", url, resp.Status, body)
+		}
+		return string(body), resp.Header.Get("X-Imgforge-Web"), nil
+	}
+	vip := "http://10.10.0.100/"
+
+	t0 := time.Now()
+	for _, n := range []string{"db-1", "app-1", "web-1", "lb-1", "lb-2"} {
+		start(n)
+	}
+	err = eventually(ctx, func() error {
+		body, _, err := get(vip)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, "hello from the imgforge database (served by app-1)") {
+			return fmt.Errorf("the VIP answered %q", body)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the VIP never answered with the database's row: %v", err)
+	}
+	t.Logf("step 1: 5 nodes booted, the VIP answers with the row from the database after %.0fs", time.Since(t0).Seconds())
+
+	t1 := time.Now()
+	start("web-2")
+	err = eventually(ctx, func() error {
+		for range 6 {
+			if _, web, err := get(vip); err == nil && web == "web-2" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no request went to web-2 yet")
+	})
+	if err != nil {
+		t.Fatalf("the load balancer never sent requests to web-2: %v", err)
+	}
+	t.Logf("step 2: web-2 booted and got requests through the VIP after %.0fs", time.Since(t1).Seconds())
+
+	// Which lb holds the VIP: the MAC the namespace learnt for it.
+	out, err := exec.Command("ip", "-n", seg.ns, "neigh", "show", "10.10.0.100").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip neigh: %v: %s", err, out)
+	}
+	holder := ""
+	for _, n := range []string{"lb-1", "lb-2"} {
+		if strings.Contains(strings.ToLower(string(out)), strings.ToLower(byName[n].MAC)) {
+			holder = n
+		}
+	}
+	if holder == "" {
+		t.Fatalf("the VIP's MAC (%s) is neither lb's", strings.TrimSpace(string(out)))
+	}
+	t2 := time.Now()
+	vms[holder].Kill()
+	err = eventually(ctx, func() error {
+		body, _, err := get(vip)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, "hello from the imgforge database") {
+			return fmt.Errorf("the VIP answered %q", body)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the VIP stopped answering after %s stopped: %v", holder, err)
+	}
+	t.Logf("step 3: %s (the VIP's holder) stopped; the VIP answered again after %.0fs", holder, time.Since(t2).Seconds())
+
+	// Every node pushed metrics and logs (the stopped lb did while it ran).
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.Address)
+	}
+	err = eventually(ctx, func() error {
+		m, l := rec.seen(addrs)
+		if len(m)+len(l) > 0 {
+			return fmt.Errorf("no metrics from %v, no logs from %v", m, l)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("monitoring: %v", err)
+	}
+	if rec.badAuth > 0 {
+		t.Errorf("monitoring: %d pushes with wrong credentials", rec.badAuth)
+	}
+	t.Logf("monitoring: metrics and logs from all %d nodes", len(addrs))
+}

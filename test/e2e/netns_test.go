@@ -1,0 +1,105 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// segment is an Ethernet segment for VMs: a bridge inside a network
+// namespace the test makes, with a tap device per VM and an address of its
+// own, so that the test reaches the guests (and a virtual IP) while no
+// packet leaves this machine. The namespace goes away with the test.
+type segment struct {
+	ns     string
+	bridge string
+	addr   string // the test's own address on the bridge, e.g. 10.10.0.1/24
+}
+
+func newSegment(t *testing.T, name, addr string) *segment {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("a bridge in a network namespace needs root")
+	}
+	s := &segment{ns: fmt.Sprintf("imgf-%s-%d", name, os.Getpid()%100000), bridge: "br0", addr: addr}
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("netns", "add", s.ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", s.ns).Run() })
+	run("-n", s.ns, "link", "set", "lo", "up")
+	run("-n", s.ns, "link", "add", s.bridge, "type", "bridge")
+	run("-n", s.ns, "addr", "add", addr, "dev", s.bridge)
+	run("-n", s.ns, "link", "set", s.bridge, "up")
+	return s
+}
+
+// tap makes a tap device on the bridge for one VM.
+func (s *segment) tap(t *testing.T, name string) string {
+	t.Helper()
+	for _, args := range [][]string{
+		{"-n", s.ns, "tuntap", "add", "dev", name, "mode", "tap"},
+		{"-n", s.ns, "link", "set", name, "master", s.bridge},
+		{"-n", s.ns, "link", "set", name, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return name
+}
+
+// do runs fn on an OS thread inside the namespace: sockets fn makes belong
+// to the namespace for their whole life. The thread is thrown away after.
+func (s *segment) do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		f, err := os.Open("/run/netns/" + s.ns)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering network namespace %s: %w", s.ns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// listen opens a TCP listener inside the namespace.
+func (s *segment) listen(addr string) (net.Listener, error) {
+	var l net.Listener
+	err := s.do(func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	return l, err
+}
+
+// dial connects from inside the namespace.
+func (s *segment) dial(network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := s.do(func() error {
+		var err error
+		c, err = net.DialTimeout(network, addr, 5*time.Second)
+		return err
+	})
+	return c, err
+}
