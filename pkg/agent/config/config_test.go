@@ -82,7 +82,9 @@ func TestParseErrors(t *testing.T) {
 	web := read(t, "web.yaml")
 	db := read(t, "db.yaml")
 	dns := read(t, "app-dns.yaml")
-	indent := func(pem string) string { return "      " + strings.ReplaceAll(strings.TrimSpace(pem), "\n", "\n      ") + "\n" }
+	indent := func(pem string) string {
+		return "      " + strings.ReplaceAll(strings.TrimSpace(pem), "\n", "\n      ") + "\n"
+	}
 	certBlock := "    logs_cert: |\n" + indent(read(t, "journal-client.crt"))
 	keyBlock := "    logs_key: |\n" + indent(read(t, "journal-client.key"))
 	serverCert, serverKey := selfSignedPEM(t) // ExtKeyUsage serverAuth only

@@ -25,9 +25,9 @@ var (
 	// Secrets end up inside quoted SQL, JSON and YAML strings and HTTP
 	// headers: printable ASCII without spaces, quotes, backslash, '$' or
 	// backtick (package render checks the same set).
-	secretRe    = regexp.MustCompile(`^[A-Za-z0-9!#%&()*+,\-./:;<=>?@\[\]^_{|}~]{8,128}$`)
-	credRe      = regexp.MustCompile(`^[A-Za-z0-9!#%&()*+,\-./:;<=>?@\[\]^_{|}~]{1,256}$`)
-	hostnameRe  = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$`)
+	secretRe   = regexp.MustCompile(`^[A-Za-z0-9!#%&()*+,\-./:;<=>?@\[\]^_{|}~]{8,128}$`)
+	credRe     = regexp.MustCompile(`^[A-Za-z0-9!#%&()*+,\-./:;<=>?@\[\]^_{|}~]{1,256}$`)
+	hostnameRe = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$`)
 )
 
 const (
