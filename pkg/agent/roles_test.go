@@ -299,7 +299,7 @@ func TestRoleRendererDB(t *testing.T) {
 	c := &config.Config{
 		Cluster: "shop", Role: "db", DB: &config.DB{Mode: "replica"}, Node: config.Node{Name: "db-2", ID: 7, Address: "10.10.0.42/24"},
 		Discovery: config.Discovery{Method: "static"},
-		Database: &config.Database{User: "shop", Password: "app-password-1", ReplicationUser: "repl", ReplicationPassword: "repl-password-1"},
+		Database:  &config.Database{User: "shop", Password: "app-password-1", ReplicationUser: "repl", ReplicationPassword: "repl-password-1"},
 	}
 	s := snapshot(t, c, false, member("db-1", "db", "10.10.0.41", true, "primary"))
 	if err := n.rr.Render(t.Context(), s); err != nil {
