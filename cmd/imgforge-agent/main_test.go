@@ -39,6 +39,20 @@ func files(t *testing.T, ud, role string) (dir string, args []string) {
 	return dir, []string{"--user-data", filepath.Join(dir, "user-data.txt"), "--instance-data", filepath.Join(dir, "instance-data.json"), "--role-file", filepath.Join(dir, "role.json")}
 }
 
+// nodeDirs are a node's root and the image's templates for run: the
+// root has no /etc/passwd, so applying stops before any command runs
+// (nothing touches the host), with an error the status shows.
+func nodeDirs(t *testing.T) []string {
+	t.Helper()
+	tmpl := t.TempDir()
+	for src, dst := range map[string]string{"../../roles/web/templates": "web", "../../images/default/templates/common": "common"} {
+		if err := os.CopyFS(filepath.Join(tmpl, dst), os.DirFS(src)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"--root", t.TempDir(), "--templates", tmpl}
+}
+
 func freeAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,7 +77,7 @@ func TestRunAndStatus(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := execute(ctx, append([]string{"run", "--listen", addr, "--snapshot", snap}, args...)...)
+		_, _, err := execute(ctx, append(append([]string{"run", "--listen", addr, "--snapshot", snap}, nodeDirs(t)...), args...)...)
 		done <- err
 	}()
 	var out string
@@ -71,15 +85,18 @@ func TestRunAndStatus(t *testing.T) {
 	for {
 		var err error
 		out, _, err = execute(t.Context(), "status", "--addr", addr)
-		if err == nil && strings.Contains(out, "file      "+snap) {
+		if err == nil && strings.Contains(out, "file      "+snap) && strings.Contains(out, "error     ") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("status never showed the snapshot file: %v\n%s", err, out)
+			t.Fatalf("status never showed the snapshot file and the role renderer's error: %v\n%s", err, out)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, want := range []string{"node      web-1 (web, id 167772181, 10.0.0.21/24) in cluster shop", "health    unhealthy", "app       app-1=10.0.0.31", "web       web-1=10.0.0.21 (unhealthy)"} {
+	// The role renderer ran: it rendered nginx.conf and stopped at the
+	// node's users, which this root lacks.
+	for _, want := range []string{"node      web-1 (web, id 167772181, 10.0.0.21/24) in cluster shop", "health    unhealthy", "app       app-1=10.0.0.31", "web       web-1=10.0.0.21 (unhealthy)",
+		"rendering: reading the node's users"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
@@ -108,7 +125,7 @@ func TestRunInvalidSettings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir, args := files(t, tt.ud, tt.role)
 			snap := filepath.Join(dir, "snapshot.json")
-			_, _, err := execute(t.Context(), append([]string{"run", "--listen", freeAddr(t), "--snapshot", snap}, args...)...)
+			_, _, err := execute(t.Context(), append(append([]string{"run", "--listen", freeAddr(t), "--snapshot", snap}, nodeDirs(t)...), args...)...)
 			var ce configError
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("got %v; want a one-line settings error with %q", err, tt.want)
@@ -130,7 +147,7 @@ func TestCheck(t *testing.T) {
 
 func TestRunWithoutSection(t *testing.T) {
 	_, args := files(t, "#cloud-config\nhostname: x\n", `{"role": "web"}`)
-	_, stderr, err := execute(t.Context(), append([]string{"run", "--listen", freeAddr(t), "--snapshot", t.TempDir() + "/s.json"}, args...)...)
+	_, stderr, err := execute(t.Context(), append(append([]string{"run", "--listen", freeAddr(t), "--snapshot", t.TempDir() + "/s.json"}, nodeDirs(t)...), args...)...)
 	if err != nil || !strings.Contains(stderr, "no imgforge: section") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("%v; stderr %q", err, stderr)
 	}

@@ -41,10 +41,12 @@ func newRootCmd(stdout, stderr io.Writer, hup <-chan os.Signal) *cobra.Command {
 }
 
 type runFlags struct {
-	paths    config.Paths
-	listen   string
-	roleFile string
-	snapshot string
+	paths     config.Paths
+	listen    string
+	roleFile  string
+	snapshot  string
+	root      string
+	templates string
 }
 
 func (f *runFlags) add(cmd *cobra.Command) {
@@ -68,6 +70,7 @@ func (f *runFlags) load() (*config.Config, error) {
 		if err := agent.CheckRole(c, ri); err != nil {
 			return nil, configError{fmt.Errorf("%s: %w", f.paths.UserData, err)}
 		}
+		agent.CompleteFromRole(c, ri)
 	}
 	return c, nil
 }
@@ -102,7 +105,7 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 			}
 			a := agent.New(agent.Options{
 				Load:     f.load,
-				Renderer: agent.Renderers{&agent.SnapshotFile{Path: f.snapshot}},
+				Renderer: agent.Renderers{&agent.SnapshotFile{Path: f.snapshot}, agent.NewRoleRenderer(f.root, f.templates)},
 				Health:   health,
 				Logf:     logger.Printf,
 				Version:  imgforge.Version,
@@ -142,6 +145,8 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 	f.add(cmd)
 	cmd.Flags().StringVar(&f.listen, "listen", agent.DefaultListen, "address of the status endpoint (GET /status, /metrics)")
 	cmd.Flags().StringVar(&f.snapshot, "snapshot", agent.DefaultSnapshotPath, "where to write the current snapshot as JSON")
+	cmd.Flags().StringVar(&f.root, "root", "/", "the node's root file system, where the role's configuration is written")
+	cmd.Flags().StringVar(&f.templates, "templates", agent.TemplatesDir, "the image's templates (ROLE/ and common/)")
 	return cmd
 }
 

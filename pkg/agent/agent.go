@@ -50,14 +50,26 @@ type Reporter interface {
 type Report struct {
 	Files      []RenderedFile `json:"files"`
 	LastReload time.Time      `json:"last_reload,omitzero"` // when it last reloaded a service
+	// Waiting says what could not be rendered yet and why (such as no db
+	// primary among the members); those files are left as they are.
+	Waiting []string `json:"waiting,omitempty"`
 }
 
 // RenderedFile is one file a renderer wrote.
 type RenderedFile struct {
 	Path    string    `json:"path"`
-	SHA256  string    `json:"sha256"` // hex, of the content in place
+	SHA256  string    `json:"sha256,omitempty"` // hex, of the content in place; empty for Sensitive files
 	Service string    `json:"service,omitempty"`
 	Changed time.Time `json:"changed,omitzero"` // when the content last changed
+	// Sensitive files hold keys or passwords: their digest is not shown.
+	Sensitive bool `json:"sensitive,omitempty"`
+}
+
+// RetryAfter is implemented by a Renderer's error that says when to try
+// again (a renderer backing off after failed reloads); other errors are
+// retried after Options.RetryInterval.
+type RetryAfter interface {
+	RetryAfter() time.Duration
 }
 
 // RendererFunc adapts a function to Renderer.
@@ -87,6 +99,7 @@ func (rs Renderers) Report() Report {
 		if rep, ok := r.(Reporter); ok {
 			x := rep.Report()
 			out.Files = append(out.Files, x.Files...)
+			out.Waiting = append(out.Waiting, x.Waiting...)
 			if x.LastReload.After(out.LastReload) {
 				out.LastReload = x.LastReload
 			}
@@ -107,9 +120,12 @@ type Options struct {
 	HealthInterval time.Duration // default 2s
 	RetryInterval  time.Duration // after a failed render; default 10s
 	Debounce       time.Duration // gathers changes that come together; default 200ms
-	Now            func() time.Time
-	Logf           func(format string, args ...any)
-	Version        string
+	// Resync renders again even without a change, so that what depends on
+	// time (a self-signed certificate near its end) is renewed; default 6h.
+	Resync  time.Duration
+	Now     func() time.Time
+	Logf    func(format string, args ...any)
+	Version string
 }
 
 // Agent runs discovery and rendering for one node.
@@ -151,6 +167,9 @@ func New(o Options) *Agent {
 	}
 	if o.Debounce <= 0 {
 		o.Debounce = 200 * time.Millisecond
+	}
+	if o.Resync <= 0 {
+		o.Resync = 6 * time.Hour
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -234,10 +253,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		debounce = time.NewTimer(0)
 		retry    = time.NewTimer(time.Hour)
 		health   = time.NewTicker(a.o.HealthInterval)
+		resync   = time.NewTicker(a.o.Resync)
 	)
 	retry.Stop()
 	defer debounce.Stop()
 	defer health.Stop()
+	defer resync.Stop()
 	render := func() {
 		pending = false
 		snap := Snapshot{Config: cfg, Self: self, Members: disc.Members().With(self)}
@@ -252,7 +273,12 @@ func (a *Agent) Run(ctx context.Context) error {
 				return
 			}
 			a.recordError(fmt.Sprintf("rendering: %v", err), true)
-			retry.Reset(a.o.RetryInterval)
+			after := a.o.RetryInterval
+			var ra RetryAfter
+			if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+				after = ra.RetryAfter()
+			}
+			retry.Reset(after)
 			return
 		}
 		last = &snap
@@ -276,6 +302,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-debounce.C:
 			render()
 		case <-retry.C:
+			last = nil
+			render()
+		case <-resync.C:
 			last = nil
 			render()
 		case <-health.C:

@@ -450,3 +450,78 @@ func TestSnapshotFile(t *testing.T) {
 		t.Errorf("snapshot file:\n%s", b)
 	}
 }
+
+type retryErr struct{ after time.Duration }
+
+func (e retryErr) Error() string             { return "reload failed" }
+func (e retryErr) RetryAfter() time.Duration { return e.after }
+
+// TestRetryAfterAndResync: a renderer's error says when to retry (here
+// sooner than RetryInterval), and Resync renders again without a change.
+func TestRetryAfterAndResync(t *testing.T) {
+	load := func() (*config.Config, error) {
+		c, src, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n")))
+		if err != nil {
+			return nil, err
+		}
+		return c, c.Complete(src, config.InstanceData{InstanceID: "i"}, nil)
+	}
+	var mu sync.Mutex
+	calls := 0
+	a := New(Options{
+		Load: load,
+		Renderer: RendererFunc(func(context.Context, Snapshot) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			return fmt.Errorf("applying: %w", retryErr{after: time.Millisecond})
+		}),
+		RetryInterval: time.Hour,
+		Debounce:      time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, "retries paced by RetryAfter, not RetryInterval", func() bool { return a.Status().RenderErrors >= 3 })
+	cancel()
+	<-done
+
+	renders := 0
+	a = New(Options{
+		Load: load,
+		Renderer: RendererFunc(func(context.Context, Snapshot) error {
+			mu.Lock()
+			defer mu.Unlock()
+			renders++
+			return nil
+		}),
+		Resync:   time.Millisecond,
+		Debounce: time.Millisecond,
+	})
+	ctx, cancel = context.WithCancel(t.Context())
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, "renders without a change", func() bool { mu.Lock(); defer mu.Unlock(); return renders >= 3 })
+	cancel()
+	<-done
+}
+
+func TestCompleteFromRole(t *testing.T) {
+	app := &config.Config{Role: "app"}
+	CompleteFromRole(app, RoleInfo{Role: "app", Options: map[string]string{"runtime": "uwsgi"}})
+	if app.App == nil || app.App.Runtime != "uwsgi" {
+		t.Errorf("app runtime %+v, want the image's uwsgi", app.App)
+	}
+	db := &config.Config{Role: "db", DB: &config.DB{Mode: "primary"}}
+	CompleteFromRole(db, RoleInfo{Role: "db", Options: map[string]string{"mode": "replica"}})
+	if db.DB.Mode != "primary" {
+		t.Errorf("the settings' mode was overridden: %s", db.DB.Mode)
+	}
+	db.DB = nil
+	CompleteFromRole(db, RoleInfo{Role: "db", Options: map[string]string{"mode": "replica"}})
+	if db.DB == nil || db.DB.Mode != "replica" {
+		t.Errorf("db mode %+v, want the image's replica", db.DB)
+	}
+	if self, err := SelfMember(&config.Config{Role: "db", DB: db.DB, Node: config.Node{Name: "db-2", Address: "10.0.0.42/24"}}, true); err != nil || self.Mode != "replica" {
+		t.Errorf("self %+v, %v: want it to advertise replica", self, err)
+	}
+}

@@ -56,6 +56,22 @@ func CheckRole(c *config.Config, ri RoleInfo) error {
 	return nil
 }
 
+// CompleteFromRole fills what the settings leave out from the options the
+// image was built with: an app node's runtime, a db node's mode. Call it
+// after CheckRole.
+func CompleteFromRole(c *config.Config, ri RoleInfo) {
+	switch c.Role {
+	case "app":
+		if rt := ri.Options["runtime"]; rt != "" && (c.App == nil || c.App.Runtime == "") {
+			c.App = &config.App{Runtime: rt}
+		}
+	case "db":
+		if m := ri.Options["mode"]; m != "" && (c.DB == nil || c.DB.Mode == "") {
+			c.DB = &config.DB{Mode: m}
+		}
+	}
+}
+
 // Probe returns a check of the role's service on this machine: an HTTP
 // GET answered 2xx, a TCP connect, or a command that exits 0, each
 // within timeout.

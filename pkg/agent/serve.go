@@ -88,7 +88,14 @@ func WriteStatusText(w io.Writer, s Status) {
 		fmt.Fprintln(w)
 	}
 	for _, f := range s.Files {
+		if f.Sensitive {
+			fmt.Fprintf(w, "file      %s (sensitive)\n", f.Path)
+			continue
+		}
 		fmt.Fprintf(w, "file      %s sha256:%s\n", f.Path, f.SHA256)
+	}
+	for _, x := range s.Waiting {
+		fmt.Fprintf(w, "waiting   %s\n", x)
 	}
 	ts := func(t time.Time) string {
 		if t.IsZero() {

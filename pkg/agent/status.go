@@ -26,6 +26,7 @@ type Status struct {
 	Started      time.Time        `json:"started,omitzero"`
 	LastRender   time.Time        `json:"last_render,omitzero"`
 	LastReload   time.Time        `json:"last_reload,omitzero"`
+	Waiting      []string         `json:"waiting,omitempty"`
 	LastError    string           `json:"last_error,omitempty"`
 	LastErrorAt  time.Time        `json:"last_error_at,omitzero"`
 	Renders      uint64           `json:"renders"`
@@ -56,7 +57,7 @@ func (a *Agent) Status() Status {
 		if r.Files != nil {
 			s.Files = r.Files
 		}
-		s.LastReload = r.LastReload
+		s.LastReload, s.Waiting = r.LastReload, r.Waiting
 	}
 	return s
 }

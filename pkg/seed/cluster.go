@@ -23,7 +23,7 @@ type Cluster struct {
 	Discovery         ClusterDiscovery   `yaml:"discovery"`
 	TLS               *ClusterTLS        `yaml:"tls"`
 	Database          *ClusterDatabase   `yaml:"database"`
-	Monitoring        *config.Monitoring `yaml:"monitoring"`
+	Monitoring        *ClusterMonitoring `yaml:"monitoring"`
 	SSHAuthorizedKeys []string           `yaml:"ssh_authorized_keys"`
 	Nodes             []ClusterNode      `yaml:"nodes"`
 }
@@ -68,6 +68,20 @@ type ClusterTLS struct {
 	SelfSigned bool   `yaml:"self_signed"`
 }
 
+// ClusterMonitoring is the section's monitoring block, except that the
+// logs client pair (systemd-journal-upload authenticates with a client
+// certificate) is given as files relative to the cluster file.
+type ClusterMonitoring struct {
+	MetricsURL   string `yaml:"metrics_url"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	BearerToken  string `yaml:"bearer_token"`
+	LogsURL      string `yaml:"logs_url"`
+	LogsCertFile string `yaml:"logs_cert_file"` // PEM client certificate (chain)
+	LogsKeyFile  string `yaml:"logs_key_file"`  // its PEM key
+	CA           string `yaml:"ca"`             // PEM certificates to trust
+}
+
 // ClusterDatabase names the database users; their passwords are made
 // into secrets.yaml.
 type ClusterDatabase struct {
@@ -97,6 +111,7 @@ const (
 	DefaultInterface = "eth0"
 	DefaultDBUser    = "imgforge"
 	DefaultReplUser  = "replication"
+	DefaultRuntime   = "php-fpm"
 )
 
 // ParseCluster reads a cluster file strictly and validates it. Errors
@@ -111,6 +126,17 @@ func ParseCluster(file string, data []byte) (*Cluster, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// AppRuntime is the runtime of the cluster's app nodes (validated to be
+// one), DefaultRuntime when it has none.
+func (c *Cluster) AppRuntime() string {
+	for _, n := range c.Nodes {
+		if n.Role == "app" && n.Options["runtime"] != "" {
+			return n.Options["runtime"]
+		}
+	}
+	return DefaultRuntime
 }
 
 // LoadCluster reads the cluster file at path.
@@ -157,6 +183,7 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 	addrs := map[netip.Addr]string{}
 	macs := map[string]string{}
 	primaries := 0
+	var appRuntime, appFirst string
 	for i, n := range c.Nodes {
 		f := fmt.Sprintf("nodes[%d]", i)
 		if !nodeNameRe.MatchString(n.Name) {
@@ -220,6 +247,17 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 				return src.Errorf(f+".options."+k, "%q is not accepted; accepted: %s", v, strings.Join(accepted, ", "))
 			}
 		}
+		if n.Role == "app" {
+			rt := n.Options["runtime"]
+			if rt == "" {
+				rt = DefaultRuntime
+			}
+			if appRuntime == "" {
+				appRuntime, appFirst = rt, n.Name
+			} else if rt != appRuntime {
+				return src.Errorf(f+".options.runtime", "%q, but app node %s runs %s; the web nodes' nginx speaks one protocol to the app tier; accepted: the same runtime on every app node", rt, appFirst, appRuntime)
+			}
+		}
 		if n.Role == "db" && n.Options["mode"] != "replica" {
 			primaries++
 			if primaries > 1 {
@@ -268,6 +306,23 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 				if !filepath.IsAbs(*p) {
 					*p = filepath.Join(dir, *p)
 				}
+			}
+		}
+	}
+	if m := c.Monitoring; m != nil {
+		switch {
+		case m.LogsURL == "" && (m.LogsCertFile != "" || m.LogsKeyFile != ""):
+			return src.Errorf("monitoring.logs_cert_file", "is set but logs_url is not; accepted: logs_cert_file and logs_key_file together with logs_url")
+		case m.LogsCertFile != "" && m.LogsKeyFile == "":
+			return src.Errorf("monitoring.logs_key_file", "is missing; logs_cert_file needs its key; accepted: a PEM key file, relative to this file")
+		case m.LogsKeyFile != "" && m.LogsCertFile == "":
+			return src.Errorf("monitoring.logs_cert_file", "is missing; logs_key_file needs its certificate; accepted: a PEM certificate file, relative to this file")
+		case m.LogsURL != "" && m.LogsCertFile == "":
+			return src.Errorf("monitoring.logs_cert_file", "is missing; systemd-journal-upload authenticates to logs_url with a client certificate; accepted: logs_cert_file and logs_key_file (PEM files, relative to this file)")
+		}
+		for _, p := range []*string{&m.LogsCertFile, &m.LogsKeyFile} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(dir, *p)
 			}
 		}
 	}

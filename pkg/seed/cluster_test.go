@@ -2,6 +2,11 @@ package seed
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"math/rand/v2"
 	"os"
@@ -153,9 +158,9 @@ func TestClusterErrors(t *testing.T) {
 	tests := []struct{ name, old, new, want string }{
 		{"vip outside subnet", "address: 10.10.0.100", "address: 10.20.0.100", `testdata/cluster.yaml:9:14: field "vips[0].address": 10.20.0.100 is outside the subnet 10.10.0.0/24; accepted: an address in 10.10.0.0/24`},
 		{"vip is a node", "address: 10.10.0.100", "address: 10.10.0.21", `field "vips[0].address": 10.10.0.21 is node web-1's address`},
-		{"duplicate address", "address: 10.10.0.22}", "address: 10.10.0.21}", `testdata/cluster.yaml:25:39: field "nodes[3].address": 10.10.0.21 is a duplicate node address (also web-1's)`},
+		{"duplicate address", "address: 10.10.0.22}", "address: 10.10.0.21}", `testdata/cluster.yaml:27:39: field "nodes[3].address": 10.10.0.21 is a duplicate node address (also web-1's)`},
 		{"duplicate name", "name: web-2,", "name: web-1,", `field "nodes[3].name": "web-1" is a duplicate node name`},
-		{"unknown role", "role: app,", "role: cache,", `testdata/cluster.yaml:26:25: field "nodes[4].role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"unknown role", "role: app,", "role: cache,", `testdata/cluster.yaml:28:25: field "nodes[4].role": unknown role "cache"; accepted: lb, web, app, db`},
 		{"empty key", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    key: \"\"", `field "discovery.gossip.key": is empty; accepted: the base64 of 32 random bytes, or leave the field out and imgforge seed makes one`},
 		{"bad key", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    key: c2hvcnQ=", `field "discovery.gossip.key": decodes to 5 bytes`},
 		{"join unreachable", "join: [lb-1, lb-2]", "join: [lb-1, 10.10.0.99]", `field "discovery.gossip.join[1]": 10.10.0.99 is unreachable: no node has that address; accepted: a node's name or address (lb-1, lb-2, web-1, web-2, app-1, db-1)`},
@@ -170,6 +175,11 @@ func TestClusterErrors(t *testing.T) {
 		{"no vip", "vips:\n  - address: 10.10.0.100\n", "", `field "vips": the lb nodes need at least one VIP`},
 		{"unknown field", "cluster: shop", "cluster: shop\nclustr: shop", `testdata/cluster.yaml:4:1: field "clustr": unknown field here; accepted: cluster, database, discovery, monitoring, network, nodes, ssh_authorized_keys, tls, vips`},
 		{"two primaries", "id: 1}", "id: 1}\n  - {name: db-2, role: db, address: 10.10.0.42}", `field "nodes[6].options.mode": a second db primary`},
+		{"two app runtimes", "options: {runtime: php-fpm}}", "options: {runtime: php-fpm}}\n  - {name: app-2, role: app, address: 10.10.0.32, options: {runtime: uwsgi}}", `field "nodes[5].options.runtime": "uwsgi", but app node app-1 runs php-fpm; the web nodes' nginx speaks one protocol to the app tier`},
+		{"logs without cert", "  logs_cert_file: journal-client.crt   # a test pair, relative to this file\n  logs_key_file: journal-client.key\n", "", `field "monitoring.logs_cert_file": is missing; systemd-journal-upload authenticates to logs_url with a client certificate`},
+		{"logs cert without key", "  logs_key_file: journal-client.key\n", "", `field "monitoring.logs_key_file": is missing; logs_cert_file needs its key`},
+		{"logs key without cert", "  logs_cert_file: journal-client.crt   # a test pair, relative to this file\n", "", `field "monitoring.logs_cert_file": is missing; logs_key_file needs its certificate`},
+		{"logs cert without url", "  logs_url: https://monitor.shop.internal:19532/upload\n", "", `field "monitoring.logs_cert_file": is set but logs_url is not`},
 		{"method", "method: gossip", "method: etcd", `field "discovery.method": unknown discovery method "etcd"; accepted: static, dns, gossip`},
 	}
 	for _, tt := range tests {
@@ -186,6 +196,72 @@ func TestClusterErrors(t *testing.T) {
 				t.Errorf("not a one-line error naming the file: %q", err)
 			}
 		})
+	}
+}
+
+// TestGenerateLogsPair: the logs client pair is read from files relative
+// to the cluster file and checked to be a pair before any seed is written.
+func TestGenerateLogsPair(t *testing.T) {
+	dir := t.TempDir()
+	_, base := readCluster(t)
+	for _, f := range []string{"journal-client.crt", "journal-client.key"} {
+		b, err := os.ReadFile(filepath.Join("testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A key of another pair.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	file := filepath.Join(dir, "cluster.yaml")
+	c, err := ParseCluster(file, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "journal-client.crt"); c.Monitoring.LogsCertFile != want {
+		t.Errorf("logs_cert_file = %s, want %s (relative to the cluster file)", c.Monitoring.LogsCertFile, want)
+	}
+	out := filepath.Join(dir, "out")
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	ud, err := os.ReadFile(filepath.Join(out, "web-1", UserDataFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Parse("web-1/user-data", ud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, _ := os.ReadFile(filepath.Join(dir, "journal-client.crt"))
+	if cfg.Monitoring == nil || cfg.Monitoring.LogsCert != string(crt) || cfg.Monitoring.LogsKey == "" {
+		t.Errorf("web-1's monitoring does not carry the logs pair: %+v", cfg.Monitoring)
+	}
+	if cfg.App == nil || cfg.App.Runtime != "php-fpm" {
+		t.Errorf("web-1's app runtime = %+v, want php-fpm (the app nodes')", cfg.App)
+	}
+
+	if err := os.Remove(filepath.Join(dir, "journal-client.key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err == nil || !strings.Contains(err.Error(), "reading monitoring.logs_key_file") {
+		t.Errorf("missing key file: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "journal-client.key"), other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err == nil || !strings.Contains(err.Error(), "do not make a pair") {
+		t.Errorf("mismatched key: %v", err)
 	}
 }
 

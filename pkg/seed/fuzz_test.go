@@ -33,7 +33,7 @@ func FuzzParseCluster(f *testing.F) {
 			sec.GossipKey = *c.Discovery.Gossip.Key
 		}
 		for _, n := range c.Nodes {
-			if _, _, err := NodeSeed(c, n, sec, nil); err != nil && !strings.Contains(err.Error(), "static discovery needs") {
+			if _, _, err := NodeSeed(c, n, sec, nil, nil); err != nil && !strings.Contains(err.Error(), "static discovery needs") {
 				t.Fatalf("node %s: %v", n.Name, err)
 			}
 		}

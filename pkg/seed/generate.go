@@ -88,9 +88,13 @@ func Generate(c *Cluster, o Options) ([]NodeResult, error) {
 	} else {
 		tls = &config.TLS{SelfSigned: true}
 	}
+	mon, err := monitoring(c.Monitoring)
+	if err != nil {
+		return nil, err
+	}
 	var out []NodeResult
 	for _, n := range c.Nodes {
-		s, mac, err := NodeSeed(c, n, sec, tls)
+		s, mac, err := NodeSeed(c, n, sec, tls, mon)
 		if err != nil {
 			return nil, err
 		}
@@ -172,12 +176,12 @@ func loadSecrets(c *Cluster, o Options) (Secrets, error) {
 
 // NodeSeed makes one node's seed, and returns the MAC its network-config
 // matches.
-func NodeSeed(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS) (Seed, string, error) {
+func NodeSeed(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS, mon *config.Monitoring) (Seed, string, error) {
 	mac := n.MAC
 	if mac == "" {
 		mac = DeriveMAC(c.Cluster, n.Name)
 	}
-	cfg, err := nodeConfig(c, n, sec, tls)
+	cfg, err := nodeConfig(c, n, sec, tls, mon)
 	if err != nil {
 		return Seed{}, "", err
 	}
@@ -216,7 +220,35 @@ func NodeSeed(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS) (Seed, st
 	return Seed{MetaData: md, UserData: ud.Bytes(), NetworkConfig: netcfg, Private: true}, mac, nil
 }
 
-func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS) (*config.Config, error) {
+// monitoring is the section's monitoring block: the cluster file's, with
+// the logs client pair read from its files and checked.
+func monitoring(m *ClusterMonitoring) (*config.Monitoring, error) {
+	if m == nil {
+		return nil, nil
+	}
+	out := &config.Monitoring{
+		MetricsURL: m.MetricsURL, Username: m.Username, Password: m.Password, BearerToken: m.BearerToken,
+		LogsURL: m.LogsURL, CA: m.CA,
+	}
+	if m.LogsCertFile == "" {
+		return out, nil
+	}
+	cert, err := os.ReadFile(m.LogsCertFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading monitoring.logs_cert_file: %w", err)
+	}
+	key, err := os.ReadFile(m.LogsKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading monitoring.logs_key_file: %w", err)
+	}
+	if err := config.CheckClientPair(string(cert), string(key)); err != nil {
+		return nil, fmt.Errorf("monitoring.logs_cert_file %s and logs_key_file %s: %w", m.LogsCertFile, m.LogsKeyFile, err)
+	}
+	out.LogsCert, out.LogsKey = string(cert), string(key)
+	return out, nil
+}
+
+func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS, mon *config.Monitoring) (*config.Config, error) {
 	cfg := &config.Config{Cluster: c.Cluster, Role: n.Role, Node: config.Node{Name: n.Name, ID: n.ID}}
 	var subnet netip.Prefix
 	if c.Network.Subnet != "" {
@@ -233,7 +265,7 @@ func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS) (*confi
 	case "app":
 		cfg.App = &config.App{Runtime: n.Options["runtime"]}
 		if cfg.App.Runtime == "" {
-			cfg.App.Runtime = "php-fpm"
+			cfg.App.Runtime = DefaultRuntime
 		}
 	case "db":
 		cfg.DB = &config.DB{Mode: n.Options["mode"]}
@@ -246,6 +278,8 @@ func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS) (*confi
 		}
 	case "web":
 		cfg.TLS = tls
+		// nginx speaks FastCGI to php-fpm and the uwsgi protocol to uWSGI.
+		cfg.App = &config.App{Runtime: c.AppRuntime()}
 	}
 	if n.Role == "app" || n.Role == "db" {
 		user, repl := DefaultDBUser, DefaultReplUser
@@ -260,7 +294,7 @@ func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS) (*confi
 			cfg.Database.ReplicationUser, cfg.Database.ReplicationPassword = repl, sec.ReplicationPassword
 		}
 	}
-	cfg.Monitoring = c.Monitoring
+	cfg.Monitoring = mon
 	cfg.Discovery.Method = c.Discovery.Method
 	switch c.Discovery.Method {
 	case config.MethodStatic:

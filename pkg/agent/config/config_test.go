@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -43,7 +44,8 @@ func TestParseValid(t *testing.T) {
 		Discovery: Discovery{Method: "gossip", Gossip: &Gossip{Port: 7946, Join: []string{"10.10.0.11", "10.10.0.12:7946"},
 			Key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}},
 		TLS: &TLS{SelfSigned: true},
-		Monitoring: &Monitoring{MetricsURL: "https://monitor.example:9090/api/v1/write", LogsURL: "https://monitor.example:3100/loki/api/v1/push",
+		Monitoring: &Monitoring{MetricsURL: "https://monitor.example:9090/api/v1/write", LogsURL: "https://monitor.example:19532/upload",
+			LogsCert: read(t, "journal-client.crt"), LogsKey: read(t, "journal-client.key"),
 			Username: "shop", Password: "s3cret-pass"},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -56,17 +58,44 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+// TestWebAppRuntime: a web node may name the app tier's runtime, which
+// its nginx speaks to; secrets stay out of the JSON the agent prints.
+func TestWebAppRuntime(t *testing.T) {
+	doc := strings.Replace(read(t, "web.yaml"), "role: web", "role: web\n  app: {runtime: uwsgi}", 1)
+	c, _, err := Parse("user-data", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.App == nil || c.App.Runtime != "uwsgi" {
+		t.Fatalf("app = %+v, want runtime uwsgi", c.App)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), "BEGIN CERTIFICATE") {
+		t.Errorf("the JSON shows the logs client pair: %s", b)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	web := read(t, "web.yaml")
 	db := read(t, "db.yaml")
 	dns := read(t, "app-dns.yaml")
+	indent := func(pem string) string {
+		return "      " + strings.ReplaceAll(strings.TrimSpace(pem), "\n", "\n      ") + "\n"
+	}
+	certBlock := "    logs_cert: |\n" + indent(read(t, "journal-client.crt"))
+	keyBlock := "    logs_key: |\n" + indent(read(t, "journal-client.key"))
+	serverCert, serverKey := selfSignedPEM(t) // ExtKeyUsage serverAuth only
 	tests := []struct {
 		name, doc, old, new, want string
 	}{
 		{"unknown field", web, "  role: web", "  role: web\n  rol: web", `user-data:8:3: field "imgforge.rol": unknown field in imgforge; accepted: app, cluster, database, db, discovery, monitoring, node, role, tls, vips`},
 		{"unknown role", web, "role: web", "role: cache", `field "imgforge.role": unknown role "cache"; accepted: lb, web, app, db`},
 		{"cluster", web, "cluster: shop", "cluster: Shop", `field "imgforge.cluster": "Shop" is not a cluster name`},
-		{"app on web", web, "role: web", "role: web\n  app: {runtime: uwsgi}", `field "imgforge.app": is only for role app`},
+		{"app on db", db, "role: db", "role: db\n  app: {runtime: uwsgi}", `field "imgforge.app": is only for roles app (its runtime) and web (the app tier's runtime), and this node's role is db`},
+		{"app runtime on web", web, "role: web", "role: web\n  app: {runtime: cgi}", `field "imgforge.app.runtime": "cgi" is not accepted; accepted: php-fpm, uwsgi`},
 		{"runtime", dns, "runtime: uwsgi", "runtime: cgi", `field "imgforge.app.runtime": "cgi" is not accepted; accepted: php-fpm, uwsgi`},
 		{"db mode", db, "mode: replica}", "mode: standby}", `field "imgforge.db.mode": "standby" is not accepted; accepted: primary, replica`},
 		{"node name", web, "    name: web-1", "    name: Web_1", `field "imgforge.node.name": "Web_1" is not a node name`},
@@ -106,6 +135,14 @@ func TestParseErrors(t *testing.T) {
 		{"monitoring http", web, "metrics_url: https://", "metrics_url: http://", `field "imgforge.monitoring.metrics_url": "http://monitor.example:9090/api/v1/write" is not accepted; accepted: an https:// URL`},
 		{"monitoring both auth", web, "password: s3cret-pass", "password: s3cret-pass\n    bearer_token: t", `field "imgforge.monitoring.bearer_token": give either a bearer token or username and password`},
 		{"monitoring no password", web, "    password: s3cret-pass\n", "", `field "imgforge.monitoring.password": is missing`},
+		{"monitoring dollar", web, "password: s3cret-pass", "password: s3cret$pass", `field "imgforge.monitoring.password": is not accepted (11 characters); accepted: 1 to 256 printable ASCII characters without spaces, quotes, backslash, '$' or backtick`},
+		{"logs without cert", web, certBlock + keyBlock, "", `field "imgforge.monitoring.logs_cert": is missing; systemd-journal-upload authenticates to logs_url with a client certificate`},
+		{"logs cert without key", web, keyBlock, "", `field "imgforge.monitoring.logs_key": is missing; logs_cert needs its key`},
+		{"logs key without cert", web, certBlock, "", `field "imgforge.monitoring.logs_cert": is missing; logs_key needs its certificate`},
+		{"logs cert without url", web, "    logs_url: https://monitor.example:19532/upload\n", "", `field "imgforge.monitoring.logs_cert": is set but logs_url is not`},
+		{"logs cert garbage", web, certBlock, "    logs_cert: nope\n", `field "imgforge.monitoring.logs_cert": the certificate and key do not make a pair`},
+		{"logs cert other key", web, keyBlock, "    logs_key: |\n" + indent(serverKey), `field "imgforge.monitoring.logs_cert": the certificate and key do not make a pair`},
+		{"logs cert server only", web, certBlock + keyBlock, "    logs_cert: |\n" + indent(serverCert) + "    logs_key: |\n" + indent(serverKey), `field "imgforge.monitoring.logs_cert": the certificate's extended key usage does not allow TLS client authentication`},
 		{"monitoring ca", web, "password: s3cret-pass", "password: s3cret-pass\n    ca: nope", `field "imgforge.monitoring.ca": is not a PEM certificate bundle`},
 		{"not a mapping", "#cloud-config\n- a\n", "", "", `no imgforge: section: the cloud-config is not a mapping`},
 		{"no section", "#cloud-config\nhostname: x\n", "", "", `no imgforge: section in the cloud-config`},
@@ -149,7 +186,7 @@ func selfSignedPEM(t *testing.T) (certPEM, keyPEM string) {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "web.example"},
-		NotBefore: time.Unix(1700000000, 0), NotAfter: time.Unix(1900000000, 0)}
+		NotBefore: time.Unix(1700000000, 0), NotAfter: time.Unix(1900000000, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ const DefaultGossipPort = 7946
 type Config struct {
 	Cluster    string      `yaml:"cluster" json:"cluster"`
 	Role       string      `yaml:"role" json:"role"`
-	App        *App        `yaml:"app,omitempty" json:"app,omitempty"`
+	App        *App        `yaml:"app,omitempty" json:"app,omitempty"` // app: its runtime; web: the app tier's
 	DB         *DB         `yaml:"db,omitempty" json:"db,omitempty"`
 	Node       Node        `yaml:"node" json:"node"`
 	VIPs       []VIP       `yaml:"vips,omitempty" json:"vips,omitempty"`
@@ -37,7 +37,9 @@ type Config struct {
 	Monitoring *Monitoring `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
 }
 
-// App holds the options of the app role.
+// App holds the options of the app role. On an app node it is the node's
+// runtime; on a web node, the app tier's, which nginx speaks to (FastCGI
+// for php-fpm, the uwsgi protocol for uwsgi).
 type App struct {
 	Runtime string `yaml:"runtime,omitempty" json:"runtime"` // php-fpm (default) or uwsgi
 }
@@ -125,10 +127,16 @@ type Database struct {
 	ReplicationPassword string `yaml:"replication_password,omitempty" json:"-"`
 }
 
-// Monitoring is where every node pushes its metrics and logs.
+// Monitoring is where every node pushes its metrics and logs. Metrics go
+// to a Prometheus remote_write endpoint with basic auth or a bearer token;
+// logs go to a systemd-journal-remote endpoint, which authenticates the
+// node by a client certificate (LogsCert, LogsKey): systemd-journal-upload
+// has no other way.
 type Monitoring struct {
 	MetricsURL  string `yaml:"metrics_url,omitempty" json:"metrics_url,omitempty"` // Prometheus remote_write
-	LogsURL     string `yaml:"logs_url,omitempty" json:"logs_url,omitempty"`
+	LogsURL     string `yaml:"logs_url,omitempty" json:"logs_url,omitempty"`       // systemd-journal-remote
+	LogsCert    string `yaml:"logs_cert,omitempty" json:"-"`                       // PEM client certificate (chain)
+	LogsKey     string `yaml:"logs_key,omitempty" json:"-"`                        // its PEM private key
 	Username    string `yaml:"username,omitempty" json:"username,omitempty"`
 	Password    string `yaml:"password,omitempty" json:"-"`
 	BearerToken string `yaml:"bearer_token,omitempty" json:"-"`

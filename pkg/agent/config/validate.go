@@ -22,14 +22,19 @@ var (
 	nodeNameRe  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	interfaceRe = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
 	dbUserRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,31}$`)
-	secretRe    = regexp.MustCompile(`^[A-Za-z0-9!#$%&()*+,\-./:;<=>?@\[\]^_{|}~]{8,128}$`)
-	hostnameRe  = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$`)
+	// Secrets end up inside quoted SQL, JSON and YAML strings and HTTP
+	// headers: printable ASCII without spaces, quotes, backslash, '$' or
+	// backtick (package render checks the same set).
+	secretRe   = regexp.MustCompile(`^[A-Za-z0-9!#%&()*+,\-./:;<=>?@\[\]^_{|}~]{8,128}$`)
+	credRe     = regexp.MustCompile(`^[A-Za-z0-9!#%&()*+,\-./:;<=>?@\[\]^_{|}~]{1,256}$`)
+	hostnameRe = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$`)
 )
 
 const (
 	acceptCluster  = "lower-case letters, digits and '-', starting with a letter, at most 63"
 	acceptNodeName = "a host name label: lower-case letters, digits and '-', at most 63"
-	acceptSecret   = "8 to 128 printable ASCII characters without spaces, quotes or backslashes"
+	acceptSecret   = "8 to 128 printable ASCII characters without spaces, quotes, backslash, '$' or backtick"
+	acceptCred     = "1 to 256 printable ASCII characters without spaces, quotes, backslash, '$' or backtick"
 	acceptDBUser   = "letters, digits and '_', starting with a letter or '_', at most 32"
 )
 
@@ -48,8 +53,8 @@ func (c *Config) validate(src spec.Source) error {
 		return src.Errorf(f("role"), "unknown role %q; accepted: %s", c.Role, strings.Join(Roles, ", "))
 	}
 	if c.App != nil {
-		if c.Role != "app" {
-			return src.Errorf(f("app"), "is only for role app, and this node's role is %s", c.Role)
+		if c.Role != "app" && c.Role != "web" {
+			return src.Errorf(f("app"), "is only for roles app (its runtime) and web (the app tier's runtime), and this node's role is %s", c.Role)
 		}
 		if c.App.Runtime != "" && !slices.Contains(Runtimes, c.App.Runtime) {
 			return src.Errorf(f("app.runtime"), "%q is not accepted; accepted: %s", c.App.Runtime, strings.Join(Runtimes, ", "))
@@ -436,14 +441,60 @@ func (m *Monitoring) validate(src spec.Source, field string) error {
 		return src.Errorf(field+".password", "is missing; a username needs a password")
 	}
 	for _, s := range []struct{ k, v string }{{"username", m.Username}, {"password", m.Password}, {"bearer_token", m.BearerToken}} {
-		if s.v != "" && strings.ContainsAny(s.v, "\x00\r\n") {
-			return src.Errorf(field+"."+s.k, "contains a line break or NUL; accepted: one line of text")
+		if s.v != "" && !credRe.MatchString(s.v) {
+			return src.Errorf(field+"."+s.k, "is not accepted (%d characters); accepted: %s", len(s.v), acceptCred)
 		}
+	}
+	if err := m.validateLogsCert(src, field); err != nil {
+		return err
 	}
 	if m.CA != "" {
 		if _, err := ParseCertificates(m.CA); err != nil {
 			return src.Errorf(field+".ca", "%v", err)
 		}
+	}
+	return nil
+}
+
+// validateLogsCert checks the client certificate systemd-journal-upload
+// presents: required with logs_url, a PEM certificate (chain) and its key
+// that make a pair, usable for TLS client authentication.
+func (m *Monitoring) validateLogsCert(src spec.Source, field string) error {
+	if m.LogsCert == "" && m.LogsKey == "" {
+		if m.LogsURL != "" {
+			return src.Errorf(field+".logs_cert", "is missing; systemd-journal-upload authenticates to logs_url with a client certificate; accepted: logs_cert and logs_key (PEM)")
+		}
+		return nil
+	}
+	if m.LogsURL == "" {
+		return src.Errorf(field+".logs_cert", "is set but logs_url is not; accepted: logs_cert and logs_key together with logs_url")
+	}
+	if m.LogsCert == "" {
+		return src.Errorf(field+".logs_cert", "is missing; logs_key needs its certificate; accepted: a PEM certificate (chain)")
+	}
+	if m.LogsKey == "" {
+		return src.Errorf(field+".logs_key", "is missing; logs_cert needs its key; accepted: a PEM private key")
+	}
+	if err := CheckClientPair(m.LogsCert, m.LogsKey); err != nil {
+		return src.Errorf(field+".logs_cert", "%v", err)
+	}
+	return nil
+}
+
+// CheckClientPair checks a TLS client certificate (chain) and its key, PEM
+// encoded: they make a pair, and the certificate allows client
+// authentication when it lists extended key usages.
+func CheckClientPair(certPEM, keyPEM string) error {
+	pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+	if err != nil {
+		return fmt.Errorf("the certificate and key do not make a pair: %s; accepted: a PEM certificate chain and its PEM private key", oneLine(err.Error()))
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("the certificate does not parse: %s", oneLine(err.Error()))
+	}
+	if len(cert.ExtKeyUsage) > 0 && !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) && !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		return fmt.Errorf("the certificate's extended key usage does not allow TLS client authentication; accepted: a certificate with clientAuth (or no extended key usage)")
 	}
 	return nil
 }

@@ -1,0 +1,445 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/agent/discovery"
+	"github.com/imgforge/imgforge/pkg/agent/render"
+)
+
+// imageTemplates lays the repository's templates out as an image does,
+// following the files: entries of roles/*.yaml and images/default.yaml
+// that land under TemplatesDir, so the test also checks that layout.
+func imageTemplates(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	type entry struct{ Src, Dst string }
+	type def struct {
+		Files   []entry
+		Options []struct {
+			Choices map[string]struct{ Files []entry }
+		}
+	}
+	var n int
+	for _, d := range []struct{ file, base string }{
+		{"../../roles/lb.yaml", "../../roles"}, {"../../roles/web.yaml", "../../roles"},
+		{"../../roles/app.yaml", "../../roles"}, {"../../roles/db.yaml", "../../roles"},
+		{"../../images/default.yaml", "../../images"},
+	} {
+		b, err := os.ReadFile(d.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var def def
+		if err := yaml.Unmarshal(b, &def); err != nil {
+			t.Fatalf("%s: %v", d.file, err)
+		}
+		files := def.Files
+		for _, o := range def.Options {
+			for _, c := range o.Choices {
+				files = append(files, c.Files...)
+			}
+		}
+		for _, f := range files {
+			rel, ok := strings.CutPrefix(f.Dst, TemplatesDir+"/")
+			if !ok {
+				continue
+			}
+			if err := os.CopyFS(filepath.Join(dir, rel), os.DirFS(filepath.Join(d.base, f.Src))); err != nil {
+				t.Fatalf("%s: %s: %v", d.file, f.Src, err)
+			}
+			n++
+		}
+	}
+	for _, want := range []string{"lb/haproxy.cfg.tmpl", "lb/keepalived.conf.tmpl", "web/nginx.conf.tmpl", "app/db.json.tmpl",
+		"db/node.cnf.tmpl", "db/primary.sql.tmpl", "db/replica.sql.tmpl", "common/prometheus-agent.yml.tmpl", "common/journal-upload.conf.tmpl"} {
+		if _, err := os.Stat(filepath.Join(dir, want)); err != nil {
+			t.Errorf("the image has no %s/%s (from %d template folders): %v", TemplatesDir, want, n, err)
+		}
+	}
+	return dir
+}
+
+// fakeRunner records commands; those starting with a prefix in fail fail.
+type fakeRunner struct {
+	mu   sync.Mutex
+	ran  []string
+	fail []string
+}
+
+func (f *fakeRunner) Run(_ context.Context, argv []string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cmd := strings.Join(argv, " ")
+	f.ran = append(f.ran, cmd)
+	for _, p := range f.fail {
+		if strings.HasPrefix(cmd, p) {
+			return []byte("error: " + p + " failed\n"), errors.New("exit status 1")
+		}
+	}
+	return nil, nil
+}
+
+func (f *fakeRunner) take() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.ran
+	f.ran = nil
+	return out
+}
+
+// nodeRoot is a node's root whose users and groups map to the test's ids.
+func nodeRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	uid, gid := os.Getuid(), os.Getgid()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/passwd"), fmt.Appendf(nil, "root:x:%d:%d::/root:/bin/sh\n", uid, gid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/group"), fmt.Appendf(nil, "root:x:%d:\nwww-data:x:%d:\nprometheus:x:%d:\n", gid, gid, gid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+type testNode struct {
+	root   string
+	runner *fakeRunner
+	rr     *RoleRenderer
+	now    time.Time
+}
+
+func newTestNode(t *testing.T, templates string) *testNode {
+	t.Helper()
+	n := &testNode{root: nodeRoot(t), runner: &fakeRunner{}, now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := func() time.Time { return n.now }
+	n.rr = &RoleRenderer{
+		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(n.root), Rand: rand.Reader, Now: clock},
+		Applier:  &render.Applier{Root: n.root, Runner: n.runner},
+		ReadFile: func(name string) ([]byte, error) {
+			if name != MemInfoPath {
+				return nil, fmt.Errorf("read %s", name)
+			}
+			return []byte("MemTotal:        4030464 kB\nMemFree:          123456 kB\n"), nil
+		},
+		Now: clock,
+	}
+	return n
+}
+
+func (n *testNode) read(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.root, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func member(name, role, addr string, healthy bool, mode string) discovery.Member {
+	return discovery.Member{Name: name, Role: role, Address: netip.MustParseAddr(addr), Healthy: healthy, Mode: mode}
+}
+
+func snapshot(t *testing.T, c *config.Config, healthy bool, others ...discovery.Member) Snapshot {
+	t.Helper()
+	self, err := SelfMember(c, healthy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Snapshot{Config: c, Self: self, Members: discovery.NewSet(others).With(self)}
+}
+
+func readPair(t *testing.T) (string, string) {
+	t.Helper()
+	c, err := os.ReadFile("config/testdata/journal-client.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := os.ReadFile("config/testdata/journal-client.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(c), string(k)
+}
+
+func TestRoleRendererWeb(t *testing.T) {
+	tmpl := imageTemplates(t)
+	n := newTestNode(t, tmpl)
+	cert, key := readPair(t)
+	c := &config.Config{
+		Cluster: "shop", Role: "web", Node: config.Node{Name: "web-1", Address: "10.10.0.21/24"},
+		Discovery: config.Discovery{Method: "static"}, TLS: &config.TLS{SelfSigned: true},
+		Monitoring: &config.Monitoring{
+			MetricsURL: "https://monitor.example:9090/api/v1/write", Username: "shop", Password: "s3cret-pass",
+			LogsURL: "https://monitor.example:19532/upload", LogsCert: cert, LogsKey: key,
+		},
+	}
+	s := snapshot(t, c, false,
+		member("app-1", "app", "10.10.0.31", true, ""),
+		member("app-2", "app", "10.10.0.32", false, ""), // unhealthy: not a backend
+		member("lb-1", "lb", "10.10.0.11", true, ""),
+	)
+	if err := n.rr.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	conf := n.read(t, "etc/nginx/nginx.conf")
+	if !strings.Contains(conf, "10.10.0.31:9000") || strings.Contains(conf, "10.10.0.32") {
+		t.Errorf("nginx.conf should list app-1 only (app-2 is unhealthy):\n%s", conf)
+	}
+	if !strings.Contains(conf, "fastcgi_pass") {
+		t.Errorf("nginx.conf does not speak FastCGI to php-fpm (the default runtime)")
+	}
+	ran := n.runner.take()
+	for _, want := range []string{"nginx -t -q -c", "systemctl reload-or-restart nginx.service", "promtool check config",
+		"systemctl reload-or-restart prometheus.service", "systemctl reload-or-restart systemd-journal-upload.service"} {
+		if !slices.ContainsFunc(ran, func(r string) bool { return strings.HasPrefix(r, want) }) {
+			t.Errorf("did not run %q; ran %q", want, ran)
+		}
+	}
+	if got := n.read(t, "etc/imgforge/journal-upload/client.crt"); got != cert {
+		t.Errorf("the journal-upload client certificate is not the configured one")
+	}
+	rep := n.rr.Report()
+	if rep.LastReload != n.now {
+		t.Errorf("last reload %v, want %v", rep.LastReload, n.now)
+	}
+	byPath := map[string]RenderedFile{}
+	for _, f := range rep.Files {
+		byPath[f.Path] = f
+	}
+	for _, p := range []string{render.TLSKeyPath, "/etc/imgforge/journal-upload/client.key", "/etc/prometheus/imgforge/remote-write.secret"} {
+		if f, ok := byPath[p]; !ok || !f.Sensitive || f.SHA256 != "" {
+			t.Errorf("%s: %+v; want it reported as sensitive, without a digest", p, f)
+		}
+	}
+	if f := byPath["/etc/nginx/nginx.conf"]; len(f.SHA256) != 64 || f.Service != "nginx" || f.Changed != n.now {
+		t.Errorf("nginx.conf reported as %+v", f)
+	}
+
+	// The same snapshot again, later: nothing changes, nothing reloads,
+	// the self-signed pair on the node is kept.
+	crt := n.read(t, strings.TrimPrefix(render.TLSCertPath, "/"))
+	first := n.now
+	n.now = n.now.Add(time.Hour)
+	if err := n.rr.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	if ran := n.runner.take(); len(ran) != 0 {
+		t.Errorf("an unchanged render ran %q", ran)
+	}
+	if n.read(t, strings.TrimPrefix(render.TLSCertPath, "/")) != crt {
+		t.Error("the self-signed certificate was made again")
+	}
+	if rep := n.rr.Report(); rep.LastReload != first || rep.Files[0].Changed != first {
+		t.Errorf("an unchanged render moved the times: %+v", rep)
+	}
+
+	// app-2 becomes healthy, and the app tier runs uWSGI.
+	c2 := *c
+	c2.App = &config.App{Runtime: "uwsgi"}
+	s = snapshot(t, &c2, true, member("app-1", "app", "10.10.0.31", true, ""), member("app-2", "app", "10.10.0.32", true, ""))
+	if err := n.rr.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	conf = n.read(t, "etc/nginx/nginx.conf")
+	if !strings.Contains(conf, "10.10.0.32:9000") || !strings.Contains(conf, "uwsgi_pass") {
+		t.Errorf("nginx.conf should pass to both app nodes with uwsgi:\n%s", conf)
+	}
+}
+
+func TestRoleRendererAppWaitsForPrimary(t *testing.T) {
+	n := newTestNode(t, imageTemplates(t))
+	c := &config.Config{
+		Cluster: "shop", Role: "app", Node: config.Node{Name: "app-1", Address: "10.10.0.31/24"},
+		Discovery: config.Discovery{Method: "static"}, Database: &config.Database{User: "shop", Password: "app-password-1"},
+	}
+	// The primary is down: app-1 waits and writes nothing.
+	s := snapshot(t, c, true, member("db-1", "db", "10.10.0.41", false, "primary"), member("db-2", "db", "10.10.0.42", true, "replica"))
+	if err := n.rr.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	if rep := n.rr.Report(); len(rep.Waiting) != 1 || !strings.Contains(rep.Waiting[0], "no db primary") || len(rep.Files) != 0 {
+		t.Errorf("report %+v, want waiting for the primary", rep)
+	}
+	if _, err := os.Stat(filepath.Join(n.root, render.DBConfigPath)); err == nil {
+		t.Error("db.json written without a primary")
+	}
+	s = snapshot(t, c, true, member("db-1", "db", "10.10.0.41", true, "primary"), member("db-2", "db", "10.10.0.42", true, "replica"))
+	if err := n.rr.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.read(t, strings.TrimPrefix(render.DBConfigPath, "/")); !strings.Contains(got, `"host": "10.10.0.41"`) || !strings.Contains(got, `"password": "app-password-1"`) {
+		t.Errorf("db.json: %s", got)
+	}
+	rep := n.rr.Report()
+	if len(rep.Waiting) != 0 || len(rep.Files) != 1 || rep.Files[0].SHA256 != "" || !rep.Files[0].Sensitive {
+		t.Errorf("report %+v, want db.json, sensitive", rep)
+	}
+}
+
+func TestRoleRendererDB(t *testing.T) {
+	n := newTestNode(t, imageTemplates(t))
+	c := &config.Config{
+		Cluster: "shop", Role: "db", DB: &config.DB{Mode: "replica"}, Node: config.Node{Name: "db-2", ID: 7, Address: "10.10.0.42/24"},
+		Discovery: config.Discovery{Method: "static"},
+		Database:  &config.Database{User: "shop", Password: "app-password-1", ReplicationUser: "repl", ReplicationPassword: "repl-password-1"},
+	}
+	s := snapshot(t, c, false, member("db-1", "db", "10.10.0.41", true, "primary"))
+	if err := n.rr.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	cnf := n.read(t, strings.TrimPrefix(render.DBNodeConfigPath, "/"))
+	mem := render.MemorySettings(4030464 << 10)
+	for _, want := range []string{"server_id = 7", fmt.Sprintf("innodb_buffer_pool_size = %dM", mem.BufferPoolMiB), "read_only"} {
+		if !strings.Contains(cnf, want) {
+			t.Errorf("node.cnf has no %q:\n%s", want, cnf)
+		}
+	}
+	if sql := n.read(t, strings.TrimPrefix(render.ReplicaSQLPath, "/")); !strings.Contains(sql, "10.10.0.41") {
+		t.Errorf("replica.sql does not attach to the primary:\n%s", sql)
+	}
+	ran := n.runner.take()
+	if !slices.Contains(ran, "systemctl restart mariadb.service") || !slices.Contains(ran, "mariadb --batch --execute=source "+render.ReplicaSQLPath) {
+		t.Errorf("ran %q", ran)
+	}
+
+	// No /proc/meminfo: a clear error, nothing run.
+	n.rr.ReadFile = func(string) ([]byte, error) { return nil, os.ErrNotExist }
+	if err := n.rr.Render(t.Context(), s); err == nil || !strings.Contains(err.Error(), "reading the machine's memory") {
+		t.Errorf("without meminfo: %v", err)
+	}
+}
+
+// TestRoleRendererBackoff: a reload that fails is not retried with the
+// same input before the backoff, which doubles; new input is tried at once.
+func TestRoleRendererBackoff(t *testing.T) {
+	n := newTestNode(t, imageTemplates(t))
+	n.runner.fail = []string{"systemctl reload-or-restart haproxy"}
+	c := &config.Config{
+		Cluster: "shop", Role: "lb", Node: config.Node{Name: "lb-1", Address: "10.10.0.11/24"},
+		VIPs:      []config.VIP{{Address: "10.10.0.100", Prefix: 24, Interface: "eth0"}},
+		Discovery: config.Discovery{Method: "static"},
+	}
+	s := snapshot(t, c, true, member("lb-2", "lb", "10.10.0.12", false, ""), member("web-1", "web", "10.10.0.21", true, ""), member("web-2", "web", "10.10.0.22", false, ""))
+	retryAfter := func(err error) time.Duration {
+		t.Helper()
+		var ra RetryAfter
+		if !errors.As(err, &ra) {
+			t.Fatalf("error %v does not say when to retry", err)
+		}
+		return ra.RetryAfter()
+	}
+	err := n.rr.Render(t.Context(), s)
+	if err == nil || !strings.Contains(err.Error(), "haproxy") || retryAfter(err) != DefaultMinBackoff {
+		t.Fatalf("first failure: %v", err)
+	}
+	// keepalived's files were kept; haproxy's were put back (none before).
+	if _, err := os.Stat(filepath.Join(n.root, "etc/haproxy/haproxy.cfg")); err == nil {
+		t.Error("haproxy.cfg kept after its reload failed")
+	}
+	ka := n.read(t, "etc/keepalived/keepalived.conf")
+	if !strings.Contains(ka, "10.10.0.12") || !strings.Contains(ka, "10.10.0.100/24") {
+		t.Errorf("keepalived.conf should peer with lb-2 (even unhealthy) and carry the VIP:\n%s", ka)
+	}
+	n.runner.take()
+
+	n.now = n.now.Add(5 * time.Second)
+	err = n.rr.Render(t.Context(), s)
+	if err == nil || retryAfter(err) != 5*time.Second || !strings.Contains(err.Error(), "next try in 5s") {
+		t.Fatalf("within the backoff: %v", err)
+	}
+	if ran := n.runner.take(); len(ran) != 0 {
+		t.Errorf("ran %q within the backoff", ran)
+	}
+	n.now = n.now.Add(5 * time.Second)
+	if err := n.rr.Render(t.Context(), s); err == nil || retryAfter(err) != 2*DefaultMinBackoff {
+		t.Fatalf("second failure: %v", err)
+	}
+	if ran := n.runner.take(); !slices.Contains(ran, "systemctl reload-or-restart haproxy.service") {
+		t.Errorf("after the backoff it did not try again: %q", ran)
+	}
+
+	// Another web node turns healthy: new input, tried at once; it works.
+	n.runner.fail = nil
+	s = snapshot(t, c, true, member("lb-2", "lb", "10.10.0.12", false, ""), member("web-1", "web", "10.10.0.21", true, ""), member("web-2", "web", "10.10.0.22", true, ""))
+	if err := n.rr.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	if cfg := n.read(t, "etc/haproxy/haproxy.cfg"); !strings.Contains(cfg, "10.10.0.21:80") || !strings.Contains(cfg, "10.10.0.22:80") {
+		t.Errorf("haproxy.cfg should have both web nodes:\n%s", cfg)
+	}
+	if got := n.rr.backoff(20); got != DefaultMaxBackoff {
+		t.Errorf("backoff after 20 failures = %s, want %s", got, DefaultMaxBackoff)
+	}
+}
+
+func TestRenderInput(t *testing.T) {
+	cert, key := readPair(t)
+	c := &config.Config{
+		Cluster: "shop", Role: "db", Node: config.Node{Name: "db-1", ID: 41, Address: "10.10.0.41/24"},
+		Discovery: config.Discovery{Method: "static"},
+		Database:  &config.Database{User: "shop", Password: "app-password-1", ReplicationUser: "repl", ReplicationPassword: "repl-password-1"},
+		Monitoring: &config.Monitoring{LogsURL: "https://logs.example/upload", LogsCert: cert, LogsKey: key, CA: cert,
+			MetricsURL: "https://m.example/w", BearerToken: "token-1"},
+	}
+	s := snapshot(t, c, false, member("db-2", "db", "10.10.0.42", true, "replica"), member("db-3", "db", "10.10.0.43", false, "replica"), member("app-1", "app", "10.10.0.31", true, ""))
+	in, err := RenderInput(s, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := render.Node{Name: "db-1", Role: "db", Address: netip.MustParseAddr("10.10.0.41"), ID: 41, Primary: true}
+	if in.Self != want {
+		t.Errorf("self %+v, want %+v", in.Self, want)
+	}
+	// Self is listed though unhealthy (it is starting); db-3 is not.
+	if got := in.Members["db"]; len(got) != 2 || got[0] != want || got[1].Name != "db-2" || got[1].Primary {
+		t.Errorf("db members %+v", got)
+	}
+	if in.Options["mode"] != "primary" || in.MemoryBytes != 1<<30 || in.DB.ReplicationUser != "repl" || in.TLS != nil || len(in.VIPs) != 0 {
+		t.Errorf("input %+v", in)
+	}
+	m := in.Monitoring
+	if m == nil || m.MetricsToken != "token-1" || m.LogsCert == nil || string(m.LogsCert.KeyPEM) != key || string(m.CAPEM) != cert {
+		t.Errorf("monitoring %+v", m)
+	}
+	if err := in.Validate(); err != nil {
+		t.Errorf("the input does not validate: %v", err)
+	}
+}
+
+func TestMemTotal(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want uint64
+		err  bool
+	}{
+		{"MemTotal:        4030464 kB\nMemFree: 1 kB\n", 4030464 << 10, false},
+		{"MemFree: 1 kB\nMemTotal: 2048 kB\n", 2 << 20, false},
+		{"MemFree: 1 kB\n", 0, true},
+		{"MemTotal: x kB\n", 0, true},
+		{"MemTotal: 0 kB\n", 0, true},
+		{"MemTotal: 2048 MB\n", 0, true},
+	} {
+		got, err := MemTotal([]byte(tt.in))
+		if got != tt.want || (err != nil) != tt.err {
+			t.Errorf("MemTotal(%q) = %d, %v", tt.in, got, err)
+		}
+	}
+}
