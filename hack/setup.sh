@@ -19,6 +19,7 @@ packages=(
   umoci           # tests: unpacks our OCI layouts
   make
   procps          # pgrep, in the tests
+  iproute2        # ip: the cluster test's bridge in a network namespace
 )
 missing=()
 for p in "${packages[@]}"; do
