@@ -174,4 +174,3 @@ func (d *proxyDHCP) close() {
 		}
 	})
 }
-

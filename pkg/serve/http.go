@@ -255,4 +255,3 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	}
 	return io.Copy(struct{ io.Writer }{r}, src)
 }
-

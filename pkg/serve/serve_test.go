@@ -109,7 +109,14 @@ func start(t *testing.T, cfg Config) (*Server, *logBuffer) {
 	return s, log
 }
 
-func get(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
+// reply is what get keeps of a response.
+type reply struct {
+	StatusCode int
+	Status     string
+	Header     http.Header
+}
+
+func get(t *testing.T, url string, hdr ...string) (reply, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -127,7 +134,7 @@ func get(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp, b
+	return reply{resp.StatusCode, resp.Status, resp.Header}, b
 }
 
 func writeMachines(t *testing.T, root, text string) string {
@@ -307,17 +314,21 @@ func TestHeadAndRange(t *testing.T) {
 	if sha256.Sum256(whole) != sum {
 		t.Error("the ranges put together are not the file")
 	}
-	resp, body := get(t, url, "Range", "bytes=-10")
-	if resp.StatusCode != http.StatusPartialContent || len(body) != 10 || resp.Header.Get("Content-Range") != "bytes 1048566-1048575/1048576" {
-		t.Errorf("suffix range: %s %q, %d bytes", resp.Status, resp.Header.Get("Content-Range"), len(body))
+	suffix, body := get(t, url, "Range", "bytes=-10")
+	if suffix.StatusCode != http.StatusPartialContent || len(body) != 10 || suffix.Header.Get("Content-Range") != "bytes 1048566-1048575/1048576" {
+		t.Errorf("suffix range: %s %q, %d bytes", suffix.Status, suffix.Header.Get("Content-Range"), len(body))
 	}
-	resp, _ = get(t, url, "Range", "bytes=2000000-")
-	if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
-		t.Errorf("range past the end: %s", resp.Status)
+	if past, _ := get(t, url, "Range", "bytes=2000000-"); past.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("range past the end: %s", past.Status)
 	}
 	req, _ := http.NewRequest(http.MethodPost, url, nil)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("POST: %v %v", resp.Status, err)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST: %s", resp.Status)
+		}
 	}
 	if !strings.Contains(log.String(), "GET /sets/lb/root.img bytes=0-99999 206 100000 ") || !strings.Contains(log.String(), "HEAD /sets/lb/root.img 200 0 ") {
 		t.Errorf("request log:\n%s", log)
