@@ -22,7 +22,7 @@ func newServeCmd() *cobra.Command {
 		Long: `Serve the PXE sets under --root (ROLE/pxe/, made by imgforge build ROLE --format pxe) to machines that
 netboot with iPXE: the HTTP entry script /boot.ipxe chains each machine's script by its MAC address,
 which boots the role the machines file gives it (or the file's default, or a menu) with its NoCloud
-seed served over HTTP (ds=nocloud;s=http://.../seed/MAC/). TFTP serves the iPXE loaders (ipxe.efi,
+seed served over HTTP (ds=nocloud-net;s=http://.../seed/MAC/). TFTP serves the iPXE loaders (ipxe.efi,
 snponly.efi, undionly.kpxe from --loaders) and autoexec.ipxe. With --proxy-dhcp IFACE, PXE firmware on
 that interface's network is told where to boot from while the network's DHCP server keeps giving the
 addresses. Every request is logged on standard error; SIGTERM or Ctrl-C stops it cleanly.`,

@@ -90,10 +90,13 @@ func (h handler) baseURL(r *http.Request) string {
 	return "http://" + r.Host
 }
 
+// machineTmpl is a machine's script. The seed URL is given as
+// ds=nocloud-net: Debian 12's cloud-init (22.4) takes ds=nocloud as a
+// local seed and ignores an http:// one.
 var machineTmpl = template.Must(template.New("").Parse(`#!ipxe
 # imgforge serve: machine {{.MAC}} boots role {{.Role}}{{if .Listed}} (machines file){{else}} (not in the machines file){{end}}.
 set ` + boot.IPXEBase + ` {{.Base}}` + setsPath + `{{.Role}}/
-set ` + boot.IPXEArgs + ` ds=nocloud;s={{.Base}}` + seedPath + `{{.Hexhyp}}/
+set ` + boot.IPXEArgs + ` ds=nocloud-net;s={{.Base}}` + seedPath + `{{.Hexhyp}}/
 chain ${` + boot.IPXEBase + `}` + boot.PXEScript + `
 `))
 
@@ -145,7 +148,7 @@ func (h handler) machine(w http.ResponseWriter, r *http.Request, name string) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	h.s.logf("machine %s: %s", mac, firstComment(b.String()))
+	h.s.logf("%s", firstComment(b.String()))
 	h.script(w, r, b.String())
 }
 

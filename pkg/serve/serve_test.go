@@ -175,7 +175,7 @@ machines:
 		{"/boot.ipxe", 200, []string{"#!ipxe", "chain machines/${netX/mac:hexhyp}.ipxe"}},
 		{"/machines/52-54-00-00-00-01.ipxe", 200, []string{
 			"set imgforge-base " + base + "/sets/lb/\n",
-			"set imgforge-args ds=nocloud;s=" + base + "/seed/52-54-00-00-00-01/\n",
+			"set imgforge-args ds=nocloud-net;s=" + base + "/seed/52-54-00-00-00-01/\n",
 			"chain ${imgforge-base}boot.ipxe",
 		}},
 		{"/machines/52-54-00-00-00-02.ipxe", 200, []string{"set imgforge-base " + base + "/sets/web/\n"}},

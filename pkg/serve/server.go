@@ -9,7 +9,7 @@
 // imgforge build --format pxe). The machines file (see Machines) maps MAC
 // addresses to roles and seeds. A machine's iPXE fetches /boot.ipxe,
 // which chains /machines/MAC.ipxe, which sets the set's URL and the
-// machine's seed URL (ds=nocloud;s=.../seed/MAC/) and chains the set's
+// machine's seed URL (ds=nocloud-net;s=.../seed/MAC/) and chains the set's
 // boot.ipxe; the initramfs then fetches root.img over HTTP and verifies it
 // against the root hash on the kernel command line.
 //
@@ -78,7 +78,7 @@ type Server struct {
 // Listen opens the root and every listening socket the configuration
 // asks for, so that errors (a port in use, a missing interface) come
 // before anything is served.
-func Listen(cfg Config) (s *Server, err error) {
+func Listen(cfg Config) (*Server, error) {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 10 * time.Second
 	}
@@ -89,27 +89,31 @@ func Listen(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the PXE root: %w", err)
 	}
-	s = &Server{cfg: cfg, root: root}
-	defer func() {
-		if err != nil {
-			s.close()
-		}
-	}()
-	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http: %w", err)
-	}
-	s.httpSrv = &http.Server{Handler: logged(s, handler{s}), ReadHeaderTimeout: 10 * time.Second}
-	if cfg.TFTPAddr != "" {
-		if s.tftpConn, err = net.ListenPacket("udp4", cfg.TFTPAddr); err != nil {
-			return nil, fmt.Errorf("tftp: %w", err)
-		}
-	}
-	if cfg.ProxyDHCP != "" {
-		if s.dhcp, err = listenProxyDHCP(s, cfg.ProxyDHCP); err != nil {
-			return nil, fmt.Errorf("proxyDHCP: %w", err)
-		}
+	s := &Server{cfg: cfg, root: root}
+	if err := s.listen(); err != nil {
+		s.close()
+		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Server) listen() error {
+	var err error
+	if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	s.httpSrv = &http.Server{Handler: logged(s, handler{s}), ReadHeaderTimeout: 10 * time.Second}
+	if s.cfg.TFTPAddr != "" {
+		if s.tftpConn, err = net.ListenPacket("udp4", s.cfg.TFTPAddr); err != nil {
+			return fmt.Errorf("tftp: %w", err)
+		}
+	}
+	if s.cfg.ProxyDHCP != "" {
+		if s.dhcp, err = listenProxyDHCP(s, s.cfg.ProxyDHCP); err != nil {
+			return fmt.Errorf("proxyDHCP: %w", err)
+		}
+	}
+	return nil
 }
 
 // HTTPAddr is the address the HTTP server listens on.
