@@ -153,7 +153,7 @@ type Net struct {
 // connection on the command's standard input and output.
 type GuestForward struct {
 	Addr string
-	Cmd  string // run by /bin/sh
+	Cmd  string // split into words as a shell would, but run without one
 }
 
 // Accelerators.

@@ -79,7 +79,7 @@ var servingRE = regexp.MustCompile(`over http on 127\.0\.0\.1:(\d+)`)
 
 // serve runs imgforge serve on root until the test ends, and checks then
 // that SIGTERM stops it cleanly. It returns the port and the log.
-func serve(t *testing.T, root string) (int, *syncBuffer) {
+func serve(t testing.TB, root string) (int, *syncBuffer) {
 	t.Helper()
 	log := &syncBuffer{}
 	cmd := startImgforge(t, t.TempDir(), log, "serve", "--root", root, "--listen", "127.0.0.1:0")
@@ -116,7 +116,7 @@ func serve(t *testing.T, root string) (int, *syncBuffer) {
 // netboot starts a diskless VM that boots from the iPXE ROM of its NIC:
 // QEMU's DHCP hands it http://10.0.2.100/boot.ipxe, and each connection
 // to 10.0.2.100:80 is relayed to imgforge serve on loopback.
-func netboot(t *testing.T, ctx context.Context, name, mac string, port int, guest []int) (*qemu.VM, []int) {
+func netboot(t testing.TB, ctx context.Context, name, mac string, port int, guest []int) (*qemu.VM, []int) {
 	t.Helper()
 	fw, err := qemu.FindFirmware()
 	if err != nil {
@@ -136,7 +136,7 @@ func netboot(t *testing.T, ctx context.Context, name, mac string, port int, gues
 		Nets: []qemu.Net{{
 			MAC: mac, Restrict: true, Forwards: fwds,
 			BootFile:      "http://10.0.2.100/boot.ipxe",
-			GuestForwards: []qemu.GuestForward{{Addr: "10.0.2.100:80", Cmd: fmt.Sprintf("exec env %s=127.0.0.1:%d %s", relayEnv, port, self)}},
+			GuestForwards: []qemu.GuestForward{{Addr: "10.0.2.100:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port, self)}},
 		}},
 	}
 	select {
@@ -171,12 +171,18 @@ func netboot(t *testing.T, ctx context.Context, name, mac string, port int, gues
 	return vm, ports
 }
 
-// TestNetbootLB netboots a diskless machine into the lb role through
-// imgforge serve, with its seed from the machines file over HTTP, and
-// checks that haproxy answers.
-func TestNetbootLB(t *testing.T) {
-	t.Parallel()
-	out := pxeSet(t)
+// netbootTimes are the seconds from QEMU's start of a netboot; 0: not
+// reached.
+type netbootTimes struct {
+	fetched, multiUser, haproxy float64
+}
+
+// netbootLB netboots a diskless machine into the lb role from the PXE
+// set under out, through imgforge serve, with its seed from the machines
+// file over HTTP, and waits for haproxy to answer, cloud-init to have
+// used that seed, and multi-user.
+func netbootLB(t testing.TB, out string) netbootTimes {
+	t.Helper()
 	root := t.TempDir()
 	// The PXE set in a root of the test's own, with a machines file.
 	if err := os.MkdirAll(filepath.Join(root, "lb"), 0o755); err != nil {
@@ -191,16 +197,16 @@ func TestNetbootLB(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	start := time.Now()
+	var times netbootTimes
 	vm, ports := netboot(t, ctx, "lb-pxe", mac, port, []int{8404})
 	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`imgforge: verifying the root file system`)); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("lb netboot: root fetched after %.0fs", time.Since(start).Seconds())
-	waitMultiUser(t, ctx, vm, start, "lb netboot")
+	times.fetched = time.Since(start).Seconds()
 	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
 		t.Fatalf("haproxy on the netbooted lb: %v", err)
 	}
-	t.Logf("lb netboot: haproxy answered after %.0fs", time.Since(start).Seconds())
+	times.haproxy = time.Since(start).Seconds()
 	for _, want := range []string{
 		"GET /machines/52-54-00-1e-b0-01.ipxe 200",
 		"machine 52:54:00:1e:b0:01 boots role lb (machines file)",
@@ -212,9 +218,69 @@ func TestNetbootLB(t *testing.T) {
 			t.Errorf("the serve log lacks %q", want)
 		}
 	}
-	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`lb-pxe-1 login:`)); err != nil {
-		t.Errorf("the host name from the HTTP seed did not reach the console: %v", err)
+	// cloud-init's last words name the datasource it used.
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`Datasource DataSourceNoCloudNet \[seed=[^\]]*http://10\.0\.2\.100/seed/52-54-00-1e-b0-01/\]`)); err != nil {
+		t.Errorf("cloud-init did not use the seed served over HTTP: %v", err)
 	}
+	// Multi-user: under TCG here, notify-type services (haproxy among
+	// them) were seen never to report ready although they serve (see
+	// needBootToServices), so only the opt-in run insists on it.
+	wait := ctx
+	if os.Getenv("IMGFORGE_E2E_BOOT") != "1" {
+		var cancelWait context.CancelFunc
+		wait, cancelWait = context.WithTimeout(ctx, 30*time.Second)
+		defer cancelWait()
+	}
+	if _, err := vm.WaitFor(wait, multiUser); err == nil {
+		times.multiUser = time.Since(start).Seconds()
+	} else if os.Getenv("IMGFORGE_E2E_BOOT") == "1" {
+		t.Fatalf("the netbooted lb did not reach multi-user: %v", err)
+	} else {
+		t.Logf("the netbooted lb did not reach multi-user (yet): the TCG stall of notify-type services; IMGFORGE_E2E_BOOT=1 insists")
+	}
+	return times
+}
+
+// TestNetbootLB netboots lb through imgforge serve (see netbootLB).
+func TestNetbootLB(t *testing.T) {
+	t.Parallel()
+	times := netbootLB(t, pxeSet(t))
+	t.Logf("lb netboot: root fetched after %.0fs, haproxy answered after %.0fs, multi-user after %.0fs (0: not seen)", times.fetched, times.haproxy, times.multiUser)
+}
+
+// BenchmarkNetbootLB reports the seconds from power-on to the root
+// fetched, multi-user and haproxy answering of an lb netboot, and the
+// size of the PXE set. It builds the set with the default cache (quick
+// when lb was built before there).
+func BenchmarkNetbootLB(b *testing.B) {
+	cacheHome := os.Getenv("XDG_CACHE_HOME")
+	if cacheHome == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cacheHome = filepath.Join(home, ".cache")
+	}
+	out := filepath.Join(b.TempDir(), "out")
+	if r := imgforge(b, cacheHome, workdir, "build", "--output-dir", out, "--format", "pxe", "lb"); r.code != 0 {
+		b.Fatalf("imgforge build --format pxe lb: exit %d\n%s", r.code, r.stderr)
+	}
+	var size int64
+	for _, f := range []string{"vmlinuz", "initrd.img", "root.img", "boot.ipxe"} {
+		fi, err := os.Stat(filepath.Join(out, "lb", "pxe", f))
+		if err != nil {
+			b.Fatal(err)
+		}
+		size += fi.Size()
+	}
+	b.ResetTimer()
+	for range b.N {
+		times := netbootLB(b, out)
+		b.ReportMetric(times.fetched, "root-fetched-s")
+		b.ReportMetric(times.multiUser, "multi-user-s")
+		b.ReportMetric(times.haproxy, "haproxy-s")
+	}
+	b.ReportMetric(float64(size)/(1<<20), "pxe-set-MiB")
 }
 
 // TestNetbootTamperedRoot serves a root image with one byte changed: the
