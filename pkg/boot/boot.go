@@ -87,3 +87,53 @@ func ESP(title, cmdline string, systemdBoot, kernel, initrd []byte) []File {
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files
 }
+
+// NetCmdline is the kernel command line of a netboot: the initramfs
+// fetches the root image (the squashfs, then its hash tree) of size bytes
+// from url, which must be http://.
+func NetCmdline(base string, v Verity, url string, size int64) string {
+	v.HashStart = v.DataBlocks
+	return Cmdline(base, v, Devices{Root: url}) + fmt.Sprintf(" imgforge.size=%d", size)
+}
+
+// iPXE settings the PXE set's script reads.
+const (
+	// IPXEBase is the URL of the PXE set's folder, ending in '/'.
+	IPXEBase = "imgforge-base"
+	// IPXEArgs holds more kernel arguments, such as a NoCloud seed URL.
+	IPXEArgs = "imgforge-args"
+)
+
+// PXE set file names.
+const (
+	PXEKernel = "vmlinuz"
+	PXEInitrd = "initrd.img"
+	PXERoot   = "root.img"
+	PXEScript = "boot.ipxe"
+)
+
+// IPXEScript is the iPXE script of role's PXE set: it boots the set's kernel
+// and initramfs from ${imgforge-base} with cmdline (whose root URL may
+// name ${imgforge-base} too), the MAC address of the booting NIC as
+// BOOTIF (so the initramfs configures that NIC) and ${imgforge-args}.
+func IPXEScript(role, cmdline string) []byte {
+	b := "${" + IPXEBase + "}"
+	return fmt.Appendf(nil, `#!ipxe
+# imgforge PXE set of role %[1]s: kernel, initramfs and the dm-verity protected root image.
+# Chain this script with %[2]s set to the URL of its folder (ending in /):
+#   set %[2]s http://192.0.2.1/lb/pxe/
+#   chain ${%[2]s}%[3]s
+# %[4]s adds kernel arguments; imgforge serve puts each machine's NoCloud seed URL there.
+isset ${%[2]s} || goto nobase
+echo imgforge: booting %[1]s from ${%[2]s}
+kernel %[5]s%[6]s initrd=%[7]s %[8]s BOOTIF=01-${netX/mac:hexhyp} ${%[4]s} || goto failed
+initrd %[5]s%[7]s || goto failed
+boot || goto failed
+:nobase
+echo imgforge: %[2]s is not set: set it to the URL of this script's folder before chaining it
+exit 1
+:failed
+echo imgforge: netboot of %[1]s from ${%[2]s} failed
+exit 1
+`, role, IPXEBase, PXEScript, IPXEArgs, b, PXEKernel, PXEInitrd, cmdline)
+}

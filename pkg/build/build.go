@@ -26,7 +26,7 @@ import (
 type LogSink = io.Writer
 
 // Formats lists the output formats Build writes.
-var Formats = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso"}
+var Formats = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso", "pxe"}
 
 // Options configure a Builder.
 type Options struct {

@@ -173,9 +173,9 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	var arts []Artifact
 	var bootable *Bootable
 	var diskInfo *DiskInfo
-	var isoCmdline string
+	var isoCmdline, pxeCmdline string
 	formats := b.formats(p)
-	if contains(formats, "raw") || contains(formats, "qcow2") || contains(formats, "vmdk") || contains(formats, "iso") {
+	if contains(formats, "raw") || contains(formats, "qcow2") || contains(formats, "vmdk") || contains(formats, "iso") || contains(formats, "pxe") {
 		if bootable, err = b.Bootable(ctx, im); err != nil {
 			return nil, err
 		}
@@ -215,6 +215,14 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 				return nil, err
 			}
 			arts = append(arts, a)
+		case "pxe":
+			cmdline, as, err := b.writePXE(filepath.Join(tmp, "pxe"), im, bootable)
+			if err != nil {
+				st.Fail()
+				return nil, err
+			}
+			pxeCmdline = cmdline
+			arts = append(arts, as...)
 		case "raw", "qcow2", "vmdk":
 			raw := filepath.Join(tmp, p.Role+".raw")
 			if _, err := os.Stat(raw); err != nil {
@@ -250,11 +258,14 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 		os.Remove(filepath.Join(tmp, p.Role+".raw"))
 	}
 
+	if (isoCmdline != "" || pxeCmdline != "") && diskInfo == nil {
+		diskInfo = &DiskInfo{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
+	}
 	if isoCmdline != "" {
-		if diskInfo == nil {
-			diskInfo = &DiskInfo{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
-		}
 		diskInfo.ISOCmdline = isoCmdline
+	}
+	if pxeCmdline != "" {
+		diskInfo.PXECmdline = pxeCmdline
 	}
 	pkgs, err := dpkg.ParseStatus(bytes.NewReader(im.Packages))
 	if err != nil {

@@ -137,7 +137,11 @@ type Net struct {
 	Restrict bool      // restrict=on: the guest reaches nothing outside, forwards still work
 	Forwards []Forward // host to guest
 	TFTPDir  string    // served by the built-in TFTP server
-	BootFile string    // offered by the built-in DHCP server
+	BootFile string    // offered by the built-in DHCP server (a file name, or a URL for iPXE)
+	// GuestForwards connect guest TCP connections to an address to a
+	// command on the host, one process per connection (works with
+	// Restrict).
+	GuestForwards []GuestForward
 
 	// Socket multicast segment.
 	Mcast     string // group and port, e.g. 230.0.0.1:5000
@@ -146,6 +150,14 @@ type Net struct {
 	// Tap is an existing tap device (in the machine's network namespace,
 	// see Machine.Netns) to attach the NIC to, for a bridge a test made.
 	Tap string
+}
+
+// GuestForward runs Cmd for each TCP connection the guest makes to
+// Addr (an address in the user network, such as 10.0.2.100:80), with the
+// connection on the command's standard input and output.
+type GuestForward struct {
+	Addr string
+	Cmd  string // split into words as a shell would, but run without one
 }
 
 // Accelerators.
@@ -296,7 +308,7 @@ func (n Net) args(machine string, index int) ([]string, error) {
 	id := "net" + strconv.Itoa(index)
 	var netdev string
 	if n.Tap != "" {
-		if n.Mcast != "" || n.Restrict || len(n.Forwards) > 0 || n.TFTPDir != "" || n.BootFile != "" || n.LocalAddr != "" {
+		if n.Mcast != "" || n.Restrict || len(n.Forwards) > 0 || n.TFTPDir != "" || n.BootFile != "" || n.LocalAddr != "" || len(n.GuestForwards) > 0 {
 			return nil, errors.New("a tap net takes no user-networking or multicast settings")
 		}
 		if !tapRE.MatchString(n.Tap) {
@@ -304,7 +316,7 @@ func (n Net) args(machine string, index int) ([]string, error) {
 		}
 		netdev = "tap,id=" + id + ",ifname=" + n.Tap + ",script=no,downscript=no"
 	} else if n.Mcast != "" {
-		if n.Restrict || len(n.Forwards) > 0 || n.TFTPDir != "" || n.BootFile != "" {
+		if n.Restrict || len(n.Forwards) > 0 || n.TFTPDir != "" || n.BootFile != "" || len(n.GuestForwards) > 0 {
 			return nil, errors.New("a socket multicast net takes no user-networking settings (restrict, forwards, tftp, boot file)")
 		}
 		group, err := netip.ParseAddrPort(n.Mcast)
@@ -344,6 +356,13 @@ func (n Net) args(machine string, index int) ([]string, error) {
 		}
 		if n.BootFile != "" {
 			netdev += ",bootfile=" + escape(n.BootFile)
+		}
+		for _, g := range n.GuestForwards {
+			a, err := netip.ParseAddrPort(g.Addr)
+			if err != nil || !a.Addr().Is4() || a.Port() == 0 || g.Cmd == "" {
+				return nil, fmt.Errorf("guest forward %q to %q: want an IPv4 address and port, such as 10.0.2.100:80, and a command", g.Addr, g.Cmd)
+			}
+			netdev += ",guestfwd=tcp:" + a.String() + "-cmd:" + escape(g.Cmd)
 		}
 	}
 	mac := n.MAC

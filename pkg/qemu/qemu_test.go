@@ -66,6 +66,14 @@ func TestArgs(t *testing.T) {
 			want: []string{"-netdev user,id=net0,restrict=on,tftp=/srv/a,,b,bootfile=ipxe.efi"},
 		},
 		{
+			name: "guestfwd",
+			edit: func(m *Machine) {
+				m.Nets[0].BootFile = "http://10.0.2.100/boot.ipxe"
+				m.Nets[0].GuestForwards = []GuestForward{{Addr: "10.0.2.100:80", Cmd: "relay 127.0.0.1:8080,x"}}
+			},
+			want: []string{"user,id=net0,restrict=on,bootfile=http://10.0.2.100/boot.ipxe,guestfwd=tcp:10.0.2.100:80-cmd:relay 127.0.0.1:8080,,x"},
+		},
+		{
 			name: "mcast",
 			edit: func(m *Machine) {
 				m.Nets = append(m.Nets, Net{Mcast: "230.0.0.1:5000", MAC: "52:54:00:AA:00:01"})
@@ -173,6 +181,11 @@ func TestArgsErrors(t *testing.T) {
 		{"initrd alone", func(m *Machine) { m.Initrd = "/i" }, "needs a kernel"},
 		{"tap name", func(m *Machine) { m.Nets = []Net{{Tap: "a,b"}} }, `tap "a,b"`},
 		{"tap and user", func(m *Machine) { m.Nets = []Net{{Tap: "t0", Restrict: true}} }, "a tap net takes no"},
+		{"guestfwd addr", func(m *Machine) { m.Nets[0].GuestForwards = []GuestForward{{Addr: "10.0.2.100", Cmd: "x"}} }, "want an IPv4 address and port"},
+		{"guestfwd cmd", func(m *Machine) { m.Nets[0].GuestForwards = []GuestForward{{Addr: "10.0.2.100:80"}} }, "and a command"},
+		{"guestfwd mcast", func(m *Machine) {
+			m.Nets = []Net{{Mcast: "230.0.0.1:5000", GuestForwards: []GuestForward{{Addr: "10.0.2.100:80", Cmd: "x"}}}}
+		}, "takes no user-networking settings"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -278,3 +278,12 @@ func fieldNames(t reflect.Type) []string {
 	sort.Strings(names)
 	return names
 }
+
+// Decode parses data, the YAML file named file, strictly into v (a
+// pointer to a struct with yaml tags), as the role and image definitions
+// are read: an unknown field, a wrong kind or a duplicate key is an *Error
+// naming the file, line and field. It returns where each field was
+// written ("machines[2].mac"), for errors found later.
+func Decode(file string, data []byte, v any) (map[string]Pos, error) {
+	return decodeStrict(file, data, v)
+}

@@ -83,7 +83,7 @@ type Image struct {
 	Exclude         []string     `yaml:"exclude" json:"exclude,omitempty"`   // dpkg path-exclude globs
 	Include         []string     `yaml:"include" json:"include,omitempty"`   // dpkg path-include globs (exceptions)
 	Outputs         []string     `yaml:"outputs" json:"outputs,omitempty"`
-	// BootExclude lists what the bootable outputs (raw, qcow2, iso) leave
+	// BootExclude lists what the bootable outputs (raw, qcow2, iso, pxe) leave
 	// out of their root filesystem, as globs where * also matches '/';
 	// BootInclude lists exceptions.
 	BootExclude []string `yaml:"boot_exclude" json:"boot_exclude,omitempty"`

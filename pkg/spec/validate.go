@@ -19,7 +19,7 @@ var (
 	// amd64 is built today.
 	architectures = []string{"amd64", "arm64"}
 	// Outputs names every output format imgforge knows.
-	Outputs = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso"}
+	Outputs = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso", "pxe"}
 )
 
 func validName(s string) bool { return nameRe.MatchString(s) }

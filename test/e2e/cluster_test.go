@@ -235,6 +235,8 @@ func TestCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	vms := map[string]*qemu.VM{}
+	var stopMu sync.Mutex
+	stopped := map[string]bool{} // machines the test stops on purpose
 	start := func(name string) {
 		t.Helper()
 		n, ok := byName[name]
@@ -258,6 +260,26 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		vms[name] = vm
+		if d := os.Getenv("IMGFORGE_E2E_LOGS"); d != "" {
+			if f, err := os.Create(filepath.Join(d, name+".console")); err == nil {
+				vm.ConsoleTo(f)
+			}
+		}
+		// A machine that ends by itself ends the test, with its reason.
+		go func() {
+			err := vm.Wait()
+			select {
+			case <-ctx.Done():
+			default:
+				stopMu.Lock()
+				onPurpose := stopped[name]
+				stopMu.Unlock()
+				if !onPurpose {
+					t.Errorf("%s ended: %v\n%s", name, err, strings.Join(vm.Console.Tail(20), "\n"))
+					cancel()
+				}
+			}
+		}()
 		t.Cleanup(func() {
 			vm.Kill()
 			if t.Failed() {
@@ -332,6 +354,9 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("the VIP's MAC (%s) is neither lb's", strings.TrimSpace(string(out)))
 	}
 	t2 := time.Now()
+	stopMu.Lock()
+	stopped[holder] = true
+	stopMu.Unlock()
 	vms[holder].Kill()
 	err = eventually(ctx, func() error {
 		body, _, err := get(vip)

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgforge/imgforge/pkg/serve"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		cfg      serve.Config
+		machines string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Netboot machines from the PXE sets of built roles (HTTP, TFTP, optional proxyDHCP)",
+		Long: `Serve the PXE sets under --root (ROLE/pxe/, made by imgforge build ROLE --format pxe) to machines that
+netboot with iPXE: the HTTP entry script /boot.ipxe chains each machine's script by its MAC address,
+which boots the role the machines file gives it (or the file's default, or a menu) with its NoCloud
+seed served over HTTP (ds=nocloud-net;s=http://.../seed/MAC/). TFTP serves the iPXE loaders (ipxe.efi,
+snponly.efi, undionly.kpxe from --loaders) and autoexec.ipxe. With --proxy-dhcp IFACE, PXE firmware on
+that interface's network is told where to boot from while the network's DHCP server keeps giving the
+addresses. Every request is logged on standard error; SIGTERM or Ctrl-C stops it cleanly.`,
+		Example: `  imgforge build lb web --format pxe
+  imgforge serve --root out --listen :8080
+  imgforge serve --root out --listen :80 --tftp :69 --proxy-dhcp eth1 --machines machines.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if machines == "" {
+				if p := filepath.Join(cfg.Root, serve.MachinesFile); fileExists(p) {
+					machines = p
+				}
+			}
+			if machines != "" {
+				m, err := serve.LoadMachines(machines, cfg.Root)
+				if err != nil {
+					return err
+				}
+				cfg.Machines = m
+			}
+			if cfg.Loaders == serve.DefaultLoaders {
+				if _, err := os.Stat(cfg.Loaders); errors.Is(err, fs.ErrNotExist) {
+					cfg.Loaders = "" // no ipxe package: nothing to serve by name
+				}
+			}
+			cfg.Log = cmd.ErrOrStderr()
+			s, err := serve.Listen(cfg)
+			if err != nil {
+				return err
+			}
+			return s.Serve(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Root, "root", "out", "folder of the PXE sets: a build's --output-dir")
+	f.StringVar(&cfg.HTTPAddr, "listen", ":8080", "HTTP listen address")
+	f.StringVar(&cfg.URL, "url", "", "base URL machines reach the HTTP server by (default: from each request)")
+	f.StringVar(&cfg.TFTPAddr, "tftp", "", "TFTP listen address, such as :69 (default: no TFTP)")
+	f.StringVar(&cfg.Loaders, "loaders", serve.DefaultLoaders, "folder of the iPXE/EFI loaders TFTP serves by name")
+	f.StringVar(&cfg.ProxyDHCP, "proxy-dhcp", "", "answer PXE clients as a proxyDHCP server on this interface (default: off)")
+	f.StringVar(&machines, "machines", "", "machines file: MAC address -> role and seed (default: ROOT/"+serve.MachinesFile+" when present)")
+	return cmd
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}

@@ -1,0 +1,34 @@
+package boot
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNetCmdline(t *testing.T) {
+	v := Verity{RootHash: "ab12", Salt: "cd34", DataBlocks: 100, HashStart: 7}
+	got := NetCmdline("console=ttyS0,115200", v, "${imgforge-base}root.img", 413696)
+	want := "console=ttyS0,115200 boot=imgforge imgforge.root=${imgforge-base}root.img imgforge.roothash=ab12 imgforge.salt=cd34 imgforge.blocks=100 imgforge.hashstart=100 imgforge.size=413696"
+	if got != want {
+		t.Errorf("NetCmdline:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestIPXEScript(t *testing.T) {
+	s := string(IPXEScript("lb", "console=ttyS0 boot=imgforge imgforge.root=${imgforge-base}root.img"))
+	for _, want := range []string{
+		"#!ipxe\n",
+		"isset ${imgforge-base} || goto nobase\n",
+		// The initrd= name is how the kernel's EFI stub finds iPXE's initrd.
+		"kernel ${imgforge-base}vmlinuz initrd=initrd.img console=ttyS0 boot=imgforge imgforge.root=${imgforge-base}root.img BOOTIF=01-${netX/mac:hexhyp} ${imgforge-args} || goto failed\n",
+		"initrd ${imgforge-base}initrd.img || goto failed\n",
+		"boot || goto failed\n",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("script lacks %q:\n%s", want, s)
+		}
+	}
+	if !strings.HasPrefix(s, "#!ipxe\n") {
+		t.Error("an iPXE script must start with #!ipxe")
+	}
+}

@@ -1,0 +1,201 @@
+// Package serve netboots machines from imgforge's PXE sets: an HTTP
+// server for the sets, each machine's iPXE script and its NoCloud seed, a
+// read-only TFTP server for the iPXE and EFI loaders, and an optional
+// proxyDHCP responder that points PXE firmware at them without touching
+// the network's own DHCP server.
+//
+// The root folder is a build's output folder: ROOT/ROLE/pxe/ holds the
+// PXE set of ROLE (vmlinuz, initrd.img, root.img, boot.ipxe; see
+// imgforge build --format pxe). The machines file (see Machines) maps MAC
+// addresses to roles and seeds. A machine's iPXE fetches /boot.ipxe,
+// which chains /machines/MAC.ipxe, which sets the set's URL and the
+// machine's seed URL (ds=nocloud-net;s=.../seed/MAC/) and chains the set's
+// boot.ipxe; the initramfs then fetches root.img over HTTP and verifies it
+// against the root hash on the kernel command line.
+//
+// Nothing outside the root is served: files are opened through an
+// os.Root, so neither ".." nor a symbolic link leads out. The package
+// does not build PXE sets (package build does) nor run a full DHCP
+// server.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// Config says what to serve and where.
+type Config struct {
+	// Root is the folder of PXE sets (ROOT/ROLE/pxe/...).
+	Root string
+	// Machines maps MAC addresses to roles and seeds; nil: every machine
+	// gets a menu of the roles.
+	Machines *Machines
+	// HTTPAddr is the HTTP listen address, such as ":8080".
+	HTTPAddr string
+	// URL is the base URL machines reach the HTTP server by, such as
+	// http://192.0.2.1:8080; empty: the Host of each request (for HTTP)
+	// and the address a TFTP or DHCP request came to.
+	URL string
+	// TFTPAddr is the TFTP listen address (":69"); empty: no TFTP.
+	TFTPAddr string
+	// Loaders is the folder of iPXE and EFI loaders TFTP serves by
+	// name (ipxe.efi, snponly.efi, undionly.kpxe); see DefaultLoaders.
+	Loaders string
+	// ProxyDHCP is the network interface to answer PXE clients on as a
+	// proxyDHCP server (ports 67 and 4011); empty: off.
+	ProxyDHCP string
+	// ShutdownGrace is how long running transfers may go on after the
+	// context ends; default 10 s.
+	ShutdownGrace time.Duration
+	// Log gets one line per request and event; nil: discarded.
+	Log io.Writer
+}
+
+// DefaultLoaders is where Debian's ipxe package puts its loaders.
+const DefaultLoaders = "/usr/lib/ipxe"
+
+// Server is a listening server; Serve runs it.
+type Server struct {
+	cfg  Config
+	root *os.Root
+
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	tftpConn net.PacketConn
+	dhcp     *proxyDHCP
+
+	logMu sync.Mutex
+}
+
+// Listen opens the root and every listening socket the configuration
+// asks for, so that errors (a port in use, a missing interface) come
+// before anything is served.
+func Listen(cfg Config) (*Server, error) {
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	root, err := os.OpenRoot(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("opening the PXE root: %w", err)
+	}
+	s := &Server{cfg: cfg, root: root}
+	if err := s.listen(); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) listen() error {
+	var err error
+	if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	s.httpSrv = &http.Server{Handler: logged(s, handler{s}), ReadHeaderTimeout: 10 * time.Second}
+	if s.cfg.TFTPAddr != "" {
+		if s.tftpConn, err = net.ListenPacket("udp4", s.cfg.TFTPAddr); err != nil {
+			return fmt.Errorf("tftp: %w", err)
+		}
+	}
+	if s.cfg.ProxyDHCP != "" {
+		if s.dhcp, err = listenProxyDHCP(s, s.cfg.ProxyDHCP); err != nil {
+			return fmt.Errorf("proxyDHCP: %w", err)
+		}
+	}
+	return nil
+}
+
+// HTTPAddr is the address the HTTP server listens on.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLn.Addr() }
+
+// TFTPAddr is the address the TFTP server listens on, or nil.
+func (s *Server) TFTPAddr() net.Addr {
+	if s.tftpConn == nil {
+		return nil
+	}
+	return s.tftpConn.LocalAddr()
+}
+
+// Serve serves until ctx ends, then stops taking requests, lets running
+// transfers finish for the configured grace time and returns nil; or it
+// returns the first error of a server.
+func (s *Server) Serve(ctx context.Context) error {
+	roles, _ := Roles(s.cfg.Root)
+	s.logf("serving the PXE sets of %s (%d: %v) over http on %s", s.cfg.Root, len(roles), roles, s.httpLn.Addr())
+	errc := make(chan error, 3)
+	go func() {
+		if err := s.httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	var tftp interface{ Shutdown() }
+	if s.tftpConn != nil {
+		t := s.newTFTP()
+		tftp = t
+		s.logf("tftp on %s (loaders from %s)", s.tftpConn.LocalAddr(), s.cfg.Loaders)
+		go func() {
+			if err := t.Serve(s.tftpConn); err != nil {
+				errc <- fmt.Errorf("tftp: %w", err)
+			}
+		}()
+	}
+	if s.dhcp != nil {
+		s.logf("proxyDHCP: answering PXE clients on interface %s (%s), ports 67 and 4011", s.dhcp.iface, s.dhcp.ip)
+		go func() {
+			if err := s.dhcp.serve(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("proxyDHCP: %w", err)
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.logf("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	if e := s.httpSrv.Shutdown(sctx); e != nil {
+		s.httpSrv.Close()
+	}
+	if s.dhcp != nil {
+		s.dhcp.close()
+	}
+	if tftp != nil {
+		tftp.Shutdown()
+	}
+	s.root.Close()
+	s.logf("stopped")
+	return err
+}
+
+// close releases what Listen opened, when Serve will not run.
+func (s *Server) close() {
+	if s.httpLn != nil {
+		s.httpLn.Close()
+	}
+	if s.tftpConn != nil {
+		s.tftpConn.Close()
+	}
+	if s.dhcp != nil {
+		s.dhcp.close()
+	}
+	s.root.Close()
+}
+
+func (s *Server) logf(format string, args ...any) {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	fmt.Fprintf(s.cfg.Log, "%s %s\n", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), fmt.Sprintf(format, args...))
+}
