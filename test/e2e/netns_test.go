@@ -62,22 +62,38 @@ func (s *segment) tap(t *testing.T, name string) string {
 }
 
 // do runs fn on an OS thread inside the namespace: sockets fn makes belong
-// to the namespace for their whole life. The thread is thrown away after.
+// to the namespace for their whole life. The thread goes back to the
+// test's namespace afterwards: a thread that ended instead would take the
+// children it started with it (QEMU runs with a parent-death signal, which
+// Linux ties to the thread).
 func (s *segment) do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		f, err := os.Open("/run/netns/" + s.ns)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("entering network namespace %s: %w", s.ns, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays locked and ends with this goroutine
+		errc <- err
 	}()
 	return <-errc
 }
