@@ -287,11 +287,19 @@ func TestCluster(t *testing.T) {
 			}
 		})
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, addr) },
-		DisableKeepAlives: true,
-	}}
-	get := func(url string) (string, string, error) {
+	// Clients at several addresses: HAProxy keeps each source on one web
+	// node (stick on src), so new web nodes get new clients' requests.
+	var sources []string
+	for i := range 8 {
+		src := fmt.Sprintf("10.10.0.%d", 201+i)
+		seg.addAddr(t, src+"/24")
+		sources = append(sources, src)
+	}
+	get := func(src, url string) (string, string, error) {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, src, addr) },
+			DisableKeepAlives: true,
+		}}
 		resp, err := client.Get(url)
 		if err != nil {
 			return "", "", err
@@ -310,7 +318,7 @@ func TestCluster(t *testing.T) {
 		start(n)
 	}
 	err = eventually(ctx, func() error {
-		body, _, err := get(vip)
+		body, _, err := get("", vip)
 		if err != nil {
 			return err
 		}
@@ -323,16 +331,31 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("the VIP never answered with the database's row: %v", err)
 	}
 	t.Logf("step 1: 5 nodes booted, the VIP answers with the row from the database after %.0fs", time.Since(t0).Seconds())
+	for _, n := range []string{"db-1", "app-1", "web-1", "lb-1", "lb-2"} {
+		line, err := vms[n].WaitFor(ctx, multiUser)
+		if err != nil {
+			t.Fatalf("%s did not reach multi-user: %v", n, err)
+		}
+		if !strings.HasSuffix(strings.TrimSpace(line), "failed units:") {
+			t.Errorf("%s: %s", n, line)
+		}
+	}
+	t.Logf("all 5 reached multi-user.target, no failed units, after %.0fs", time.Since(t0).Seconds())
 
 	t1 := time.Now()
 	start("web-2")
 	err = eventually(ctx, func() error {
-		for range 6 {
-			if _, web, err := get(vip); err == nil && web == "web-2" {
-				return nil
+		seen := map[string]int{}
+		for _, src := range sources {
+			if _, web, err := get(src, vip); err == nil {
+				seen[web]++
 			}
 		}
-		return fmt.Errorf("no request went to web-2 yet")
+		if seen["web-2"] == 0 {
+			return fmt.Errorf("no request went to web-2 yet (answers by web node: %v)", seen)
+		}
+		t.Logf("requests from %d clients by web node: %v", len(sources), seen)
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("the load balancer never sent requests to web-2: %v", err)
@@ -359,7 +382,7 @@ func TestCluster(t *testing.T) {
 	stopMu.Unlock()
 	vms[holder].Kill()
 	err = eventually(ctx, func() error {
-		body, _, err := get(vip)
+		body, _, err := get("", vip)
 		if err != nil {
 			return err
 		}

@@ -109,12 +109,27 @@ func (s *segment) listen(addr string) (net.Listener, error) {
 	return l, err
 }
 
-// dial connects from inside the namespace.
-func (s *segment) dial(network, addr string) (net.Conn, error) {
+// addAddr gives the test one more address on the bridge (addr with its
+// prefix), to send from: HAProxy keeps a client on one web node by its
+// source address.
+func (s *segment) addAddr(t *testing.T, addr string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "-n", s.ns, "addr", "add", addr, "dev", s.bridge).CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add %s: %v: %s", addr, err, out)
+	}
+}
+
+// dial connects from inside the namespace, from the local address src
+// when it is not empty.
+func (s *segment) dial(network, src, addr string) (net.Conn, error) {
 	var c net.Conn
 	err := s.do(func() error {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		if src != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+		}
 		var err error
-		c, err = net.DialTimeout(network, addr, 5*time.Second)
+		c, err = d.Dial(network, addr)
 		return err
 	})
 	return c, err
