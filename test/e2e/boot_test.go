@@ -85,6 +85,27 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 		Disks: append(disks, qemu.Disk{Path: seedISO, Media: "cdrom"}),
 		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds}},
 	}
+	vm := startSlotted(t, ctx, m)
+	got, err := vm.Forwards(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := make([]int, len(o.guest))
+	for i, g := range o.guest {
+		for _, f := range got {
+			if f.GuestPort == g {
+				ports[i] = f.HostPort
+			}
+		}
+	}
+	return vm, ports
+}
+
+// startSlotted starts m once a VM slot is free; the slot is given back
+// when the machine ends, and the machine ends with the test (its console's
+// last lines logged when the test failed).
+func startSlotted(t testing.TB, ctx context.Context, m *qemu.Machine) *qemu.VM {
+	t.Helper()
 	select {
 	case vmSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -99,22 +120,10 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 	t.Cleanup(func() {
 		vm.Kill()
 		if t.Failed() {
-			t.Logf("%s console (last lines):\n%s", o.name, strings.Join(vm.Console.Tail(60), "\n"))
+			t.Logf("%s console (last lines):\n%s", m.Name, strings.Join(vm.Console.Tail(60), "\n"))
 		}
 	})
-	got, err := vm.Forwards(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports := make([]int, len(o.guest))
-	for i, g := range o.guest {
-		for _, f := range got {
-			if f.GuestPort == g {
-				ports[i] = f.HostPort
-			}
-		}
-	}
-	return vm, ports
+	return vm
 }
 
 // needBootToServices skips the tests that boot roles to their services

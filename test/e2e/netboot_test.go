@@ -139,23 +139,7 @@ func netboot(t testing.TB, ctx context.Context, name, mac string, port int, gues
 			GuestForwards: []qemu.GuestForward{{Addr: "10.0.2.100:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port, self)}},
 		}},
 	}
-	select {
-	case vmSlots <- struct{}{}:
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
-	vm, err := qemu.Start(ctx, m)
-	if err != nil {
-		<-vmSlots
-		t.Fatal(err)
-	}
-	go func() { <-vm.Done(); <-vmSlots }()
-	t.Cleanup(func() {
-		vm.Kill()
-		if t.Failed() {
-			t.Logf("%s console (last lines):\n%s", name, strings.Join(vm.Console.Tail(60), "\n"))
-		}
-	})
+	vm := startSlotted(t, ctx, m)
 	got, err := vm.Forwards(ctx)
 	if err != nil {
 		t.Fatal(err)
