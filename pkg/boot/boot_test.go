@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -30,5 +31,22 @@ func TestIPXEScript(t *testing.T) {
 	}
 	if !strings.HasPrefix(s, "#!ipxe\n") {
 		t.Error("an iPXE script must start with #!ipxe")
+	}
+}
+
+// TestScriptsParse checks the initramfs hook and boot script with the
+// shell the initramfs runs them with (dash, Debian's sh): a syntax error
+// there stops every boot with a kernel panic.
+func TestScriptsParse(t *testing.T) {
+	sh, err := exec.LookPath("dash")
+	if err != nil {
+		if sh, err = exec.LookPath("sh"); err != nil {
+			t.Skip("no dash or sh")
+		}
+	}
+	for _, f := range InitramfsFiles() {
+		if out, err := exec.Command(sh, "-n", "-c", string(f.Data)).CombinedOutput(); err != nil {
+			t.Errorf("%s: %s -n: %v: %s", f.Path, sh, err, out)
+		}
 	}
 }
