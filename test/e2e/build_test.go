@@ -351,6 +351,10 @@ func TestCorruptCacheEntry(t *testing.T) {
 				}
 			}
 			blob := filepath.Join(f.cache, "imgforge", "blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
+			// The outputs hard-link their layers from the cache: damage
+			// the cache's copy only, or the shared build's OCI layout
+			// (which later tests unpack) would be damaged too.
+			unlinkCopy(t, blob)
 			flipByte(t, blob)
 			out := t.TempDir()
 			res, run := mustBuild(t, f.cache, out, "lb")
@@ -365,6 +369,17 @@ func TestCorruptCacheEntry(t *testing.T) {
 				t.Errorf("the entry is still damaged after the rebuild:\n%s", run2.stderr)
 			}
 		})
+	}
+}
+
+// unlinkCopy replaces p with a copy of itself, a file of its own.
+func unlinkCopy(t testing.TB, p string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-p", p, p+".copy").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := os.Rename(p+".copy", p); err != nil {
+		t.Fatal(err)
 	}
 }
 
