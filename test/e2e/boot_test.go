@@ -35,8 +35,10 @@ var vmSlots = make(chan struct{}, 2)
 // printed on a console that a getty uses, as the serial console is here.
 var multiUser = regexp.MustCompile(`imgforge: \S+ reached multi-user\.target`)
 
-// bootTimeout is generous: several TCG guests share two cores.
-const bootTimeout = 12 * time.Minute
+// bootTimeout is generous: several TCG guests share two cores, and a
+// test's time includes waiting for a VM slot (the cluster test holds them
+// all for its 15 to 25 minutes).
+const bootTimeout = 50 * time.Minute
 
 type bootOpts struct {
 	disks    []qemu.Disk
