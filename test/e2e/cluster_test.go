@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -288,12 +289,18 @@ func TestCluster(t *testing.T) {
 		})
 	}
 	// Clients at several addresses: HAProxy keeps each source on one web
-	// node (stick on src), so new web nodes get new clients' requests.
-	var sources []string
-	for i := range 8 {
-		src := fmt.Sprintf("10.10.0.%d", 201+i)
-		seg.addAddr(t, src+"/24")
-		sources = append(sources, src)
+	// node (stick on src) for 30 minutes, so a new web node gets requests
+	// from new clients. Each call of fresh adds 8 addresses never used.
+	next := 0
+	fresh := func() []string {
+		var srcs []string
+		for range 8 {
+			src := fmt.Sprintf("10.10.%d.%d", 1+next/250, 1+next%250)
+			next++
+			seg.addAddr(t, src+"/16")
+			srcs = append(srcs, src)
+		}
+		return srcs
 	}
 	get := func(src, url string) (string, string, error) {
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
@@ -344,9 +351,27 @@ func TestCluster(t *testing.T) {
 
 	t1 := time.Now()
 	start("web-2")
+	// Both load balancers list web-2 among their servers once its agent
+	// has joined and it is healthy; then new clients reach it.
+	err = eventually(ctx, func() error {
+		for _, lb := range []string{"10.10.0.11", "10.10.0.12"} {
+			csv, _, err := get("", "http://"+lb+":8404/stats;csv")
+			if err != nil {
+				return err
+			}
+			if !regexp.MustCompile(`(?m)^web,web-2,`).MatchString(csv) {
+				return fmt.Errorf("lb %s does not list web-2 yet", lb)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the load balancers never listed web-2: %v", err)
+	}
+	t.Logf("step 2: both lb list web-2 after %.0fs", time.Since(t1).Seconds())
 	err = eventually(ctx, func() error {
 		seen := map[string]int{}
-		for _, src := range sources {
+		for _, src := range fresh() {
 			if _, web, err := get(src, vip); err == nil {
 				seen[web]++
 			}
@@ -354,7 +379,7 @@ func TestCluster(t *testing.T) {
 		if seen["web-2"] == 0 {
 			return fmt.Errorf("no request went to web-2 yet (answers by web node: %v)", seen)
 		}
-		t.Logf("requests from %d clients by web node: %v", len(sources), seen)
+		t.Logf("requests from 8 new clients by web node: %v", seen)
 		return nil
 	})
 	if err != nil {
