@@ -50,6 +50,11 @@ func (e countingEvents) NotifyJoin(n *memberlist.Node) {
 
 func benchAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 10, byte(i >> 8), byte(i)}) }
 
+// On the shared 2-core machine this was written on (load 4-12 from other
+// work), 100 members converge; 200 and 300 did not within 5 minutes
+// (CPU-starved members miss their 250 ms probe timeouts and are marked
+// dead), and 1000 did not either.
+//
 // BenchmarkGossipConvergence measures, in a cluster of N in-process
 // members on loopback (N from IMGFORGE_BENCH_MEMBERS, default 1000), the
 // time from a new member's start until every member has seen it join,
@@ -92,24 +97,22 @@ func BenchmarkGossipConvergence(b *testing.B) {
 	}
 	n = len(members)
 	// Wait until every member knows every other.
-	deadline := time.Now().Add(10 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		ok := true
+		lo, hi := n, 0
 		for _, g := range members {
-			if g.ml.NumMembers() != n {
-				ok = false
-				break
-			}
+			k := g.ml.NumMembers()
+			lo, hi = min(lo, k), max(hi, k)
 		}
-		if ok {
+		if lo == n {
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("the %d members did not converge in 10 minutes", n)
+			b.Fatalf("the %d members did not converge in 5 minutes: each sees %d to %d live members", n, lo, hi)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	b.Logf("%d members up and converged in %v; measuring %d joins", n, time.Since(t0).Round(time.Millisecond), b.N)
+	b.Logf("%d members converged %v after the start of this run; measuring %d joins", n, time.Since(t0).Round(time.Millisecond), b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		idx := len(members) + 1
