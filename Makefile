@@ -77,8 +77,8 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzParseCluster -fuzztime 30s ./pkg/seed
 
 .PHONY: bench
-bench: ## benchmarks: cold and warm builds of lb against bare mmdebstrap (several minutes)
-	$(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/e2e
+bench: ## benchmarks: lb against bare mmdebstrap, every role cold, warm and booted, lb netboot (about 40 minutes)
+	$(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 90m ./test/e2e
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint, with the e2e build tag; the Packer plugin too

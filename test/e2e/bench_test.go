@@ -76,7 +76,7 @@ func BenchmarkBuildLB(b *testing.B) {
 		rawAlloc := duBytes(b, filepath.Join(dir, "out", "lb", "lb.raw"))
 
 		// Power-on to haproxy answering, under TCG here.
-		bootSecs := bootToHealth(b, filepath.Join(dir, "out", "lb", "lb.raw"))
+		bootSecs := bootToService(b, filepath.Join(dir, "out", "lb", "lb.raw"), "lb")
 		b.ReportMetric(bare.Seconds(), "bare-mmdebstrap-s")
 		b.ReportMetric(coldRun.elapsed.Seconds(), "cold-s")
 		b.ReportMetric(ociRun.elapsed.Seconds(), "cold-oci-s")
@@ -109,23 +109,26 @@ func accelName() string {
 	return "TCG"
 }
 
-// bootToHealth boots img and returns the seconds from QEMU's start to
-// haproxy answering /health through a forwarded port.
-func bootToHealth(b *testing.B, img string) float64 {
+// bootToService boots img, a raw disk of role, and returns the seconds
+// from QEMU's start to the role's service answering through a forwarded
+// port (roleServices).
+func bootToService(b *testing.B, img, role string) float64 {
 	fw, err := qemu.FindFirmware()
 	if err != nil {
 		b.Fatal(err)
 	}
+	svc := roleServices[role]
+	name := "bench-" + role
 	seedISO := filepath.Join(b.TempDir(), "seed.iso")
-	if err := seed.WriteISO(seedISO, seed.Default("bench-lb", "bench-lb"), time.Unix(1735689600, 0)); err != nil {
+	if err := seed.WriteISO(seedISO, seed.Default(name, name), time.Unix(1735689600, 0)); err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	start := time.Now()
-	vm, err := qemu.Start(ctx, &qemu.Machine{Name: "bench-lb", MemoryMiB: 1024, CPUs: 2, Firmware: fw,
+	vm, err := qemu.Start(ctx, &qemu.Machine{Name: name, MemoryMiB: 1024, CPUs: 2, Firmware: fw,
 		Disks: []qemu.Disk{{Path: img, Snapshot: true}, {Path: seedISO, Media: "cdrom"}},
-		Nets:  []qemu.Net{{Restrict: true, Forwards: []qemu.Forward{{HostAddr: "127.0.0.1", GuestPort: 8404}}}}})
+		Nets:  []qemu.Net{{Restrict: true, Forwards: []qemu.Forward{{HostAddr: "127.0.0.1", GuestPort: svc.port}}}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -134,10 +137,49 @@ func bootToHealth(b *testing.B, img string) float64 {
 	if err != nil || len(fwds) == 0 {
 		b.Fatalf("forwards: %v", err)
 	}
-	if err := eventually(ctx, httpCheckFast(fwds[0].HostPort)); err != nil {
-		b.Fatalf("haproxy never answered: %v\n%s", err, strings.Join(vm.Console.Tail(40), "\n"))
+	if err := eventually(ctx, svc.fn(fwds[0].HostPort)); err != nil {
+		b.Fatalf("%s: the service never answered: %v\n%s", role, err, strings.Join(vm.Console.Tail(40), "\n"))
 	}
 	return time.Since(start).Seconds()
 }
 
-func httpCheckFast(port int) func() error { return httpCheck(port, "/health", "") }
+// BenchmarkRoles gives the figures per role, one role at a time: the cold
+// build of every output on an empty cache, the rebuild after an edit of
+// one of the role's templates, the raw disk's allocated size, and power-on to the role's service answering (TCG here).
+// The targets of BenchmarkBuildLB apply to lb; the others are for
+// comparison.
+func BenchmarkRoles(b *testing.B) {
+	for _, role := range allRoles {
+		b.Run(role, func(b *testing.B) {
+			for range b.N {
+				dir := b.TempDir()
+				cache := filepath.Join(dir, "cache")
+				_, coldRun := mustBuild(b, cache, filepath.Join(dir, "out"), role)
+				roles := filepath.Join(dir, "roles")
+				copyTree(b, filepath.Join(repo, "roles"), roles)
+				tmpls, err := filepath.Glob(filepath.Join(roles, role, "templates", "*.tmpl"))
+				if err != nil || len(tmpls) == 0 {
+					b.Fatalf("%s has no template to edit", role)
+				}
+				data, err := os.ReadFile(tmpls[0])
+				if err != nil {
+					b.Fatal(err)
+				}
+				// A template comment: the rendered text stays the same.
+				if err := os.WriteFile(tmpls[0], append(data, []byte("{{/* bench edit */}}\n")...), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				_, warmRun := mustBuild(b, cache, filepath.Join(dir, "out-warm"), "--roles", roles, role)
+				raw := filepath.Join(dir, "out", role, role+".raw")
+				rawAlloc := duBytes(b, raw)
+				secs := bootToService(b, raw, role)
+				b.ReportMetric(coldRun.elapsed.Seconds(), "cold-s")
+				b.ReportMetric(warmRun.elapsed.Seconds(), "warm-template-edit-s")
+				b.ReportMetric(float64(rawAlloc)/1e6, "raw-allocated-MB")
+				b.ReportMetric(secs, "boot-to-service-s")
+				fmt.Printf("\n%s: cold, every output %.1fs | warm after editing %s %.2fs | raw disk allocated %.1f MB | power-on to %s answering %.0fs under %s\n",
+					role, coldRun.elapsed.Seconds(), filepath.Base(tmpls[0]), warmRun.elapsed.Seconds(), float64(rawAlloc)/1e6, role, secs, accelName())
+			}
+		})
+	}
+}

@@ -258,24 +258,28 @@ func fastcgiGet(addr, script string) (string, error) {
 	}
 }
 
+// roleService is how a role's service is checked from the host: the guest
+// port to forward and the check on its host port.
+type roleService struct {
+	port int
+	fn   func(int) func() error
+}
+
+var roleServices = map[string]roleService{
+	"lb":  {8404, func(p int) func() error { return httpCheck(p, "/health", "") }},
+	"web": {80, func(p int) func() error { return httpCheck(p, "/health", "ok") }},
+	"app": {9000, func(p int) func() error { return fastcgiCheck(p, "no database configured yet") }},
+	"db":  {3306, mariadbCheck},
+}
+
 // TestBootRoles boots the raw disk of every role under QEMU (TCG) with
 // OVMF and a NoCloud seed, and checks through forwarded ports that the
 // role's service answers.
 func TestBootRoles(t *testing.T) {
 	needBootToServices(t)
 	f := cold(t, 0)
-	type check struct {
-		port int
-		fn   func(int) func() error
-	}
-	roles := map[string]check{
-		"lb":  {8404, func(p int) func() error { return httpCheck(p, "/health", "") }},
-		"web": {80, func(p int) func() error { return httpCheck(p, "/health", "ok") }},
-		"app": {9000, func(p int) func() error { return fastcgiCheck(p, "no database configured yet") }},
-		"db":  {3306, mariadbCheck},
-	}
 	for _, role := range allRoles {
-		c := roles[role]
+		c := roleServices[role]
 		t.Run(role, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
