@@ -22,7 +22,7 @@ import (
 )
 
 const (
-	initramfsStage = "initramfs-v1"
+	initramfsStage = "initramfs-v2"
 	rootfsStage    = "rootfs-v1"
 )
 
@@ -32,6 +32,10 @@ type bootRecord struct {
 	Kernel        string `json:"kernel"`
 	Initrd        string `json:"initrd"`
 	Bootloader    string `json:"bootloader"`
+	// ISOLINUX, when the image has it: the ISO's BIOS boot.
+	Isolinux string `json:"isolinux,omitempty"`
+	Ldlinux  string `json:"ldlinux,omitempty"`
+	IsoMBR   string `json:"iso_mbr,omitempty"`
 }
 
 // rootRecord is what the cache keeps of a role's bootable root.
@@ -44,6 +48,7 @@ type rootRecord struct {
 // Bootable is a role's root filesystem and boot files, ready for a disk.
 type Bootable struct {
 	Kernel, Initrd, Bootloader string // blob paths
+	Isolinux, Ldlinux, IsoMBR  string // blob paths; empty: no BIOS boot
 	KernelVersion              string
 	Squashfs, Hash             string // blob paths
 	Verity                     boot.Verity
@@ -52,6 +57,10 @@ type Bootable struct {
 const (
 	kernelPrefix = "boot/vmlinuz-"
 	sdBootPath   = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+	// ISOLINUX, from Debian's isolinux and syslinux-common.
+	isolinuxPath = "usr/lib/ISOLINUX/isolinux.bin"
+	isoMBRPath   = "usr/lib/ISOLINUX/isohdpfx.bin"
+	ldlinuxPath  = "usr/lib/syslinux/modules/bios/ldlinux.c32"
 )
 
 // Bootable builds (or finds) the boot files and the verified root of im.
@@ -65,10 +74,14 @@ func (b *Builder) Bootable(ctx context.Context, im *Image) (*Bootable, error) {
 		return nil, err
 	}
 	c := b.o.Cache
-	return &Bootable{
+	bt := &Bootable{
 		Kernel: c.BlobPath(br.Kernel), Initrd: c.BlobPath(br.Initrd), Bootloader: c.BlobPath(br.Bootloader),
 		KernelVersion: br.KernelVersion, Squashfs: c.BlobPath(rr.Squashfs), Hash: c.BlobPath(rr.Hash), Verity: rr.Verity,
-	}, nil
+	}
+	if br.Isolinux != "" {
+		bt.Isolinux, bt.Ldlinux, bt.IsoMBR = c.BlobPath(br.Isolinux), c.BlobPath(br.Ldlinux), c.BlobPath(br.IsoMBR)
+	}
+	return bt, nil
 }
 
 // bootFiles makes the initramfs in the base (the kernel and the boot
@@ -83,7 +96,7 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 	key := cache.Key(initramfsStage, im.Keys["base"], sums, b.o.Rootless)
 	st := b.o.Progress.Start(p.Role, "initramfs")
 	var rec bootRecord
-	if b.o.Cache.Get(initramfsStage, key, &rec) && b.verifyAll(initramfsStage, key, rec.Kernel, rec.Initrd, rec.Bootloader) {
+	if b.o.Cache.Get(initramfsStage, key, &rec) && b.verifyAll(initramfsStage, key, nonEmpty(rec.Kernel, rec.Initrd, rec.Bootloader, rec.Isolinux, rec.Ldlinux, rec.IsoMBR)...) {
 		st.Done("cached " + short(rec.Initrd))
 		return rec, nil
 	}
@@ -94,7 +107,7 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 		return rec, fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
 	}
 	files, err := extract(b.o.Cache.BlobPath(base.Tar), func(name string) bool {
-		return strings.HasPrefix(name, kernelPrefix) || name == sdBootPath
+		return strings.HasPrefix(name, kernelPrefix) || name == sdBootPath || name == isolinuxPath || name == isoMBRPath || name == ldlinuxPath
 	})
 	if err != nil {
 		return rec, err
@@ -156,11 +169,34 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 			return rec, err
 		}
 	}
+	// ISOLINUX is optional: without it the ISO boots with UEFI only.
+	if files[isolinuxPath] != nil && files[isoMBRPath] != nil && files[ldlinuxPath] != nil {
+		for _, x := range []struct {
+			dst  *string
+			data []byte
+		}{{&rec.Isolinux, files[isolinuxPath]}, {&rec.Ldlinux, files[ldlinuxPath]}, {&rec.IsoMBR, files[isoMBRPath]}} {
+			if *x.dst, err = b.o.Cache.PutBlob(x.data); err != nil {
+				return rec, err
+			}
+		}
+	} else {
+		b.o.Progress.Note(fmt.Sprintf("image %s has no ISOLINUX (/%s, /%s): its ISO boots with UEFI only; add isolinux and syslinux-common to its packages for BIOS", p.Image, isolinuxPath, ldlinuxPath))
+	}
 	if err := b.o.Cache.Put(initramfsStage, key, rec); err != nil {
 		return rec, err
 	}
 	st.Done(fmt.Sprintf("%s, initrd %s", rec.KernelVersion, units.Bytes(int64(len(initrd)))))
 	return rec, nil
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // verifyAll checks blobs of a record, dropping the record when one is bad.

@@ -176,6 +176,18 @@ func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Boot
 		VolumeID: vol, RootImage: rootImg, Epoch: p.SourceDateEpoch,
 		ESPFiles: boot.ESP("imgforge "+p.Role, cmdline, files["loader"], files["kernel"], files["initrd"]),
 	}
+	if bt.Isolinux != "" {
+		bios := &disk.BIOSBoot{Kernel: files["kernel"], Initrd: files["initrd"], Cmdline: cmdline}
+		for _, x := range []struct {
+			dst *[]byte
+			src string
+		}{{&bios.Isolinux, bt.Isolinux}, {&bios.Ldlinux, bt.Ldlinux}, {&bios.MBR, bt.IsoMBR}} {
+			if *x.dst, err = os.ReadFile(x.src); err != nil {
+				return "", fmt.Errorf("reading ISOLINUX: %w", err)
+			}
+		}
+		l.BIOS = bios
+	}
 	if err := disk.WriteISO(ctx, path, l); err != nil {
 		return "", fmt.Errorf("role %s: %w", p.Role, err)
 	}

@@ -15,7 +15,18 @@ package disk
 // ISORootPath; GPT partition 1 covers it, so that it can be mounted from
 // the stick's first partition too. The boot finds the medium by its volume
 // ID (LABEL=VOLUMEID:/imgforge/root.img on the kernel command line). There
-// is no BIOS boot and no state partition: the writable overlay is a tmpfs.
+// is no state partition: the writable overlay is a tmpfs.
+//
+// With ISOLINUX (Debian's isolinux and syslinux-common, from the image's
+// own packages), the ISO boots on a PC BIOS too:
+//
+//	El Torito   a first boot catalog entry for the x86 BIOS platform
+//	            (no emulation, boot info table) that loads ISOLINUX, which
+//	            reads isolinux.cfg, the kernel and the initramfs from the
+//	            ISO 9660 file system (/isolinux, /imgforge)
+//	MBR         isohdpfx.bin, ISOLINUX's hybrid MBR code, in the first 432
+//	            bytes: a BIOS booting the stick runs it, and it loads
+//	            ISOLINUX by the block address xorriso patches into it
 //
 // xorriso writes the ISO. Its times come from the epoch and its GPT GUIDs
 // from the inputs, so the same inputs give the same bytes.
@@ -32,6 +43,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +66,31 @@ type ISOLayout struct {
 	ESPFiles  []boot.File // files of the ESP image
 	RootImage string      // path of the squashfs followed directly by its hash tree
 	Epoch     int64       // SOURCE_DATE_EPOCH
+	BIOS      *BIOSBoot   // nil: UEFI only
+}
+
+// BIOSBoot is what an ISO needs to boot on a PC BIOS as well.
+type BIOSBoot struct {
+	Isolinux []byte // isolinux.bin
+	Ldlinux  []byte // ldlinux.c32, the rest of ISOLINUX
+	MBR      []byte // isohdpfx.bin, the hybrid MBR code
+	Kernel   []byte
+	Initrd   []byte
+	Cmdline  string
+}
+
+// Where a BIOS-booting ISO holds ISOLINUX and the boot files.
+const (
+	isolinuxDir   = "/isolinux"
+	ISOKernelPath = "/imgforge/vmlinuz"
+	ISOInitrdPath = "/imgforge/initrd.img"
+)
+
+// isolinuxConfig boots the kernel straight away, with ISOLINUX's own
+// messages on the serial port as well as the screen.
+func isolinuxConfig(cmdline string) string {
+	return "SERIAL 0 115200\nDEFAULT imgforge\nPROMPT 0\nTIMEOUT 0\n" +
+		"LABEL imgforge\n  KERNEL " + ISOKernelPath + "\n  INITRD " + ISOInitrdPath + "\n  APPEND " + cmdline + "\n"
 }
 
 var volumeIDRe = regexp.MustCompile(`^[A-Z0-9_]{1,32}$`)
@@ -100,7 +137,31 @@ func WriteISO(ctx context.Context, path string, l ISOLayout) error {
 	if err := WriteESPImage(esp, l.ESPFiles, l.Epoch); err != nil {
 		return err
 	}
-	args := isoArgs(path, esp, l)
+	var bios map[string]string // ISO path -> file in tmp
+	if b := l.BIOS; b != nil {
+		if len(b.MBR) < 432 || len(b.Isolinux) == 0 || len(b.Ldlinux) == 0 || len(b.Kernel) == 0 || len(b.Initrd) == 0 {
+			return errors.New("writing an ISO: BIOS boot needs isolinux.bin, ldlinux.c32, isohdpfx.bin (432 bytes or more), a kernel and an initramfs")
+		}
+		if strings.ContainsAny(b.Cmdline, "\n\r") {
+			return errors.New("writing an ISO: the kernel command line has a line break")
+		}
+		bios = map[string]string{}
+		for _, f := range []struct {
+			iso  string
+			data []byte
+		}{
+			{isolinuxDir + "/isolinux.bin", b.Isolinux}, {isolinuxDir + "/ldlinux.c32", b.Ldlinux},
+			{isolinuxDir + "/isolinux.cfg", []byte(isolinuxConfig(b.Cmdline))},
+			{ISOKernelPath, b.Kernel}, {ISOInitrdPath, b.Initrd}, {"mbr", b.MBR},
+		} {
+			local := filepath.Join(tmp, fmt.Sprintf("bios-%d", len(bios)))
+			if err := os.WriteFile(local, f.data, 0o644); err != nil {
+				return fmt.Errorf("writing %s: %w", path, err)
+			}
+			bios[f.iso] = local
+		}
+	}
+	args := isoArgs(path, esp, l, bios)
 	cmd := exec.CommandContext(ctx, xorriso, args...)
 	cmd.Env = append(withoutEnv(os.Environ(), "SOURCE_DATE_EPOCH"), "SOURCE_DATE_EPOCH="+strconv.FormatInt(l.Epoch, 10))
 	out, err := cmd.CombinedOutput()
@@ -114,11 +175,31 @@ func WriteISO(ctx context.Context, path string, l ISOLayout) error {
 	return nil
 }
 
-// isoArgs is xorriso's command line for l, with the ESP image at esp.
-func isoArgs(path, esp string, l ISOLayout) []string {
+// isoArgs is xorriso's command line for l, with the ESP image at esp and,
+// for a BIOS boot, the files bios maps ISO paths to ("mbr": the MBR code).
+func isoArgs(path, esp string, l ISOLayout, bios map[string]string) []string {
 	date := time.Unix(l.Epoch, 0).UTC()
 	stamp := date.Format("20060102150405") + "00" // YYYYMMDDhhmmsscc, GMT
-	return []string{
+	var biosBoot, biosFiles []string
+	if bios != nil {
+		biosBoot = []string{
+			"-isohybrid-mbr", bios["mbr"],
+			"-c", strings.TrimPrefix(isolinuxDir, "/") + "/boot.cat",
+			"-b", strings.TrimPrefix(isolinuxDir, "/") + "/isolinux.bin", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+			"-eltorito-alt-boot",
+		}
+		var names []string
+		for iso := range bios {
+			if iso != "mbr" {
+				names = append(names, iso)
+			}
+		}
+		sort.Strings(names)
+		for _, iso := range names {
+			biosFiles = append(biosFiles, iso+"="+graftEscape(bios[iso]))
+		}
+	}
+	args := []string{
 		"-no_rc", "-as", "mkisofs",
 		"-o", path,
 		"-iso-level", "3", "-rational-rock", "-joliet", "-joliet-long",
@@ -129,11 +210,14 @@ func isoArgs(path, esp string, l ISOLayout) []string {
 		"-partition_offset", "16",
 		"-append_partition", "2", TypeESP, esp,
 		"-appended_part_as_gpt",
+	}
+	args = append(args, biosBoot...)
+	args = append(args,
 		"-e", "--interval:appended_partition_2:all::", "-no-emul-boot",
 		"--boot-catalog-hide",
 		"-no-pad",
-		"-graft-points", ISORootPath + "=" + graftEscape(l.RootImage),
-	}
+		"-graft-points", ISORootPath+"="+graftEscape(l.RootImage))
+	return append(args, biosFiles...)
 }
 
 // graftEscape escapes what xorriso's -graft-points reads specially in a

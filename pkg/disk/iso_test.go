@@ -414,6 +414,97 @@ func efiApp(msg string) []byte {
 // TestISOBoot boots an ISO in QEMU with OVMF, as a CD (El Torito) and as
 // a disk (the GPT ESP, as from a USB stick), with a tiny EFI application
 // as BOOTX64.EFI that prints a line on the console.
+// hostBIOS reads ISOLINUX from the host's isolinux and syslinux-common
+// packages (hack/setup.sh installs them) for a BIOSBoot with a fake kernel.
+func hostBIOS(t *testing.T) *BIOSBoot {
+	t.Helper()
+	read := func(p string) []byte {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Skipf("ISOLINUX is not installed (apt-get install isolinux syslinux-common): %v", err)
+		}
+		return data
+	}
+	return &BIOSBoot{
+		Isolinux: read("/usr/lib/ISOLINUX/isolinux.bin"),
+		MBR:      read("/usr/lib/ISOLINUX/isohdpfx.bin"),
+		Ldlinux:  read("/usr/lib/syslinux/modules/bios/ldlinux.c32"),
+		Kernel:   []byte("not a kernel"), Initrd: []byte("initrd"),
+		Cmdline: "console=ttyS0 imgforge.test=1",
+	}
+}
+
+func TestWriteISOBIOS(t *testing.T) {
+	needXorriso(t)
+	dir := t.TempDir()
+	l := testISOLayout(t, dir, []byte("not really systemd-boot"), 7000)
+	l.BIOS = hostBIOS(t)
+	iso := filepath.Join(dir, "bios.iso")
+	if err := WriteISO(context.Background(), iso, l); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("xorriso", "-no_rc", "-indev", iso, "-report_el_torito", "plain").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xorriso -report_el_torito: %v\n%s", err, out)
+	}
+	for _, re := range []string{`(?m)^El Torito boot img :\s+1\s+BIOS\s+y\s+none\s`, `(?m)^El Torito boot img :\s+2\s+UEFI\s+y\s+none\s`, `(?m)^El Torito img path :\s+1\s+/isolinux/isolinux.bin`} {
+		if !regexp.MustCompile(re).Match(out) {
+			t.Errorf("no match for %s in:\n%s", re, out)
+		}
+	}
+	data, err := os.ReadFile(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The MBR's code is isohdpfx.bin's, and the GPT with its ESP is still
+	// there for UEFI.
+	if !bytes.Equal(data[:0x180], l.BIOS.MBR[:0x180]) {
+		t.Error("the first sector does not start with isohdpfx.bin's code")
+	}
+	f, err := os.Open(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	table, err := gpt.Read(f, 512, 512)
+	if err != nil {
+		t.Fatalf("reading the GPT: %v", err)
+	}
+	if len(table.Partitions) != 2 || !strings.EqualFold(string(table.Partitions[1].Type), TypeESP) {
+		t.Errorf("partitions %+v, want the root and the ESP", table.Partitions)
+	}
+	for path, want := range map[string][]byte{
+		"/isolinux/isolinux.cfg": []byte(isolinuxConfig(l.BIOS.Cmdline)),
+		ISOKernelPath:            l.BIOS.Kernel, ISOInitrdPath: l.BIOS.Initrd,
+		"/isolinux/ldlinux.c32": l.BIOS.Ldlinux,
+	} {
+		got := filepath.Join(t.TempDir(), "x")
+		if b, err := exec.Command("xorriso", "-no_rc", "-osirrox", "on", "-indev", iso, "-extract", path, got).CombinedOutput(); err != nil {
+			t.Errorf("extracting %s: %v\n%s", path, err, b)
+			continue
+		}
+		if b, _ := os.ReadFile(got); !bytes.Equal(b, want) {
+			t.Errorf("%s on the ISO differs", path)
+		}
+	}
+	again := filepath.Join(dir, "again.iso")
+	if err := WriteISO(context.Background(), again, l); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(again); !bytes.Equal(b, data) {
+		t.Error("two writes of one BIOS layout differ")
+	}
+	bad := *l.BIOS
+	bad.Cmdline = "a\nDEFAULT other"
+	l.BIOS = &bad
+	if err := WriteISO(context.Background(), filepath.Join(dir, "bad.iso"), l); err == nil || !strings.Contains(err.Error(), "line break") {
+		t.Errorf("a command line with a line break: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.iso")); err == nil {
+		t.Error("bad.iso was written")
+	}
+}
+
 func TestISOBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots machines; not in -short mode")
@@ -431,20 +522,30 @@ func TestISOBoot(t *testing.T) {
 	// El Torito counts a boot image's size in 512-byte sectors in 16
 	// bits, up to 32 MiB: in the big ESP image, BOOTX64.EFI lies beyond
 	// that, after a 40 MiB file.
+	// A BIOS (SeaBIOS: no firmware given) runs ISOLINUX, which reads its
+	// configuration and tries the (fake) kernel: as far as it can go.
+	biosMsg := regexp.MustCompile(`Loading /imgforge/vmlinuz\.\.\. ok`)
 	for _, tt := range []struct {
 		name  string
 		pad   int
 		media string
+		bios  bool
 	}{
-		{"cdrom", 0, qemu.MediaCDROM},
-		{"disk", 0, qemu.MediaDisk},
-		{"cdrom with a 41 MiB ESP", 40 << 20, qemu.MediaCDROM},
-		{"disk with a 41 MiB ESP", 40 << 20, qemu.MediaDisk},
+		{"cdrom", 0, qemu.MediaCDROM, false},
+		{"disk", 0, qemu.MediaDisk, false},
+		{"cdrom with a 41 MiB ESP", 40 << 20, qemu.MediaCDROM, false},
+		{"disk with a 41 MiB ESP", 40 << 20, qemu.MediaDisk, false},
+		{"cdrom, UEFI, with BIOS boot too", 0, qemu.MediaCDROM, false},
+		{"cdrom, BIOS", 0, qemu.MediaCDROM, true},
+		{"disk, BIOS", 0, qemu.MediaDisk, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := testISOLayout(t, t.TempDir(), efiApp(msg), 1000)
 			if tt.pad > 0 {
 				l.ESPFiles = append([]boot.File{{Path: "/PAD/PAD.BIN", Data: make([]byte, tt.pad)}}, l.ESPFiles...)
+			}
+			if strings.Contains(tt.name, "BIOS") {
+				l.BIOS = hostBIOS(t)
 			}
 			iso := filepath.Join(t.TempDir(), "boot.iso")
 			if err := WriteISO(context.Background(), iso, l); err != nil {
@@ -457,13 +558,17 @@ func TestISOBoot(t *testing.T) {
 				Name: "iso-" + media, MemoryMiB: 256, Accel: qemu.AccelTCG, Firmware: fw,
 				Disks: []qemu.Disk{{Path: iso, Media: media, ReadOnly: true}},
 			}
+			want := regexp.MustCompile(regexp.QuoteMeta(msg))
+			if tt.bios {
+				m.Firmware, want = qemu.Firmware{}, biosMsg
+			}
 			vm, err := qemu.Start(ctx, &m)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer vm.Kill()
-			if _, err := vm.WaitFor(ctx, regexp.MustCompile(regexp.QuoteMeta(msg))); err != nil {
-				t.Fatalf("the EFI application did not run from the %s: %v", media, err)
+			if _, err := vm.WaitFor(ctx, want); err != nil {
+				t.Fatalf("%s did not show from the %s: %v\n%s", want, media, err, strings.Join(vm.Console.Tail(20), "\n"))
 			}
 		})
 	}

@@ -48,12 +48,14 @@ func ISO(ctx context.Context, isoPath, manifestPath string) (Report, error) {
 	r.check(CheckDigest, func() (string, error) { return r.checkDigest(m, "iso") })
 	var volumeID string
 	var bootLBA int64 = -1
+	var hasBIOS bool
 	r.check(CheckElTorito, func() (string, error) {
 		out, err := exec.CommandContext(r.ctx, xorriso, "-no_rc", "-indev", isoPath, "-report_el_torito", "plain").CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("xorriso cannot read the ISO: %s", lastLine(out))
 		}
 		volumeID, bootLBA, err = parseElTorito(string(out))
+		hasBIOS = biosImgLine.MatchString(string(out))
 		if err != nil {
 			return "", err
 		}
@@ -101,6 +103,9 @@ func ISO(ctx context.Context, isoPath, manifestPath string) (Report, error) {
 	if esp != nil {
 		r.checkESP(isoPath, esp, want, wantFrom)
 	}
+	if hasBIOS {
+		r.check(CheckBIOSEntry, func() (string, error) { return r.checkBIOS(xorriso, isoPath, want, wantFrom) })
+	}
 
 	root := filepath.Join(r.tmp, "root.img")
 	if !r.check(CheckRootImage, func() (string, error) {
@@ -125,6 +130,7 @@ func ISO(ctx context.Context, isoPath, manifestPath string) (Report, error) {
 
 var (
 	volumeIDLine = regexp.MustCompile(`(?m)^Volume id\s*:\s*'([^']*)'`)
+	biosImgLine  = regexp.MustCompile(`(?m)^El Torito boot img :\s*\d+\s+BIOS\s+y\s`)
 	bootImgLine  = regexp.MustCompile(`(?m)^El Torito boot img :\s*(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+\S+\s+\S+\s+(\d+)\s+(\d+)\s*$`)
 )
 
@@ -153,3 +159,49 @@ func lastLine(out []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
+
+// checkBIOS checks the ISOLINUX configuration of an ISO that boots on a
+// BIOS: its kernel command line must be want, and the kernel and the
+// initramfs it names must be on the ISO.
+func (r *run) checkBIOS(xorriso, isoPath, want, wantFrom string) (string, error) {
+	const cfgPath = "/isolinux/isolinux.cfg"
+	cfg := filepath.Join(r.tmp, "isolinux.cfg")
+	if out, err := exec.CommandContext(r.ctx, xorriso, "-no_rc", "-osirrox", "on", "-indev", isoPath, "-extract", cfgPath, cfg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("the ISO has a BIOS boot entry but no %s: %s", cfgPath, lastLine(out))
+	}
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		return "", err
+	}
+	keys := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if k = strings.ToUpper(k); k == "KERNEL" || k == "INITRD" || k == "APPEND" {
+			keys[k] = strings.TrimSpace(v)
+		}
+	}
+	if keys["APPEND"] != want {
+		return "", fmt.Errorf("%s: the kernel command line differs from %s: %s", cfgPath, wantFrom, firstDifference(keys["APPEND"], want))
+	}
+	var sizes []string
+	for _, k := range []string{"KERNEL", "INITRD"} {
+		p := keys[k]
+		if p == "" {
+			return "", fmt.Errorf("%s names no %s", cfgPath, strings.ToLower(k))
+		}
+		out, err := exec.CommandContext(r.ctx, xorriso, "-no_rc", "-indev", isoPath, "-find", p, "-exec", "report_lba").CombinedOutput()
+		m := reportLBALine.FindStringSubmatch(string(out))
+		if err != nil || m == nil {
+			return "", fmt.Errorf("%s boots %s %s, which is not on the ISO", cfgPath, strings.ToLower(k), p)
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		if n == 0 {
+			return "", fmt.Errorf("%s boots %s %s, which is empty", cfgPath, strings.ToLower(k), p)
+		}
+		sizes = append(sizes, fmt.Sprintf("%s %s", p, units.Bytes(n)))
+	}
+	return fmt.Sprintf("ISOLINUX boots %s; its command line equals %s", strings.Join(sizes, " and "), wantFrom), nil
+}
+
+// reportLBALine is xorriso's -exec report_lba line: its bytes column.
+var reportLBALine = regexp.MustCompile(`(?m)^File data lba:\s+\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*(\d+)\s*,`)

@@ -92,6 +92,7 @@ const (
 	CheckESPFsck       = "esp-fsck"
 	CheckESPFiles      = "esp-files"
 	CheckLoaderEntry   = "loader-entry"
+	CheckBIOSEntry     = "bios-entry" // an ISO's ISOLINUX configuration, when it has one
 	CheckRootImage     = "root-image"
 	CheckSquashfs      = "squashfs"
 	CheckVerity        = "dm-verity"

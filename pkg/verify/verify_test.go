@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -251,6 +252,18 @@ func TestISO(t *testing.T) {
 		{"wrong salt", func(t *testing.T, im verifytest.Image) {
 			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Verity.Salt = strings.Repeat("1", 64) })
 		}, CheckCmdline, "imgforge.salt="},
+		{"another BIOS command line", func(t *testing.T, im verifytest.Image) {
+			data, err := os.ReadFile(im.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := bytes.Index(data, []byte("APPEND "+verifytest.BaseCmdline))
+			if i < 0 {
+				t.Fatal("no isolinux.cfg APPEND line in the ISO")
+			}
+			im.Flip(t, int64(i+len("APPEND ")))
+			im.UpdateDigest(t)
+		}, CheckBIOSEntry, `/isolinux/isolinux.cfg: the kernel command line differs from the manifest's iso_cmdline: word 1:`},
 		{"a manifest without iso_cmdline", func(t *testing.T, im verifytest.Image) {
 			im.EditManifest(t, func(m *verifytest.Manifest) {
 				m.Disk.Cmdline = verifytest.BaseCmdline + " boot=imgforge imgforge.root=PARTUUID=x"
@@ -272,8 +285,8 @@ func TestISO(t *testing.T) {
 			}
 			r, err := ISO(context.Background(), im.Path, im.Manifest)
 			checkReport(t, r, err, im.Path, tt.first, tt.reason)
-			if tt.first == "" && len(r.Checks) < 11 {
-				t.Errorf("%d checks ran, want at least 11: %+v", len(r.Checks), r.Checks)
+			if tt.first == "" && len(r.Checks) < 12 {
+				t.Errorf("%d checks ran, want at least 12: %+v", len(r.Checks), r.Checks)
 			}
 		})
 	}

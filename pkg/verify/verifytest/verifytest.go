@@ -190,7 +190,9 @@ func ISO(t testing.TB, dir string) Image {
 	concat(t, img, sq, hash)
 	im := Image{Path: filepath.Join(dir, "test.iso"), Manifest: filepath.Join(dir, "manifest.json")}
 	cmdline := disk.ISOCmdline(BaseCmdline, v, VolumeID)
-	l := disk.ISOLayout{VolumeID: VolumeID, ESPFiles: espFiles(cmdline), RootImage: img, Epoch: Epoch}
+	l := disk.ISOLayout{VolumeID: VolumeID, ESPFiles: espFiles(cmdline), RootImage: img, Epoch: Epoch,
+		BIOS: &disk.BIOSBoot{Isolinux: pseudoRandom(4096), Ldlinux: pseudoRandom(1000), MBR: make([]byte, 512),
+			Kernel: []byte("fake kernel"), Initrd: []byte("fake initrd"), Cmdline: cmdline}}
 	if err := disk.WriteISO(context.Background(), im.Path, l); err != nil {
 		t.Fatal(err)
 	}
