@@ -15,6 +15,8 @@ packages=(
   dosfstools      # fsck.vfat, for imgforge verify and the tests
   qemu-system-x86 # imgforge run, and the tests' boots
   ovmf            # UEFI firmware for QEMU
+  isolinux        # tests: ISOLINUX for the ISO writer's BIOS tests (images carry their own)
+  syslinux-common
   ipxe            # iPXE loaders that imgforge serve hands out over TFTP
   skopeo          # tests: reads our OCI layouts and docker archives
   umoci           # tests: unpacks our OCI layouts

@@ -45,6 +45,7 @@ type bootOpts struct {
 	guest    []int // ports to forward
 	userData string
 	name     string
+	bios     bool // SeaBIOS rather than OVMF
 }
 
 // boot starts a VM from disks with a NoCloud seed and user networking that
@@ -86,6 +87,9 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 		Name: o.name, MemoryMiB: 1024, CPUs: 2, Firmware: fw,
 		Disks: append(disks, qemu.Disk{Path: seedISO, Media: "cdrom"}),
 		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds}},
+	}
+	if o.bios {
+		m.Firmware = qemu.Firmware{}
 	}
 	vm := startSlotted(t, ctx, m)
 	got, err := vm.Forwards(ctx)
@@ -499,6 +503,26 @@ func TestBootISO(t *testing.T) {
 	vm, ports := boot(t, ctx, bootOpts{name: "lb-iso", guest: []int{8404},
 		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.iso"), Media: "cdrom"}}})
 	waitMultiUser(t, ctx, vm, start, "lb iso")
+	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBootISOBIOS boots the lb hybrid ISO from a CD drive on a PC BIOS
+// (SeaBIOS): ISOLINUX, then the same kernel, initramfs and verified root.
+func TestBootISOBIOS(t *testing.T) {
+	needBootToServices(t)
+	t.Parallel()
+	f := cold(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	start := time.Now()
+	vm, ports := boot(t, ctx, bootOpts{name: "lb-iso-bios", guest: []int{8404}, bios: true,
+		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.iso"), Media: "cdrom"}}})
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`ISOLINUX \d`)); err != nil {
+		t.Fatalf("ISOLINUX did not start: %v", err)
+	}
+	waitMultiUser(t, ctx, vm, start, "lb iso on a BIOS")
 	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
 		t.Fatal(err)
 	}
