@@ -93,15 +93,7 @@ func TestWriteISO(t *testing.T) {
 
 	var esp *gpt.Partition
 	t.Run("gpt", func(t *testing.T) {
-		f, err := os.Open(iso)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		table, err := gpt.Read(f, 512, 512)
-		if err != nil {
-			t.Fatalf("reading the GPT: %v", err)
-		}
+		table := readGPT(t, iso)
 		if !table.ProtectiveMBR || table.RecoveredFromBackup {
 			t.Errorf("protective MBR %v, recovered from backup %v", table.ProtectiveMBR, table.RecoveredFromBackup)
 		}
@@ -414,6 +406,20 @@ func efiApp(msg string) []byte {
 // TestISOBoot boots an ISO in QEMU with OVMF, as a CD (El Torito) and as
 // a disk (the GPT ESP, as from a USB stick), with a tiny EFI application
 // as BOOTX64.EFI that prints a line on the console.
+func readGPT(t *testing.T, img string) *gpt.Table {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	table, err := gpt.Read(f, 512, 512)
+	if err != nil {
+		t.Fatalf("reading the GPT of %s: %v", img, err)
+	}
+	return table
+}
+
 // hostBIOS reads ISOLINUX from the host's isolinux and syslinux-common
 // packages (hack/setup.sh installs them) for a BIOSBoot with a fake kernel.
 func hostBIOS(t *testing.T) *BIOSBoot {
@@ -461,15 +467,7 @@ func TestWriteISOBIOS(t *testing.T) {
 	if !bytes.Equal(data[:0x180], l.BIOS.MBR[:0x180]) {
 		t.Error("the first sector does not start with isohdpfx.bin's code")
 	}
-	f, err := os.Open(iso)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	table, err := gpt.Read(f, 512, 512)
-	if err != nil {
-		t.Fatalf("reading the GPT: %v", err)
-	}
+	table := readGPT(t, iso)
 	if len(table.Partitions) != 2 || !strings.EqualFold(string(table.Partitions[1].Type), TypeESP) {
 		t.Errorf("partitions %+v, want the root and the ESP", table.Partitions)
 	}

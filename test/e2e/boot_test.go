@@ -302,15 +302,26 @@ func TestBootRoles(t *testing.T) {
 
 // TestBootQcow2 boots the lb qcow2 image the same way.
 func TestBootQcow2(t *testing.T) {
+	lbAnswers(t, bootOpts{name: "lb-qcow2"}, qemu.Disk{Path: "lb.qcow2", Format: "qcow2", Snapshot: true}, nil)
+}
+
+// lbAnswers boots d, a file of the first cold build's lb folder (its
+// Path relative to it), as o says, and waits for multi-user and haproxy's
+// /health; first, when not nil, runs once the machine has started.
+func lbAnswers(t *testing.T, o bootOpts, d qemu.Disk, first func(context.Context, *qemu.VM)) {
 	needBootToServices(t)
 	t.Parallel()
 	f := cold(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	start := time.Now()
-	vm, ports := boot(t, ctx, bootOpts{name: "lb-qcow2", guest: []int{8404},
-		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.qcow2"), Format: "qcow2", Snapshot: true}}})
-	waitMultiUser(t, ctx, vm, start, "lb qcow2")
+	d.Path = filepath.Join(f.out, "lb", d.Path)
+	o.guest, o.disks = []int{8404}, []qemu.Disk{d}
+	vm, ports := boot(t, ctx, o)
+	if first != nil {
+		first(ctx, vm)
+	}
+	waitMultiUser(t, ctx, vm, start, o.name)
 	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
 		t.Fatal(err)
 	}
@@ -494,36 +505,15 @@ func checkStateFillsDisk(t *testing.T, img string) {
 
 // TestBootISO boots the lb hybrid ISO from a CD drive.
 func TestBootISO(t *testing.T) {
-	needBootToServices(t)
-	t.Parallel()
-	f := cold(t, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
-	defer cancel()
-	start := time.Now()
-	vm, ports := boot(t, ctx, bootOpts{name: "lb-iso", guest: []int{8404},
-		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.iso"), Media: "cdrom"}}})
-	waitMultiUser(t, ctx, vm, start, "lb iso")
-	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
-		t.Fatal(err)
-	}
+	lbAnswers(t, bootOpts{name: "lb-iso"}, qemu.Disk{Path: "lb.iso", Media: "cdrom"}, nil)
 }
 
 // TestBootISOBIOS boots the lb hybrid ISO from a CD drive on a PC BIOS
 // (SeaBIOS): ISOLINUX, then the same kernel, initramfs and verified root.
 func TestBootISOBIOS(t *testing.T) {
-	needBootToServices(t)
-	t.Parallel()
-	f := cold(t, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
-	defer cancel()
-	start := time.Now()
-	vm, ports := boot(t, ctx, bootOpts{name: "lb-iso-bios", guest: []int{8404}, bios: true,
-		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.iso"), Media: "cdrom"}}})
-	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`ISOLINUX \d`)); err != nil {
-		t.Fatalf("ISOLINUX did not start: %v", err)
-	}
-	waitMultiUser(t, ctx, vm, start, "lb iso on a BIOS")
-	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
-		t.Fatal(err)
-	}
+	lbAnswers(t, bootOpts{name: "lb-iso-bios", bios: true}, qemu.Disk{Path: "lb.iso", Media: "cdrom"}, func(ctx context.Context, vm *qemu.VM) {
+		if _, err := vm.WaitFor(ctx, regexp.MustCompile(`ISOLINUX \d`)); err != nil {
+			t.Fatalf("ISOLINUX did not start: %v", err)
+		}
+	})
 }
