@@ -77,7 +77,7 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzParseCluster -fuzztime 30s ./pkg/seed
 
 .PHONY: bench
-bench: ## benchmarks: lb against bare mmdebstrap, every role cold, warm and booted, lb netboot (about 40 minutes)
+bench: ## benchmarks: lb against bare mmdebstrap, every role cold, warm and booted, lb netboot (about 25 minutes)
 	$(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 90m ./test/e2e
 
 .PHONY: lint
