@@ -161,26 +161,21 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 	if err != nil {
 		return rec, fmt.Errorf("making the initramfs: %w", err)
 	}
-	for _, x := range []struct {
+	type blob struct {
 		dst  *string
 		data []byte
-	}{{&rec.Initrd, initrd}, {&rec.Kernel, files[kernelPrefix+rec.KernelVersion]}, {&rec.Bootloader, files[sdBootPath]}} {
+	}
+	blobs := []blob{{&rec.Initrd, initrd}, {&rec.Kernel, files[kernelPrefix+rec.KernelVersion]}, {&rec.Bootloader, files[sdBootPath]}}
+	// ISOLINUX is optional: without it the ISO boots with UEFI only.
+	if files[isolinuxPath] != nil && files[isoMBRPath] != nil && files[ldlinuxPath] != nil {
+		blobs = append(blobs, blob{&rec.Isolinux, files[isolinuxPath]}, blob{&rec.Ldlinux, files[ldlinuxPath]}, blob{&rec.IsoMBR, files[isoMBRPath]})
+	} else {
+		b.o.Progress.Note(fmt.Sprintf("image %s has no ISOLINUX (/%s, /%s): its ISO boots with UEFI only; add isolinux and syslinux-common to its packages for BIOS", p.Image, isolinuxPath, ldlinuxPath))
+	}
+	for _, x := range blobs {
 		if *x.dst, err = b.o.Cache.PutBlob(x.data); err != nil {
 			return rec, err
 		}
-	}
-	// ISOLINUX is optional: without it the ISO boots with UEFI only.
-	if files[isolinuxPath] != nil && files[isoMBRPath] != nil && files[ldlinuxPath] != nil {
-		for _, x := range []struct {
-			dst  *string
-			data []byte
-		}{{&rec.Isolinux, files[isolinuxPath]}, {&rec.Ldlinux, files[ldlinuxPath]}, {&rec.IsoMBR, files[isoMBRPath]}} {
-			if *x.dst, err = b.o.Cache.PutBlob(x.data); err != nil {
-				return rec, err
-			}
-		}
-	} else {
-		b.o.Progress.Note(fmt.Sprintf("image %s has no ISOLINUX (/%s, /%s): its ISO boots with UEFI only; add isolinux and syslinux-common to its packages for BIOS", p.Image, isolinuxPath, ldlinuxPath))
 	}
 	if err := b.o.Cache.Put(initramfsStage, key, rec); err != nil {
 		return rec, err

@@ -43,7 +43,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -79,11 +78,15 @@ type BIOSBoot struct {
 	Cmdline  string
 }
 
-// Where a BIOS-booting ISO holds ISOLINUX and the boot files.
+// Where a BIOS-booting ISO holds ISOLINUX, its configuration and the boot
+// files.
 const (
-	isolinuxDir   = "/isolinux"
-	ISOKernelPath = "/imgforge/vmlinuz"
-	ISOInitrdPath = "/imgforge/initrd.img"
+	isolinuxBin     = "/isolinux/isolinux.bin"
+	ldlinuxC32      = "/isolinux/ldlinux.c32"
+	ISOLinuxConfig  = "/isolinux/isolinux.cfg"
+	isolinuxBootCat = "/isolinux/boot.cat"
+	ISOKernelPath   = "/imgforge/vmlinuz"
+	ISOInitrdPath   = "/imgforge/initrd.img"
 )
 
 // isolinuxConfig boots the kernel straight away, with ISOLINUX's own
@@ -137,7 +140,8 @@ func WriteISO(ctx context.Context, path string, l ISOLayout) error {
 	if err := WriteESPImage(esp, l.ESPFiles, l.Epoch); err != nil {
 		return err
 	}
-	var bios map[string]string // ISO path -> file in tmp
+	var mbr string
+	var grafts []string // ISO path=file in tmp, for a BIOS boot
 	if b := l.BIOS; b != nil {
 		if len(b.MBR) < 432 || len(b.Isolinux) == 0 || len(b.Ldlinux) == 0 || len(b.Kernel) == 0 || len(b.Initrd) == 0 {
 			return errors.New("writing an ISO: BIOS boot needs isolinux.bin, ldlinux.c32, isohdpfx.bin (432 bytes or more), a kernel and an initramfs")
@@ -145,23 +149,26 @@ func WriteISO(ctx context.Context, path string, l ISOLayout) error {
 		if strings.ContainsAny(b.Cmdline, "\n\r") {
 			return errors.New("writing an ISO: the kernel command line has a line break")
 		}
-		bios = map[string]string{}
-		for _, f := range []struct {
+		for i, f := range []struct {
 			iso  string
 			data []byte
 		}{
-			{isolinuxDir + "/isolinux.bin", b.Isolinux}, {isolinuxDir + "/ldlinux.c32", b.Ldlinux},
-			{isolinuxDir + "/isolinux.cfg", []byte(isolinuxConfig(b.Cmdline))},
-			{ISOKernelPath, b.Kernel}, {ISOInitrdPath, b.Initrd}, {"mbr", b.MBR},
+			{"", b.MBR}, // not a file of the ISO 9660 tree
+			{isolinuxBin, b.Isolinux}, {ldlinuxC32, b.Ldlinux}, {ISOLinuxConfig, []byte(isolinuxConfig(b.Cmdline))},
+			{ISOKernelPath, b.Kernel}, {ISOInitrdPath, b.Initrd},
 		} {
-			local := filepath.Join(tmp, fmt.Sprintf("bios-%d", len(bios)))
+			local := filepath.Join(tmp, fmt.Sprintf("bios-%d", i))
 			if err := os.WriteFile(local, f.data, 0o644); err != nil {
 				return fmt.Errorf("writing %s: %w", path, err)
 			}
-			bios[f.iso] = local
+			if f.iso == "" {
+				mbr = local
+			} else {
+				grafts = append(grafts, f.iso+"="+graftEscape(local))
+			}
 		}
 	}
-	args := isoArgs(path, esp, l, bios)
+	args := isoArgs(path, esp, l, mbr, grafts)
 	cmd := exec.CommandContext(ctx, xorriso, args...)
 	cmd.Env = append(withoutEnv(os.Environ(), "SOURCE_DATE_EPOCH"), "SOURCE_DATE_EPOCH="+strconv.FormatInt(l.Epoch, 10))
 	out, err := cmd.CombinedOutput()
@@ -176,27 +183,18 @@ func WriteISO(ctx context.Context, path string, l ISOLayout) error {
 }
 
 // isoArgs is xorriso's command line for l, with the ESP image at esp and,
-// for a BIOS boot, the files bios maps ISO paths to ("mbr": the MBR code).
-func isoArgs(path, esp string, l ISOLayout, bios map[string]string) []string {
+// for a BIOS boot (mbr not empty), the MBR code at mbr and the grafts of
+// ISOLINUX and the boot files.
+func isoArgs(path, esp string, l ISOLayout, mbr string, grafts []string) []string {
 	date := time.Unix(l.Epoch, 0).UTC()
 	stamp := date.Format("20060102150405") + "00" // YYYYMMDDhhmmsscc, GMT
-	var biosBoot, biosFiles []string
-	if bios != nil {
+	var biosBoot []string
+	if mbr != "" {
 		biosBoot = []string{
-			"-isohybrid-mbr", bios["mbr"],
-			"-c", strings.TrimPrefix(isolinuxDir, "/") + "/boot.cat",
-			"-b", strings.TrimPrefix(isolinuxDir, "/") + "/isolinux.bin", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+			"-isohybrid-mbr", mbr,
+			"-c", strings.TrimPrefix(isolinuxBootCat, "/"),
+			"-b", strings.TrimPrefix(isolinuxBin, "/"), "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
 			"-eltorito-alt-boot",
-		}
-		var names []string
-		for iso := range bios {
-			if iso != "mbr" {
-				names = append(names, iso)
-			}
-		}
-		sort.Strings(names)
-		for _, iso := range names {
-			biosFiles = append(biosFiles, iso+"="+graftEscape(bios[iso]))
 		}
 	}
 	args := []string{
@@ -217,7 +215,7 @@ func isoArgs(path, esp string, l ISOLayout, bios map[string]string) []string {
 		"--boot-catalog-hide",
 		"-no-pad",
 		"-graft-points", ISORootPath+"="+graftEscape(l.RootImage))
-	return append(args, biosFiles...)
+	return append(args, grafts...)
 }
 
 // graftEscape escapes what xorriso's -graft-points reads specially in a

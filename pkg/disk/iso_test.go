@@ -222,6 +222,20 @@ func copyRange(t *testing.T, src, dst string, off, n int64) {
 	}
 }
 
+func readGPT(t *testing.T, img string) *gpt.Table {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	table, err := gpt.Read(f, 512, 512)
+	if err != nil {
+		t.Fatalf("reading the GPT of %s: %v", img, err)
+	}
+	return table
+}
+
 func TestWriteISOErrors(t *testing.T) {
 	needXorriso(t)
 	dir := t.TempDir()
@@ -406,20 +420,6 @@ func efiApp(msg string) []byte {
 // TestISOBoot boots an ISO in QEMU with OVMF, as a CD (El Torito) and as
 // a disk (the GPT ESP, as from a USB stick), with a tiny EFI application
 // as BOOTX64.EFI that prints a line on the console.
-func readGPT(t *testing.T, img string) *gpt.Table {
-	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	table, err := gpt.Read(f, 512, 512)
-	if err != nil {
-		t.Fatalf("reading the GPT of %s: %v", img, err)
-	}
-	return table
-}
-
 // hostBIOS reads ISOLINUX from the host's isolinux and syslinux-common
 // packages (hack/setup.sh installs them) for a BIOSBoot with a fake kernel.
 func hostBIOS(t *testing.T) *BIOSBoot {
@@ -472,9 +472,9 @@ func TestWriteISOBIOS(t *testing.T) {
 		t.Errorf("partitions %+v, want the root and the ESP", table.Partitions)
 	}
 	for path, want := range map[string][]byte{
-		"/isolinux/isolinux.cfg": []byte(isolinuxConfig(l.BIOS.Cmdline)),
-		ISOKernelPath:            l.BIOS.Kernel, ISOInitrdPath: l.BIOS.Initrd,
-		"/isolinux/ldlinux.c32": l.BIOS.Ldlinux,
+		ISOLinuxConfig: []byte(isolinuxConfig(l.BIOS.Cmdline)),
+		ISOKernelPath:  l.BIOS.Kernel, ISOInitrdPath: l.BIOS.Initrd,
+		ldlinuxC32: l.BIOS.Ldlinux,
 	} {
 		got := filepath.Join(t.TempDir(), "x")
 		if b, err := exec.Command("xorriso", "-no_rc", "-osirrox", "on", "-indev", iso, "-extract", path, got).CombinedOutput(); err != nil {
@@ -524,25 +524,26 @@ func TestISOBoot(t *testing.T) {
 	// configuration and tries the (fake) kernel: as far as it can go.
 	biosMsg := regexp.MustCompile(`Loading /imgforge/vmlinuz\.\.\. ok`)
 	for _, tt := range []struct {
-		name  string
-		pad   int
-		media string
-		bios  bool
+		name     string
+		pad      int
+		media    string
+		withBIOS bool // the ISO carries the BIOS boot too
+		seaBIOS  bool // booted by SeaBIOS, not OVMF
 	}{
-		{"cdrom", 0, qemu.MediaCDROM, false},
-		{"disk", 0, qemu.MediaDisk, false},
-		{"cdrom with a 41 MiB ESP", 40 << 20, qemu.MediaCDROM, false},
-		{"disk with a 41 MiB ESP", 40 << 20, qemu.MediaDisk, false},
-		{"cdrom, UEFI, with BIOS boot too", 0, qemu.MediaCDROM, false},
-		{"cdrom, BIOS", 0, qemu.MediaCDROM, true},
-		{"disk, BIOS", 0, qemu.MediaDisk, true},
+		{"cdrom", 0, qemu.MediaCDROM, false, false},
+		{"disk", 0, qemu.MediaDisk, false, false},
+		{"cdrom with a 41 MiB ESP", 40 << 20, qemu.MediaCDROM, false, false},
+		{"disk with a 41 MiB ESP", 40 << 20, qemu.MediaDisk, false, false},
+		{"cdrom, UEFI, with BIOS boot too", 0, qemu.MediaCDROM, true, false},
+		{"cdrom, BIOS", 0, qemu.MediaCDROM, true, true},
+		{"disk, BIOS", 0, qemu.MediaDisk, true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := testISOLayout(t, t.TempDir(), efiApp(msg), 1000)
 			if tt.pad > 0 {
 				l.ESPFiles = append([]boot.File{{Path: "/PAD/PAD.BIN", Data: make([]byte, tt.pad)}}, l.ESPFiles...)
 			}
-			if strings.Contains(tt.name, "BIOS") {
+			if tt.withBIOS {
 				l.BIOS = hostBIOS(t)
 			}
 			iso := filepath.Join(t.TempDir(), "boot.iso")
@@ -557,7 +558,7 @@ func TestISOBoot(t *testing.T) {
 				Disks: []qemu.Disk{{Path: iso, Media: media, ReadOnly: true}},
 			}
 			want := regexp.MustCompile(regexp.QuoteMeta(msg))
-			if tt.bios {
+			if tt.seaBIOS {
 				m.Firmware, want = qemu.Firmware{}, biosMsg
 			}
 			vm, err := qemu.Start(ctx, &m)

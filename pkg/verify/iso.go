@@ -164,7 +164,7 @@ func lastLine(out []byte) string {
 // BIOS: its kernel command line must be want, and the kernel and the
 // initramfs it names must be on the ISO.
 func (r *run) checkBIOS(xorriso, isoPath, want, wantFrom string) (string, error) {
-	const cfgPath = "/isolinux/isolinux.cfg"
+	const cfgPath = disk.ISOLinuxConfig
 	cfg := filepath.Join(r.tmp, "isolinux.cfg")
 	if out, err := exec.CommandContext(r.ctx, xorriso, "-no_rc", "-osirrox", "on", "-indev", isoPath, "-extract", cfgPath, cfg).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("the ISO has a BIOS boot entry but no %s: %s", cfgPath, lastLine(out))
