@@ -14,7 +14,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/agent"
 	"github.com/imgforge/imgforge/pkg/agent/config"
-	"github.com/imgforge/imgforge/pkg/imgforge"
+	"github.com/imgforge/imgforge/pkg/version"
 )
 
 // exitConfig is the exit status for invalid settings; the systemd unit
@@ -32,7 +32,7 @@ func newRootCmd(stdout, stderr io.Writer, hup <-chan os.Signal) *cobra.Command {
 		Short:         "Configure an imgforge node from cloud-init and its discovered peers",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       imgforge.Version,
+		Version:       version.Version,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -108,7 +108,7 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 				Renderer: agent.Renderers{&agent.SnapshotFile{Path: f.snapshot}, agent.NewRoleRenderer(f.root, f.templates)},
 				Health:   health,
 				Logf:     logger.Printf,
-				Version:  imgforge.Version,
+				Version:  version.Version,
 			})
 			l, err := agent.Listen(f.listen)
 			if err != nil {

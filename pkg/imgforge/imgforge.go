@@ -19,13 +19,13 @@ import (
 	"github.com/imgforge/imgforge/pkg/oci"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/spec"
+	"github.com/imgforge/imgforge/pkg/version"
 	"github.com/imgforge/imgforge/roles"
 )
 
-// Version is imgforge's version, written into every image's labels and
-// manifest. It is a constant so that every front end (CLI, Packer) makes
-// the same bytes from the same inputs.
-const Version = "0.1.0"
+// Version is imgforge's version (package version holds it, so that the
+// agent can print it without linking the builder).
+const Version = version.Version
 
 // Catalog returns the definitions: those in rolesDir and imagesDir (when
 // not empty) override the embedded defaults by name.
