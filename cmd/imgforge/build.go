@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -30,7 +31,7 @@ func newBuildCmd(c *common) *cobra.Command {
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, f := range formats {
-				if !contains(build.Formats, f) {
+				if !slices.Contains(build.Formats, f) {
 					return fmt.Errorf("--format: unknown output format %q; known: %s", f, strings.Join(build.Formats, ", "))
 				}
 			}
@@ -78,13 +79,4 @@ func newBuildCmd(c *common) *cobra.Command {
 	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+strings.Join(build.Formats, ", ")+" (default: the image definition's outputs)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
 	return cmd
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -138,9 +137,4 @@ func b2i(b bool) int {
 func label(v string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(v) + `"`
-}
-
-// SortFiles sorts rendered files by path.
-func SortFiles(fs []RenderedFile) {
-	slices.SortFunc(fs, func(a, b RenderedFile) int { return strings.Compare(a.Path, b.Path) })
 }

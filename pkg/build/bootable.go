@@ -264,7 +264,10 @@ func (b *Builder) rootfs(ctx context.Context, im *Image) (rootRecord, error) {
 	if err := b.o.Cache.Put(rootfsStage, key, rec); err != nil {
 		return rec, err
 	}
-	fi, _ := os.Stat(b.o.Cache.BlobPath(rec.Squashfs))
+	fi, err := os.Stat(b.o.Cache.BlobPath(rec.Squashfs))
+	if err != nil {
+		return rec, err
+	}
 	st.Done(fmt.Sprintf("squashfs %s, root hash %s", units.Bytes(fi.Size()), v.RootHash[:12]))
 	return rec, nil
 }

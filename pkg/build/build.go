@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,7 +77,7 @@ func New(ctx context.Context, o Options) (*Builder, error) {
 		o.Progress = NewProgress(io.Discard, false, o.Now)
 	}
 	for _, f := range o.Formats {
-		if !contains(Formats, f) {
+		if !slices.Contains(Formats, f) {
 			return nil, fmt.Errorf("unknown output format %q; known: %s", f, strings.Join(Formats, ", "))
 		}
 	}
@@ -85,15 +86,6 @@ func New(ctx context.Context, o Options) (*Builder, error) {
 		return nil, err
 	}
 	return &Builder{o: o, mmdVersion: v, releases: map[string]string{}, verified: map[string]bool{}}, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // CheckOutputDir makes sure dir exists and is writable, before any work.

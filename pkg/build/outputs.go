@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -175,7 +176,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	var diskInfo *DiskInfo
 	var isoCmdline, pxeCmdline string
 	formats := b.formats(p)
-	if contains(formats, "raw") || contains(formats, "qcow2") || contains(formats, "vmdk") || contains(formats, "iso") || contains(formats, "pxe") {
+	if slices.Contains(formats, "raw") || slices.Contains(formats, "qcow2") || slices.Contains(formats, "vmdk") || slices.Contains(formats, "iso") || slices.Contains(formats, "pxe") {
 		if bootable, err = b.Bootable(ctx, im); err != nil {
 			return nil, err
 		}
@@ -230,7 +231,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 					st.Fail()
 					return nil, err
 				}
-				if contains(formats, "raw") {
+				if slices.Contains(formats, "raw") {
 					a, err := artifactOf(raw, "raw")
 					if err != nil {
 						return nil, err
@@ -253,7 +254,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 			arts = append(arts, a)
 		}
 	}
-	if !contains(formats, "raw") {
+	if !slices.Contains(formats, "raw") {
 		// Only the source of a qcow2 or vmdk.
 		os.Remove(filepath.Join(tmp, p.Role+".raw"))
 	}
@@ -317,7 +318,16 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	if err := writeSums(tmp, known); err != nil {
 		return nil, err
 	}
-	arts = append(arts, Artifact{Path: "SHA256SUMS", Format: "sha256sums"})
+	sums := Artifact{Path: "SHA256SUMS", Format: "sha256sums"}
+	if sums.Digest, err = fileDigest(filepath.Join(tmp, sums.Path)); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(filepath.Join(tmp, sums.Path)); err != nil {
+		return nil, err
+	} else {
+		sums.Size = fi.Size()
+	}
+	arts = append(arts, sums)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -328,14 +338,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	committed = true
 	// Reported paths and sizes are of the final location.
 	for i := range arts {
-		full := filepath.Join(final, arts[i].Path)
-		if arts[i].Path == "SHA256SUMS" {
-			if fi, err := os.Stat(full); err == nil {
-				arts[i].Size = fi.Size()
-			}
-			arts[i].Digest, _ = fileDigest(full)
-		}
-		arts[i].Path = full
+		arts[i].Path = filepath.Join(final, arts[i].Path)
 	}
 	st.Done(fmt.Sprintf("%s %s", filepath.Join(b.o.OutputDir, p.Role), digest))
 	return &Result{Role: p.Role, PlanDigest: p.Digest(), ImageDigest: digest.String(), Dir: final, Artifacts: arts}, nil

@@ -138,12 +138,6 @@ func (c *Cache) BlobPath(digest string) string {
 	return filepath.Join(c.dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
 }
 
-// HasBlob reports whether the blob exists with the given size.
-func (c *Cache) HasBlob(digest string, size int64) bool {
-	fi, err := os.Stat(c.BlobPath(digest))
-	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
-}
-
 // Verify re-hashes a blob and returns ErrCorrupt when it does not match.
 func (c *Cache) Verify(digest string) error {
 	f, err := os.Open(c.BlobPath(digest))

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -260,16 +261,8 @@ func TestBlobWriter(t *testing.T) {
 			if err := c.Verify(d); err != nil {
 				t.Errorf("Verify after Abort following Commit: %v", err)
 			}
-			for _, h := range []struct {
-				size int64
-				want bool
-			}{{5, true}, {-1, true}, {4, false}, {6, false}} {
-				if got := c.HasBlob(d, h.size); got != h.want {
-					t.Errorf("HasBlob(size %d) = %v, want %v", h.size, got, h.want)
-				}
-			}
-			if c.HasBlob("sha256:"+strings.Repeat("0", 64), -1) {
-				t.Error("HasBlob of a missing blob")
+			if err := c.Verify("sha256:" + strings.Repeat("0", 64)); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Verify of a missing blob: %v, want ErrCorrupt", err)
 			}
 		})
 	}
@@ -293,8 +286,8 @@ func TestBlobAbort(t *testing.T) {
 	if got := names(t, filepath.Join(dir, "blobs", "sha256")); len(got) != 0 {
 		t.Errorf("blobs after Abort: %v", got)
 	}
-	if c.HasBlob(helloDigest, -1) {
-		t.Error("aborted blob exists")
+	if _, err := os.Stat(c.BlobPath(helloDigest)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("aborted blob: %v, want it missing", err)
 	}
 }
 

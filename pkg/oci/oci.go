@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -194,16 +193,6 @@ func linkOrCopy(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// SortedKeys lists a map's keys in order.
-func SortedKeys(m map[string]string) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Push writes img to the registry at ref, with credentials from the

@@ -695,18 +695,3 @@ func TestPushErrors(t *testing.T) {
 		})
 	}
 }
-
-func TestSortedKeys(t *testing.T) {
-	for _, tc := range []struct {
-		in   map[string]string
-		want []string
-	}{
-		{nil, nil},
-		{map[string]string{}, nil},
-		{map[string]string{"b": "1", "a": "2", "c": "", "B": "x"}, []string{"B", "a", "b", "c"}},
-	} {
-		if got := SortedKeys(tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("SortedKeys(%v) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}

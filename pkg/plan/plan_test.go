@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -80,25 +81,16 @@ func TestDefaultRolesAreTheStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, pkg := range pkgs {
-			if !contains(p.Packages, pkg) {
+			if !slices.Contains(p.Packages, pkg) {
 				t.Errorf("%s plan lacks %s: %v", role, pkg, p.Packages)
 			}
 		}
 		for _, pkg := range []string{"systemd", "linux-image-amd64", "cloud-init", "openssh-server", "prometheus-node-exporter"} {
-			if !contains(p.BasePackages, pkg) {
+			if !slices.Contains(p.BasePackages, pkg) {
 				t.Errorf("%s base lacks %s", role, pkg)
 			}
 		}
 	}
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestOptions(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"text/template"
@@ -127,7 +128,7 @@ func (h handler) machine(w http.ResponseWriter, r *http.Request, name string) {
 	if e := h.s.cfg.Machines.Lookup(mac); e != nil {
 		data.Role, data.Listed = e.Role, true
 	} else if q := r.URL.Query().Get("role"); q != "" {
-		if !contains(roles, q) {
+		if !slices.Contains(roles, q) {
 			http.Error(w, fmt.Sprintf("role %q has no PXE set", q), http.StatusNotFound)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -92,7 +93,7 @@ func LoadMachines(path, root string) (*Machines, error) {
 		p := pos[field]
 		return &spec.Error{File: path, Line: p.Line, Col: p.Col, Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
-	known := func(role string) bool { return contains(roles, role) }
+	known := func(role string) bool { return slices.Contains(roles, role) }
 	accepted := "the PXE sets under " + root + ": " + strings.Join(roles, ", ")
 	if len(roles) == 0 {
 		accepted = "none: " + root + " holds no PXE set (build one with imgforge build ROLE --format pxe)"
@@ -144,15 +145,6 @@ func (m *Machines) Lookup(mac net.HardwareAddr) *Machine {
 	return m.byMAC[mac.String()]
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // seedFiles are the files of a NoCloud seed served over HTTP.
 var seedFiles = []string{seed.MetaDataFile, seed.UserDataFile, "vendor-data", seed.NetworkConfigFile}
 
@@ -161,7 +153,7 @@ var seedFiles = []string{seed.MetaDataFile, seed.UserDataFile, "vendor-data", se
 // vendor-data gets an empty one; one without network-config, none
 // (fs.ErrNotExist), so that cloud-init configures DHCP.
 func seedFile(e *Machine, mac net.HardwareAddr, role, name string) ([]byte, error) {
-	if !contains(seedFiles, name) {
+	if !slices.Contains(seedFiles, name) {
 		return nil, fs.ErrNotExist
 	}
 	if e != nil && e.Seed != "" {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -23,15 +24,6 @@ var (
 )
 
 func validName(s string) bool { return nameRe.MatchString(s) }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
 
 // Validate checks every value of the role; known lists the role names
 // that discover may name.
@@ -73,7 +65,7 @@ func (r *Role) Validate(src Source, known []string) error {
 		return err
 	}
 	for i, d := range r.Discover {
-		if !contains(known, d) {
+		if !slices.Contains(known, d) {
 			return src.Errorf(fmt.Sprintf("discover[%d]", i), "unknown role %q; known roles: %s", d, strings.Join(known, ", "))
 		}
 	}
@@ -227,7 +219,7 @@ func (im *Image) Validate(src Source) error {
 			return src.Errorf(fmt.Sprintf("distribution.components[%d]", i), "%q is not an archive component such as main", c)
 		}
 	}
-	if !contains(architectures, im.Architecture) {
+	if !slices.Contains(architectures, im.Architecture) {
 		return src.Errorf("architecture", "%q is not accepted; accepted: %s", im.Architecture, strings.Join(architectures, ", "))
 	}
 	if im.Architecture != "amd64" {
@@ -256,7 +248,7 @@ func (im *Image) Validate(src Source) error {
 		}
 	}
 	for i, o := range im.Outputs {
-		if !contains(Outputs, o) {
+		if !slices.Contains(Outputs, o) {
 			return src.Errorf(fmt.Sprintf("outputs[%d]", i), "unknown output format %q; known: %s", o, strings.Join(Outputs, ", "))
 		}
 	}
