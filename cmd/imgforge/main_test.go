@@ -52,6 +52,7 @@ func TestCLIErrors(t *testing.T) {
 		{"bad option", []string{"plan", "--set", "runtime=rails", "app"}, nil, `"rails" is not a choice; accepted: php-fpm, uwsgi`},
 		{"bad epoch", []string{"plan", "lb"}, map[string]string{"SOURCE_DATE_EPOCH": "yesterday"}, `SOURCE_DATE_EPOCH="yesterday" is not a positive Unix time`},
 		{"bad output", []string{"plan", "-o", "xml", "lb"}, nil, `--output "xml": accepted: text, json`},
+		{"yaml output of build", []string{"build", "-o", "yaml", "lb"}, nil, `--output "yaml": accepted: text, json`},
 		{"unwritable output dir", []string{"build", "--output-dir", filepath.Join(file, "out"), "--cache-dir", filepath.Join(dir, "cache"), "lb"}, nil, "output directory " + filepath.Join(file, "out") + " cannot be created"},
 		{"missing roles dir", []string{"plan", "--roles", filepath.Join(dir, "nope"), "lb"}, nil, "roles folder: stat"},
 		{"no args", []string{"build"}, nil, "requires at least 1 arg"},
@@ -97,6 +98,9 @@ func TestPlanOutputs(t *testing.T) {
 	}
 	if !strings.HasPrefix(yamlOut, "# plan digest: sha256:") || !strings.Contains(yamlOut, "role: lb\n") {
 		t.Errorf("yaml plan:\n%s", yamlOut)
+	}
+	if asked, _, err := runCLI(t, nil, "plan", "-o", "yaml", "lb"); err != nil || asked != yamlOut {
+		t.Errorf("plan -o yaml differs from plan's text form (%v):\n%s", err, asked)
 	}
 	roles, _, err := runCLI(t, nil, "roles")
 	if err != nil || roles != "app\ndb\nlb\nweb\n" {

@@ -14,6 +14,9 @@ func newPlanCmd(c *common) *cobra.Command {
 		Short: "Print the resolved build plan of a role (YAML, or JSON with --output json)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c.output == "yaml" { // the text form of a plan is YAML
+				c.output = "text"
+			}
 			plans, err := c.plans(args)
 			if err != nil {
 				return err

@@ -110,7 +110,7 @@ func (c *common) planOptions() (plan.Options, error) {
 		}
 		o.Set[k] = v
 	}
-	if c.output != "text" && c.output != "json" && c.output != "yaml" {
+	if c.output != "text" && c.output != "json" {
 		return o, fmt.Errorf("--output %q: accepted: text, json", c.output)
 	}
 	return o, nil
