@@ -33,7 +33,7 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root := &cobra.Command{
 		Use:           "imgforge",
 		Short:         "Build immutable, per-role machine images",
-		Long:          "imgforge builds a machine image per role of a web stack (lb, web, app, db) from Debian packages and its own files,\nas OCI images today, and configures the machines at boot.",
+		Long:          "imgforge builds a machine image per role of a web stack (lb, web, app, db) from Debian packages and its own files:\nOCI images, UEFI disks (raw, qcow2), a hybrid ISO and PXE sets; its agent configures the machines at boot.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       imgforge.Version,
