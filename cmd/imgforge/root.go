@@ -8,9 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
-	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 	"github.com/imgforge/imgforge/pkg/plan"
@@ -137,15 +135,4 @@ func (c *common) plans(roles []string) ([]*plan.Plan, error) {
 		return nil, err
 	}
 	return imgforge.Plans(cat, roles, opts)
-}
-
-// progress reports on the command's standard error, redrawing its line
-// when that is a terminal.
-func progress(cmd *cobra.Command) *build.Progress {
-	stderr := cmd.ErrOrStderr()
-	tty := false
-	if f, ok := stderr.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
-	return build.NewProgress(stderr, tty, nil)
 }

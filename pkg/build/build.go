@@ -74,7 +74,7 @@ func New(ctx context.Context, o Options) (*Builder, error) {
 		o.Log = io.Discard
 	}
 	if o.Progress == nil {
-		o.Progress = NewProgress(io.Discard, false, o.Now)
+		o.Progress = NewProgress(nil, o.Now)
 	}
 	for _, f := range o.Formats {
 		if !slices.Contains(Formats, f) {

@@ -12,17 +12,17 @@ import (
 	"time"
 )
 
-// Progress reports stages on a terminal or in a log: one line when a stage
-// starts and one when it ends, with its time. On a terminal, the running
-// stage's line is redrawn with what it is doing and a bar for downloads.
+// Progress turns the stages of a build into a stream of Events for a sink:
+// a stage starting, saying what it does, ending; and notes of their own. It
+// keeps the time each stage took. How the events are shown (a log, a line
+// redrawn on a terminal, JSON) is the sink's business: LogLines writes
+// them as plain lines; the CLI draws them on a terminal.
 type Progress struct {
-	w   io.Writer
-	tty bool
-	now func() time.Time
+	sink func(Event)
+	now  func() time.Time
 
 	mu      sync.Mutex
 	timings []StageTime
-	drawn   bool
 }
 
 // StageTime is how long one stage of one role took.
@@ -33,12 +33,74 @@ type StageTime struct {
 	Result  string  `json:"result"`
 }
 
-// NewProgress reports to w; tty says w is a terminal.
-func NewProgress(w io.Writer, tty bool, now func() time.Time) *Progress {
+// EventKind says what an Event reports.
+type EventKind string
+
+// The kinds of Event.
+const (
+	StageStarted EventKind = "stage-started"
+	StageUpdated EventKind = "stage-updated"
+	StageEnded   EventKind = "stage-ended"
+	Noted        EventKind = "note"
+)
+
+// Event is one thing a build reports.
+type Event struct {
+	Kind    EventKind `json:"kind"`
+	Time    time.Time `json:"time"`
+	Role    string    `json:"role,omitempty"`
+	Stage   string    `json:"stage,omitempty"`
+	Started time.Time `json:"started,omitzero"` // when the stage started (stage events)
+	// Message is what the stage does now (StageUpdated), its result
+	// (StageEnded: "failed" when it failed), or the note (Noted).
+	Message string `json:"message,omitempty"`
+	// Live marks an update that only a live display shows: a tool's phase
+	// or a download, too frequent for a log.
+	Live   bool  `json:"live,omitempty"`
+	Failed bool  `json:"failed,omitempty"`
+	Got    int64 `json:"got,omitempty"`  // package bytes downloaded so far by the stage
+	Need   int64 `json:"need,omitempty"` // package bytes it has to download, once apt said
+}
+
+// Elapsed is how long the stage had run at the event.
+func (e Event) Elapsed() time.Duration { return e.Time.Sub(e.Started) }
+
+// Prefix is the role and stage, padded so that a log's columns line up.
+func (e Event) Prefix() string { return fmt.Sprintf("%-6s %-9s", e.Role, e.Stage) }
+
+// Line is the event as a line of a log, without its newline, or "" for an
+// event a log leaves out (a start, a live or empty update).
+func (e Event) Line() string {
+	switch {
+	case e.Kind == Noted:
+		return "imgforge: " + e.Message
+	case e.Kind == StageUpdated && !e.Live && e.Message != "":
+		return e.Prefix() + " " + e.Message
+	case e.Kind == StageEnded:
+		return fmt.Sprintf("%s %s (%.1fs)", e.Prefix(), e.Message, e.Elapsed().Seconds())
+	}
+	return ""
+}
+
+// LogLines is a sink that writes each event's Line to w.
+func LogLines(w io.Writer) func(Event) {
+	return func(e Event) {
+		if l := e.Line(); l != "" {
+			fmt.Fprintln(w, l)
+		}
+	}
+}
+
+// NewProgress sends events to sink (nil discards them), timed by now (nil:
+// time.Now).
+func NewProgress(sink func(Event), now func() time.Time) *Progress {
 	if now == nil {
 		now = time.Now
 	}
-	return &Progress{w: w, tty: tty, now: now}
+	if sink == nil {
+		sink = func(Event) {}
+	}
+	return &Progress{sink: sink, now: now}
 }
 
 // Timings lists the stages that ended so far.
@@ -48,20 +110,19 @@ func (p *Progress) Timings() []StageTime {
 	return append([]StageTime(nil), p.timings...)
 }
 
-// Note prints a line of its own.
-func (p *Progress) Note(msg string) {
+// emit stamps e and hands it to the sink, one event at a time.
+func (p *Progress) emit(e Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.clear()
-	fmt.Fprintf(p.w, "imgforge: %s\n", msg)
+	e.Time = p.now()
+	if e.Kind == StageEnded {
+		p.timings = append(p.timings, StageTime{Role: e.Role, Stage: e.Stage, Seconds: e.Elapsed().Seconds(), Result: e.Message})
+	}
+	p.sink(e)
 }
 
-func (p *Progress) clear() {
-	if p.tty && p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
-}
+// Note reports a line of its own.
+func (p *Progress) Note(msg string) { p.emit(Event{Kind: Noted, Message: msg}) }
 
 // Stage is one running stage.
 type Stage struct {
@@ -74,61 +135,22 @@ type Stage struct {
 // Start reports that a stage began.
 func (p *Progress) Start(role, stage string) *Stage {
 	s := &Stage{p: p, role: role, name: stage, start: p.now()}
-	if p.tty {
-		s.Update("")
-	}
+	s.emit(StageStarted, "", false)
 	return s
 }
 
-func (s *Stage) prefix() string { return fmt.Sprintf("%-6s %-9s", s.role, s.name) }
+func (s *Stage) emit(kind EventKind, msg string, live bool) {
+	s.p.emit(Event{Kind: kind, Role: s.role, Stage: s.name, Started: s.start, Message: msg, Live: live, Failed: kind == StageEnded && msg == "failed", Got: s.got, Need: s.needed})
+}
 
 // Update says what the stage is doing now.
-func (s *Stage) Update(msg string) {
-	p := s.p
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.tty {
-		if msg != "" {
-			fmt.Fprintf(p.w, "%s %s\n", s.prefix(), msg)
-		}
-		return
-	}
-	p.clear()
-	line := fmt.Sprintf("%s %5.1fs %s", s.prefix(), p.now().Sub(s.start).Seconds(), msg)
-	if s.needed > 0 {
-		line += " " + bar(s.got, s.needed)
-	}
-	if len(line) > 110 {
-		line = line[:110]
-	}
-	fmt.Fprint(p.w, line)
-	p.drawn = true
-}
-
-func bar(got, total int64) string {
-	const width = 20
-	if got > total {
-		got = total
-	}
-	n := int(float64(width) * float64(got) / float64(total))
-	return fmt.Sprintf("[%s%s] %.1f/%.1f MB", strings.Repeat("=", n), strings.Repeat(" ", width-n), float64(got)/1e6, float64(total)/1e6)
-}
-
-func (s *Stage) end(result string) {
-	p := s.p
-	secs := p.now().Sub(s.start).Seconds()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
-	fmt.Fprintf(p.w, "%s %s (%.1fs)\n", s.prefix(), result, secs)
-	p.timings = append(p.timings, StageTime{Role: s.role, Stage: s.name, Seconds: secs, Result: result})
-}
+func (s *Stage) Update(msg string) { s.emit(StageUpdated, msg, false) }
 
 // Done reports that the stage ended well.
-func (s *Stage) Done(result string) { s.end(result) }
+func (s *Stage) Done(result string) { s.emit(StageEnded, result, false) }
 
 // Fail reports that the stage failed; the error is reported by the caller.
-func (s *Stage) Fail() { s.end("failed") }
+func (s *Stage) Fail() { s.emit(StageEnded, "failed", false) }
 
 var (
 	getRe  = regexp.MustCompile(`^Get:\d+ .* \[([\d,.]+) (B|kB|MB|GB)\]$`)
@@ -173,8 +195,8 @@ func (l *stageLog) Write(b []byte) (int, error) {
 func (l *stageLog) line(line string) {
 	s := l.s
 	switch {
-	case strings.HasPrefix(line, "I: ") && s.p.tty:
-		s.Update(strings.TrimSuffix(strings.TrimPrefix(line, "I: "), "..."))
+	case strings.HasPrefix(line, "I: "):
+		s.emit(StageUpdated, strings.TrimSuffix(strings.TrimPrefix(line, "I: "), "..."), true)
 	case needRe.MatchString(line):
 		m := needRe.FindStringSubmatch(line)
 		if m[1] != "" {
@@ -185,8 +207,6 @@ func (l *stageLog) line(line string) {
 	case getRe.MatchString(line):
 		m := getRe.FindStringSubmatch(line)
 		s.got += parseSize(m[1], m[2])
-		if s.p.tty {
-			s.Update("downloading")
-		}
+		s.emit(StageUpdated, "downloading", true)
 	}
 }

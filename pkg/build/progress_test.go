@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"reflect"
 	"slices"
 	"strings"
@@ -30,9 +31,6 @@ func (c *clock) advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 }
-
-// clr is what a terminal progress line is erased with.
-const clr = "\r\033[K"
 
 // step is one call on a Progress; stage indexes the stages started so far.
 type step struct {
@@ -70,7 +68,6 @@ func run(p *Progress, c *clock, steps []step) {
 func TestProgress(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		tty     bool
 		steps   []step
 		want    string
 		timings []StageTime
@@ -121,49 +118,11 @@ func TestProgress(t *testing.T) {
 				{Role: "web", Stage: "base", Seconds: 5, Result: "failed"},
 			},
 		},
-		{
-			name: "terminal: the line is redrawn and ends with a newline",
-			tty:  true,
-			steps: []step{
-				{start: [2]string{"web", "packages"}},
-				{advance: time.Second},
-				{update: str("installing haproxy")},
-				{advance: time.Second},
-				{done: str("done")},
-			},
-			want: "web    packages    0.0s " +
-				clr + "web    packages    1.0s installing haproxy" +
-				clr + "web    packages  done (2.0s)\n",
-			timings: []StageTime{{Role: "web", Stage: "packages", Seconds: 2, Result: "done"}},
-		},
-		{
-			name: "terminal: a note erases the running line",
-			tty:  true,
-			steps: []step{
-				{start: [2]string{"web", "base"}},
-				{note: str("hello")},
-				{note: str("again")},
-				{update: str("")},
-				{fail: true},
-			},
-			want: "web    base        0.0s " + clr + "imgforge: hello\nimgforge: again\n" +
-				"web    base        0.0s " + clr + "web    base      failed (0.0s)\n",
-			timings: []StageTime{{Role: "web", Stage: "base", Seconds: 0, Result: "failed"}},
-		},
-		{
-			name: "terminal: long lines are cut",
-			tty:  true,
-			steps: []step{
-				{start: [2]string{"web", "packages"}},
-				{update: str("installing " + strings.Repeat("libsomething ", 20))},
-			},
-			want: "web    packages    0.0s " + clr + ("web    packages    0.0s installing " + strings.Repeat("libsomething ", 20))[:110],
-		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
 			c := newClock()
-			p := NewProgress(&out, tc.tty, c.now)
+			p := NewProgress(LogLines(&out), c.now)
 			run(p, c, tc.steps)
 			if got := out.String(); got != tc.want {
 				t.Errorf("output\n  got  %q\n  want %q", got, tc.want)
@@ -177,7 +136,7 @@ func TestProgress(t *testing.T) {
 
 func TestTimingsIsACopy(t *testing.T) {
 	c := newClock()
-	p := NewProgress(&bytes.Buffer{}, false, c.now)
+	p := NewProgress(nil, c.now)
 	p.Start("web", "base").Done("ok")
 	ts := p.Timings()
 	ts[0].Result = "changed"
@@ -187,7 +146,7 @@ func TestTimingsIsACopy(t *testing.T) {
 }
 
 func TestNewProgressDefaultClock(t *testing.T) {
-	p := NewProgress(&bytes.Buffer{}, false, nil)
+	p := NewProgress(nil, nil)
 	before := time.Now()
 	s := p.Start("web", "base")
 	if s.start.Before(before) || s.start.After(time.Now()) {
@@ -279,7 +238,7 @@ func TestLogWriter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, log bytes.Buffer
 			c := newClock()
-			p := NewProgress(&out, false, c.now)
+			p := NewProgress(LogLines(&out), c.now)
 			s := p.Start("web", "packages")
 			w := s.LogWriter(&log)
 			for _, b := range tc.writes {
@@ -304,93 +263,76 @@ func TestLogWriter(t *testing.T) {
 	}
 }
 
-func TestLogWriterTerminal(t *testing.T) {
-	var out, log bytes.Buffer
-	c := newClock()
-	p := NewProgress(&out, true, c.now)
-	s := p.Start("web", "base")
-	w := s.LogWriter(&log)
-	for _, l := range []string{
-		"I: running apt-get update...",
-		"Need to get 10.0 MB of archives.",
-		"Get:1 http://deb.debian.org/debian bookworm/main amd64 a amd64 1 [2,500 kB]",
-		"I: extracting archives...",
-		"Get:2 http://deb.debian.org/debian bookworm/main amd64 b amd64 1 [20 MB]",
-	} {
-		c.advance(time.Second)
-		if _, err := fmt.Fprintln(w, l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := "web    base        0.0s " +
-		clr + "web    base        1.0s running apt-get update" +
-		clr + "web    base        3.0s downloading [=====               ] 2.5/10.0 MB" +
-		clr + "web    base        4.0s extracting archives [=====               ] 2.5/10.0 MB" +
-		clr + "web    base        5.0s downloading [====================] 10.0/10.0 MB"
-	if out.String() != want {
-		t.Errorf("terminal\n  got  %q\n  want %q", out.String(), want)
-	}
-	if s.got != 22_500_000 || s.needed != 10_000_000 {
-		t.Errorf("got %d of %d", s.got, s.needed)
-	}
-	if !strings.HasPrefix(log.String(), "I: running apt-get update...\nNeed to get") {
-		t.Errorf("log %q", log.String())
-	}
-}
-
-func TestBar(t *testing.T) {
-	for _, tc := range []struct {
-		got, total int64
-		want       string
-	}{
-		{0, 10_000_000, "[                    ] 0.0/10.0 MB"},
-		{5_000_000, 10_000_000, "[==========          ] 5.0/10.0 MB"},
-		{9_999_999, 10_000_000, "[=================== ] 10.0/10.0 MB"},
-		{10_000_000, 10_000_000, "[====================] 10.0/10.0 MB"},
-		{30_000_000, 10_000_000, "[====================] 10.0/10.0 MB"},
-	} {
-		if got := bar(tc.got, tc.total); got != tc.want {
-			t.Errorf("bar(%d, %d) = %q, want %q", tc.got, tc.total, got, tc.want)
-		}
-	}
-}
-
 // TestProgressConcurrent runs stages of several roles at once, as a
 // parallel build would; run with -race.
 func TestProgressConcurrent(t *testing.T) {
-	for _, tty := range []bool{false, true} {
-		t.Run(fmt.Sprint("tty=", tty), func(t *testing.T) {
-			var out bytes.Buffer
-			c := newClock()
-			p := NewProgress(&out, tty, c.now)
-			roles := []string{"web", "dns", "db", "cache", "proxy", "mail"}
-			var wg sync.WaitGroup
-			for _, r := range roles {
-				wg.Go(func() {
-					s := p.Start(r, "packages")
-					var log bytes.Buffer
-					w := s.LogWriter(&log)
-					for i := 0; i < 50; i++ {
-						fmt.Fprintf(w, "Get:%d http://x bookworm/main amd64 p amd64 1 [1 kB]\n", i)
-						s.Update("installing")
-						p.Note("note from " + r)
-					}
-					s.Done("ok")
-				})
+	var out bytes.Buffer
+	c := newClock()
+	p := NewProgress(LogLines(&out), c.now)
+	roles := []string{"web", "dns", "db", "cache", "proxy", "mail"}
+	var wg sync.WaitGroup
+	for _, r := range roles {
+		wg.Go(func() {
+			s := p.Start(r, "packages")
+			var log bytes.Buffer
+			w := s.LogWriter(&log)
+			for i := 0; i < 50; i++ {
+				fmt.Fprintf(w, "Get:%d http://x bookworm/main amd64 p amd64 1 [1 kB]\n", i)
+				s.Update("installing")
+				p.Note("note from " + r)
 			}
-			wg.Wait()
-			var got []string
-			for _, st := range p.Timings() {
-				got = append(got, st.Role)
-			}
-			slices.Sort(got)
-			want := slices.Sorted(slices.Values(roles))
-			if !slices.Equal(got, want) {
-				t.Errorf("timings for %q, want %q", got, want)
-			}
-			if n := strings.Count(out.String(), " ok (0.0s)\n"); n != len(roles) {
-				t.Errorf("%d end lines, want %d", n, len(roles))
-			}
+			s.Done("ok")
 		})
+	}
+	wg.Wait()
+	var got []string
+	for _, st := range p.Timings() {
+		got = append(got, st.Role)
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(roles))
+	if !slices.Equal(got, want) {
+		t.Errorf("timings for %q, want %q", got, want)
+	}
+	if n := strings.Count(out.String(), " ok (0.0s)\n"); n != len(roles) {
+		t.Errorf("%d end lines, want %d", n, len(roles))
+	}
+}
+
+// TestEvents checks the stream a sink sees: kinds, times, the stage's
+// start, and tool output as live updates with the download counts.
+func TestEvents(t *testing.T) {
+	var got []Event
+	c := newClock()
+	p := NewProgress(func(e Event) { got = append(got, e) }, c.now)
+	start := c.now()
+	s := p.Start("web", "base")
+	c.advance(time.Second)
+	w := s.LogWriter(io.Discard)
+	fmt.Fprintln(w, "I: running apt-get update...")
+	fmt.Fprintln(w, "Need to get 10.0 MB of archives.")
+	fmt.Fprintln(w, "Get:1 http://deb.debian.org/debian bookworm/main amd64 a amd64 1 [2,500 kB]")
+	s.Update("diffing")
+	p.Note("hello")
+	c.advance(time.Second)
+	s.Fail()
+	at := func(d time.Duration) time.Time { return start.Add(d) }
+	want := []Event{
+		{Kind: StageStarted, Time: at(0), Role: "web", Stage: "base", Started: start},
+		{Kind: StageUpdated, Time: at(time.Second), Role: "web", Stage: "base", Started: start, Message: "running apt-get update", Live: true},
+		{Kind: StageUpdated, Time: at(time.Second), Role: "web", Stage: "base", Started: start, Message: "downloading", Live: true, Got: 2_500_000, Need: 10_000_000},
+		{Kind: StageUpdated, Time: at(time.Second), Role: "web", Stage: "base", Started: start, Message: "diffing", Got: 2_500_000, Need: 10_000_000},
+		{Kind: Noted, Time: at(time.Second), Message: "hello"},
+		{Kind: StageEnded, Time: at(2 * time.Second), Role: "web", Stage: "base", Started: start, Message: "failed", Failed: true, Got: 2_500_000, Need: 10_000_000},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events\n  got  %+v\n  want %+v", got, want)
+	}
+	var lines []string
+	for _, e := range got {
+		lines = append(lines, e.Line())
+	}
+	if w := []string{"", "", "", "web    base      diffing", "imgforge: hello", "web    base      failed (2.0s)"}; !slices.Equal(lines, w) {
+		t.Errorf("lines %q, want %q", lines, w)
 	}
 }

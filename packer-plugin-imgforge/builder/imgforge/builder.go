@@ -70,7 +70,7 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, _ packersdk.Hook) (p
 		CacheDir:  b.cacheDir,
 		OutputDir: b.config.OutputDir,
 		Formats:   b.config.Formats,
-		Progress:  build.NewProgress(lines, false, nil),
+		Progress:  build.NewProgress(build.LogLines(lines), nil),
 		Log:       log.Writer(), // the tools' output goes to Packer's log (PACKER_LOG=1)
 		Rootless:  os.Geteuid() != 0,
 	})
