@@ -66,9 +66,9 @@ type ioConn struct {
 	net.Conn
 	timeout time.Duration
 
-	mu                 sync.Mutex // orders deadline changes
-	readDL, writeDL    time.Time  // the deadlines net/http set
-	lastRead, lastWrit atomic.Int64
+	mu              sync.Mutex // orders deadline changes
+	readDL, writeDL time.Time  // the deadlines net/http set
+	lastWrite       atomic.Int64
 
 	releaseOnce sync.Once
 	release     func()
@@ -90,6 +90,7 @@ func (c *ioConn) setRead(now time.Time) {
 	_ = c.Conn.SetReadDeadline(earlier(c.readDL, now.Add(c.timeout)))
 }
 
+// setWrite arms the write deadline and returns net/http's own one.
 func (c *ioConn) setWrite(now time.Time) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -105,9 +106,6 @@ func (c *ioConn) Read(p []byte) (int, error) {
 		start := time.Now()
 		c.setRead(start)
 		n, err := c.Conn.Read(p)
-		if n > 0 {
-			c.lastRead.Store(time.Now().UnixNano())
-		}
 		if n > 0 || err == nil || !isTimeout(err) {
 			return n, err
 		}
@@ -117,7 +115,7 @@ func (c *ioConn) Read(p []byte) (int, error) {
 		if !own.IsZero() && !time.Now().Before(own) {
 			return n, err // net/http's own deadline
 		}
-		if c.lastWrit.Load() <= start.UnixNano() {
+		if c.lastWrite.Load() <= start.UnixNano() {
 			return n, err // nothing moved either way
 		}
 	}
@@ -130,7 +128,7 @@ func (c *ioConn) Write(p []byte) (int, error) {
 		n, err := c.Conn.Write(p[done:])
 		done += n
 		if n > 0 {
-			c.lastWrit.Store(time.Now().UnixNano())
+			c.lastWrite.Store(time.Now().UnixNano())
 		}
 		if err == nil || n == 0 || !isTimeout(err) || (!own.IsZero() && !time.Now().Before(own)) {
 			return done, err
@@ -151,7 +149,7 @@ func (c *ioConn) ReadFrom(r io.Reader) (int64, error) {
 		n, err := rf.ReadFrom(r)
 		total += n
 		if n > 0 {
-			c.lastWrit.Store(time.Now().UnixNano())
+			c.lastWrite.Store(time.Now().UnixNano())
 		}
 		if err == nil || n == 0 || !isTimeout(err) || (!own.IsZero() && !time.Now().Before(own)) {
 			return total, err
