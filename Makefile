@@ -75,6 +75,7 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzParseInstanceData -fuzztime 30s ./pkg/agent/config
 	$(GO) test -run '^$$' -fuzz FuzzParseMeta -fuzztime 30s ./pkg/agent/discovery
 	$(GO) test -run '^$$' -fuzz FuzzParseCluster -fuzztime 30s ./pkg/seed
+	$(GO) test -run '^$$' -fuzz FuzzParseMachines -fuzztime 30s ./pkg/serve
 
 .PHONY: bench
 bench: ## benchmarks: lb against bare mmdebstrap, every role cold, warm and booted, lb netboot (about 25 minutes)

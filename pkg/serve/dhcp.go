@@ -150,7 +150,7 @@ func (d *proxyDHCP) handle(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4)
 		d.s.logf("proxyDHCP: answering %s: %v", m.ClientHWAddr, err)
 		return
 	}
-	d.s.logf("proxyDHCP: %s to %s (%s): boot file %s", r.MessageType(), m.ClientHWAddr, m.ClassIdentifier(), r.BootFileName)
+	d.s.logf("proxyDHCP: %s to %s (%s): boot file %s", r.MessageType(), m.ClientHWAddr, clean(m.ClassIdentifier()), r.BootFileName)
 }
 
 func (d *proxyDHCP) serve() error {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"text/template"
@@ -171,7 +172,7 @@ func (h handler) setFile(w http.ResponseWriter, r *http.Request, rest string) {
 	f, err := h.s.root.Open(path.Join(role, "pxe", file))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			h.s.logf("refused %s: %v", r.URL.Path, err)
+			h.s.logf("refused %s: %v", clean(r.URL.Path), err)
 		}
 		http.NotFound(w, r)
 		return
@@ -204,7 +205,7 @@ func (h handler) seed(w http.ResponseWriter, r *http.Request, rest string) {
 	} else if h.s.cfg.Machines != nil && h.s.cfg.Machines.Default != "" {
 		role = h.s.cfg.Machines.Default
 	}
-	b, err := seedFile(e, mac, role, file)
+	b, once, err := seedFile(e, mac, role, file)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			h.s.logf("seed of %s: %v", mac, err)
@@ -214,7 +215,47 @@ func (h handler) seed(w http.ResponseWriter, r *http.Request, rest string) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+	if !once {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+		return
+	}
+	// A secret-bearing file: once, whole (no ranges), see seedLedger.
+	client := clientIP(r)
+	now := time.Now()
+	grace := h.s.cfg.SeedGrace
+	var sent bool
+	var prev handout
+	if r.Method == http.MethodHead {
+		sent = h.s.seeds.peek(mac.String(), file, client, now, grace)
+	} else {
+		sent, prev = h.s.seeds.take(mac.String(), file, client, now, grace)
+	}
+	if !sent {
+		if r.Method != http.MethodHead {
+			h.s.logf("WARNING: refused %s of machine %s to %s: it was handed out to %s at %s; a second fetch may be a thief (if that machine did not boot again, rotate the cluster's secrets); to let the machine fetch its seeds again: %s",
+				file, mac, r.RemoteAddr, prev.to, prev.at.UTC().Format(time.RFC3339), h.s.cfg.RearmHint)
+		}
+		w.Header().Del("Content-Type")
+		http.Error(w, "this seed file was handed out already; the operator of imgforge serve can re-arm it", http.StatusGone)
+		return
+	}
+	if !prev.at.IsZero() {
+		h.s.logf("%s of machine %s sent again to %s within the grace time (first at %s)", file, mac, r.RemoteAddr, prev.at.UTC().Format(time.RFC3339))
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}
+
+// clientIP is the address of the client of r.
+func clientIP(r *http.Request) net.IP {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return nil
+	}
+	return net.ParseIP(host)
 }
 
 // logged writes one line per request: client, method, path, status,
@@ -226,9 +267,9 @@ func logged(s *Server, next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		rng := ""
 		if v := r.Header.Get("Range"); v != "" {
-			rng = " " + v
+			rng = " " + clean(v)
 		}
-		s.logf("http %s %s %s%s %d %d %.3fs", r.RemoteAddr, r.Method, r.URL.RequestURI(), rng, rec.status, rec.n.Load(), time.Since(start).Seconds())
+		s.logf("http %s %s %s%s %d %d %.3fs", r.RemoteAddr, clean(r.Method), clean(r.URL.RequestURI()), rng, rec.status, rec.n.Load(), time.Since(start).Seconds())
 	})
 }
 

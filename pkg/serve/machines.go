@@ -3,6 +3,7 @@ package serve
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -76,16 +77,44 @@ func Roles(root string) ([]string, error) {
 // unicast Ethernet address listed once, every seed folder hold meta-data
 // and user-data.
 func LoadMachines(path, root string) (*Machines, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the machines file: %w", err)
-	}
-	var m Machines
-	pos, err := spec.Decode(path, data, &m)
+	data, err := readCapped(path, MaxMachinesFile)
 	if err != nil {
 		return nil, err
 	}
 	roles, err := Roles(root)
+	if err != nil {
+		return nil, err
+	}
+	return parseMachines(path, data, root, roles)
+}
+
+// MaxMachinesFile is the largest machines file LoadMachines reads: a
+// file of many thousand machines is far smaller.
+const MaxMachinesFile = 1 << 20
+
+// readCapped reads the machines file at path, refusing one larger than
+// max bytes.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the machines file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the machines file: %w", err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: the machines file is larger than its limit of %d bytes; accepted: a file of at most %d bytes", path, max, max)
+	}
+	return data, nil
+}
+
+// parseMachines decodes and checks the machines file path holding data
+// against the PXE sets roles under root.
+func parseMachines(path string, data []byte, root string, roles []string) (*Machines, error) {
+	var m Machines
+	pos, err := spec.Decode(path, data, &m)
 	if err != nil {
 		return nil, err
 	}
@@ -145,23 +174,38 @@ func (m *Machines) Lookup(mac net.HardwareAddr) *Machine {
 	return m.byMAC[mac.String()]
 }
 
+// seeded counts the machines with a seed folder.
+func (m *Machines) seeded() int {
+	n := 0
+	if m != nil {
+		for _, e := range m.Machines {
+			if e.Seed != "" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // seedFiles are the files of a NoCloud seed served over HTTP.
 var seedFiles = []string{seed.MetaDataFile, seed.UserDataFile, "vendor-data", seed.NetworkConfigFile}
 
 // seedFile returns one file of the seed of the machine mac booting role:
 // from the entry's seed folder, or the default seed. A seed without
 // vendor-data gets an empty one; one without network-config, none
-// (fs.ErrNotExist), so that cloud-init configures DHCP.
-func seedFile(e *Machine, mac net.HardwareAddr, role, name string) ([]byte, error) {
+// (fs.ErrNotExist), so that cloud-init configures DHCP. once says the
+// file is secret-bearing: user-data or vendor-data from a seed folder,
+// handed out once (see seedLedger).
+func seedFile(e *Machine, mac net.HardwareAddr, role, name string) (data []byte, once bool, err error) {
 	if !slices.Contains(seedFiles, name) {
-		return nil, fs.ErrNotExist
+		return nil, false, fs.ErrNotExist
 	}
 	if e != nil && e.Seed != "" {
 		b, err := os.ReadFile(filepath.Join(e.Seed, name))
 		if errors.Is(err, fs.ErrNotExist) && name == "vendor-data" {
-			return []byte{}, nil
+			return []byte{}, false, nil
 		}
-		return b, err
+		return b, seedOnceFiles[name], err
 	}
 	host := role + "-" + strings.ReplaceAll(mac.String()[9:], ":", "")
 	if e != nil && e.Hostname != "" {
@@ -170,11 +214,11 @@ func seedFile(e *Machine, mac net.HardwareAddr, role, name string) ([]byte, erro
 	s := seed.Default("imgforge-"+strings.ReplaceAll(mac.String(), ":", ""), host)
 	switch name {
 	case seed.MetaDataFile:
-		return s.MetaData, nil
+		return s.MetaData, false, nil
 	case seed.UserDataFile:
-		return s.UserData, nil
+		return s.UserData, false, nil
 	case "vendor-data":
-		return []byte{}, nil
+		return []byte{}, false, nil
 	}
-	return nil, fs.ErrNotExist
+	return nil, false, fs.ErrNotExist
 }

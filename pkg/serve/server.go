@@ -27,8 +27,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 // Config says what to serve and where.
@@ -52,6 +55,29 @@ type Config struct {
 	// ProxyDHCP is the network interface to answer PXE clients on as a
 	// proxyDHCP server (ports 67 and 4011); empty: off.
 	ProxyDHCP string
+	// ReadHeaderTimeout bounds the reading of a request's headers;
+	// default 10 s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that sends no next
+	// request for this long; default 30 s.
+	IdleTimeout time.Duration
+	// IOTimeout closes a connection on which no byte moves, either way,
+	// for this long: a stalled client, not a slow one (the deadline is
+	// refreshed whenever bytes move, so a download of any size over a
+	// slow link goes on); default 60 s.
+	IOTimeout time.Duration
+	// MaxConns caps the HTTP connections open at once; further clients
+	// wait in the listen backlog until one closes. Default 256.
+	MaxConns int
+	// SeedGrace is how long after a secret-bearing seed file (user-data,
+	// vendor-data) was handed out the same client address may fetch it
+	// again (a retry after a broken transfer); after that, or from any
+	// other address, a fetch is refused until the seeds are re-armed
+	// (Server.Rearm). Default 1 minute; negative: no second fetch.
+	SeedGrace time.Duration
+	// RearmHint tells an operator how to re-arm the seeds, in the log
+	// line of a refused seed; default: "call Server.Rearm".
+	RearmHint string
 	// ShutdownGrace is how long running transfers may go on after the
 	// context ends; default 10 s.
 	ShutdownGrace time.Duration
@@ -72,6 +98,7 @@ type Server struct {
 	tftpConn net.PacketConn
 	dhcp     *proxyDHCP
 
+	seeds seedLedger
 	logMu sync.Mutex
 }
 
@@ -84,6 +111,20 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.ReadHeaderTimeout, 10 * time.Second}, {&cfg.IdleTimeout, 30 * time.Second}, {&cfg.IOTimeout, time.Minute}, {&cfg.SeedGrace, time.Minute}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 256
+	}
+	if cfg.RearmHint == "" {
+		cfg.RearmHint = "call Server.Rearm"
 	}
 	root, err := os.OpenRoot(cfg.Root)
 	if err != nil {
@@ -99,10 +140,18 @@ func Listen(cfg Config) (*Server, error) {
 
 func (s *Server) listen() error {
 	var err error
-	if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
-	s.httpSrv = &http.Server{Handler: logged(s, handler{s}), ReadHeaderTimeout: 10 * time.Second}
+	s.httpLn = newLimitListener(ln, s.cfg.MaxConns, s.cfg.IOTimeout, func(max int) {
+		s.logf("http: %d connections open, the most allowed: the next client waits until one closes", max)
+	})
+	s.httpSrv = &http.Server{
+		Handler:           logged(s, handler{s}),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+	}
 	if s.cfg.TFTPAddr != "" {
 		if s.tftpConn, err = net.ListenPacket("udp4", s.cfg.TFTPAddr); err != nil {
 			return fmt.Errorf("tftp: %w", err)
@@ -133,6 +182,10 @@ func (s *Server) TFTPAddr() net.Addr {
 func (s *Server) Serve(ctx context.Context) error {
 	roles, _ := Roles(s.cfg.Root)
 	s.logf("serving the PXE sets of %s (%d: %v) over http on %s", s.cfg.Root, len(roles), roles, s.httpLn.Addr())
+	s.logf("http: at most %d connections; a connection closes after %s without a request, %s without a byte moving", s.cfg.MaxConns, s.cfg.IdleTimeout, s.cfg.IOTimeout)
+	if n := s.cfg.Machines.seeded(); n > 0 {
+		s.logf("seeds: the user-data and vendor-data of the %d machine(s) with a seed folder are handed out once; to re-arm them: %s", n, s.cfg.RearmHint)
+	}
 	errc := make(chan error, 3)
 	go func() {
 		if err := s.httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -194,8 +247,44 @@ func (s *Server) close() {
 	s.root.Close()
 }
 
+// logf writes one log line. Client-supplied strings go in through
+// clean; as a last guard, any control character left in the line is
+// escaped, so nothing a client sends can start a line of its own or
+// drive the terminal that shows the log.
 func (s *Server) logf(format string, args ...any) {
+	line := escapeControls(fmt.Sprintf(format, args...))
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
-	fmt.Fprintf(s.cfg.Log, "%s %s\n", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), fmt.Sprintf(format, args...))
+	fmt.Fprintf(s.cfg.Log, "%s %s\n", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), line)
+}
+
+// clean is how a client-supplied string (a TFTP file name, an HTTP path
+// or header, a DHCP option) goes into a log line or an error: as it is
+// when it is printable ASCII without spaces, quotes or backslashes,
+// else quoted by strconv.Quote, which escapes newlines, escape sequences
+// and every other control character.
+func clean(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// escapeControls writes the control characters of s as Go escapes.
+func escapeControls(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -45,17 +45,17 @@ func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
 	} else {
 		parts := strings.Split(name, "/")
 		if len(parts) != 3 || !roleRE.MatchString(parts[0]) || parts[1] != "pxe" || strings.HasPrefix(parts[2], ".") {
-			return fmt.Errorf("%s: not served; TFTP serves the loaders, %s and ROLE/pxe/FILE", name, AutoexecScript)
+			return fmt.Errorf("%s: not served; TFTP serves the loaders, %s and ROLE/pxe/FILE", clean(name), AutoexecScript)
 		}
 		f, err = s.root.Open(name)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: not served: %w", name, err)
+		return fmt.Errorf("%s: not served: %w", clean(name), err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a file", name)
+		return fmt.Errorf("%s: not a file", clean(name))
 	}
 	rf.(tftp.OutgoingTransfer).SetSize(fi.Size())
 	_, err = rf.ReadFrom(f)
@@ -98,12 +98,12 @@ func (s *Server) httpURL(local net.IP) string {
 type tftpLog struct{ s *Server }
 
 func (l tftpLog) OnSuccess(st tftp.TransferStats) {
-	l.s.logf("tftp %s %s sent in %.3fs", st.RemoteAddr, st.Filename, st.Duration.Seconds())
+	l.s.logf("tftp %s %s sent in %.3fs", st.RemoteAddr, clean(st.Filename), st.Duration.Seconds())
 }
 
 func (l tftpLog) OnFailure(st tftp.TransferStats, err error) {
 	if st.Filename == "" && errors.Is(err, net.ErrClosed) {
 		return
 	}
-	l.s.logf("tftp %s %s failed: %v", st.RemoteAddr, st.Filename, err)
+	l.s.logf("tftp %s %s failed: %v", st.RemoteAddr, clean(st.Filename), err)
 }

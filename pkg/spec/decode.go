@@ -49,8 +49,9 @@ func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.
 // decoder decodes YAML into Go structs strictly: unknown fields, wrong kinds
 // and duplicate keys are errors that name the file, line and field.
 type decoder struct {
-	file string
-	pos  map[string]Pos // field path -> position, for later validation errors
+	file  string
+	pos   map[string]Pos // field path -> position, for later validation errors
+	quiet bool           // errors never quote a value of the document (it may hold secrets)
 }
 
 // decodeStrict parses data as a single YAML document into v (a pointer to a
@@ -103,7 +104,12 @@ func (d *decoder) errAt(n *yaml.Node, field, format string, args ...any) error {
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
-func kindName(n *yaml.Node) string {
+// kindName names what n is: its kind, or the scalar itself quoted; a
+// quiet decoder says only what kind of scalar it is.
+func (d *decoder) kindName(n *yaml.Node) string {
+	if d.quiet && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		return scalarKind(n)
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -119,6 +125,25 @@ func kindName(n *yaml.Node) string {
 	}
 }
 
+// scalarKind says what kind of scalar n is, without its value.
+func scalarKind(n *yaml.Node) string {
+	switch n.ShortTag() {
+	case "!!int":
+		return "a whole number"
+	case "!!float":
+		return "a number"
+	case "!!bool":
+		return "true or false"
+	case "!!timestamp":
+		return "a date"
+	case "!!binary":
+		return "binary data"
+	case "!!str":
+		return "a string"
+	}
+	return "a scalar"
+}
+
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Kind == yaml.AliasNode {
 		return d.errAt(n, path, "aliases are not supported; write the value out")
@@ -126,6 +151,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 	d.pos[path] = Pos{File: d.file, Line: n.Line, Col: n.Column, Field: path}
 	if reflect.PointerTo(v.Type()).Implements(unmarshalerType) {
 		if err := n.Decode(v.Addr().Interface()); err != nil {
+			if d.quiet {
+				return d.errAt(n, path, "%s is not accepted here (the value is not shown)", d.kindName(n))
+			}
 			return d.errAt(n, path, "%s", cleanYAMLErr(err))
 		}
 		return nil
@@ -144,7 +172,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return nil
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return d.errAt(n, path, "expected a mapping with fields %s, got %s", strings.Join(fieldNames(v.Type()), ", "), kindName(n))
+			return d.errAt(n, path, "expected a mapping with fields %s, got %s", strings.Join(fieldNames(v.Type()), ", "), d.kindName(n))
 		}
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -172,7 +200,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 			return nil
 		}
 		if n.Kind != yaml.SequenceNode {
-			return d.errAt(n, path, "expected a list, got %s", kindName(n))
+			return d.errAt(n, path, "expected a list, got %s", d.kindName(n))
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
@@ -187,7 +215,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 			return nil
 		}
 		if n.Kind != yaml.MappingNode {
-			return d.errAt(n, path, "expected a mapping, got %s", kindName(n))
+			return d.errAt(n, path, "expected a mapping, got %s", d.kindName(n))
 		}
 		m := reflect.MakeMap(v.Type())
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -209,7 +237,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return nil
 	default:
 		if n.Kind != yaml.ScalarNode {
-			return d.errAt(n, path, "expected %s, got %s", scalarName(v.Kind()), kindName(n))
+			return d.errAt(n, path, "expected %s, got %s", scalarName(v.Kind()), d.kindName(n))
 		}
 		if v.Kind() == reflect.String && n.Tag != "!!str" && n.Tag != "!!null" {
 			// Accept plain scalars such as 8.2 or yes as strings, but keep their text.
@@ -217,6 +245,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 			return nil
 		}
 		if err := n.Decode(v.Addr().Interface()); err != nil {
+			if d.quiet {
+				if want := scalarName(v.Kind()); scalarKind(n) != want {
+					return d.errAt(n, path, "expected %s, got %s (the value is not shown)", want, scalarKind(n))
+				}
+				return d.errAt(n, path, "expected %s%s (the value is not shown)", scalarName(v.Kind()), rangeOf(v))
+			}
 			return d.errAt(n, path, "expected %s, got %q", scalarName(v.Kind()), n.Value)
 		}
 		return nil
@@ -229,6 +263,18 @@ func cleanYAMLErr(err error) string {
 		return te.Errors[0]
 	}
 	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+// rangeOf says which whole numbers v holds, such as " from 0 to 65535".
+func rangeOf(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		bits := v.Type().Bits()
+		return fmt.Sprintf(" from %d to %d", int64(-1)<<(bits-1), int64(1)<<(bits-1)-1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf(" from 0 to %d", uint64(1)<<v.Type().Bits()-1)
+	}
+	return ""
 }
 
 func scalarName(k reflect.Kind) string {

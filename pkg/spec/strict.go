@@ -33,6 +33,17 @@ func DecodeNode(file string, n *yaml.Node, v any, prefix string) (Source, error)
 	return Source{File: file, Pos: d.pos}, nil
 }
 
+// DecodeNodeQuiet is DecodeNode for documents that hold secrets (a
+// node's user-data): its errors name the file, line, column and field and
+// the kind of a wrong value, never the value itself.
+func DecodeNodeQuiet(file string, n *yaml.Node, v any, prefix string) (Source, error) {
+	d := &decoder{file: file, pos: map[string]Pos{}, quiet: true}
+	if err := d.decode(n, reflect.ValueOf(v).Elem(), prefix); err != nil {
+		return Source{}, err
+	}
+	return Source{File: file, Pos: d.pos}, nil
+}
+
 // YAMLSyntaxError turns an error of yaml.v3 about data read from file
 // into an *Error with the line it names.
 func YAMLSyntaxError(file string, err error) error { return yamlSyntaxError(file, err) }

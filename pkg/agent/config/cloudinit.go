@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/mail"
 	"net/netip"
+	"net/textproto"
 	"strings"
 
 	"github.com/imgforge/imgforge/pkg/spec"
@@ -29,9 +30,41 @@ const (
 	InstanceDataPath = "/run/cloud-init/instance-data.json"
 )
 
-// maxUserData bounds what is read from user-data, decompressed (cloud-init
-// itself refuses user-data over 16 KiB on some clouds; 1 MiB is ample).
+// maxUserData bounds user-data as stored, and everything decoded from it
+// (gunzipped or base64-decoded), in all, across every MIME part and
+// level of nesting (cloud-init itself refuses user-data over 16 KiB on
+// some clouds; 1 MiB is ample).
 const maxUserData = 1 << 20
+
+// maxParts bounds the MIME parts of user-data, in all levels of nesting.
+const maxParts = 100
+
+// budget is what user-data may still decode to: bytes and MIME parts.
+// Each limit is on the total, not per part: 400 small gzip parts of
+// 1 MiB each must not make the agent hold 400 MiB.
+type budget struct {
+	bytes, parts int
+}
+
+func newBudget() *budget { return &budget{bytes: maxUserData, parts: maxParts} }
+
+// spend takes n decoded bytes from the budget.
+func (b *budget) spend(n int) error {
+	if n > b.bytes {
+		return fmt.Errorf("user-data decodes (gzip, base64) to more than %d bytes in all, the limit on the total across every MIME part", maxUserData)
+	}
+	b.bytes -= n
+	return nil
+}
+
+// part takes one MIME part from the budget.
+func (b *budget) part() error {
+	if b.parts == 0 {
+		return fmt.Errorf("user-data has more than %d MIME parts in all, the limit", maxParts)
+	}
+	b.parts--
+	return nil
+}
 
 // Part is one cloud-config document found in user-data.
 type Part struct {
@@ -44,15 +77,21 @@ type Part struct {
 // part (or part starting with "#cloud-config") of a multipart MIME
 // message, after undoing gzip compression as cloud-init does. Other
 // content (scripts, #include, boothooks) is skipped.
+//
+// What user-data decodes to is bounded in all (maxUserData bytes
+// gunzipped or base64-decoded, maxParts MIME parts, across every part and
+// level of nesting); an error names the limit.
 func CloudConfigs(data []byte) ([]Part, error) {
-	data, err := gunzip(data)
+	b := newBudget()
+	data, err := b.gunzip(data)
 	if err != nil {
 		return nil, err
 	}
-	return cloudConfigs("user-data", data, 0)
+	return cloudConfigs("user-data", data, 0, b)
 }
 
-func gunzip(data []byte) ([]byte, error) {
+// gunzip undoes gzip compression, if data has it, within the budget.
+func (b *budget) gunzip(data []byte) ([]byte, error) {
 	if len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
 		return data, nil
 	}
@@ -60,12 +99,12 @@ func gunzip(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("user-data looks gzip-compressed but is not: %w", err)
 	}
-	out, err := io.ReadAll(io.LimitReader(zr, maxUserData+1))
+	out, err := io.ReadAll(io.LimitReader(zr, int64(b.bytes)+1))
 	if err != nil {
 		return nil, fmt.Errorf("decompressing user-data: %w", err)
 	}
-	if len(out) > maxUserData {
-		return nil, fmt.Errorf("user-data is larger than %d bytes decompressed", maxUserData)
+	if err := b.spend(len(out)); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -75,7 +114,7 @@ func isCloudConfig(data []byte) bool {
 	return strings.TrimRight(string(first), " \t\r") == "#cloud-config"
 }
 
-func cloudConfigs(name string, data []byte, depth int) ([]Part, error) {
+func cloudConfigs(name string, data []byte, depth int, b *budget) ([]Part, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if isCloudConfig(data) {
 		return []Part{{Name: name, Data: data}}, nil
@@ -85,7 +124,7 @@ func cloudConfigs(name string, data []byte, depth int) ([]Part, error) {
 	}
 	msg, err := mail.ReadMessage(bufio.NewReader(bytes.NewReader(data)))
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading the MIME message: %w", name, err)
+		return nil, fmt.Errorf("%s: reading the MIME message: %s", name, mimeError(err))
 	}
 	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
 	if err != nil {
@@ -109,7 +148,10 @@ func cloudConfigs(name string, data []byte, depth int) ([]Part, error) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: reading MIME part %d: %w", name, i, err)
+			return nil, fmt.Errorf("%s: reading MIME part %d: %s", name, i, mimeError(err))
+		}
+		if err := b.part(); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		body, err := io.ReadAll(io.LimitReader(p, maxUserData))
 		if err != nil {
@@ -120,8 +162,11 @@ func cloudConfigs(name string, data []byte, depth int) ([]Part, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: MIME part %d: %w", name, i, err)
 			}
+			if err := b.spend(len(body)); err != nil {
+				return nil, fmt.Errorf("%s: MIME part %d: %w", name, i, err)
+			}
 		}
-		if body, err = gunzip(body); err != nil {
+		if body, err = b.gunzip(body); err != nil {
 			return nil, fmt.Errorf("%s: MIME part %d: %w", name, i, err)
 		}
 		pname := fmt.Sprintf("%s (part %d", name, i)
@@ -135,13 +180,33 @@ func cloudConfigs(name string, data []byte, depth int) ([]Part, error) {
 			out = append(out, Part{Name: pname, Data: body})
 		case strings.HasPrefix(pt, "multipart/"):
 			sub := append([]byte("Content-Type: "+p.Header.Get("Content-Type")+"\r\n\r\n"), body...)
-			more, err := cloudConfigs(pname, sub, depth+1)
+			more, err := cloudConfigs(pname, sub, depth+1, b)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, more...)
 		}
 	}
+}
+
+// mimeError describes an error of the MIME readers without the line of
+// user-data it may quote (net/mail, textproto and multipart quote a
+// malformed line, which may hold a secret): only messages known to
+// quote nothing pass.
+func mimeError(err error) string {
+	var pe textproto.ProtocolError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &pe), strings.Contains(msg, "malformed"):
+		return "a malformed MIME header line (not shown)"
+	case strings.Contains(msg, "got line"):
+		return "a line that is not where a MIME part should begin (not shown)"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the message ends early"
+	case strings.HasPrefix(msg, "multipart: ") && !strings.ContainsAny(msg, "\"'`"):
+		return msg
+	}
+	return "a malformed MIME message (not shown)"
 }
 
 func looksMIME(data []byte) bool {

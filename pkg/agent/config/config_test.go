@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -100,7 +101,7 @@ func TestParseErrors(t *testing.T) {
 		{"db mode", db, "mode: replica}", "mode: standby}", `field "imgforge.db.mode": "standby" is not accepted; accepted: primary, replica`},
 		{"node name", web, "    name: web-1", "    name: Web_1", `field "imgforge.node.name": "Web_1" is not a node name`},
 		{"node address", web, "address: 10.10.0.21/24", "address: 10.10.0.21", `field "imgforge.node.address": "10.10.0.21" is not an address with a prefix length`},
-		{"node id", web, "id: 21", "id: -1", `field "imgforge.node.id": expected a whole number, got "-1"`},
+		{"node id", web, "id: 21", "id: -1", `field "imgforge.node.id": expected a whole number from 0 to 4294967295 (the value is not shown)`},
 		{"vip outside subnet", web, "address: 10.10.0.100,", "address: 10.20.0.100,", `user-data:13:17: field "imgforge.vips[0].address": 10.20.0.100 is outside the node's subnet 10.10.0.0/24; accepted: an address in 10.10.0.0/24`},
 		{"vip is node", web, "address: 10.10.0.100,", "address: 10.10.0.21,", `is the node's own address`},
 		{"vip garbage", web, "address: 10.10.0.100,", "address: banana,", `field "imgforge.vips[0].address": "banana" is not an IP address`},
@@ -127,12 +128,12 @@ func TestParseErrors(t *testing.T) {
 		{"db creds missing", dns, "  database: {user: shop, password: app-password-1}\n", "", `field "imgforge.database": a app node needs the database credentials`},
 		{"short password", dns, "password: app-password-1", "password: short", `field "imgforge.database.password": is not accepted (5 characters); accepted: 8 to 128 printable ASCII`},
 		{"quote in password", dns, "password: app-password-1", `password: "app'password"`, `field "imgforge.database.password"`},
-		{"db user", dns, "user: shop", "user: 'shop-app'", `field "imgforge.database.user": "shop-app" is not a database user name`},
+		{"db user", dns, "user: shop", "user: 'shop-app'", `field "imgforge.database.user": is not a database user name (the value is not shown)`},
 		{"repl missing", db, "    replication_password: repl-password-1\n", "", `field "imgforge.database.replication_password"`},
 		{"tls half", web, "tls: self-signed", "tls: {cert: x}", `field "imgforge.tls": needs both cert and key (PEM), or the value self-signed`},
 		{"tls garbage", web, "tls: self-signed", "tls: {cert: x, key: y}", `field "imgforge.tls.cert": the certificate and key do not make a pair`},
 		{"tls other word", web, "tls: self-signed", "tls: selfsigned", `field "imgforge.tls": expected a mapping`},
-		{"monitoring http", web, "metrics_url: https://", "metrics_url: http://", `field "imgforge.monitoring.metrics_url": "http://monitor.example:9090/api/v1/write" is not accepted; accepted: an https:// URL`},
+		{"monitoring http", web, "metrics_url: https://", "metrics_url: http://", `field "imgforge.monitoring.metrics_url": is not accepted (the value is not shown: it may hold credentials); accepted: an https:// URL`},
 		{"monitoring both auth", web, "password: s3cret-pass", "password: s3cret-pass\n    bearer_token: t", `field "imgforge.monitoring.bearer_token": give either a bearer token or username and password`},
 		{"monitoring no password", web, "    password: s3cret-pass\n", "", `field "imgforge.monitoring.password": is missing`},
 		{"monitoring dollar", web, "password: s3cret-pass", "password: s3cret$pass", `field "imgforge.monitoring.password": is not accepted (11 characters); accepted: 1 to 256 printable ASCII characters without spaces, quotes, backslash, '$' or backtick`},
@@ -368,5 +369,121 @@ func TestParseInstanceData(t *testing.T) {
 		if (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
 			t.Errorf("%s: %v, want %q", tt.in, err, tt.err)
 		}
+	}
+}
+
+// TestErrorsNeverShowSecrets: user-data holds secrets, and errors land in
+// the journal and in /status last_error, so no error quotes a value of
+// user-data: a secret written where another kind of value belongs, a
+// URL with credentials, a malformed MIME line.
+func TestErrorsNeverShowSecrets(t *testing.T) {
+	const secret = "Sup3rS3cret"
+	base := "#cloud-config\nimgforge:\n  cluster: shop\n  role: app\n"
+	gossip := "  discovery:\n    method: gossip\n    gossip:\n      key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+	tests := []struct{ name, userData, want string }{
+		{"database as a string", base + "  database: shop:" + secret + "\n", `field "imgforge.database": expected a mapping with fields password, replication_password, replication_user, user, got a string`},
+		{"monitoring as a string", base + gossip + "  monitoring: " + secret + "\n", `field "imgforge.monitoring": expected a mapping`},
+		{"gossip as a string", base + "  discovery:\n    method: gossip\n    gossip: " + secret + "\n", `field "imgforge.discovery.gossip": expected a mapping`},
+		{"key in a list", base + "  discovery:\n    method: gossip\n    gossip:\n      key: [" + secret + "]\n", `field "imgforge.discovery.gossip.key": expected a string, got a list`},
+		{"tls as a string", "#cloud-config\nimgforge:\n  cluster: shop\n  role: web\n  tls: " + secret + "\n", `field "imgforge.tls": expected a mapping`},
+		{"secret in a number", base + "  node:\n    id: " + secret + "\n", `field "imgforge.node.id": expected a whole number, got a string (the value is not shown)`},
+		{"secret in the port", base + "  discovery:\n    method: gossip\n    gossip:\n      port: " + secret + "\n", `field "imgforge.discovery.gossip.port": expected a whole number, got a string`},
+		{"password as the user", base + gossip + "  database: {user: '" + secret + "!', password: app-password-1}\n", `field "imgforge.database.user": is not a database user name (the value is not shown)`},
+		{"same user twice", "#cloud-config\nimgforge:\n  cluster: shop\n  role: db\n" + gossip + "  database: {user: " + secret + ", password: app-password-1, replication_user: " + secret + ", replication_password: repl-password-1}\n", `field "imgforge.database.replication_user": is also the app user`},
+		{"url with credentials", base + gossip + "  database: {user: shop, password: app-password-1}\n  monitoring:\n    metrics_url: https://shop:" + secret + "@metrics.example/api/v1/write\n", `field "imgforge.monitoring.metrics_url": is not accepted (the value is not shown`},
+		{"url bad port", base + gossip + "  database: {user: shop, password: app-password-1}\n  monitoring:\n    metrics_url: https://metrics.example:" + secret + "/\n", `field "imgforge.monitoring.metrics_url"`},
+		{"malformed MIME header", "Content-Type: multipart/mixed; boundary=B\n\n--B\n" + secret + "\n\n#cloud-config\n--B--\n", "reading MIME part 1: a malformed MIME header line (not shown)"},
+		{"malformed MIME message", "Content-Type: multipart/mixed\n" + secret + "\n\nx\n", "reading the MIME message: a malformed MIME header line (not shown)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(Paths{UserData: "user-data", InstanceData: "instance-data.json"}, Host{
+				ReadFile: func(p string) ([]byte, error) {
+					if p == "user-data" {
+						return []byte(tt.userData), nil
+					}
+					return os.ReadFile("testdata/instance-data.json")
+				},
+				Addresses: func() ([]netip.Prefix, error) { return []netip.Prefix{netip.MustParsePrefix("10.10.0.21/24")}, nil },
+			})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the error shows the secret: %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error\n  %v\nwant it to contain\n  %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// gzipParts is user-data of n MIME parts, each a gzip-compressed
+// cloud-config of size bytes (mostly zeros: a few KiB compressed).
+func gzipParts(n, size int) []byte {
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+	zw.Write([]byte("#cloud-config\n"))
+	zw.Write(make([]byte, size-len("#cloud-config\n")))
+	zw.Close()
+	var b bytes.Buffer
+	b.WriteString("Content-Type: multipart/mixed; boundary=B\n\n")
+	for range n {
+		b.WriteString("--B\nContent-Type: application/octet-stream\n\n")
+		b.Write(z.Bytes())
+		b.WriteString("\n")
+	}
+	b.WriteString("--B--\n")
+	return b.Bytes()
+}
+
+// TestUserDataTotalLimits: what user-data decodes to is limited in all,
+// across MIME parts and nesting, not per part.
+func TestUserDataTotalLimits(t *testing.T) {
+	nested := "Content-Type: multipart/mixed; boundary=OUT\n\n--OUT\nContent-Type: multipart/mixed; boundary=B\n\n" +
+		strings.TrimPrefix(string(gzipParts(3, 400<<10)), "Content-Type: multipart/mixed; boundary=B\n\n") + "\n--OUT--\n"
+	many := "Content-Type: multipart/mixed; boundary=B\n\n" + strings.Repeat("--B\nContent-Type: text/plain\n\nx\n", maxParts+1) + "--B--\n"
+	tests := []struct {
+		name  string
+		data  []byte
+		parts int
+		want  string
+	}{
+		{"under the limits", gzipParts(2, 400<<10), 2, ""},
+		{"parts sum over the limit", gzipParts(3, 400<<10), 0, "user-data decodes (gzip, base64) to more than 1048576 bytes in all, the limit on the total across every MIME part"},
+		{"the attack: 400 parts of 1 MiB", gzipParts(400, 1<<20-100), 0, "more than 1048576 bytes in all"},
+		{"nested parts sum over the limit", []byte(nested), 0, "more than 1048576 bytes in all"},
+		{"too many parts", []byte(many), 0, "user-data has more than 100 MIME parts in all, the limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parts, err := CloudConfigs(tt.data)
+			if tt.want == "" {
+				if err != nil || len(parts) != tt.parts {
+					t.Fatalf("%d parts, %v", len(parts), err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v\nwant one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestUserDataMemory measures what reading the 445 KB user-data of 400
+// gzip parts allocates: before the total limit it was about 400 MiB.
+func TestUserDataMemory(t *testing.T) {
+	data := gzipParts(400, 1<<20-100)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := CloudConfigs(data)
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("user-data of %d bytes in 400 gzip parts: %v, %.1f MiB allocated", len(data), err, float64(alloc)/(1<<20))
+	if alloc > 16<<20 {
+		t.Errorf("reading it allocated %.1f MiB; want at most 16 MiB", float64(alloc)/(1<<20))
 	}
 }

@@ -22,6 +22,8 @@ var ErrNoSection = errors.New("no imgforge: section")
 // after "#cloud-config"), decodes it strictly and validates every value
 // that does not depend on the machine. file names the document in errors.
 // The node's identity may still be incomplete: Complete fills it.
+// User-data holds secrets, so no error quotes a value from it: errors
+// name the field and what is accepted.
 func Parse(file string, data []byte) (*Config, spec.Source, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -48,7 +50,7 @@ func Parse(file string, data []byte) (*Config, spec.Source, error) {
 		shorthandTLS(section)
 	}
 	var c Config
-	src, err := spec.DecodeNode(file, section, &c, Section)
+	src, err := spec.DecodeNodeQuiet(file, section, &c, Section)
 	if err != nil {
 		return nil, spec.Source{}, err
 	}

@@ -394,7 +394,7 @@ func (c *Config) validateDatabase(src spec.Source, field string) error {
 			return nil
 		}
 		if !dbUserRe.MatchString(user) {
-			return src.Errorf(field+"."+name+"user", "%q is not a database user name; accepted: %s", user, acceptDBUser)
+			return src.Errorf(field+"."+name+"user", "is not a database user name (the value is not shown); accepted: %s", acceptDBUser)
 		}
 		if !secretRe.MatchString(pass) {
 			return src.Errorf(field+"."+name+"password", "is not accepted (%d characters); accepted: %s", len(pass), acceptSecret)
@@ -408,7 +408,7 @@ func (c *Config) validateDatabase(src spec.Source, field string) error {
 		return err
 	}
 	if d.ReplicationUser != "" && d.ReplicationUser == d.User {
-		return src.Errorf(field+".replication_user", "%q is also the app user; accepted: a separate user for replication", d.User)
+		return src.Errorf(field+".replication_user", "is also the app user; accepted: a separate user for replication")
 	}
 	return nil
 }
@@ -423,11 +423,11 @@ func (m *Monitoring) validate(src spec.Source, field string) error {
 		}
 		p, err := url.Parse(u.v)
 		if err != nil || p.Scheme != "https" || p.Host == "" || p.User != nil || p.Fragment != "" {
-			return src.Errorf(field+"."+u.k, "%q is not accepted; accepted: an https:// URL without credentials, such as https://metrics.example:9090/api/v1/write", u.v)
+			return src.Errorf(field+"."+u.k, "is not accepted (the value is not shown: it may hold credentials); accepted: an https:// URL without credentials, such as https://metrics.example:9090/api/v1/write")
 		}
 		if port := p.Port(); port != "" {
 			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				return src.Errorf(field+"."+u.k, "%q has a bad port; accepted: 1 to 65535", u.v)
+				return src.Errorf(field+"."+u.k, "has a bad port; accepted: 1 to 65535")
 			}
 		}
 	}
