@@ -53,6 +53,14 @@ func TestRoleErrors(t *testing.T) {
 		{"empty", "", "roles/lb.yaml: the file is empty"},
 		{"option default", "name: lb\nhealth: {type: tcp, port: 1}\noptions: [{name: rt, default: x, choices: {a: {}}}]\n", `field "options[0].default": "x" is not one of the choices; accepted: a`},
 		{"prune", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [var/lib]\n", `field "prune[0]"`},
+		// Finding 1 of issue 11: this became a shell hook on the build host.
+		{"prune shell", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/lib/x;touch${IFS}/tmp/PWNED\"]\n", `roles/lb.yaml:3:9: field "prune[0]": "/var/lib/x;touch${IFS}/tmp/PWNED" is not accepted: a prune glob is a clean absolute path other than / made of letters, digits, '/', '.', '_', '-', '+', '@', ':', ',' and the wildcards '*' and '?'`},
+		{"prune subshell", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/$(id)\"]\n", `field "prune[0]"`},
+		{"prune backquote", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/`id`\"]\n", `field "prune[0]"`},
+		{"prune newline", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/x\\nrm\"]\n", `field "prune[0]"`},
+		{"prune class", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/[ab]\"]\n", `field "prune[0]"`},
+		{"prune dotdot", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/../etc\"]\n", `field "prune[0]"`},
+		{"prune root", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/\"]\n", `field "prune[0]"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,6 +126,10 @@ func TestImageErrors(t *testing.T) {
 		{"epoch", strings.Replace(base, "source_date_epoch: 1", "source_date_epoch: 0", 1), `field "source_date_epoch": must be a positive Unix time`},
 		{"output", base + "outputs: [oci, floppy]\n", `field "outputs[1]": unknown output format "floppy"; known: oci, docker-archive`},
 		{"size", base + "disk: {size: lots}\n", `field "disk.size": expected a size such as 2GiB`},
+		{"globs", base + "exclude: [/usr/share/doc/*, /lib/modules/*/kernel/lib/test_*]\ninclude: [/usr/share/doc/*/copyright]\nboot_exclude: [/boot/*, /usr/lib/udev/hwdb.d/*]\n", ""},
+		{"exclude newline", base + "exclude: [\"/usr/share/doc/*\\npath-include=/x\"]\n", `field "exclude[0]": "/usr/share/doc/*\npath-include=/x" is not accepted: a glob is an absolute path made of letters, digits`},
+		{"include return", base + "include: [\"/usr/share/doc\\r\"]\n", `field "include[0]"`},
+		{"boot_exclude relative", base + "boot_exclude: [boot/*]\n", `field "boot_exclude[0]"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

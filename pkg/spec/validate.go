@@ -15,12 +15,20 @@ var (
 	packageRe = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
 	unitRe    = regexp.MustCompile(`^[A-Za-z0-9@._:-]+$`)
 	accountRe = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,9})$`)
+	// globRe is every path glob a definition may hold (prune, exclude,
+	// include, boot_exclude, boot_include): an absolute path of
+	// globChars. Nothing a shell, dpkg's configuration or apt reads as
+	// syntax gets through.
+	globRe = regexp.MustCompile(`^/[A-Za-z0-9/._+@:,*?-]*$`)
 	// Architectures Debian builds that imgforge knows how to name; only
 	// amd64 is built today.
 	architectures = []string{"amd64", "arm64"}
 	// Outputs names every output format imgforge knows.
 	Outputs = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso", "pxe"}
 )
+
+// globChars says in messages which characters globRe accepts.
+const globChars = "letters, digits, '/', '.', '_', '-', '+', '@', ':', ',' and the wildcards '*' and '?'"
 
 func validName(s string) bool { return nameRe.MatchString(s) }
 
@@ -78,8 +86,8 @@ func (r *Role) Validate(src Source, known []string) error {
 		}
 	}
 	for i, g := range r.Prune {
-		if !strings.HasPrefix(g, "/") || path.Clean(g) != g || g == "/" || strings.ContainsAny(g, " \t\n'\"\\") {
-			return src.Errorf(fmt.Sprintf("prune[%d]", i), "%q must be a clean absolute path glob without spaces or quotes, such as /var/lib/mysql/*", g)
+		if !globRe.MatchString(g) || path.Clean(g) != g || g == "/" {
+			return src.Errorf(fmt.Sprintf("prune[%d]", i), "%q is not accepted: a prune glob is a clean absolute path other than / made of %s, such as /var/lib/mysql/*", g, globChars)
 		}
 	}
 	seenOpt := map[string]bool{}
@@ -250,8 +258,8 @@ func (im *Image) Validate(src Source) error {
 		globs []string
 	}{{"exclude", im.Exclude}, {"include", im.Include}, {"boot_exclude", im.BootExclude}, {"boot_include", im.BootInclude}} {
 		for i, g := range l.globs {
-			if !strings.HasPrefix(g, "/") || strings.ContainsAny(g, " \t\n'\"\\") {
-				return src.Errorf(fmt.Sprintf("%s[%d]", l.field, i), "%q must be an absolute path glob without spaces or quotes", g)
+			if !globRe.MatchString(g) {
+				return src.Errorf(fmt.Sprintf("%s[%d]", l.field, i), "%q is not accepted: a glob is an absolute path made of %s, such as /usr/share/doc/*", g, globChars)
 			}
 		}
 	}
