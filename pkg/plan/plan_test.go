@@ -153,6 +153,9 @@ func TestDetectMirrors(t *testing.T) {
 			"etc/apt/sources.list.d/other.list": {Data: []byte("deb https://packages.example/apt stable main\n")}},
 			plan.Mirrors{Debian: "http://d.test/debian", Security: "http://d.test/debian-security"}},
 		{"disabled", fstest.MapFS{"etc/apt/sources.list.d/x.sources": {Data: []byte("Types: deb\nEnabled: no\nURIs: http://off.test/debian\n")}}, plan.Mirrors{}},
+		// Issue 11, finding 3: what the host names passes spec.CheckMirror too.
+		{"refused URIs passed over", fstest.MapFS{"etc/apt/sources.list": {Data: []byte("deb http://user:pw@a.test/debian bookworm main\ndeb file:///srv/debian bookworm main\ndeb http://q.test/debian?x=1/debian bookworm main\ndeb http://ok.test/debian bookworm main\n")}},
+			plan.Mirrors{Debian: "http://ok.test/debian"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,5 +163,37 @@ func TestDetectMirrors(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMirrorOption checks issue 11, finding 3: a mirror given as an
+// option is checked as the image definition's is, and a host mirror that
+// the check refuses is not used.
+func TestMirrorOption(t *testing.T) {
+	cat, _ := imgforge.Catalog("", "")
+	for _, m := range []string{"http://m.test/debian\ndeb [trusted=yes] http://evil.test/ bookworm main", "http://m.test/debian evil", "ftp://m.test/debian", "http://u:p@m.test/debian"} {
+		opts := embedded(t)
+		opts.Mirror = m
+		_, err := plan.Resolve(cat, "lb", *opts)
+		if err == nil || !strings.Contains(err.Error(), "mirror option: the mirror URL") {
+			t.Errorf("mirror %q: err = %v", m, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "u:p@") {
+			t.Errorf("the error repeats the mirror's password: %v", err)
+		}
+	}
+	opts := embedded(t)
+	opts.HostMirrors.Debian = "http://m.test/debian\ndeb [trusted=yes] http://evil.test/ bookworm main"
+	p, err := plan.Resolve(cat, "lb", *opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Distribution.Sources {
+		if strings.Contains(s, "evil") || strings.Contains(s, "\n") {
+			t.Errorf("source %q comes from a refused host mirror", s)
+		}
+	}
+	if p.Distribution.Mirror != plan.DefaultMirror {
+		t.Errorf("mirror = %q, want the default", p.Distribution.Mirror)
 	}
 }

@@ -123,6 +123,12 @@ func TestImageErrors(t *testing.T) {
 		{"distro", strings.Replace(base, "debian,", "ubuntu,", 1), `field "distribution.name": "ubuntu" is not accepted`},
 		{"mirror", base + "distribution: {}\n", `set twice`},
 		{"bad mirror", strings.Replace(base, "suite: bookworm", "suite: bookworm, mirror: 'ftp:/x'", 1), `field "distribution.mirror"`},
+		// Issue 11, finding 3: a newline added an apt source.
+		{"mirror newline", strings.Replace(base, "suite: bookworm", `suite: bookworm, mirror: "http://m.test/debian\ndeb [trusted=yes] http://evil/ bookworm main"`, 1),
+			`images/default.yaml:2:55: field "distribution.mirror": the mirror URL holds whitespace or a control character; accepted: an http:// or https:// URL`},
+		{"security mirror userinfo", strings.Replace(base, "suite: bookworm", `suite: bookworm, security_mirror: "http://u:secret@m.test/debian-security"`, 1), `field "distribution.security_mirror": the mirror URL holds a user or password`},
+		{"mirror file", strings.Replace(base, "suite: bookworm", `suite: bookworm, mirror: "file:///srv/debian"`, 1), `is not an http:// or https:// URL`},
+		{"mirror ok", strings.Replace(base, "suite: bookworm", `suite: bookworm, mirror: "https://[fd00::1]:8080/debian/", security_mirror: "http://deb.debian.org/debian-security"`, 1), ""},
 		{"epoch", strings.Replace(base, "source_date_epoch: 1", "source_date_epoch: 0", 1), `field "source_date_epoch": must be a positive Unix time`},
 		{"output", base + "outputs: [oci, floppy]\n", `field "outputs[1]": unknown output format "floppy"; known: oci, docker-archive`},
 		{"size", base + "disk: {size: lots}\n", `field "disk.size": expected a size such as 2GiB`},
@@ -185,4 +191,38 @@ func FuzzParseRole(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCheckMirror(t *testing.T) {
+	for _, ok := range []string{"http://deb.debian.org/debian", "https://m.test", "http://m.test/", "http://10.0.0.1:3142/debian", "https://[fd00::1]/debian", "http://m.test/debian_x/1.2+~a"} {
+		if err := CheckMirror(ok); err != nil {
+			t.Errorf("CheckMirror(%q) = %v", ok, err)
+		}
+	}
+	for bad, why := range map[string]string{
+		"":                              "is empty",
+		"http://m.test/debian\nx":       "whitespace or a control character",
+		"http://m.test/deb ian":          "whitespace or a control character",
+		"http://m.test/debian\t":        "whitespace or a control character",
+		"http://m.test/debian\x7f":      "whitespace or a control character",
+		"file:///srv/debian":             "not an http:// or https:// URL",
+		"HTTP://m.test/debian":           "not an http:// or https:// URL",
+		"ftp://m.test/debian":            "not an http:// or https:// URL",
+		"http://m.test/debian?x=1":       "a query or a fragment",
+		"http://m.test/debian#f":         "a query or a fragment",
+		"http://user:pass@m.test/debian": "a user or password",
+		"http:///debian":                 "has no host",
+		"http://m.test/$(id)":            "a character that is not accepted",
+		"http://m.test:99999999/":        "a character that is not accepted",
+		"http://m.test/debian;x":         "a character that is not accepted",
+	} {
+		err := CheckMirror(bad)
+		if err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("CheckMirror(%q) = %v, want %q", bad, err, why)
+			continue
+		}
+		if bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("the error repeats the value: %v", err)
+		}
+	}
 }

@@ -3,7 +3,6 @@ package spec
 import (
 	"fmt"
 	"io/fs"
-	"net/url"
 	"path"
 	"regexp"
 	"sort"
@@ -225,9 +224,8 @@ func (im *Image) Validate(src Source) error {
 		if m.v == "" {
 			continue
 		}
-		u, err := url.Parse(m.v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Host == "" && u.Scheme != "file") {
-			return src.Errorf(m.field, "%q is not a mirror URL; accepted: http://, https:// or file:// URLs", m.v)
+		if err := CheckMirror(m.v); err != nil {
+			return src.Errorf(m.field, "%v", err)
 		}
 	}
 	for i, c := range d.Components {
