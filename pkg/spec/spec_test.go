@@ -200,11 +200,11 @@ func TestCheckMirror(t *testing.T) {
 		}
 	}
 	for bad, why := range map[string]string{
-		"":                              "is empty",
-		"http://m.test/debian\nx":       "whitespace or a control character",
+		"":                               "is empty",
+		"http://m.test/debian\nx":        "whitespace or a control character",
 		"http://m.test/deb ian":          "whitespace or a control character",
-		"http://m.test/debian\t":        "whitespace or a control character",
-		"http://m.test/debian\x7f":      "whitespace or a control character",
+		"http://m.test/debian\t":         "whitespace or a control character",
+		"http://m.test/debian\x7f":       "whitespace or a control character",
 		"file:///srv/debian":             "not an http:// or https:// URL",
 		"HTTP://m.test/debian":           "not an http:// or https:// URL",
 		"ftp://m.test/debian":            "not an http:// or https:// URL",
