@@ -322,6 +322,12 @@ func expand(p *Plan, src spec.Source, f spec.File, field string, files map[strin
 			digest := "sha256:" + hex.EncodeToString(sum[:])
 			p.Blobs[digest] = data
 			files[dst] = File{Path: dst, Type: "file", Mode: fileMode, Owner: owner, Group: group, Size: int64(len(data)), Digest: digest, Source: origin}
+		case d.Type()&fs.ModeSymlink != 0:
+			// Links in a copied folder are refused, whether they lead
+			// inside the definition folder or out: the image gets files
+			// and folders only. (A src that is a link, or passes through
+			// one, is followed while it stays inside; see spec.Folder.)
+			return src.Errorf(field+".src", "%s is a symbolic link; accepted in a copied folder: files and folders", origin)
 		default:
 			return src.Errorf(field+".src", "%s is neither a regular file nor a folder; accepted: files and folders", origin)
 		}

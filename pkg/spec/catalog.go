@@ -15,7 +15,10 @@ var ErrUnknown = errors.New("unknown definition")
 // Folder is one place definitions are read from: a folder on disk or the
 // defaults embedded in the binary.
 type Folder struct {
-	FS    fs.FS  // rooted at the folder
+	// FS is rooted at the folder. A folder on disk is an os.Root's FS
+	// (see imgforge.Catalog), so nothing read through it leaves the
+	// folder, through a symbolic link or otherwise.
+	FS    fs.FS
 	Label string // how messages name the folder: "roles" or "embedded:roles"
 }
 

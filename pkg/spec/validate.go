@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -28,6 +29,12 @@ var (
 
 // globChars says in messages which characters globRe accepts.
 const globChars = "letters, digits, '/', '.', '_', '-', '+', '@', ':', ',' and the wildcards '*' and '?'"
+
+// leavesRoot says whether err is os.Root refusing a path that leaves its
+// folder (the os package does not export that error).
+func leavesRoot(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}
 
 func validName(s string) bool { return nameRe.MatchString(s) }
 
@@ -192,7 +199,14 @@ func validateFiles(src Source, field string, files []File) error {
 		}
 		if src.Folder.FS != nil {
 			if _, err := fs.Stat(src.Folder.FS, clean); err != nil {
-				return src.Errorf(fld+".src", "%q does not exist in %s", f.Src, src.Folder.Label)
+				switch {
+				case errors.Is(err, fs.ErrNotExist):
+					return src.Errorf(fld+".src", "%q does not exist in %s", f.Src, src.Folder.Label)
+				case leavesRoot(err):
+					return src.Errorf(fld+".src", "%q leads outside %s through a symbolic link; accepted: files and folders inside it", f.Src, src.Folder.Label)
+				default:
+					return src.Errorf(fld+".src", "%q cannot be read in %s: %v", f.Src, src.Folder.Label, errors.Unwrap(err))
+				}
 			}
 		}
 		if !path.IsAbs(f.Dst) || path.Clean(f.Dst) != f.Dst || f.Dst == "/" {
