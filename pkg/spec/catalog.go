@@ -79,11 +79,15 @@ func find(folders []Folder, kind, name string, known []string) (Folder, []byte, 
 		return Folder{}, nil, "", fmt.Errorf("%w: %s %q: known %ss: %s", ErrUnknown, kind, name, kind, strings.Join(known, ", "))
 	}
 	for _, f := range folders {
-		data, err := fs.ReadFile(f.FS, name+".yaml")
+		file := path.Join(f.Label, name+".yaml")
+		data, err := ReadFile(f.FS, name+".yaml", file)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		file := path.Join(f.Label, name+".yaml")
+		var se *Error
+		if errors.As(err, &se) {
+			return Folder{}, nil, "", err
+		}
 		if err != nil {
 			return Folder{}, nil, "", fmt.Errorf("reading %s: %w", file, err)
 		}

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,5 +226,42 @@ func TestCheckMirror(t *testing.T) {
 		if bad != "" && strings.Contains(err.Error(), bad) {
 			t.Errorf("the error repeats the value: %v", err)
 		}
+	}
+}
+
+// TestFileSizeCap checks issue 11, finding 9: a 10 MB role file was
+// accepted. Definition files are capped at 1 MiB, and the error names the
+// file and the limit.
+func TestFileSizeCap(t *testing.T) {
+	pad := func(n int) []byte {
+		b := []byte(goodRole + "# ")
+		for len(b) < n-1 {
+			b = append(b, 'x')
+		}
+		return append(b, '\n')
+	}
+	c := catalogWith(goodRole)
+	c.Roles[0].FS.(fstest.MapFS)["lb.yaml"] = &fstest.MapFile{Data: pad(10 << 20)}
+	_, _, err := c.Role("lb")
+	if err == nil || err.Error() != "roles/lb.yaml: the file is larger than 1024 KiB (1 MiB), the most a definition file may be" {
+		t.Errorf("10 MiB role: err = %v", err)
+	}
+	c.Roles[0].FS.(fstest.MapFS)["lb.yaml"] = &fstest.MapFile{Data: pad(MaxFileSize)}
+	if _, _, err := c.Role("lb"); err != nil {
+		t.Errorf("a role of exactly 1 MiB: %v", err)
+	}
+	c.Images = []Folder{{FS: fstest.MapFS{"default.yaml": {Data: pad(MaxFileSize + 1)}}, Label: "images"}}
+	if _, _, err := c.Image("default"); err == nil || !strings.Contains(err.Error(), "images/default.yaml: the file is larger than 1024 KiB") {
+		t.Errorf("image one byte over: err = %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(p, pad(MaxFileSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPath(p); err == nil || !strings.Contains(err.Error(), p+": the file is larger than") {
+		t.Errorf("ReadPath: err = %v", err)
+	}
+	if _, err := ReadPath(p + ".none"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadPath of a missing file: err = %v", err)
 	}
 }
