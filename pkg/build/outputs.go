@@ -174,6 +174,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	var bootable *Bootable
 	var diskInfo *DiskInfo
 	var isoCmdline, pxeCmdline string
+	var isoESP map[string]string
 	formats := b.formats(p)
 	if contains(formats, "raw") || contains(formats, "qcow2") || contains(formats, "vmdk") || contains(formats, "iso") || contains(formats, "pxe") {
 		if bootable, err = b.Bootable(ctx, im); err != nil {
@@ -204,12 +205,12 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 			arts = append(arts, a)
 		case "iso":
 			iso := filepath.Join(tmp, p.Role+".iso")
-			cmdline, err := b.writeISO(ctx, iso, im, bootable)
+			cmdline, digests, err := b.writeISO(ctx, iso, im, bootable)
 			if err != nil {
 				st.Fail()
 				return nil, err
 			}
-			isoCmdline = cmdline
+			isoCmdline, isoESP = cmdline, digests
 			a, err := artifactOf(iso, "iso")
 			if err != nil {
 				return nil, err
@@ -262,7 +263,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 		diskInfo = &DiskInfo{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
 	}
 	if isoCmdline != "" {
-		diskInfo.ISOCmdline = isoCmdline
+		diskInfo.ISOCmdline, diskInfo.ISOESPFiles = isoCmdline, isoESP
 	}
 	if pxeCmdline != "" {
 		diskInfo.PXECmdline = pxeCmdline
