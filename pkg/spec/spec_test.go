@@ -265,3 +265,41 @@ func TestFileSizeCap(t *testing.T) {
 		t.Errorf("ReadPath of a missing file: err = %v", err)
 	}
 }
+
+// FuzzParseImage checks the image-definition parser and validation on any
+// input: no panic; every error one line naming the file; a definition
+// that validates has only mirrors and globs that are safe to pass on (no
+// whitespace or control characters). Its corpus is testdata/fuzz/FuzzParseImage.
+func FuzzParseImage(f *testing.F) {
+	matches, _ := filepath.Glob(filepath.Join("../../images", "*.yaml"))
+	for _, m := range matches {
+		if b, err := os.ReadFile(m); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		im, src, err := ParseImage("x.yaml", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "x.yaml") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line naming the file: %q", err)
+			}
+			return
+		}
+		if err := im.Validate(src); err != nil {
+			if !strings.HasPrefix(err.Error(), "x.yaml") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("validation error is not one line naming the file: %q", err)
+			}
+			return
+		}
+		d := im.Distribution
+		values := append([]string{d.Mirror, d.SecurityMirror, d.Suite}, d.Components...)
+		for _, l := range [][]string{im.Exclude, im.Include, im.BootExclude, im.BootInclude} {
+			values = append(values, l...)
+		}
+		for _, v := range values {
+			if strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+				t.Fatalf("a validated image holds %q", v)
+			}
+		}
+	})
+}
