@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -32,10 +33,9 @@ func ReadPath(path string) ([]byte, error) {
 	}
 	defer f.Close()
 	data, err := readCapped(f, path)
-	if err != nil {
-		if _, ok := err.(*Error); !ok {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
-		}
+	var se *Error
+	if err != nil && !errors.As(err, &se) {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return data, err
 }
