@@ -31,7 +31,7 @@ import (
 // same inputs, so that old cache entries are not reused.
 const (
 	baseStage    = "base-v1"
-	roleStage    = "role-v2" // v2: prune in Go, on the layer's tar
+	roleStage    = "role-v1"
 	overlayStage = "overlay-v1"
 )
 
