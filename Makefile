@@ -67,6 +67,7 @@ plugin: ## build bin/packer-plugin-imgforge
 .PHONY: fuzz
 fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzParseRole -fuzztime 30s ./pkg/spec
+	$(GO) test -run '^$$' -fuzz FuzzParseImage -fuzztime 30s ./pkg/spec
 	$(GO) test -run '^$$' -fuzz FuzzParseStatus -fuzztime 30s ./pkg/dpkg
 	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime 30s ./pkg/layer
 	$(GO) test -run '^$$' -fuzz FuzzDetectMirrors -fuzztime 30s ./pkg/plan

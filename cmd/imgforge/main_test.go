@@ -56,6 +56,9 @@ func TestCLIErrors(t *testing.T) {
 		{"unwritable output dir", []string{"build", "--output-dir", filepath.Join(file, "out"), "--cache-dir", filepath.Join(dir, "cache"), "lb"}, nil, "output directory " + filepath.Join(file, "out") + " cannot be created"},
 		{"missing roles dir", []string{"plan", "--roles", filepath.Join(dir, "nope"), "lb"}, nil, "roles folder: stat"},
 		{"no args", []string{"build"}, nil, "requires at least 1 arg"},
+		// Issue 11, finding 3: a newline in the mirror added an apt source.
+		{"mirror newline", []string{"plan", "--mirror", "http://m.test/debian\ndeb [trusted=yes] http://evil.test/ bookworm main", "lb"}, nil, "--mirror: the mirror URL holds whitespace or a control character; accepted: an http:// or https:// URL"},
+		{"mirror userinfo", []string{"plan", "--mirror", "http://u:pw@m.test/debian", "lb"}, nil, "--mirror: the mirror URL holds a user or password"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -89,6 +89,11 @@ func (c *common) catalog() (*spec.Catalog, error) {
 
 func (c *common) planOptions() (plan.Options, error) {
 	o := plan.Options{Mirror: c.mirror, SourceDateEpoch: c.epoch, HostMirrors: plan.DetectMirrors(os.DirFS("/"))}
+	if c.mirror != "" {
+		if err := spec.CheckMirror(c.mirror); err != nil {
+			return o, fmt.Errorf("--mirror: %w", err)
+		}
+	}
 	if o.SourceDateEpoch == 0 {
 		if s := c.getenv("SOURCE_DATE_EPOCH"); s != "" {
 			v, err := strconv.ParseInt(s, 10, 64)

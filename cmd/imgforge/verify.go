@@ -19,7 +19,7 @@ func newVerifyCmd(c *common) *cobra.Command {
 		Short: "Check a built bootable image against its manifest",
 		Long: `Check a role's built image (OUTPUT_DIR/ROLE/ROLE.raw, or ROLE.iso with --format iso) or an image file
 against its manifest.json: its sha256, the partition table and partition UUIDs, the ESP (fsck.vfat, the
-boot files, the loader entry's kernel command line), the squashfs root and its dm-verity hash tree.
+boot files' sha256 against the manifest's, the loader entry's kernel command line), the squashfs root and its dm-verity hash tree.
 Each check is printed as ok or FAILED with its reason; a failed check makes the command fail.
 It needs fsck.vfat (dosfstools), sqfs2tar (squashfs-tools-ng), veritysetup (cryptsetup-bin) and, for an ISO, xorriso.`,
 		Example: `  imgforge verify lb

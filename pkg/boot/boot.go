@@ -6,7 +6,9 @@
 package boot
 
 import (
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -86,6 +88,17 @@ func ESP(title, cmdline string, systemdBoot, kernel, initrd []byte) []File {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files
+}
+
+// Digests maps the path of each of files to the sha256 of its content
+// ("sha256:HEX"), as a manifest records an ESP's files for verify.
+func Digests(files []File) map[string]string {
+	out := make(map[string]string, len(files))
+	for _, f := range files {
+		sum := sha256.Sum256(f.Data)
+		out[f.Path] = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return out
 }
 
 // NetCmdline is the kernel command line of a netboot: the initramfs

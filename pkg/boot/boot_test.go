@@ -50,3 +50,13 @@ func TestScriptsParse(t *testing.T) {
 		}
 	}
 }
+
+func TestDigests(t *testing.T) {
+	got := Digests(ESP("t", "c", []byte("loader"), []byte("kernel"), []byte("initrd")))
+	if len(got) != 5 {
+		t.Fatalf("%d digests, want the ESP's 5 files: %v", len(got), got)
+	}
+	if want := "sha256:6923dd1bc0460082c5d55a831908c24a282860b7f1cd6c2b79cf1bc8857c639c"; got["/imgforge/vmlinuz"] != want {
+		t.Errorf("kernel digest %q, want sha256(\"kernel\") %s", got["/imgforge/vmlinuz"], want)
+	}
+}

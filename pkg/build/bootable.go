@@ -136,19 +136,20 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 	}
 	defer removeAllQuiet(tmp)
 	up := map[string]string{}
-	var chmods []string
+	var cmds [][]string
 	for i, f := range boot.InitramfsFiles() {
 		local := filepath.Join(tmp, fmt.Sprintf("in-%d", i))
 		if err := os.WriteFile(local, f.Data, 0o644); err != nil {
 			return rec, err
 		}
 		up[local] = f.Path
-		chmods = append(chmods, fmt.Sprintf("chmod %o %s", f.Mode, f.Path))
+		cmds = append(cmds, []string{"chmod", fmt.Sprintf("%o", f.Mode), f.Path})
 	}
+	cmds = append(cmds, []string{"mkinitramfs", "-o", "/tmp/imgforge-initrd.img", rec.KernelVersion})
 	out := filepath.Join(tmp, "initrd.img")
 	ch := &debian.Chroot{
 		On: b.o.Cache.BlobPath(base.Tar), Upload: up,
-		Commands: []string{strings.Join(chmods, " && "), "mkinitramfs -o /tmp/imgforge-initrd.img " + rec.KernelVersion},
+		Commands: cmds,
 		Download: map[string]string{"/tmp/imgforge-initrd.img": out},
 		Suite:    p.Distribution.Suite, Sources: p.Distribution.Sources, Epoch: p.SourceDateEpoch,
 		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log), Command: b.o.Mmdebstrap,

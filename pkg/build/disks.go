@@ -24,6 +24,12 @@ type DiskInfo struct {
 	Cmdline       string      `json:"cmdline"`
 	Partitions    disk.IDs    `json:"partitions"`
 	ISOCmdline    string      `json:"iso_cmdline,omitempty"`
+	// ESPFiles and ISOESPFiles map every file of the raw disk's ESP and
+	// of the ISO's to its sha256 ("sha256:HEX"): the boot loader,
+	// loader.conf, the loader entry, the kernel and the initramfs.
+	// `imgforge verify` checks the ESP against them.
+	ESPFiles    map[string]string `json:"esp_files,omitempty"`
+	ISOESPFiles map[string]string `json:"iso_esp_files,omitempty"`
 	// PXECmdline is the netboot's; ${imgforge-base} is the iPXE setting
 	// that holds the URL of the PXE set's folder.
 	PXECmdline string `json:"pxe_cmdline,omitempty"`
@@ -50,7 +56,7 @@ func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest str
 	if _, err := disk.WriteRaw(path, l); err != nil {
 		return nil, fmt.Errorf("role %s: %w", p.Role, err)
 	}
-	return &DiskInfo{KernelVersion: bt.KernelVersion, Verity: bt.Verity, Cmdline: cmdline, Partitions: ids}, nil
+	return &DiskInfo{KernelVersion: bt.KernelVersion, Verity: bt.Verity, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)}, nil
 }
 
 func lower(s string) string { return string(bytes.ToLower([]byte(s))) }
@@ -155,17 +161,18 @@ func artifactOf(path, format string) (Artifact, error) {
 }
 
 // writeISO writes the hybrid ISO of im: the same kernel, initramfs and
-// verified root as the disk, the root and its hash tree in one file.
-func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Bootable) (string, error) {
+// verified root as the disk, the root and its hash tree in one file. It
+// returns the kernel command line and the digests of its ESP's files.
+func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Bootable) (string, map[string]string, error) {
 	p := im.Plan
 	files, err := bt.bootFileData()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	rootImg := path + ".root.img"
 	defer os.Remove(rootImg)
 	if err := concat(rootImg, bt.Squashfs, bt.Hash); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	vol := "IMGFORGE_" + strings.ToUpper(strings.ReplaceAll(p.Role, "-", "_"))
 	if len(vol) > 32 {
@@ -183,15 +190,15 @@ func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Boot
 			src string
 		}{{&bios.Isolinux, bt.Isolinux}, {&bios.Ldlinux, bt.Ldlinux}, {&bios.MBR, bt.IsoMBR}} {
 			if *x.dst, err = os.ReadFile(x.src); err != nil {
-				return "", fmt.Errorf("reading ISOLINUX: %w", err)
+				return "", nil, fmt.Errorf("reading ISOLINUX: %w", err)
 			}
 		}
 		l.BIOS = bios
 	}
 	if err := disk.WriteISO(ctx, path, l); err != nil {
-		return "", fmt.Errorf("role %s: %w", p.Role, err)
+		return "", nil, fmt.Errorf("role %s: %w", p.Role, err)
 	}
-	return cmdline, nil
+	return cmdline, boot.Digests(l.ESPFiles), nil
 }
 
 func concat(dst string, srcs ...string) error {

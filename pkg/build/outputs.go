@@ -175,6 +175,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	var bootable *Bootable
 	var diskInfo *DiskInfo
 	var isoCmdline, pxeCmdline string
+	var isoESP map[string]string
 	formats := b.formats(p)
 	if slices.Contains(formats, "raw") || slices.Contains(formats, "qcow2") || slices.Contains(formats, "vmdk") || slices.Contains(formats, "iso") || slices.Contains(formats, "pxe") {
 		if bootable, err = b.Bootable(ctx, im); err != nil {
@@ -205,12 +206,12 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 			arts = append(arts, a)
 		case "iso":
 			iso := filepath.Join(tmp, p.Role+".iso")
-			cmdline, err := b.writeISO(ctx, iso, im, bootable)
+			cmdline, digests, err := b.writeISO(ctx, iso, im, bootable)
 			if err != nil {
 				st.Fail()
 				return nil, err
 			}
-			isoCmdline = cmdline
+			isoCmdline, isoESP = cmdline, digests
 			a, err := artifactOf(iso, "iso")
 			if err != nil {
 				return nil, err
@@ -263,7 +264,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 		diskInfo = &DiskInfo{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
 	}
 	if isoCmdline != "" {
-		diskInfo.ISOCmdline = isoCmdline
+		diskInfo.ISOCmdline, diskInfo.ISOESPFiles = isoCmdline, isoESP
 	}
 	if pxeCmdline != "" {
 		diskInfo.PXECmdline = pxeCmdline

@@ -194,7 +194,7 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 	defer removeAllQuiet(tmp)
 	bs := &debian.Bootstrap{
 		Suite: p.Distribution.Suite, Architecture: p.Architecture, Sources: p.Distribution.Sources,
-		Packages: p.Packages, Exclude: p.Exclude, Include: p.Include, Prune: p.Prune, Epoch: p.SourceDateEpoch,
+		Packages: p.Packages, Exclude: p.Exclude, Include: p.Include, Epoch: p.SourceDateEpoch,
 		On: b.o.Cache.BlobPath(base.Tar), ListsIn: filepath.Join(b.o.Cache.Dir(), "lists", base.Lists),
 		DebCache: b.o.Cache.DebDir(), Output: filepath.Join(tmp, "root.tar"),
 		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log), Command: b.o.Mmdebstrap,
@@ -208,10 +208,16 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 	if err != nil {
 		return rec, "", err
 	}
+	// The role's prune globs are applied here, to the names in the tar:
+	// no shell, and no symlink followed.
+	prune, err := layer.PruneFilter(p.Prune)
+	if err != nil {
+		return rec, "", err
+	}
 	var res *layer.Result
 	rec, err = b.writeLayer(false, func(w io.Writer) error {
 		var err error
-		res, err = layer.Diff(w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p)}, layer.DropDeviceNodes, keepFiles)
+		res, err = layer.Diff(w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p)}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
 		return err
 	})
 	if err != nil {

@@ -4,6 +4,15 @@
 // excludes, the shared .deb cache, skipping the initramfs, removing host
 // keys) and turns its failures into errors that name the package at fault.
 // It does not make layers; package layer does.
+//
+// No value (a package name, a path, a mirror) is ever written into a hook
+// that mmdebstrap gives to a shell: hooks that run commands are constant
+// text that reads their arguments from the environment (see argvHook), and
+// host paths go only into mmdebstrap's special hooks (sync-in, tar-in,
+// upload, ...), which it splits into words itself, quoted by hookWord.
+// Run refuses values that could not be passed that way. Pruning is not
+// done here either: the role stage drops pruned paths from the layer in Go
+// (see layer.PruneFilter).
 package debian
 
 import (
@@ -31,7 +40,6 @@ type Bootstrap struct {
 	Packages     []string
 	Exclude      []string // dpkg path-exclude globs
 	Include      []string // dpkg path-include globs
-	Prune        []string // globs removed from the root after installing
 	Epoch        int64    // SOURCE_DATE_EPOCH
 
 	// On is a root filesystem tar to install Packages on top of; empty for
@@ -74,7 +82,97 @@ var (
 	}
 )
 
-// Args is the mmdebstrap command line for b.
+var (
+	// packageRe is a Debian package name with an optional =VERSION, as
+	// package spec accepts it.
+	packageRe = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
+	// wordRe is what mmdebstrap itself runs without a shell: no shell
+	// metacharacters at all.
+	wordRe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)
+)
+
+// packagesEnv holds the packages a build On a base installs, one a line;
+// the install hook reads them from there, never from its own text.
+const packagesEnv = "IMGFORGE_PACKAGES"
+
+// argvHook is the text of a hook that runs, chrooted, the command whose
+// words are the lines of the environment variable env. The words reach
+// the command as arguments through xargs; no shell reads them.
+func argvHook(phase, env string, fixed ...string) string {
+	cmd := `chroot "$1"`
+	if len(fixed) > 0 {
+		cmd += " " + strings.Join(fixed, " ")
+	}
+	return fmt.Sprintf(`--%s-hook=printf '%%s\n' "$%s" | xargs --no-run-if-empty --delimiter='\n' %s`, phase, env, cmd)
+}
+
+// hookWord quotes s as one word of a special hook, which mmdebstrap splits
+// with Perl's Text::ParseWords::shellwords (never a shell): plain words
+// stay as they are, others go in double quotes with '\' and '"' escaped.
+// s must not hold control characters (checkValue).
+func hookWord(s string) string {
+	if wordRe.MatchString(s) {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// checkValue refuses a value with a control character (a newline would
+// start a new apt source, dpkg option or hook word).
+func checkValue(what, s string) error {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%s %q holds a control character", what, s)
+		}
+	}
+	return nil
+}
+
+// check refuses what cannot be passed to mmdebstrap safely.
+func (b *Bootstrap) check() error {
+	for _, p := range b.Packages {
+		if !packageRe.MatchString(p) {
+			return fmt.Errorf("%q is not a Debian package name (lower-case letters, digits, '+', '-', '.'; optionally =VERSION)", p)
+		}
+	}
+	for _, s := range b.Sources {
+		if err := checkValue("apt source", s); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(s, "deb ") {
+			return fmt.Errorf("apt source %q: expected \"deb URI SUITE COMPONENTS\"", s)
+		}
+	}
+	for _, g := range append(append([]string(nil), b.Exclude...), b.Include...) {
+		if err := checkValue("dpkg path glob", g); err != nil {
+			return err
+		}
+		if strings.ContainsAny(g, " \t") {
+			return fmt.Errorf("dpkg path glob %q holds a space", g)
+		}
+	}
+	for _, v := range []struct{ what, s string }{{"suite", b.Suite}, {"architecture", b.Architecture}} {
+		if v.s != "" && !wordRe.MatchString(v.s) {
+			return fmt.Errorf("%s %q is not one word", v.what, v.s)
+		}
+	}
+	for _, v := range []struct{ what, s string }{{"base tar", b.On}, {"apt lists folder", b.ListsIn}, {"apt lists folder", b.ListsOut}, {"package cache", b.DebCache}, {"output", b.Output}, {"temporary folder", b.TempDir}} {
+		if err := checkValue(v.what, v.s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Env is what Args' hooks read from the environment.
+func (b *Bootstrap) Env() []string {
+	if b.On == "" || len(b.Packages) == 0 {
+		return nil
+	}
+	return []string{packagesEnv + "=" + strings.Join(b.Packages, "\n")}
+}
+
+// Args is the mmdebstrap command line for b; its hooks read Env.
 func (b *Bootstrap) Args() []string {
 	mode := "root"
 	if b.Rootless {
@@ -107,28 +205,28 @@ func (b *Bootstrap) Args() []string {
 			args = append(args, "--include="+strings.Join(b.Packages, ","))
 		}
 		if b.DebCache != "" {
-			args = append(args, "--setup-hook=sync-in "+b.DebCache+" /var/cache/apt/archives/")
+			args = append(args, "--setup-hook=sync-in "+hookWord(b.DebCache)+" /var/cache/apt/archives/")
 		}
 		args = append(args, fmt.Sprintf(divert, "essential"))
 	} else {
 		// The base's resolv.conf is empty: apt in the chroot needs the host's.
-		args = append(args, "--variant=custom", "--setup-hook=tar-in "+b.On+" /", "--setup-hook=upload /etc/resolv.conf /etc/resolv.conf")
+		args = append(args, "--variant=custom", "--setup-hook=tar-in "+hookWord(b.On)+" /", "--setup-hook=upload /etc/resolv.conf /etc/resolv.conf")
 		if b.DebCache != "" {
-			args = append(args, "--setup-hook=sync-in "+b.DebCache+" /var/cache/apt/archives/")
+			args = append(args, "--setup-hook=sync-in "+hookWord(b.DebCache)+" /var/cache/apt/archives/")
 		}
 		if b.ListsIn != "" {
-			args = append(args, "--skip=update", "--setup-hook=sync-in "+b.ListsIn+" /var/lib/apt/lists/")
+			args = append(args, "--skip=update", "--setup-hook=sync-in "+hookWord(b.ListsIn)+" /var/lib/apt/lists/")
 		}
 		args = append(args, fmt.Sprintf(divert, "customize"))
 		if len(b.Packages) > 0 {
-			args = append(args, `--customize-hook=chroot "$1" apt-get install --yes --no-install-recommends -o Dpkg::Use-Pty=false `+strings.Join(b.Packages, " "))
+			args = append(args, argvHook("customize", packagesEnv, "apt-get", "install", "--yes", "--no-install-recommends", "-o", "Dpkg::Use-Pty=false"))
 		}
 	}
 	if b.DebCache != "" {
-		args = append(args, "--customize-hook=sync-out /var/cache/apt/archives "+b.DebCache)
+		args = append(args, "--customize-hook=sync-out /var/cache/apt/archives "+hookWord(b.DebCache))
 	}
 	if b.ListsOut != "" {
-		args = append(args, "--customize-hook=sync-out /var/lib/apt/lists "+b.ListsOut)
+		args = append(args, "--customize-hook=sync-out /var/lib/apt/lists "+hookWord(b.ListsOut))
 	}
 	args = append(args, undivert,
 		// Host keys are per node: cloud-init makes them at first boot.
@@ -137,9 +235,6 @@ func (b *Bootstrap) Args() []string {
 		`--customize-hook=rm -f "$1"/var/cache/ldconfig/aux-cache "$1"/var/lib/dbus/machine-id "$1"/etc/hostname`,
 		`--customize-hook=printf 'localhost\n' > "$1"/etc/hostname && printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$1"/etc/hosts && : > "$1"/etc/resolv.conf`,
 	)
-	for _, g := range b.Prune {
-		args = append(args, `--customize-hook=rm -rf "$1"`+g)
-	}
 	args = append(args, b.Suite, b.Output)
 	args = append(args, b.Sources...)
 	return args
@@ -148,10 +243,13 @@ func (b *Bootstrap) Args() []string {
 // Run runs mmdebstrap. When ctx ends it sends mmdebstrap SIGTERM, so that
 // it unmounts and removes its chroot, and waits for it.
 func (b *Bootstrap) Run(ctx context.Context) error {
-	return b.run(ctx, b.Args())
+	if err := b.check(); err != nil {
+		return fmt.Errorf("mmdebstrap: %w", err)
+	}
+	return b.run(ctx, b.Args(), b.Env())
 }
 
-func (b *Bootstrap) run(ctx context.Context, args []string) error {
+func (b *Bootstrap) run(ctx context.Context, args, extraEnv []string) error {
 	name := b.Command
 	if name == "" {
 		name = "mmdebstrap"
@@ -165,6 +263,7 @@ func (b *Bootstrap) run(ctx context.Context, args []string) error {
 	if b.TempDir != "" {
 		env = append(env, "TMPDIR="+b.TempDir)
 	}
+	env = append(env, extraEnv...)
 	cmd.Env = env
 	// Its own process group: a terminal's Ctrl-C reaches imgforge, which
 	// then stops mmdebstrap in order.

@@ -17,7 +17,7 @@ func TestArgs(t *testing.T) {
 		DebCache: "/c/debs", ListsOut: "/t/lists", Output: "/t/root.tar",
 	}
 	on := *base
-	on.On, on.ListsIn, on.ListsOut, on.Prune, on.Rootless = "/c/base.tar", "/c/lists/x", "", []string{"/var/lib/mysql/*"}, true
+	on.On, on.ListsIn, on.ListsOut, on.Rootless = "/c/base.tar", "/c/lists/x", "", true
 	tests := []struct {
 		name       string
 		b          *Bootstrap
@@ -30,7 +30,8 @@ func TestArgs(t *testing.T) {
 		}, []string{"--skip=update", "--variant=custom"}},
 		{"on a base", &on, []string{
 			"--mode=unshare", "--variant=custom", "--setup-hook=tar-in /c/base.tar /", "--skip=update",
-			"--setup-hook=sync-in /c/lists/x /var/lib/apt/lists/", `--customize-hook=rm -rf "$1"/var/lib/mysql/*`,
+			"--setup-hook=sync-in /c/lists/x /var/lib/apt/lists/",
+			`--customize-hook=printf '%s\n' "$IMGFORGE_PACKAGES" | xargs --no-run-if-empty --delimiter='\n' chroot "$1" apt-get install --yes --no-install-recommends -o Dpkg::Use-Pty=false`,
 		}, []string{"--variant=apt", "--include=systemd,haproxy"}},
 	}
 	for _, tt := range tests {

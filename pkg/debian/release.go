@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 )
@@ -42,32 +40,19 @@ func releaseDigest(ctx context.Context, client *http.Client, source string) (str
 		return "", fmt.Errorf("apt source %q: expected \"deb URI SUITE COMPONENTS\"", source)
 	}
 	u := strings.TrimSuffix(f[1], "/") + "/dists/" + f[2] + "/InRelease"
-	var body io.ReadCloser
-	if strings.HasPrefix(u, "file://") {
-		pu, err := url.Parse(u)
-		if err != nil {
-			return "", fmt.Errorf("mirror %s: %w", f[1], err)
-		}
-		fh, err := os.Open(pu.Path)
-		if err != nil {
-			return "", fmt.Errorf("mirror %s has no release %s: %w", f[1], f[2], err)
-		}
-		body = fh
-	} else {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return "", fmt.Errorf("mirror %s: %w", f[1], err)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return "", fmt.Errorf("reaching mirror %s: %w", f[1], err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return "", fmt.Errorf("mirror %s has no release %s: %s answered %s", f[1], f[2], u, resp.Status)
-		}
-		body = resp.Body
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", fmt.Errorf("mirror %s: %w", f[1], err)
 	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("reaching mirror %s: %w", f[1], err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return "", fmt.Errorf("mirror %s has no release %s: %s answered %s", f[1], f[2], u, resp.Status)
+	}
+	body := resp.Body
 	defer body.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, body); err != nil {

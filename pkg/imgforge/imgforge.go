@@ -45,7 +45,13 @@ func Catalog(rolesDir, imagesDir string) (*spec.Catalog, error) {
 			if !fi.IsDir() {
 				return nil, fmt.Errorf("%s folder %s is not a folder", d.name, d.dir)
 			}
-			*d.list = append(*d.list, spec.Folder{FS: os.DirFS(d.dir), Label: filepath.Clean(d.dir)})
+			// Everything under a folder on disk is read through an os.Root:
+			// a symbolic link that leads outside it is refused, not followed.
+			root, err := os.OpenRoot(d.dir)
+			if err != nil {
+				return nil, fmt.Errorf("%s folder: %w", d.name, err)
+			}
+			*d.list = append(*d.list, spec.Folder{FS: root.FS(), Label: filepath.Clean(d.dir)})
 		}
 		*d.list = append(*d.list, spec.Folder{FS: d.emb, Label: "embedded:" + d.name})
 	}

@@ -61,6 +61,11 @@ func Diff(w io.Writer, lower Index, upperPath string, n Normalizer, filter Filte
 			return nil, fmt.Errorf("reading %s: %s is a sparse file, which layers do not carry", upperPath, name)
 		}
 		nh := n.header(name, h)
+		if nh.Typeflag == tar.TypeLink {
+			if _, ok := res.Index[nh.Linkname]; !ok {
+				return nil, fmt.Errorf("reading %s: %s is a hard link to %s, which the layer leaves out", upperPath, name, nh.Linkname)
+			}
+		}
 		it := item{name: name, h: nh, offset: cr.n}
 		digest := ""
 		if nh.Typeflag == tar.TypeReg {

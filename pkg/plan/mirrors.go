@@ -7,6 +7,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 // The mirrors used when neither the image, the caller nor the host names one.
@@ -25,7 +27,8 @@ type Mirrors struct {
 // (etc/apt/sources.list and etc/apt/sources.list.d/*.list and *.sources)
 // and returns the first Debian archive and security archive it names.
 // Sources that are not Debian archives (their URI does not end in /debian
-// or /debian-security) are passed over.
+// or /debian-security), and URIs that spec.CheckMirror refuses (a file:
+// or cdrom: source, a user and password, a query), are passed over.
 func DetectMirrors(root fs.FS) Mirrors {
 	var m Mirrors
 	var uris []string
@@ -52,6 +55,9 @@ func DetectMirrors(root fs.FS) Mirrors {
 	}
 	for _, u := range uris {
 		u = strings.TrimSuffix(u, "/")
+		if spec.CheckMirror(u) != nil {
+			continue
+		}
 		switch {
 		case m.Security == "" && strings.HasSuffix(u, "/debian-security"):
 			m.Security = u

@@ -4,11 +4,13 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 // FuzzDetectMirrors feeds arbitrary apt source files to the host mirror
 // detection: it must never panic, and what it returns must come from the
-// input.
+// input and pass spec.CheckMirror.
 func FuzzDetectMirrors(f *testing.F) {
 	f.Add("deb http://deb.debian.org/debian bookworm main\n", "Types: deb\nURIs: http://x/debian-security\n")
 	f.Add("deb [arch=amd64 signed-by=/k.gpg] http://m/debian/ b main", "Types: deb deb-src\nEnabled: no\n")
@@ -21,6 +23,9 @@ func FuzzDetectMirrors(f *testing.F) {
 		for _, u := range []string{m.Debian, m.Security} {
 			if u != "" && !strings.Contains(list+sources, u) {
 				t.Fatalf("mirror %q is not in the input", u)
+			}
+			if u != "" && spec.CheckMirror(u) != nil {
+				t.Fatalf("mirror %q does not pass spec.CheckMirror", u)
 			}
 		}
 	})

@@ -85,7 +85,8 @@ type Options struct {
 	// SourceDateEpoch overrides the image's SOURCE_DATE_EPOCH when not zero.
 	SourceDateEpoch int64
 	// HostMirrors are the host's configured mirrors (see DetectMirrors),
-	// used when neither the image nor the options name one.
+	// used when neither the image nor the options name one. A mirror
+	// that spec.CheckMirror refuses is not used.
 	HostMirrors Mirrors
 	// Agent is the imgforge-agent binary every image carries as
 	// AgentPath (see pkg/imgforge.FindAgent); AgentSource says where it
@@ -145,6 +146,14 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 	for i := range p.Ports {
 		if p.Ports[i].Protocol == "" {
 			p.Ports[i].Protocol = "tcp"
+		}
+	}
+	for _, m := range []struct{ what, v string }{{"mirror", opts.Mirror}, {"security mirror", opts.SecurityMirror}} {
+		if m.v == "" {
+			continue
+		}
+		if err := spec.CheckMirror(m.v); err != nil {
+			return nil, fmt.Errorf("%s option: %w", m.what, err)
 		}
 	}
 	p.Distribution = resolveDistribution(im.Distribution, opts)
@@ -239,8 +248,15 @@ func noneIfEmpty(s []string) string {
 }
 
 func resolveDistribution(d spec.Distribution, opts Options) Distribution {
-	mirror := firstNonEmpty(opts.Mirror, d.Mirror, opts.HostMirrors.Debian, DefaultMirror)
-	security := firstNonEmpty(opts.SecurityMirror, d.SecurityMirror, opts.HostMirrors.Security, DefaultSecurityMirror)
+	host := opts.HostMirrors
+	if host.Debian != "" && spec.CheckMirror(host.Debian) != nil {
+		host.Debian = ""
+	}
+	if host.Security != "" && spec.CheckMirror(host.Security) != nil {
+		host.Security = ""
+	}
+	mirror := firstNonEmpty(opts.Mirror, d.Mirror, host.Debian, DefaultMirror)
+	security := firstNonEmpty(opts.SecurityMirror, d.SecurityMirror, host.Security, DefaultSecurityMirror)
 	comps := d.Components
 	if len(comps) == 0 {
 		comps = []string{"main"}
@@ -306,6 +322,12 @@ func expand(p *Plan, src spec.Source, f spec.File, field string, files map[strin
 			digest := "sha256:" + hex.EncodeToString(sum[:])
 			p.Blobs[digest] = data
 			files[dst] = File{Path: dst, Type: "file", Mode: fileMode, Owner: owner, Group: group, Size: int64(len(data)), Digest: digest, Source: origin}
+		case d.Type()&fs.ModeSymlink != 0:
+			// Links in a copied folder are refused, whether they lead
+			// inside the definition folder or out: the image gets files
+			// and folders only. (A src that is a link, or passes through
+			// one, is followed while it stays inside; see spec.Folder.)
+			return src.Errorf(field+".src", "%s is a symbolic link; accepted in a copied folder: files and folders", origin)
 		default:
 			return src.Errorf(field+".src", "%s is neither a regular file nor a folder; accepted: files and folders", origin)
 		}

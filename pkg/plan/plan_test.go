@@ -145,6 +145,9 @@ func TestDetectMirrors(t *testing.T) {
 			"etc/apt/sources.list.d/other.list": {Data: []byte("deb https://packages.example/apt stable main\n")}},
 			plan.Mirrors{Debian: "http://d.test/debian", Security: "http://d.test/debian-security"}},
 		{"disabled", fstest.MapFS{"etc/apt/sources.list.d/x.sources": {Data: []byte("Types: deb\nEnabled: no\nURIs: http://off.test/debian\n")}}, plan.Mirrors{}},
+		// Issue 11, finding 3: what the host names passes spec.CheckMirror too.
+		{"refused URIs passed over", fstest.MapFS{"etc/apt/sources.list": {Data: []byte("deb http://user:pw@a.test/debian bookworm main\ndeb file:///srv/debian bookworm main\ndeb http://q.test/debian?x=1/debian bookworm main\ndeb http://ok.test/debian bookworm main\n")}},
+			plan.Mirrors{Debian: "http://ok.test/debian"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,5 +155,121 @@ func TestDetectMirrors(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMirrorOption checks issue 11, finding 3: a mirror given as an
+// option is checked as the image definition's is, and a host mirror that
+// the check refuses is not used.
+func TestMirrorOption(t *testing.T) {
+	cat, _ := imgforge.Catalog("", "")
+	for _, m := range []string{"http://m.test/debian\ndeb [trusted=yes] http://evil.test/ bookworm main", "http://m.test/debian evil", "ftp://m.test/debian", "http://u:p@m.test/debian"} {
+		opts := embedded(t)
+		opts.Mirror = m
+		_, err := plan.Resolve(cat, "lb", *opts)
+		if err == nil || !strings.Contains(err.Error(), "mirror option: the mirror URL") {
+			t.Errorf("mirror %q: err = %v", m, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "u:p@") {
+			t.Errorf("the error repeats the mirror's password: %v", err)
+		}
+	}
+	opts := embedded(t)
+	opts.HostMirrors.Debian = "http://m.test/debian\ndeb [trusted=yes] http://evil.test/ bookworm main"
+	p, err := plan.Resolve(cat, "lb", *opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Distribution.Sources {
+		if strings.Contains(s, "evil") || strings.Contains(s, "\n") {
+			t.Errorf("source %q comes from a refused host mirror", s)
+		}
+	}
+	if p.Distribution.Mirror != plan.DefaultMirror {
+		t.Errorf("mirror = %q, want the default", p.Distribution.Mirror)
+	}
+}
+
+// TestSymlinkedSources checks issue 11, finding 2: a files: source that is
+// a symbolic link, or passes through one, out of the roles folder is
+// refused with the role file, line and field, and never read; links in a
+// copied folder are refused wherever they lead; a link that stays inside
+// the folder is followed.
+func TestSymlinkedSources(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	roles := filepath.Join(dir, "roles")
+	for _, d := range []string{outside, filepath.Join(roles, "lb", "tree"), filepath.Join(roles, "lb", "tree2")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const secret = "root:$y$SECRET:19000:0:99999:7:::\n"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(outside, "shadow"), []byte(secret), 0o600))
+	must(os.WriteFile(filepath.Join(roles, "lb", "real.cfg"), []byte("global\n"), 0o644))
+	must(os.Symlink(filepath.Join(outside, "shadow"), filepath.Join(roles, "lb", "evil")))
+	must(os.Symlink("../../outside/shadow", filepath.Join(roles, "lb", "evil-relative")))
+	must(os.Symlink(outside, filepath.Join(roles, "lb", "evildir")))
+	must(os.Symlink(filepath.Join(outside, "shadow"), filepath.Join(roles, "lb", "tree", "stolen")))
+	must(os.WriteFile(filepath.Join(roles, "lb", "tree2", "a"), []byte("a"), 0o644))
+	must(os.Symlink("a", filepath.Join(roles, "lb", "tree2", "b")))
+	must(os.Symlink("real.cfg", filepath.Join(roles, "lb", "alias")))
+	must(os.Symlink("tree2", filepath.Join(roles, "lb", "treealias")))
+
+	role := func(src string) string {
+		return "name: lb\nhealth: {type: tcp, port: 80}\nfiles:\n  - {src: " + src + ", dst: /etc/x}\n"
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"lb/evil", roles + `/lb.yaml:4:11: field "files[0].src": "lb/evil" leads outside ` + roles + ` through a symbolic link; accepted: files and folders inside it`},
+		{"lb/evil-relative", `field "files[0].src": "lb/evil-relative" leads outside`},
+		{"lb/evildir/shadow", `field "files[0].src": "lb/evildir/shadow" leads outside`},
+		{"lb/evildir", `field "files[0].src": "lb/evildir" leads outside`},
+		{"lb/tree", roles + `/lb.yaml:4:11: field "files[0].src": ` + roles + `/lb/tree/stolen is a symbolic link; accepted in a copied folder: files and folders`},
+		{"lb/tree2", `field "files[0].src": ` + roles + `/lb/tree2/b is a symbolic link`},
+		{"lb/alias", ""},
+	} {
+		t.Run(tc.src, func(t *testing.T) {
+			must(os.WriteFile(filepath.Join(roles, "lb.yaml"), []byte(role(tc.src)), 0o644))
+			cat, err := imgforge.Catalog(roles, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := plan.Resolve(cat, "lb", *embedded(t))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range p.Files {
+					if f.Path == "/etc/x" && string(p.Blobs[f.Digest]) != "global\n" {
+						t.Errorf("/etc/x holds %q, want the linked file's content", p.Blobs[f.Digest])
+					}
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("error is not one line, or shows the file: %q", err)
+			}
+		})
+	}
+
+	// The role file itself, linked from outside, is refused too.
+	must(os.Remove(filepath.Join(roles, "lb.yaml")))
+	must(os.WriteFile(filepath.Join(outside, "lb.yaml"), []byte(role("lb/real.cfg")), 0o644))
+	must(os.Symlink(filepath.Join(outside, "lb.yaml"), filepath.Join(roles, "lb.yaml")))
+	cat, err := imgforge.Catalog(roles, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plan.Resolve(cat, "lb", *embedded(t)); err == nil || !strings.Contains(err.Error(), "path escapes") {
+		t.Errorf("a role file linked from outside: err = %v", err)
 	}
 }

@@ -15,7 +15,10 @@ var ErrUnknown = errors.New("unknown definition")
 // Folder is one place definitions are read from: a folder on disk or the
 // defaults embedded in the binary.
 type Folder struct {
-	FS    fs.FS  // rooted at the folder
+	// FS is rooted at the folder. A folder on disk is an os.Root's FS
+	// (see imgforge.Catalog), so nothing read through it leaves the
+	// folder, through a symbolic link or otherwise.
+	FS    fs.FS
 	Label string // how messages name the folder: "roles" or "embedded:roles"
 }
 
@@ -76,11 +79,15 @@ func find(folders []Folder, kind, name string, known []string) (Folder, []byte, 
 		return Folder{}, nil, "", fmt.Errorf("%w: %s %q: known %ss: %s", ErrUnknown, kind, name, kind, strings.Join(known, ", "))
 	}
 	for _, f := range folders {
-		data, err := fs.ReadFile(f.FS, name+".yaml")
+		file := path.Join(f.Label, name+".yaml")
+		data, err := ReadFile(f.FS, name+".yaml", file)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		file := path.Join(f.Label, name+".yaml")
+		var se *Error
+		if errors.As(err, &se) {
+			return Folder{}, nil, "", err
+		}
 		if err != nil {
 			return Folder{}, nil, "", fmt.Errorf("reading %s: %w", file, err)
 		}

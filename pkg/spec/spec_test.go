@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +55,14 @@ func TestRoleErrors(t *testing.T) {
 		{"empty", "", "roles/lb.yaml: the file is empty"},
 		{"option default", "name: lb\nhealth: {type: tcp, port: 1}\noptions: [{name: rt, default: x, choices: {a: {}}}]\n", `field "options[0].default": "x" is not one of the choices; accepted: a`},
 		{"prune", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [var/lib]\n", `field "prune[0]"`},
+		// Finding 1 of issue 11: this became a shell hook on the build host.
+		{"prune shell", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/lib/x;touch${IFS}/tmp/PWNED\"]\n", `roles/lb.yaml:3:9: field "prune[0]": "/var/lib/x;touch${IFS}/tmp/PWNED" is not accepted: a prune glob is a clean absolute path other than / made of letters, digits, '/', '.', '_', '-', '+', '@', ':', ',' and the wildcards '*' and '?'`},
+		{"prune subshell", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/$(id)\"]\n", `field "prune[0]"`},
+		{"prune backquote", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/`id`\"]\n", `field "prune[0]"`},
+		{"prune newline", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/x\\nrm\"]\n", `field "prune[0]"`},
+		{"prune class", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/[ab]\"]\n", `field "prune[0]"`},
+		{"prune dotdot", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/../etc\"]\n", `field "prune[0]"`},
+		{"prune root", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/\"]\n", `field "prune[0]"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,9 +125,19 @@ func TestImageErrors(t *testing.T) {
 		{"distro", strings.Replace(base, "debian,", "ubuntu,", 1), `field "distribution.name": "ubuntu" is not accepted`},
 		{"mirror", base + "distribution: {}\n", `set twice`},
 		{"bad mirror", strings.Replace(base, "suite: bookworm", "suite: bookworm, mirror: 'ftp:/x'", 1), `field "distribution.mirror"`},
+		// Issue 11, finding 3: a newline added an apt source.
+		{"mirror newline", strings.Replace(base, "suite: bookworm", `suite: bookworm, mirror: "http://m.test/debian\ndeb [trusted=yes] http://evil/ bookworm main"`, 1),
+			`images/default.yaml:2:55: field "distribution.mirror": the mirror URL holds whitespace or a control character; accepted: an http:// or https:// URL`},
+		{"security mirror userinfo", strings.Replace(base, "suite: bookworm", `suite: bookworm, security_mirror: "http://u:secret@m.test/debian-security"`, 1), `field "distribution.security_mirror": the mirror URL holds a user or password`},
+		{"mirror file", strings.Replace(base, "suite: bookworm", `suite: bookworm, mirror: "file:///srv/debian"`, 1), `is not an http:// or https:// URL`},
+		{"mirror ok", strings.Replace(base, "suite: bookworm", `suite: bookworm, mirror: "https://[fd00::1]:8080/debian/", security_mirror: "http://deb.debian.org/debian-security"`, 1), ""},
 		{"epoch", strings.Replace(base, "source_date_epoch: 1", "source_date_epoch: 0", 1), `field "source_date_epoch": must be a positive Unix time`},
 		{"output", base + "outputs: [oci, floppy]\n", `field "outputs[1]": unknown output format "floppy"; known: oci, docker-archive`},
 		{"size", base + "disk: {size: lots}\n", `field "disk.size": expected a size such as 2GiB`},
+		{"globs", base + "exclude: [/usr/share/doc/*, /lib/modules/*/kernel/lib/test_*]\ninclude: [/usr/share/doc/*/copyright]\nboot_exclude: [/boot/*, /usr/lib/udev/hwdb.d/*]\n", ""},
+		{"exclude newline", base + "exclude: [\"/usr/share/doc/*\\npath-include=/x\"]\n", `field "exclude[0]": "/usr/share/doc/*\npath-include=/x" is not accepted: a glob is an absolute path made of letters, digits`},
+		{"include return", base + "include: [\"/usr/share/doc\\r\"]\n", `field "include[0]"`},
+		{"boot_exclude relative", base + "boot_exclude: [boot/*]\n", `field "boot_exclude[0]"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,6 +190,115 @@ func FuzzParseRole(f *testing.F) {
 			err := parse()
 			if err != nil && !strings.HasPrefix(err.Error(), "x.yaml") {
 				t.Fatalf("error does not name the file: %v", err)
+			}
+		}
+	})
+}
+
+func TestCheckMirror(t *testing.T) {
+	for _, ok := range []string{"http://deb.debian.org/debian", "https://m.test", "http://m.test/", "http://10.0.0.1:3142/debian", "https://[fd00::1]/debian", "http://m.test/debian_x/1.2+~a"} {
+		if err := CheckMirror(ok); err != nil {
+			t.Errorf("CheckMirror(%q) = %v", ok, err)
+		}
+	}
+	for bad, why := range map[string]string{
+		"":                               "is empty",
+		"http://m.test/debian\nx":        "whitespace or a control character",
+		"http://m.test/deb ian":          "whitespace or a control character",
+		"http://m.test/debian\t":         "whitespace or a control character",
+		"http://m.test/debian\x7f":       "whitespace or a control character",
+		"file:///srv/debian":             "not an http:// or https:// URL",
+		"HTTP://m.test/debian":           "not an http:// or https:// URL",
+		"ftp://m.test/debian":            "not an http:// or https:// URL",
+		"http://m.test/debian?x=1":       "a query or a fragment",
+		"http://m.test/debian#f":         "a query or a fragment",
+		"http://user:pass@m.test/debian": "a user or password",
+		"http:///debian":                 "has no host",
+		"http://m.test/$(id)":            "a character that is not accepted",
+		"http://m.test:99999999/":        "a character that is not accepted",
+		"http://m.test/debian;x":         "a character that is not accepted",
+	} {
+		err := CheckMirror(bad)
+		if err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("CheckMirror(%q) = %v, want %q", bad, err, why)
+			continue
+		}
+		if bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("the error repeats the value: %v", err)
+		}
+	}
+}
+
+// TestFileSizeCap checks issue 11, finding 9: a 10 MB role file was
+// accepted. Definition files are capped at 1 MiB, and the error names the
+// file and the limit.
+func TestFileSizeCap(t *testing.T) {
+	pad := func(n int) []byte {
+		b := []byte(goodRole + "# ")
+		for len(b) < n-1 {
+			b = append(b, 'x')
+		}
+		return append(b, '\n')
+	}
+	c := catalogWith(goodRole)
+	c.Roles[0].FS.(fstest.MapFS)["lb.yaml"] = &fstest.MapFile{Data: pad(10 << 20)}
+	_, _, err := c.Role("lb")
+	if err == nil || err.Error() != "roles/lb.yaml: the file is larger than 1024 KiB (1 MiB), the most a definition file may be" {
+		t.Errorf("10 MiB role: err = %v", err)
+	}
+	c.Roles[0].FS.(fstest.MapFS)["lb.yaml"] = &fstest.MapFile{Data: pad(MaxFileSize)}
+	if _, _, err := c.Role("lb"); err != nil {
+		t.Errorf("a role of exactly 1 MiB: %v", err)
+	}
+	c.Images = []Folder{{FS: fstest.MapFS{"default.yaml": {Data: pad(MaxFileSize + 1)}}, Label: "images"}}
+	if _, _, err := c.Image("default"); err == nil || !strings.Contains(err.Error(), "images/default.yaml: the file is larger than 1024 KiB") {
+		t.Errorf("image one byte over: err = %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(p, pad(MaxFileSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPath(p); err == nil || !strings.Contains(err.Error(), p+": the file is larger than") {
+		t.Errorf("ReadPath: err = %v", err)
+	}
+	if _, err := ReadPath(p + ".none"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadPath of a missing file: err = %v", err)
+	}
+}
+
+// FuzzParseImage checks the image-definition parser and validation on any
+// input: no panic; every error one line naming the file; a definition
+// that validates has only mirrors and globs that are safe to pass on (no
+// whitespace or control characters). Its corpus is testdata/fuzz/FuzzParseImage.
+func FuzzParseImage(f *testing.F) {
+	matches, _ := filepath.Glob(filepath.Join("../../images", "*.yaml"))
+	for _, m := range matches {
+		if b, err := os.ReadFile(m); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		im, src, err := ParseImage("x.yaml", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "x.yaml") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line naming the file: %q", err)
+			}
+			return
+		}
+		if err := im.Validate(src); err != nil {
+			if !strings.HasPrefix(err.Error(), "x.yaml") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("validation error is not one line naming the file: %q", err)
+			}
+			return
+		}
+		d := im.Distribution
+		values := append([]string{d.Mirror, d.SecurityMirror, d.Suite}, d.Components...)
+		for _, l := range [][]string{im.Exclude, im.Include, im.BootExclude, im.BootInclude} {
+			values = append(values, l...)
+		}
+		for _, v := range values {
+			if strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+				t.Fatalf("a validated image holds %q", v)
 			}
 		}
 	})

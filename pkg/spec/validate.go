@@ -1,9 +1,9 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -16,12 +16,26 @@ var (
 	packageRe = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
 	unitRe    = regexp.MustCompile(`^[A-Za-z0-9@._:-]+$`)
 	accountRe = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,9})$`)
+	// globRe is every path glob a definition may hold (prune, exclude,
+	// include, boot_exclude, boot_include): an absolute path of
+	// globChars. Nothing a shell, dpkg's configuration or apt reads as
+	// syntax gets through.
+	globRe = regexp.MustCompile(`^/[A-Za-z0-9/._+@:,*?-]*$`)
 	// Architectures Debian builds that imgforge knows how to name; only
 	// amd64 is built today.
 	architectures = []string{"amd64", "arm64"}
 	// Outputs names every output format imgforge knows.
 	Outputs = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso", "pxe"}
 )
+
+// globChars says in messages which characters globRe accepts.
+const globChars = "letters, digits, '/', '.', '_', '-', '+', '@', ':', ',' and the wildcards '*' and '?'"
+
+// leavesRoot says whether err is os.Root refusing a path that leaves its
+// folder (the os package does not export that error).
+func leavesRoot(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}
 
 func validName(s string) bool { return nameRe.MatchString(s) }
 
@@ -70,8 +84,8 @@ func (r *Role) Validate(src Source, known []string) error {
 		}
 	}
 	for i, g := range r.Prune {
-		if !strings.HasPrefix(g, "/") || path.Clean(g) != g || g == "/" || strings.ContainsAny(g, " \t\n'\"\\") {
-			return src.Errorf(fmt.Sprintf("prune[%d]", i), "%q must be a clean absolute path glob without spaces or quotes, such as /var/lib/mysql/*", g)
+		if !globRe.MatchString(g) || path.Clean(g) != g || g == "/" {
+			return src.Errorf(fmt.Sprintf("prune[%d]", i), "%q is not accepted: a prune glob is a clean absolute path other than / made of %s, such as /var/lib/mysql/*", g, globChars)
 		}
 	}
 	seenOpt := map[string]bool{}
@@ -177,7 +191,14 @@ func validateFiles(src Source, field string, files []File) error {
 		}
 		if src.Folder.FS != nil {
 			if _, err := fs.Stat(src.Folder.FS, clean); err != nil {
-				return src.Errorf(fld+".src", "%q does not exist in %s", f.Src, src.Folder.Label)
+				switch {
+				case errors.Is(err, fs.ErrNotExist):
+					return src.Errorf(fld+".src", "%q does not exist in %s", f.Src, src.Folder.Label)
+				case leavesRoot(err):
+					return src.Errorf(fld+".src", "%q leads outside %s through a symbolic link; accepted: files and folders inside it", f.Src, src.Folder.Label)
+				default:
+					return src.Errorf(fld+".src", "%q cannot be read in %s: %v", f.Src, src.Folder.Label, errors.Unwrap(err))
+				}
 			}
 		}
 		if !path.IsAbs(f.Dst) || path.Clean(f.Dst) != f.Dst || f.Dst == "/" {
@@ -209,9 +230,8 @@ func (im *Image) Validate(src Source) error {
 		if m.v == "" {
 			continue
 		}
-		u, err := url.Parse(m.v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Host == "" && u.Scheme != "file") {
-			return src.Errorf(m.field, "%q is not a mirror URL; accepted: http://, https:// or file:// URLs", m.v)
+		if err := CheckMirror(m.v); err != nil {
+			return src.Errorf(m.field, "%v", err)
 		}
 	}
 	for i, c := range d.Components {
@@ -242,8 +262,8 @@ func (im *Image) Validate(src Source) error {
 		globs []string
 	}{{"exclude", im.Exclude}, {"include", im.Include}, {"boot_exclude", im.BootExclude}, {"boot_include", im.BootInclude}} {
 		for i, g := range l.globs {
-			if !strings.HasPrefix(g, "/") || strings.ContainsAny(g, " \t\n'\"\\") {
-				return src.Errorf(fmt.Sprintf("%s[%d]", l.field, i), "%q must be an absolute path glob without spaces or quotes", g)
+			if !globRe.MatchString(g) {
+				return src.Errorf(fmt.Sprintf("%s[%d]", l.field, i), "%q is not accepted: a glob is an absolute path made of %s, such as /usr/share/doc/*", g, globChars)
 			}
 		}
 	}

@@ -3,6 +3,8 @@ package verify
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -45,9 +47,10 @@ func tool(name, pkg string) (string, error) {
 }
 
 // checkESP runs the ESP checks on partition p of image: fsck.vfat, the
-// boot files, and the loader entry, whose options must be want (of
+// boot files, whose sha256 must be those of digests (the manifest's field
+// digestsFrom), and the loader entry, whose options must be want (of
 // wantFrom, for the reason).
-func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string) {
+func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string, digests map[string]string, digestsFrom string) {
 	img := filepath.Join(r.tmp, "esp.img")
 	copied := false
 	r.check(CheckESPFsck, func() (string, error) {
@@ -74,21 +77,23 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string) {
 		if err != nil {
 			return "", fmt.Errorf("reading the ESP's FAT file system: %w", err)
 		}
+		if len(digests) == 0 {
+			return "", fmt.Errorf("the manifest records no digests of the ESP's files (%s): it was written by an older imgforge; build the image again", digestsFrom)
+		}
 		for _, p := range []string{loaderPath, loaderConf, entryPath, kernelPath, initrdPath} {
 			f, err := fs.OpenFile(p, os.O_RDONLY)
 			if err != nil {
 				return "", fmt.Errorf("the ESP has no %s", p)
 			}
-			// The kernel and initrd are only sized; the small files are
-			// read to be checked.
-			var n int64
+			// Every file is hashed; the small ones are kept to be
+			// checked.
+			h := sha256.New()
+			var w io.Writer = h
+			var kept bytes.Buffer
 			if p == loaderConf || p == entryPath {
-				var data []byte
-				data, err = io.ReadAll(f)
-				files[p], n = data, int64(len(data))
-			} else {
-				n, err = io.Copy(io.Discard, f)
+				w = io.MultiWriter(h, &kept)
 			}
+			n, err := io.Copy(w, f)
 			f.Close()
 			if err != nil {
 				return "", fmt.Errorf("reading %s on the ESP: %w", p, err)
@@ -96,10 +101,19 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string) {
 			if n == 0 {
 				return "", fmt.Errorf("%s on the ESP is empty", p)
 			}
+			if kept.Len() > 0 {
+				files[p] = kept.Bytes()
+			}
 			sizes[p] = n
+			got := "sha256:" + hex.EncodeToString(h.Sum(nil))
+			if wantDigest, ok := digests[p]; !ok {
+				return "", fmt.Errorf("the manifest's %s has no digest of %s", digestsFrom, p)
+			} else if got != wantDigest {
+				return "", fmt.Errorf("%s on the ESP (%d bytes) has %s; the manifest's %s says %s", p, n, got, digestsFrom, wantDigest)
+			}
 		}
-		return fmt.Sprintf("%s (%s), kernel (%s), initrd (%s), loader.conf, loader entry",
-			loaderPath, units.Bytes(sizes[loaderPath]), units.Bytes(sizes[kernelPath]), units.Bytes(sizes[initrdPath])), nil
+		return fmt.Sprintf("%s (%s), kernel (%s), initrd (%s), loader.conf, loader entry: sha256 as the manifest's %s",
+			loaderPath, units.Bytes(sizes[loaderPath]), units.Bytes(sizes[kernelPath]), units.Bytes(sizes[initrdPath]), digestsFrom), nil
 	})
 	if !ok {
 		return

@@ -101,7 +101,7 @@ func ISO(ctx context.Context, isoPath, manifestPath string) (Report, error) {
 		})
 	}
 	if esp != nil {
-		r.checkESP(isoPath, esp, want, wantFrom)
+		r.checkESP(isoPath, esp, want, wantFrom, m.Disk.ISOESPFiles, "iso_esp_files")
 	}
 	if hasBIOS {
 		r.check(CheckBIOSEntry, func() (string, error) { return r.checkBIOS(xorriso, isoPath, want, wantFrom) })

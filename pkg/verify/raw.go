@@ -74,7 +74,7 @@ func Raw(ctx context.Context, imagePath, manifestPath string) (Report, error) {
 	}
 
 	root, verity := partition(table, 2), partition(table, 3)
-	r.checkESP(imagePath, partition(table, 1), m.Disk.Cmdline, "the manifest's cmdline")
+	r.checkESP(imagePath, partition(table, 1), m.Disk.Cmdline, "the manifest's cmdline", m.Disk.ESPFiles, "esp_files")
 
 	data, hash := filepath.Join(r.tmp, "root"), filepath.Join(r.tmp, "root-verity")
 	if !r.check(CheckRootImage, func() (string, error) {

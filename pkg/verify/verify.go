@@ -6,8 +6,9 @@
 // an unreadable GPT, say) is not run. The checks cover what a machine
 // needs to boot the image as it was built: the file's sha256 against the
 // manifest's outputs, the partition table and partition UUIDs, the
-// kernel command line, the ESP (fsck.vfat, its files, the loader entry's
-// options against the manifest's cmdline), the squashfs (read in full
+// kernel command line, the ESP (fsck.vfat, the sha256 of each of its boot
+// files against the manifest's esp_files, the loader entry's options
+// against the manifest's cmdline), the squashfs (read in full
 // with sqfs2tar) and its dm-verity hash tree against the manifest's root
 // hash (veritysetup, as the boot does).
 //
@@ -106,6 +107,9 @@ type manifest struct {
 		Cmdline    string      `json:"cmdline"`
 		Partitions disk.IDs    `json:"partitions"`
 		ISOCmdline string      `json:"iso_cmdline"`
+		// ESP path -> "sha256:HEX" of the raw disk's ESP and the ISO's.
+		ESPFiles    map[string]string `json:"esp_files"`
+		ISOESPFiles map[string]string `json:"iso_esp_files"`
 	} `json:"disk"`
 }
 

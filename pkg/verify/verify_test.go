@@ -143,6 +143,21 @@ func TestRaw(t *testing.T) {
 			im.Flip(t, im.ESPOffset+32*512+3*4)
 			im.UpdateDigest(t)
 		}, CheckESPFsck, "fsck.vfat -n finds the ESP damaged"},
+		// Issue 11, finding 9: the ESP's files were only sized.
+		{"one byte of the kernel on the ESP", func(t *testing.T, im verifytest.Image) {
+			flipAll(t, im, []byte("fake kernel"))
+			im.UpdateDigest(t)
+		}, CheckESPFiles, "/imgforge/vmlinuz on the ESP (11 bytes) has sha256:"},
+		{"one byte of the loader on the ESP", func(t *testing.T, im verifytest.Image) {
+			flipAll(t, im, []byte("fake systemd-boot"))
+			im.UpdateDigest(t)
+		}, CheckESPFiles, "/EFI/BOOT/BOOTX64.EFI on the ESP (17 bytes) has sha256:"},
+		{"another digest in the manifest", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.ESPFiles["/imgforge/initrd.img"] = "sha256:00" })
+		}, CheckESPFiles, "the manifest's esp_files says sha256:00"},
+		{"no ESP digests in the manifest", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.ESPFiles = nil })
+		}, CheckESPFiles, "the manifest records no digests of the ESP's files (esp_files)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,6 +291,13 @@ func TestISO(t *testing.T) {
 				m.Disk.ISOCmdline = ""
 			})
 		}, CheckLoaderEntry, `differ from the ISO command line made from the manifest's cmdline: word 1: "console=ttyS0", want "quiet"`},
+		{"one byte of the kernel", func(t *testing.T, im verifytest.Image) {
+			flipAll(t, im, []byte("fake kernel"))
+			im.UpdateDigest(t)
+		}, CheckESPFiles, "/imgforge/vmlinuz on the ESP (11 bytes) has sha256:"},
+		{"another loader entry digest", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.ISOESPFiles["/loader/entries/imgforge.conf"] = "sha256:00" })
+		}, CheckESPFiles, "/loader/entries/imgforge.conf on the ESP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -355,7 +377,8 @@ func TestManifestFromBuild(t *testing.T) {
 	b, err := json.Marshal(build.Manifest{
 		Role:    "lb",
 		Outputs: []build.Artifact{{Path: "lb.raw", Format: "raw", Size: 42, Digest: "sha256:00"}},
-		Disk:    &build.DiskInfo{KernelVersion: "6.1", Verity: v, Cmdline: "boot=imgforge", Partitions: ids},
+		Disk: &build.DiskInfo{KernelVersion: "6.1", Verity: v, Cmdline: "boot=imgforge", Partitions: ids,
+			ESPFiles: map[string]string{"/imgforge/vmlinuz": "sha256:01"}, ISOESPFiles: map[string]string{"/imgforge/vmlinuz": "sha256:02"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +390,31 @@ func TestManifestFromBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := output{Path: "lb.raw", Format: "raw", Size: 42, Digest: "sha256:00"}
-	if len(m.Outputs) != 1 || m.Outputs[0] != want || m.Disk.Verity != v || m.Disk.Cmdline != "boot=imgforge" || m.Disk.Partitions != ids {
+	if len(m.Outputs) != 1 || m.Outputs[0] != want || m.Disk.Verity != v || m.Disk.Cmdline != "boot=imgforge" || m.Disk.Partitions != ids ||
+		m.Disk.ESPFiles["/imgforge/vmlinuz"] != "sha256:01" || m.Disk.ISOESPFiles["/imgforge/vmlinuz"] != "sha256:02" {
 		t.Errorf("read %+v %+v from\n%s", m.Outputs, m.Disk, b)
+	}
+}
+
+// flipAll inverts the first byte of every copy of b in the image: the
+// content changes, its size does not.
+func flipAll(t *testing.T, im verifytest.Image, b []byte) {
+	t.Helper()
+	data, err := os.ReadFile(im.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for off := 0; ; {
+		i := bytes.Index(data[off:], b)
+		if i < 0 {
+			break
+		}
+		im.Flip(t, int64(off+i))
+		off += i + len(b)
+		n++
+	}
+	if n == 0 {
+		t.Fatalf("%q is not in the image", b)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 // Config is the configuration of the imgforge builder. Every field has
@@ -101,8 +102,15 @@ func (c *Config) prepare(getenv func(string) string, raws ...interface{}) (*plan
 			errs = packersdk.MultiErrorAppend(errs, errors.New("cache_dir: not set, and neither XDG_CACHE_HOME nor HOME is set in the environment"))
 		}
 	}
+	mirrorOK := true
+	if c.Mirror != "" {
+		if err := spec.CheckMirror(c.Mirror); err != nil {
+			errs = packersdk.MultiErrorAppend(errs, fmt.Errorf("mirror: %w", err))
+			mirrorOK = false
+		}
+	}
 	var p *plan.Plan
-	if c.Role != "" {
+	if c.Role != "" && mirrorOK {
 		p, err = c.resolve(getenv)
 		if err != nil {
 			errs = packersdk.MultiErrorAppend(errs, err)

@@ -58,6 +58,11 @@ func TestPrepare(t *testing.T) {
 			want: `SOURCE_DATE_EPOCH="yesterday" in the environment is not a positive Unix time`},
 		{name: "no cache folder", config: map[string]interface{}{"role": "lb"}, env: []string{"HOME", ""},
 			want: "cache_dir: not set, and neither XDG_CACHE_HOME nor HOME is set"},
+		// Issue 11, finding 3: the same check as the image definition's and --mirror's.
+		{name: "mirror newline", config: map[string]interface{}{"role": "lb", "mirror": "http://m.test/debian\ndeb [trusted=yes] http://evil.test/ bookworm main"},
+			want: "mirror: the mirror URL holds whitespace or a control character; accepted: an http:// or https:// URL"},
+		{name: "mirror file", config: map[string]interface{}{"role": "lb", "mirror": "file:///srv/debian"},
+			want: "mirror: the mirror URL is not an http:// or https:// URL"},
 		{name: "unknown field", config: map[string]interface{}{"role": "lb", "output_directory": "x"},
 			want: "output_directory"},
 	} {

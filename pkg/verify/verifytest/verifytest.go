@@ -52,11 +52,13 @@ type Output struct {
 
 // Disk is a manifest's disk section (see build.DiskInfo).
 type Disk struct {
-	KernelVersion string      `json:"kernel_version"`
-	Verity        boot.Verity `json:"verity"`
-	Cmdline       string      `json:"cmdline"`
-	Partitions    disk.IDs    `json:"partitions"`
-	ISOCmdline    string      `json:"iso_cmdline,omitempty"`
+	KernelVersion string            `json:"kernel_version"`
+	Verity        boot.Verity       `json:"verity"`
+	Cmdline       string            `json:"cmdline"`
+	Partitions    disk.IDs          `json:"partitions"`
+	ISOCmdline    string            `json:"iso_cmdline,omitempty"`
+	ESPFiles      map[string]string `json:"esp_files,omitempty"`
+	ISOESPFiles   map[string]string `json:"iso_esp_files,omitempty"`
 }
 
 // Image is a test image and its manifest.
@@ -175,7 +177,7 @@ func Raw(t testing.TB, dir string) Image {
 		t.Fatal(err)
 	}
 	f.Close()
-	writeManifest(t, im, "raw", &Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, Cmdline: cmdline, Partitions: ids})
+	writeManifest(t, im, "raw", &Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)})
 	return im
 }
 
@@ -202,7 +204,7 @@ func ISO(t testing.TB, dir string) Image {
 	}
 	head, _ := os.ReadFile(sq)
 	im.RootOffset = int64(bytes.Index(iso, head[:4096]))
-	writeManifest(t, im, "iso", &Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, ISOCmdline: cmdline})
+	writeManifest(t, im, "iso", &Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, ISOCmdline: cmdline, ISOESPFiles: boot.Digests(l.ESPFiles)})
 	return im
 }
 
