@@ -369,6 +369,16 @@ type RoleInfo struct {
 	Discover []string          `json:"discover,omitempty"`
 }
 
+// roleJSON is the role.json of the image of p.
+func roleJSON(p *plan.Plan) ([]byte, error) {
+	info := RoleInfo{Role: p.Role, Image: p.Image, Options: p.Options, Services: p.Services, Ports: p.Ports, Health: p.Health, Discover: p.Discover}
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
 func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord, lower layer.Index) ([]layer.File, error) {
 	passwd, err := b.o.Cache.ReadBlob(role.Passwd)
 	if err != nil {
@@ -398,12 +408,11 @@ func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord, lower layer.Index
 		}
 		files = append(files, lf)
 	}
-	info := RoleInfo{Role: p.Role, Image: p.Image, Options: p.Options, Services: p.Services, Ports: p.Ports, Health: p.Health, Discover: p.Discover}
-	infoJSON, err := json.MarshalIndent(info, "", "  ")
+	infoJSON, err := roleJSON(p)
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, layer.File{Path: "etc/imgforge/role.json", Type: tar.TypeReg, Mode: 0o644, Data: append(infoJSON, '\n')})
+	files = append(files, layer.File{Path: "etc/imgforge/role.json", Type: tar.TypeReg, Mode: 0o644, Data: infoJSON})
 	dropins, err := cloudinitFiles()
 	if err != nil {
 		return nil, err
