@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/verify/verifytest"
 )
 
@@ -23,7 +24,7 @@ func TestVerify(t *testing.T) {
 	os.Mkdir(filepath.Join(isoOut, "test"), 0o755)
 	iso := verifytest.ISO(t, filepath.Join(isoOut, "test"))
 	bad := raw.Copy(t, t.TempDir())
-	bad.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Cmdline += " quiet" })
+	bad.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Cmdline += " quiet" })
 	qcow2 := filepath.Join(roleDir, "test.qcow2") // findImage only needs it to exist
 	os.WriteFile(qcow2, []byte("QFI"), 0o644)
 	elsewhere := filepath.Join(t.TempDir(), "lb.manifest.json")

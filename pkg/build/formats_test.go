@@ -10,6 +10,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/boot"
 	"github.com/imgforge/imgforge/pkg/disk"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
@@ -57,46 +58,54 @@ func TestFormatGoldens(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	arts := []Artifact{
+	arts := []imagemeta.Output{
 		{Path: "oci", Format: "oci", Size: 123456, Digest: "sha256:1111"},
 		{Path: "web.raw", Format: "raw", Size: 2147483648, Digest: "sha256:2222"},
 		{Path: "web.iso", Format: "iso", Size: 300000000, Digest: "sha256:3333"},
 		{Path: "sbom.spdx.json", Format: "spdx-json", Size: 999, Digest: "sha256:4444"},
 	}
-	m := Manifest{
+	planJSON, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := imagemeta.Manifest{
 		Role: p.Role, Image: p.Image, PlanDigest: p.Digest(), ImageDigest: "sha256:5555", Tool: "imgforge v1.2.3 (abc)",
-		Inputs: ManifestInputs{Plan: p, Mmdebstrap: "mmdebstrap 1.3.5", Releases: map[string]string{"deb http://deb.debian.org/debian bookworm main": "sha256:6666"},
+		Inputs: imagemeta.ManifestInputs{Plan: planJSON, Mmdebstrap: "mmdebstrap 1.3.5", Releases: map[string]string{"deb http://deb.debian.org/debian bookworm main": "sha256:6666"},
 			SourceDateEpoch: p.SourceDateEpoch, StageKeys: map[string]string{"base": "k1", "role": "k2", "overlay": "k3"}},
 		Outputs: arts,
-		Disk: &DiskInfo{KernelVersion: "6.1.0-18-amd64",
+		Disk: &imagemeta.Disk{KernelVersion: "6.1.0-18-amd64",
 			Verity:     boot.Verity{RootHash: "aa", Salt: "bb", DataBlocks: 4096, HashStart: 4097},
 			Cmdline:    "console=ttyS0 boot=imgforge imgforge.root=PARTUUID=x&y",
 			Partitions: disk.IDs{Disk: "D", ESP: "E", Root: "R", Verity: "V", State: "S"},
 			ISOCmdline: "console=ttyS0 imgforge.root=LABEL=X:/root.img", PXECmdline: "imgforge.root=${imgforge-base}/root.img"},
-		Layers: []ManifestLayer{{Kind: "base", Digest: "sha256:7", DiffID: "sha256:8", Size: 10}, {Kind: "role", Digest: "sha256:9", DiffID: "sha256:a", Size: 11}},
-		Packages: []ManifestPackage{{Name: "nginx", Version: "1.22.1-9", Architecture: "amd64", Source: "nginx"},
+		Layers: []imagemeta.ManifestLayer{{Kind: "base", Digest: "sha256:7", DiffID: "sha256:8", Size: 10}, {Kind: "role", Digest: "sha256:9", DiffID: "sha256:a", Size: 11}},
+		Packages: []imagemeta.ManifestPackage{{Name: "nginx", Version: "1.22.1-9", Architecture: "amd64", Source: "nginx"},
 			{Name: "libc6", Version: "2.36-9", Architecture: "amd64"}},
 	}
-	manifest, err := json.MarshalIndent(m, "", "  ")
+	manifest, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	mOCI := Manifest{Role: "lb", Image: "debian-bookworm", PlanDigest: "sha256:b", ImageDigest: "sha256:c", Tool: "dev",
-		Inputs:  ManifestInputs{Plan: bare, Releases: map[string]string{}},
+	bareJSON, err := json.Marshal(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mOCI := imagemeta.Manifest{Role: "lb", Image: "debian-bookworm", PlanDigest: "sha256:b", ImageDigest: "sha256:c", Tool: "dev",
+		Inputs:  imagemeta.ManifestInputs{Plan: bareJSON, Releases: map[string]string{}},
 		Outputs: arts[:1]}
-	manifestOCI, err := json.MarshalIndent(mOCI, "", "  ")
+	manifestOCI, err := mOCI.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	results, err := json.MarshalIndent([]*Result{{Role: "web", PlanDigest: "sha256:b", ImageDigest: "sha256:c", Dir: "/out/web", Artifacts: arts, Seconds: 12.5}}, "", "  ")
+	results, err := json.MarshalIndent([]*imagemeta.Result{{Role: "web", PlanDigest: "sha256:b", ImageDigest: "sha256:c", Dir: "/out/web", Artifacts: arts, Seconds: 12.5}}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, got := range map[string][]byte{
 		"role.json":         role,
 		"role-bare.json":    roleBare,
-		"manifest.json":     append(manifest, '\n'),
-		"manifest-oci.json": append(manifestOCI, '\n'),
+		"manifest.json":     manifest,
+		"manifest-oci.json": manifestOCI,
 		"results.json":      append(results, '\n'),
 	} {
 		golden := filepath.Join("testdata", "formats", name)
