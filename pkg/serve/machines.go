@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -146,7 +145,7 @@ func (m *Machines) Lookup(mac net.HardwareAddr) *Machine {
 }
 
 // seedFiles are the files of a NoCloud seed served over HTTP.
-var seedFiles = []string{seed.MetaDataFile, seed.UserDataFile, "vendor-data", seed.NetworkConfigFile}
+var seedFiles = []string{seed.MetaDataFile, seed.UserDataFile, seed.VendorDataFile, seed.NetworkConfigFile}
 
 // seedFile returns one file of the seed of the machine mac booting role:
 // from the entry's seed folder, or the default seed. A seed without
@@ -156,25 +155,32 @@ func seedFile(e *Machine, mac net.HardwareAddr, role, name string) ([]byte, erro
 	if !slices.Contains(seedFiles, name) {
 		return nil, fs.ErrNotExist
 	}
+	var s seed.Seed
 	if e != nil && e.Seed != "" {
-		b, err := os.ReadFile(filepath.Join(e.Seed, name))
-		if errors.Is(err, fs.ErrNotExist) && name == "vendor-data" {
-			return []byte{}, nil
+		var err error
+		if s, err = seed.ReadDir(e.Seed); err != nil {
+			return nil, err
 		}
-		return b, err
+	} else {
+		host := role + "-" + strings.ReplaceAll(mac.String()[9:], ":", "")
+		if e != nil && e.Hostname != "" {
+			host = e.Hostname
+		}
+		s = seed.Default("imgforge-"+strings.ReplaceAll(mac.String(), ":", ""), host)
 	}
-	host := role + "-" + strings.ReplaceAll(mac.String()[9:], ":", "")
-	if e != nil && e.Hostname != "" {
-		host = e.Hostname
-	}
-	s := seed.Default("imgforge-"+strings.ReplaceAll(mac.String(), ":", ""), host)
 	switch name {
 	case seed.MetaDataFile:
 		return s.MetaData, nil
 	case seed.UserDataFile:
 		return s.UserData, nil
-	case "vendor-data":
-		return []byte{}, nil
+	case seed.VendorDataFile:
+		if s.VendorData == nil {
+			return []byte{}, nil
+		}
+		return s.VendorData, nil
 	}
-	return nil, fs.ErrNotExist
+	if s.NetworkConfig == nil {
+		return nil, fs.ErrNotExist
+	}
+	return s.NetworkConfig, nil
 }
