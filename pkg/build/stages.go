@@ -404,7 +404,7 @@ func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord, lower layer.Index
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, layer.File{Path: "etc/imgforge/role.json", Type: tar.TypeReg, Mode: 0o644, Data: infoJSON})
+	files = append(files, layer.File{Path: strings.TrimPrefix(imagemeta.RolePath, "/"), Type: tar.TypeReg, Mode: 0o644, Data: infoJSON})
 	dropins, err := cloudinitFiles()
 	if err != nil {
 		return nil, err
