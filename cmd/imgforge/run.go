@@ -111,7 +111,10 @@ func runImage(cmd *cobra.Command, arg string, f runFlags) error {
 	defer os.RemoveAll(tmp)
 	seedISO, err := imgforge.SeedISO(f.seed, img, tmp)
 	if err != nil {
-		return fmt.Errorf("--seed %s: %w", f.seed, err)
+		if f.seed != "" {
+			err = fmt.Errorf("--seed %s: %w", f.seed, err)
+		}
+		return err
 	}
 
 	m := qemu.Machine{
