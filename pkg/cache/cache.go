@@ -53,7 +53,7 @@ func DefaultDir(getenv func(string) string) (string, error) {
 	if h := getenv("HOME"); h != "" {
 		return filepath.Join(h, ".cache", "imgforge"), nil
 	}
-	return "", errors.New("finding the cache directory: neither XDG_CACHE_HOME nor HOME is set; pass --cache-dir")
+	return "", errors.New("finding the cache directory: neither XDG_CACHE_HOME nor HOME is set")
 }
 
 // Open creates (if needed) and locks the cache at dir, waiting for another

@@ -103,7 +103,7 @@ func readManifest(path string) (*imagemeta.Manifest, error) {
 		return nil, err
 	}
 	if m.Disk == nil {
-		return nil, fmt.Errorf("manifest %s has no disk section: it is not of a bootable image (build with --format raw or iso)", path)
+		return nil, fmt.Errorf("manifest %s has no disk section: it is not of a bootable image (build it with the raw or iso format)", path)
 	}
 	return m, nil
 }
