@@ -66,14 +66,11 @@ func TestManifestFields(t *testing.T) {
 	if m.Disk == nil || m.Disk.Verity.DataBlocks != 4096 || m.Disk.Partitions.Root != "R" || m.Disk.PXECmdline == "" {
 		t.Errorf("disk %+v", m.Disk)
 	}
-	if o := m.Output("raw", "web.raw"); o == nil || o.Size != 2147483648 {
-		t.Errorf("Output(raw, web.raw) = %+v", o)
+	if len(m.Outputs) != 4 || m.Outputs[1] != (Output{Path: "web.raw", Format: "raw", Size: 2147483648, Digest: "sha256:2222"}) {
+		t.Errorf("outputs %+v", m.Outputs)
 	}
-	if o := m.Output("iso", "other.iso"); o == nil || o.Path != "web.iso" {
-		t.Errorf("Output(iso, other.iso) = %+v, want the only iso", o)
-	}
-	if o := m.Output("qcow2", ""); o != nil {
-		t.Errorf("Output(qcow2) = %+v, want none", o)
+	if len(m.Inputs.Plan) == 0 || m.Inputs.StageKeys["overlay"] != "k3" || len(m.Packages) != 2 || m.Layers[1].Kind != "role" {
+		t.Errorf("inputs, packages or layers lost: %+v", m)
 	}
 }
 

@@ -88,24 +88,6 @@ type PartitionIDs struct {
 	Disk, ESP, Root, Verity, State string
 }
 
-// Output returns the output entry of format: the one whose path is name,
-// else the first of that format; nil when there is none.
-func (m *Manifest) Output(format, name string) *Output {
-	var found *Output
-	for i, o := range m.Outputs {
-		if o.Format != format {
-			continue
-		}
-		if o.Path == name {
-			return &m.Outputs[i]
-		}
-		if found == nil {
-			found = &m.Outputs[i]
-		}
-	}
-	return found
-}
-
 // Marshal gives manifest.json's bytes.
 func (m *Manifest) Marshal() ([]byte, error) {
 	return marshal(m)
