@@ -14,6 +14,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/agent"
 	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/version"
 )
 
@@ -53,7 +54,7 @@ func (f *runFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.paths.UserData, "user-data", config.UserDataPath, "cloud-init's stored user-data")
 	fl.StringVar(&f.paths.InstanceData, "instance-data", config.InstanceDataPath, "cloud-init's instance data")
-	fl.StringVar(&f.roleFile, "role-file", agent.RoleInfoPath, "the image's role description (empty: do not check)")
+	fl.StringVar(&f.roleFile, "role-file", imagemeta.RolePath, "the image's role description (empty: do not check)")
 }
 
 // load reads and validates the settings, and checks them against the image.
@@ -63,7 +64,7 @@ func (f *runFlags) load() (*config.Config, error) {
 		return nil, configError{err}
 	}
 	if f.roleFile != "" {
-		ri, err := readRole(f.roleFile)
+		ri, err := agent.ReadRoleInfo(f.roleFile)
 		if err != nil {
 			return nil, err
 		}
@@ -73,14 +74,6 @@ func (f *runFlags) load() (*config.Config, error) {
 		agent.CompleteFromRole(c, ri)
 	}
 	return c, nil
-}
-
-func readRole(path string) (agent.RoleInfo, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return agent.RoleInfo{}, err
-	}
-	return agent.ParseRoleInfo(b)
 }
 
 func newRunCmd(hup <-chan os.Signal) *cobra.Command {
@@ -97,11 +90,11 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 			logger := log.New(cmd.ErrOrStderr(), "", 0)
 			var health func(context.Context) bool
 			if f.roleFile != "" {
-				ri, err := readRole(f.roleFile)
+				ri, err := agent.ReadRoleInfo(f.roleFile)
 				if err != nil {
 					return err
 				}
-				health = ri.Health.Probe(2 * time.Second)
+				health = agent.Probe(ri.Health, 2*time.Second)
 			}
 			a := agent.New(agent.Options{
 				Load:     f.load,

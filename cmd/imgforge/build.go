@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/units"
 
 	"github.com/spf13/cobra"
@@ -59,8 +60,8 @@ func newBuildCmd(c *common) *cobra.Command {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(struct {
-					Results []*build.Result   `json:"results"`
-					Stages  []build.StageTime `json:"stages"`
+					Results []*imagemeta.Result `json:"results"`
+					Stages  []build.StageTime   `json:"stages"`
 				}{results, prog.Timings()})
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)

@@ -54,6 +54,7 @@ func TestCLIErrors(t *testing.T) {
 		{"bad output", []string{"plan", "-o", "xml", "lb"}, nil, `--output "xml": accepted: text, json`},
 		{"yaml output of build", []string{"build", "-o", "yaml", "lb"}, nil, `--output "yaml": accepted: text, json`},
 		{"unwritable output dir", []string{"build", "--output-dir", filepath.Join(file, "out"), "--cache-dir", filepath.Join(dir, "cache"), "lb"}, nil, "output directory " + filepath.Join(file, "out") + " cannot be created"},
+		{"no cache dir", []string{"build", "--output-dir", filepath.Join(dir, "out"), "lb"}, nil, "neither XDG_CACHE_HOME nor HOME is set: pass --cache-dir"},
 		{"missing roles dir", []string{"plan", "--roles", filepath.Join(dir, "nope"), "lb"}, nil, "roles folder: stat"},
 		{"no args", []string{"build"}, nil, "requires at least 1 arg"},
 		// Issue 11, finding 3: a newline in the mirror added an apt source.

@@ -123,7 +123,11 @@ func (c *common) cachePath() (string, error) {
 	if c.cacheDir != "" {
 		return c.cacheDir, nil
 	}
-	return cache.DefaultDir(c.getenv)
+	d, err := cache.DefaultDir(c.getenv)
+	if err != nil {
+		return "", fmt.Errorf("%w: pass --cache-dir", err)
+	}
+	return d, nil
 }
 
 // plans resolves roles with the definition flags.

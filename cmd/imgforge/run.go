@@ -3,15 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,9 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/imgforge/imgforge/pkg/imgforge"
 	"github.com/imgforge/imgforge/pkg/qemu"
-	"github.com/imgforge/imgforge/pkg/seed"
-	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 // runFlags are the flags of imgforge run.
@@ -62,7 +58,7 @@ Ctrl-C or SIGTERM powers the guest down (a second one kills it); Ctrl-a x quits 
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.seed, "seed", "", "NoCloud seed: a folder with meta-data, user-data and network-config, or an ISO (default: a minimal one)")
+	fl.StringVar(&f.seed, "seed", "", "NoCloud seed: a folder with meta-data, user-data and optionally vendor-data and network-config, or an ISO (default: a minimal one)")
 	fl.StringVar(&f.format, "format", "", "image to boot for a ROLE: raw, qcow2 or iso (default raw; for an IMAGE, its extension)")
 	fl.StringVar(&f.outDir, "output-dir", "out", "folder the images were built into, one sub-folder per role")
 	fl.IntVar(&f.memory, "memory", 1024, "guest memory in MiB")
@@ -98,7 +94,7 @@ func runImage(cmd *cobra.Command, arg string, f runFlags) error {
 		return err
 	}
 	if f.forwards == nil {
-		forwards = defaultForwards(filepath.Join(filepath.Dir(img.path), "manifest.json"))
+		forwards = imgforge.DefaultForwards(img)
 	}
 	if _, err := qemu.FindQEMU(); err != nil {
 		return err
@@ -113,15 +109,18 @@ func runImage(cmd *cobra.Command, arg string, f runFlags) error {
 		return fmt.Errorf("making a temporary folder: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	seedISO, err := seedFor(f.seed, img, tmp)
+	seedISO, err := imgforge.SeedISO(f.seed, img, tmp)
 	if err != nil {
+		if f.seed != "" {
+			err = fmt.Errorf("--seed %s: %w", f.seed, err)
+		}
 		return err
 	}
 
 	m := qemu.Machine{
-		Name: img.name, MemoryMiB: f.memory, CPUs: f.cpus, Accel: accel, Firmware: fw,
+		Name: img.Name, MemoryMiB: f.memory, CPUs: f.cpus, Accel: accel, Firmware: fw,
 		Disks: []qemu.Disk{
-			{Path: img.path, Format: img.diskFormat(), Media: img.media(), Snapshot: true},
+			{Path: img.Path, Format: diskFormat(img), Media: media(img), Snapshot: true},
 			{Path: seedISO, Format: qemu.FormatRaw, ReadOnly: true},
 		},
 		Nets: []qemu.Net{{Restrict: !f.allowOutbound, Forwards: forwards}},
@@ -129,7 +128,7 @@ func runImage(cmd *cobra.Command, arg string, f runFlags) error {
 	in, interactive := cmd.InOrStdin().(*os.File)
 	interactive = interactive && term.IsTerminal(int(in.Fd()))
 	fmt.Fprintf(stderr, "imgforge: booting %s (changes are discarded); %s; outbound network %s; %s stops it\n",
-		img.path, describeForwards(forwards), map[bool]string{true: "allowed", false: "blocked"}[f.allowOutbound],
+		img.Path, describeForwards(forwards), map[bool]string{true: "allowed", false: "blocked"}[f.allowOutbound],
 		map[bool]string{true: "Ctrl-a x or Ctrl-C", false: "Ctrl-C"}[interactive])
 
 	// The machine outlives the command's context by the time it takes to
@@ -197,87 +196,26 @@ func (c consoleInput) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// image is the image run boots.
-type image struct {
-	path   string
-	format string // raw, qcow2 or iso
-	name   string // machine, host and instance name
-}
-
-func (i image) diskFormat() string {
-	if i.format == "qcow2" {
+func diskFormat(img imgforge.Image) string {
+	if img.Format == "qcow2" {
 		return qemu.FormatQCOW2
 	}
 	return qemu.FormatRaw
 }
 
-func (i image) media() string {
-	if i.format == "iso" {
+func media(img imgforge.Image) string {
+	if img.Format == "iso" {
 		return qemu.MediaCDROM
 	}
 	return qemu.MediaDisk
 }
 
-var imageFormats = map[string]string{".raw": "raw", ".img": "raw", ".qcow2": "qcow2", ".iso": "iso"}
-
-// findImage resolves ROLE to OUTPUT_DIR/ROLE/ROLE.FORMAT; anything with a
-// slash or an image extension is a path, used as it is.
-func findImage(arg, format, outDir string) (image, error) {
-	switch format {
-	case "", "raw", "qcow2", "iso":
-	default:
-		return image{}, fmt.Errorf("--format %q: accepted: raw, qcow2, iso", format)
+// findImage checks the --format flag and finds the image.
+func findImage(arg, format, outDir string) (imgforge.Image, error) {
+	if format != "" && !slices.Contains(imgforge.ImageFormats, format) {
+		return imgforge.Image{}, fmt.Errorf("--format %q: accepted: %s", format, strings.Join(imgforge.ImageFormats, ", "))
 	}
-	ext := strings.ToLower(filepath.Ext(arg))
-	isPath := strings.ContainsRune(arg, filepath.Separator) || imageFormats[ext] != ""
-	var img image
-	if isPath {
-		if format == "" {
-			format = imageFormats[ext]
-		}
-		if format == "" {
-			return image{}, fmt.Errorf("image %s: cannot tell its format from the extension %q: use .raw, .img, .qcow2 or .iso, or --format", arg, ext)
-		}
-		img = image{path: arg, format: format, name: hostName(strings.TrimSuffix(filepath.Base(arg), filepath.Ext(arg)))}
-	} else {
-		if format == "" {
-			format = "raw"
-		}
-		img = image{path: filepath.Join(outDir, arg, arg+"."+format), format: format, name: hostName(arg)}
-	}
-	fi, err := os.Stat(img.path)
-	if err != nil {
-		role := "ROLE"
-		if !isPath {
-			role = arg
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return image{}, fmt.Errorf("image %s not found: run `imgforge build %s` first", img.path, role)
-		}
-		return image{}, fmt.Errorf("image %s: %w", img.path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return image{}, fmt.Errorf("image %s is not a file", img.path)
-	}
-	return img, nil
-}
-
-// hostName makes s a host name: lower-case letters, digits and '-'.
-func hostName(s string) string {
-	b := []byte(strings.ToLower(s))
-	for i, c := range b {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			b[i] = '-'
-		}
-	}
-	h := strings.Trim(string(b), "-")
-	if len(h) > 63 {
-		h = strings.TrimRight(h[:63], "-")
-	}
-	if h == "" {
-		return "imgforge"
-	}
-	return h
+	return imgforge.FindImage(arg, format, outDir)
 }
 
 // parseForwards reads --forward values: [ADDR:]HOST:GUEST[/tcp|/udp].
@@ -315,40 +253,6 @@ func parseForwards(specs []string) ([]qemu.Forward, error) {
 	return fs, nil
 }
 
-// defaultForwards forwards 127.0.0.1:10000+P to every port P of the role
-// that built the image (from its manifest.json, when there is one) and to
-// SSH.
-func defaultForwards(manifest string) []qemu.Forward {
-	ports := []spec.Port{{Name: "ssh", Port: 22, Protocol: "tcp"}}
-	if b, err := os.ReadFile(manifest); err == nil {
-		var m struct {
-			Inputs struct {
-				Plan struct {
-					Ports []spec.Port `json:"ports"`
-				} `json:"plan"`
-			} `json:"inputs"`
-		}
-		if json.Unmarshal(b, &m) == nil {
-			ports = append(ports, m.Inputs.Plan.Ports...)
-		}
-	}
-	var fs []qemu.Forward
-	seen := map[string]bool{}
-	for _, p := range ports {
-		proto := p.Protocol
-		if proto == "" {
-			proto = "tcp"
-		}
-		key := proto + "/" + strconv.Itoa(p.Port)
-		if seen[key] || p.Port < 1 || p.Port+10000 > 65535 || proto != "tcp" && proto != "udp" {
-			continue
-		}
-		seen[key] = true
-		fs = append(fs, qemu.Forward{Protocol: proto, HostAddr: "127.0.0.1", HostPort: 10000 + p.Port, GuestPort: p.Port})
-	}
-	return fs
-}
-
 func describeForwards(fs []qemu.Forward) string {
 	if len(fs) == 0 {
 		return "no port forwards"
@@ -375,47 +279,4 @@ func firmware(flag string) (qemu.Firmware, error) {
 		}
 	}
 	return qemu.Firmware{Code: code, Vars: vars}, nil
-}
-
-// seedFor returns the seed ISO to attach: --seed as it is when it is a
-// file, made from --seed's files when it is a folder, else a default seed
-// named after the image.
-func seedFor(flag string, img image, tmp string) (string, error) {
-	iso := filepath.Join(tmp, "seed.iso")
-	modTime := time.Unix(0, 0)
-	if fi, err := os.Stat(img.path); err == nil {
-		modTime = fi.ModTime()
-	}
-	if flag == "" {
-		if err := seed.WriteISO(iso, seed.Default(img.name, img.name), modTime); err != nil {
-			return "", fmt.Errorf("writing the default seed: %w", err)
-		}
-		return iso, nil
-	}
-	fi, err := os.Stat(flag)
-	if err != nil {
-		return "", fmt.Errorf("--seed: %w", err)
-	}
-	if fi.Mode().IsRegular() {
-		return flag, nil
-	}
-	var s seed.Seed
-	for _, f := range []struct {
-		name     string
-		dst      *[]byte
-		required bool
-	}{{seed.MetaDataFile, &s.MetaData, true}, {seed.UserDataFile, &s.UserData, true}, {seed.NetworkConfigFile, &s.NetworkConfig, false}} {
-		b, err := os.ReadFile(filepath.Join(flag, f.name))
-		if errors.Is(err, fs.ErrNotExist) && !f.required {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("--seed %s: %w (a NoCloud seed folder holds meta-data, user-data and optionally network-config)", flag, err)
-		}
-		*f.dst = b
-	}
-	if err := seed.WriteISO(iso, s, modTime); err != nil {
-		return "", fmt.Errorf("--seed %s: %w", flag, err)
-	}
-	return iso, nil
 }

@@ -31,11 +31,11 @@ func TestRunErrors(t *testing.T) {
 		want     string
 	}{
 		{"role not built", []string{"run", "--output-dir", out, "web"}, false, false,
-			"image " + filepath.Join(out, "web", "web.raw") + " not found: run `imgforge build web` first"},
+			"image " + filepath.Join(out, "web", "web.raw") + " not found: build role web first"},
 		{"role format not built", []string{"run", "--output-dir", out, "--format", "qcow2", "lb"}, false, false,
-			"image " + filepath.Join(out, "lb", "lb.qcow2") + " not found: run `imgforge build lb` first"},
+			"image " + filepath.Join(out, "lb", "lb.qcow2") + " not found: build role lb first"},
 		{"image path not found", []string{"run", filepath.Join(dir, "nope.qcow2")}, false, false,
-			"image " + filepath.Join(dir, "nope.qcow2") + " not found: run `imgforge build ROLE` first"},
+			"image " + filepath.Join(dir, "nope.qcow2") + " not found"},
 		{"unknown extension", []string{"run", odd}, false, false, `cannot tell its format from the extension ".vmdk"`},
 		{"bad format", []string{"run", "--format", "vdi", "lb"}, false, false, `--format "vdi": accepted: raw, qcow2, iso`},
 		{"forward one port", []string{"run", "--output-dir", out, "--forward", "80", "lb"}, false, false,
@@ -50,9 +50,9 @@ func TestRunErrors(t *testing.T) {
 		{"no ovmf", []string{"run", "--output-dir", out, "--firmware", filepath.Join(dir, "OVMF_CODE.fd"), "lb"}, false, true,
 			"install the Debian package ovmf"},
 		{"seed folder without user-data", []string{"run", "--output-dir", out, "--firmware", raw, "--seed", seedDir, "lb"}, false, true,
-			"--seed " + seedDir + ": open " + filepath.Join(seedDir, "user-data")},
+			"--seed " + seedDir + ": seed folder " + seedDir + ": openat user-data: no such file"},
 		{"seed missing", []string{"run", "--output-dir", out, "--firmware", raw, "--seed", filepath.Join(dir, "nope"), "lb"}, false, true,
-			"--seed: stat " + filepath.Join(dir, "nope")},
+			"--seed " + filepath.Join(dir, "nope") + ": reading the seed: stat " + filepath.Join(dir, "nope")},
 		{"no args", []string{"run"}, false, false, "accepts 1 arg(s)"},
 	}
 	for _, tt := range tests {
@@ -86,40 +86,5 @@ func TestParseForwards(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
-	}
-}
-
-func TestDefaultForwards(t *testing.T) {
-	dir := t.TempDir()
-	manifest := filepath.Join(dir, "manifest.json")
-	os.WriteFile(manifest, []byte(`{"role":"web","inputs":{"plan":{"ports":[
-		{"name":"http","port":80,"protocol":"tcp"},{"name":"https","port":443},
-		{"name":"dns","port":53,"protocol":"udp"},{"name":"high","port":60000}]}}}`), 0o644)
-	tests := []struct {
-		name     string
-		manifest string
-		want     []string
-	}{
-		{"manifest", manifest, []string{"127.0.0.1:10022->22/tcp", "127.0.0.1:10080->80/tcp", "127.0.0.1:10443->443/tcp", "127.0.0.1:10053->53/udp"}},
-		{"no manifest", filepath.Join(dir, "none.json"), []string{"127.0.0.1:10022->22/tcp"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []string
-			for _, f := range defaultForwards(tt.manifest) {
-				got = append(got, f.String())
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("got %v\nwant %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestHostName(t *testing.T) {
-	for in, want := range map[string]string{"lb": "lb", "Web_01.test": "web-01-test", "--": "imgforge", strings.Repeat("a", 70): strings.Repeat("a", 63)} {
-		if got := hostName(in); got != want {
-			t.Errorf("hostName(%q) = %q, want %q", in, got, want)
-		}
 	}
 }

@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgforge/imgforge/pkg/imgforge"
 	"github.com/imgforge/imgforge/pkg/verify"
 )
 
@@ -34,19 +34,9 @@ It needs fsck.vfat (dosfstools), sqfs2tar (squashfs-tools-ng), veritysetup (cryp
 			if err != nil {
 				return err
 			}
-			check := verify.Raw
-			switch img.format {
-			case "iso":
-				check = verify.ISO
-			case "qcow2":
-				return fmt.Errorf("image %s: verify reads raw disks and ISOs, not qcow2: verify the raw disk it was made from, or `qemu-img convert -O raw` it first", img.path)
-			}
-			if manifest == "" {
-				manifest = filepath.Join(filepath.Dir(img.path), "manifest.json")
-			}
-			report, err := check(cmd.Context(), img.path, manifest)
+			report, err := imgforge.Verify(cmd.Context(), img, manifest)
 			if err != nil && !errors.Is(err, verify.ErrFailed) {
-				return fmt.Errorf("verifying %s: %w", img.path, err)
+				return fmt.Errorf("verifying %s: %w", img.Path, err)
 			}
 			if perr := printReport(cmd, report, output); perr != nil {
 				return perr

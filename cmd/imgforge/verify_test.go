@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/verify/verifytest"
 )
 
@@ -23,7 +24,7 @@ func TestVerify(t *testing.T) {
 	os.Mkdir(filepath.Join(isoOut, "test"), 0o755)
 	iso := verifytest.ISO(t, filepath.Join(isoOut, "test"))
 	bad := raw.Copy(t, t.TempDir())
-	bad.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Cmdline += " quiet" })
+	bad.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Cmdline += " quiet" })
 	qcow2 := filepath.Join(roleDir, "test.qcow2") // findImage only needs it to exist
 	os.WriteFile(qcow2, []byte("QFI"), 0o644)
 	elsewhere := filepath.Join(t.TempDir(), "lb.manifest.json")
@@ -44,11 +45,11 @@ func TestVerify(t *testing.T) {
 		{"iso", []string{"verify", iso.Path}, []string{`(?m)^  ok\s+el-torito\s+volume IMGFORGE_TEST`, `(?m)^  ok\s+bios-entry\s+ISOLINUX boots`, `(?m)^all 13 checks passed$`}, ""},
 		{"iso of a role", []string{"verify", "--output-dir", isoOut, "--format", "iso", "test"}, []string{`(?m)^all 13 checks passed$`}, ""},
 		{"no iso of a role", []string{"verify", "--output-dir", out, "--format", "iso", "test"}, nil,
-			"image " + filepath.Join(out, "test", "test.iso") + " not found: run `imgforge build test` first"},
+			"image " + filepath.Join(out, "test", "test.iso") + " not found: build role test first"},
 		{"failed check", []string{"verify", bad.Path},
 			[]string{`(?m)^  FAILED\s+loader-entry\s+the loader entry's options differ from the manifest's cmdline: word 10: missing "quiet"$`, `(?m)^1 of 14 checks failed$`},
 			bad.Path + `: verification failed: loader-entry: the loader entry's options differ from the manifest's cmdline: word 10: missing "quiet"`},
-		{"no such role", []string{"verify", "--output-dir", out, "nope"}, nil, "image " + filepath.Join(out, "nope", "nope.raw") + " not found: run `imgforge build nope` first"},
+		{"no such role", []string{"verify", "--output-dir", out, "nope"}, nil, "image " + filepath.Join(out, "nope", "nope.raw") + " not found: build role nope first"},
 		{"qcow2", []string{"verify", "--output-dir", out, "--format", "qcow2", "test"}, nil, "image " + qcow2 + ": verify reads raw disks and ISOs, not qcow2"},
 		{"no manifest", []string{"verify", raw.Path, "--manifest", filepath.Join(out, "nope.json")}, nil,
 			"verifying " + raw.Path + ": reading the manifest: open " + filepath.Join(out, "nope.json")},

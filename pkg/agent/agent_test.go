@@ -20,6 +20,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -507,17 +508,17 @@ func TestRetryAfterAndResync(t *testing.T) {
 
 func TestCompleteFromRole(t *testing.T) {
 	app := &config.Config{Role: "app"}
-	CompleteFromRole(app, RoleInfo{Role: "app", Options: map[string]string{"runtime": "uwsgi"}})
+	CompleteFromRole(app, imagemeta.RoleInfo{Role: "app", Options: map[string]string{"runtime": "uwsgi"}})
 	if app.App == nil || app.App.Runtime != "uwsgi" {
 		t.Errorf("app runtime %+v, want the image's uwsgi", app.App)
 	}
 	db := &config.Config{Role: "db", DB: &config.DB{Mode: "primary"}}
-	CompleteFromRole(db, RoleInfo{Role: "db", Options: map[string]string{"mode": "replica"}})
+	CompleteFromRole(db, imagemeta.RoleInfo{Role: "db", Options: map[string]string{"mode": "replica"}})
 	if db.DB.Mode != "primary" {
 		t.Errorf("the settings' mode was overridden: %s", db.DB.Mode)
 	}
 	db.DB = nil
-	CompleteFromRole(db, RoleInfo{Role: "db", Options: map[string]string{"mode": "replica"}})
+	CompleteFromRole(db, imagemeta.RoleInfo{Role: "db", Options: map[string]string{"mode": "replica"}})
 	if db.DB == nil || db.DB.Mode != "replica" {
 		t.Errorf("db mode %+v, want the image's replica", db.DB)
 	}

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,41 +11,25 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
-// RoleInfoPath is where an imgforge image says which role it was built for.
-const RoleInfoPath = "/etc/imgforge/role.json"
-
-// RoleInfo is the part of /etc/imgforge/role.json the agent reads.
-type RoleInfo struct {
-	Role    string            `json:"role"`
-	Options map[string]string `json:"options"`
-	Health  Health            `json:"health"`
-}
-
-// Health is the role's health check (a role definition's health field).
-type Health struct {
-	Type    string   `json:"type"` // http, tcp or command
-	Port    int      `json:"port"`
-	Path    string   `json:"path"`
-	Command []string `json:"command"`
-}
-
-// ParseRoleInfo reads role.json.
-func ParseRoleInfo(data []byte) (RoleInfo, error) {
-	var ri RoleInfo
-	if err := json.Unmarshal(data, &ri); err != nil {
-		return ri, fmt.Errorf("%s: %w", RoleInfoPath, err)
+// ReadRoleInfo reads the image's role.json at path (imagemeta.RolePath
+// on a node) and checks that it names a role the agent knows.
+func ReadRoleInfo(path string) (imagemeta.RoleInfo, error) {
+	ri, err := imagemeta.ReadRoleInfo(path)
+	if err != nil {
+		return ri, err
 	}
 	if !config.IsRole(ri.Role) {
-		return ri, fmt.Errorf("%s: unknown role %q", RoleInfoPath, ri.Role)
+		return ri, fmt.Errorf("%s: unknown role %q", path, ri.Role)
 	}
 	return ri, nil
 }
 
 // CheckRole reports settings made for another image: a role, or an app
 // runtime, that the image was not built with.
-func CheckRole(c *config.Config, ri RoleInfo) error {
+func CheckRole(c *config.Config, ri imagemeta.RoleInfo) error {
 	if c.Role != ri.Role {
 		return fmt.Errorf("field \"imgforge.role\": the user-data says %s but this is the %s image; boot the %s image or fix the seed", c.Role, ri.Role, c.Role)
 	}
@@ -59,7 +42,7 @@ func CheckRole(c *config.Config, ri RoleInfo) error {
 // CompleteFromRole fills what the settings leave out from the options the
 // image was built with: an app node's runtime, a db node's mode. Call it
 // after CheckRole.
-func CompleteFromRole(c *config.Config, ri RoleInfo) {
+func CompleteFromRole(c *config.Config, ri imagemeta.RoleInfo) {
 	switch c.Role {
 	case "app":
 		if rt := ri.Options["runtime"]; rt != "" && (c.App == nil || c.App.Runtime == "") {
@@ -72,10 +55,10 @@ func CompleteFromRole(c *config.Config, ri RoleInfo) {
 	}
 }
 
-// Probe returns a check of the role's service on this machine: an HTTP
-// GET answered 2xx, a TCP connect, or a command that exits 0, each
-// within timeout.
-func (h Health) Probe(timeout time.Duration) func(ctx context.Context) bool {
+// Probe returns a check of the role's service on this machine, as its
+// role.json's health says: an HTTP GET answered 2xx, a TCP connect, or a
+// command that exits 0, each within timeout.
+func Probe(h imagemeta.Health, timeout time.Duration) func(ctx context.Context) bool {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(h.Port))
 	client := &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	return func(ctx context.Context) bool {

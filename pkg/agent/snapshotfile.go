@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/atomicfile"
 )
 
 // DefaultSnapshotPath is where SnapshotFile writes by default.
@@ -50,7 +52,10 @@ func (f *SnapshotFile) Render(ctx context.Context, s Snapshot) error {
 		f.file = RenderedFile{Path: f.Path, SHA256: hex.EncodeToString(sum[:]), Changed: f.file.Changed}
 		return nil
 	}
-	if err := WriteFileAtomic(f.Path, b, 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Dir(f.Path), 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Path, err)
+	}
+	if err := atomicfile.WriteFile(f.Path, b, 0o644); err != nil {
 		return err
 	}
 	now := time.Now
@@ -69,40 +74,4 @@ func (f *SnapshotFile) Report() Report {
 		return Report{}
 	}
 	return Report{Files: []RenderedFile{f.file}}
-}
-
-// WriteFileAtomic writes data to a temporary file beside path, syncs it
-// and renames it over path, so readers see the old or the new content,
-// never a part.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }

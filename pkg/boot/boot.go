@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 var (
@@ -40,13 +42,9 @@ func InitramfsFiles() []File {
 	}
 }
 
-// Verity locates a dm-verity protected root.
-type Verity struct {
-	RootHash   string `json:"root_hash"`
-	Salt       string `json:"salt"`
-	DataBlocks int64  `json:"data_blocks"` // 4096-byte blocks of the root filesystem
-	HashStart  int64  `json:"hash_start"`  // first block of the hash tree on its device
-}
+// Verity locates a dm-verity protected root. It is the manifest's verity
+// section, so it is defined once, in package imagemeta.
+type Verity = imagemeta.Verity
 
 // Devices says where the root, its hash tree and the state live, in the
 // forms the boot script resolves: PARTUUID=U, LABEL=L, or LABEL=L:/file

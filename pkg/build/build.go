@@ -19,6 +19,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/debian"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
@@ -104,11 +105,11 @@ func CheckOutputDir(dir string) error {
 
 // Build builds every plan in turn (they share the base when they can) and
 // writes each one's outputs.
-func (b *Builder) Build(ctx context.Context, plans []*plan.Plan) ([]*Result, error) {
+func (b *Builder) Build(ctx context.Context, plans []*plan.Plan) ([]*imagemeta.Result, error) {
 	if err := CheckOutputDir(b.o.OutputDir); err != nil {
 		return nil, err
 	}
-	var out []*Result
+	var out []*imagemeta.Result
 	for _, p := range plans {
 		r, err := b.BuildOne(ctx, p)
 		if err != nil {
@@ -128,7 +129,7 @@ type Image struct {
 }
 
 // BuildOne builds one plan and writes its outputs.
-func (b *Builder) BuildOne(ctx context.Context, p *plan.Plan) (*Result, error) {
+func (b *Builder) BuildOne(ctx context.Context, p *plan.Plan) (*imagemeta.Result, error) {
 	start := b.o.Now()
 	im, err := b.Layers(ctx, p)
 	if err != nil {

@@ -15,27 +15,10 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/boot"
 	"github.com/imgforge/imgforge/pkg/disk"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
-// DiskInfo is what manifest.json says about a bootable image.
-type DiskInfo struct {
-	KernelVersion string      `json:"kernel_version"`
-	Verity        boot.Verity `json:"verity"`
-	Cmdline       string      `json:"cmdline"`
-	Partitions    disk.IDs    `json:"partitions"`
-	ISOCmdline    string      `json:"iso_cmdline,omitempty"`
-	// ESPFiles and ISOESPFiles map every file of the raw disk's ESP and
-	// of the ISO's to its sha256 ("sha256:HEX"): the boot loader,
-	// loader.conf, the loader entry, the kernel and the initramfs.
-	// `imgforge verify` checks the ESP against them.
-	ESPFiles    map[string]string `json:"esp_files,omitempty"`
-	ISOESPFiles map[string]string `json:"iso_esp_files,omitempty"`
-	// PXECmdline is the netboot's; ${imgforge-base} is the iPXE setting
-	// that holds the URL of the PXE set's folder.
-	PXECmdline string `json:"pxe_cmdline,omitempty"`
-}
-
-func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest string) (*DiskInfo, error) {
+func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest string) (*imagemeta.Disk, error) {
 	p := im.Plan
 	files, err := bt.bootFileData()
 	if err != nil {
@@ -56,7 +39,7 @@ func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest str
 	if _, err := disk.WriteRaw(path, l); err != nil {
 		return nil, fmt.Errorf("role %s: %w", p.Role, err)
 	}
-	return &DiskInfo{KernelVersion: bt.KernelVersion, Verity: bt.Verity, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)}, nil
+	return &imagemeta.Disk{KernelVersion: bt.KernelVersion, Verity: bt.Verity, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)}, nil
 }
 
 func lower(s string) string { return string(bytes.ToLower([]byte(s))) }
@@ -148,16 +131,16 @@ func setVMDKCID(path, cid string) error {
 	return f.Close()
 }
 
-func artifactOf(path, format string) (Artifact, error) {
+func artifactOf(path, format string) (imagemeta.Output, error) {
 	d, err := fileDigest(path)
 	if err != nil {
-		return Artifact{}, err
+		return imagemeta.Output{}, err
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return Artifact{}, err
+		return imagemeta.Output{}, err
 	}
-	return Artifact{Path: filepath.Base(path), Format: format, Size: fi.Size(), Digest: d}, nil
+	return imagemeta.Output{Path: filepath.Base(path), Format: format, Size: fi.Size(), Digest: d}, nil
 }
 
 // writeISO writes the hybrid ISO of im: the same kernel, initramfs and
@@ -240,12 +223,12 @@ func (bt *Bootable) bootFileData() (map[string][]byte, error) {
 // tree, as on the ISO) and boot.ipxe, whose kernel command line carries
 // the root hash and the root image's size. It returns that command line
 // and the set's files, with paths relative to dir's parent.
-func (b *Builder) writePXE(dir string, im *Image, bt *Bootable) (string, []Artifact, error) {
+func (b *Builder) writePXE(dir string, im *Image, bt *Bootable) (string, []imagemeta.Output, error) {
 	p := im.Plan
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", nil, err
 	}
-	var arts []Artifact
+	var arts []imagemeta.Output
 	add := func(name, format string, write func(io.Writer) error) error {
 		a, err := writeHashed(filepath.Join(dir, name), write)
 		if err != nil {

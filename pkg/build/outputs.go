@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -20,68 +19,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/imgforge/imgforge/pkg/dpkg"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/oci"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/sbom"
 )
-
-// Artifact is one file an image build wrote.
-type Artifact struct {
-	Path   string `json:"path"` // relative to the output directory
-	Format string `json:"format"`
-	Size   int64  `json:"size"`
-	Digest string `json:"digest"` // sha256 of the file; for an OCI layout, the image manifest's
-}
-
-// Result is what building one role gave.
-type Result struct {
-	Role        string     `json:"role"`
-	PlanDigest  string     `json:"plan_digest"`
-	ImageDigest string     `json:"image_digest"`
-	Dir         string     `json:"dir"`
-	Artifacts   []Artifact `json:"artifacts"`
-	Seconds     float64    `json:"seconds"`
-}
-
-// Manifest is the manifest.json written beside each image: its inputs,
-// layers, outputs and packages.
-type Manifest struct {
-	Role        string            `json:"role"`
-	Image       string            `json:"image"`
-	PlanDigest  string            `json:"plan_digest"`
-	ImageDigest string            `json:"image_digest"`
-	Tool        string            `json:"tool"`
-	Inputs      ManifestInputs    `json:"inputs"`
-	Layers      []ManifestLayer   `json:"layers"`
-	Outputs     []Artifact        `json:"outputs"`
-	Packages    []ManifestPackage `json:"packages"`
-	Disk        *DiskInfo         `json:"disk,omitempty"`
-}
-
-// ManifestInputs records what the build read.
-type ManifestInputs struct {
-	Plan            *plan.Plan        `json:"plan"`
-	Mmdebstrap      string            `json:"mmdebstrap"`
-	Releases        map[string]string `json:"releases"` // apt source -> InRelease sha256
-	SourceDateEpoch int64             `json:"source_date_epoch"`
-	StageKeys       map[string]string `json:"stage_keys"`
-}
-
-// ManifestLayer is one layer of the image.
-type ManifestLayer struct {
-	Kind   string `json:"kind"` // base, role or overlay
-	Digest string `json:"digest"`
-	DiffID string `json:"diff_id"`
-	Size   int64  `json:"size"`
-}
-
-// ManifestPackage is one installed Debian package.
-type ManifestPackage struct {
-	Name         string `json:"name"`
-	Version      string `json:"version"`
-	Architecture string `json:"architecture"`
-	Source       string `json:"source,omitempty"`
-}
 
 func (b *Builder) formats(p *plan.Plan) []string {
 	if len(b.o.Formats) > 0 {
@@ -144,7 +86,7 @@ func labels(p *plan.Plan, tool string) map[string]string {
 
 // writeOutputs writes every output of im into a temporary folder and swaps
 // it into place as OutputDir/ROLE.
-func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) {
+func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Result, error) {
 	p := im.Plan
 	st := b.o.Progress.Start(p.Role, "outputs")
 	img, layers, err := b.OCIImage(im)
@@ -171,9 +113,9 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 			os.RemoveAll(tmp)
 		}
 	}()
-	var arts []Artifact
+	var arts []imagemeta.Output
 	var bootable *Bootable
-	var diskInfo *DiskInfo
+	var diskInfo *imagemeta.Disk
 	var isoCmdline, pxeCmdline string
 	var isoESP map[string]string
 	formats := b.formats(p)
@@ -192,7 +134,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 				st.Fail()
 				return nil, err
 			}
-			arts = append(arts, Artifact{Path: "oci", Format: "oci", Size: dirSize(filepath.Join(tmp, "oci")), Digest: digest.String()})
+			arts = append(arts, imagemeta.Output{Path: "oci", Format: "oci", Size: dirSize(filepath.Join(tmp, "oci")), Digest: digest.String()})
 		case "docker-archive":
 			name := p.Role + ".docker.tar"
 			a, err := writeHashed(filepath.Join(tmp, name), func(w io.Writer) error {
@@ -261,7 +203,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	}
 
 	if (isoCmdline != "" || pxeCmdline != "") && diskInfo == nil {
-		diskInfo = &DiskInfo{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
+		diskInfo = &imagemeta.Disk{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
 	}
 	if isoCmdline != "" {
 		diskInfo.ISOCmdline, diskInfo.ISOESPFiles = isoCmdline, isoESP
@@ -285,29 +227,33 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	a.Path, a.Format = "sbom.spdx.json", "spdx-json"
 	arts = append(arts, a)
 
-	m := Manifest{
+	planJSON, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	m := imagemeta.Manifest{
 		Role: p.Role, Image: p.Image, PlanDigest: p.Digest(), ImageDigest: digest.String(), Tool: b.o.ToolVersion,
-		Inputs:  ManifestInputs{Plan: p, Mmdebstrap: b.mmdVersion, Releases: map[string]string{}, SourceDateEpoch: p.SourceDateEpoch, StageKeys: im.Keys},
+		Inputs:  imagemeta.ManifestInputs{Plan: planJSON, Mmdebstrap: b.mmdVersion, Releases: map[string]string{}, SourceDateEpoch: p.SourceDateEpoch, StageKeys: im.Keys},
 		Outputs: arts, Disk: diskInfo,
 	}
 	for _, s := range p.Distribution.Sources {
 		m.Inputs.Releases[s] = b.releases[s]
 	}
 	for _, l := range im.Layers {
-		m.Layers = append(m.Layers, ManifestLayer{Kind: l.Kind, Digest: l.Record.Blob, DiffID: l.Record.DiffID, Size: l.Record.Size})
+		m.Layers = append(m.Layers, imagemeta.ManifestLayer{Kind: l.Kind, Digest: l.Record.Blob, DiffID: l.Record.DiffID, Size: l.Record.Size})
 	}
 	for _, pk := range pkgs {
-		m.Packages = append(m.Packages, ManifestPackage{Name: pk.Name, Version: pk.Version, Architecture: pk.Architecture, Source: pk.Source})
+		m.Packages = append(m.Packages, imagemeta.ManifestPackage{Name: pk.Name, Version: pk.Version, Architecture: pk.Architecture, Source: pk.Source})
 	}
-	mj, err := json.MarshalIndent(m, "", "  ")
+	mj, err := m.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	a, err = writeHashed(filepath.Join(tmp, "manifest.json"), func(w io.Writer) error { _, err := w.Write(append(mj, '\n')); return err })
+	a, err = writeHashed(filepath.Join(tmp, imagemeta.ManifestName), func(w io.Writer) error { _, err := w.Write(mj); return err })
 	if err != nil {
 		return nil, err
 	}
-	a.Path, a.Format = "manifest.json", "manifest"
+	a.Path, a.Format = imagemeta.ManifestName, "manifest"
 	arts = append(arts, a)
 
 	known := map[string]string{}
@@ -319,7 +265,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 	if err := writeSums(tmp, known); err != nil {
 		return nil, err
 	}
-	sums := Artifact{Path: "SHA256SUMS", Format: "sha256sums"}
+	sums := imagemeta.Output{Path: imagemeta.SumsName, Format: "sha256sums"}
 	if sums.Digest, err = fileDigest(filepath.Join(tmp, sums.Path)); err != nil {
 		return nil, err
 	}
@@ -342,7 +288,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*Result, error) 
 		arts[i].Path = filepath.Join(final, arts[i].Path)
 	}
 	st.Done(fmt.Sprintf("%s %s", filepath.Join(b.o.OutputDir, p.Role), digest))
-	return &Result{Role: p.Role, PlanDigest: p.Digest(), ImageDigest: digest.String(), Dir: final, Artifacts: arts}, nil
+	return &imagemeta.Result{Role: p.Role, PlanDigest: p.Digest(), ImageDigest: digest.String(), Dir: final, Artifacts: arts}, nil
 }
 
 // swapDir puts the folder tmp at final atomically: it exchanges the two
@@ -358,21 +304,21 @@ func swapDir(tmp, final string) error {
 	return nil
 }
 
-func writeHashed(path string, write func(io.Writer) error) (Artifact, error) {
+func writeHashed(path string, write func(io.Writer) error) (imagemeta.Output, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return Artifact{}, err
+		return imagemeta.Output{}, err
 	}
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
 	if err := write(cw); err != nil {
 		f.Close()
-		return Artifact{}, err
+		return imagemeta.Output{}, err
 	}
 	if err := f.Close(); err != nil {
-		return Artifact{}, err
+		return imagemeta.Output{}, err
 	}
-	return Artifact{Size: cw.n, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
+	return imagemeta.Output{Size: cw.n, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 type countWriter struct {
@@ -403,7 +349,7 @@ func fileDigest(path string) (string, error) {
 // (relative path -> hex sha256) and blobs of an OCI layout, which are named
 // by their digest, are not hashed again.
 func writeSums(dir string, known map[string]string) error {
-	var lines []string
+	sums := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -421,14 +367,13 @@ func writeSums(dir string, known map[string]string) error {
 			}
 			sum = strings.TrimPrefix(s, "sha256:")
 		}
-		lines = append(lines, sum+"  "+filepath.ToSlash(rel))
+		sums[filepath.ToSlash(rel)] = sum
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	sort.Slice(lines, func(i, j int) bool { return lines[i][66:] < lines[j][66:] })
-	return os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	return os.WriteFile(filepath.Join(dir, imagemeta.SumsName), imagemeta.MarshalSums(sums), 0o644)
 }
 
 func dirSize(dir string) int64 {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/units"
 
 	"github.com/klauspost/pgzip"
@@ -363,16 +364,17 @@ func (b *Builder) overlay(ctx context.Context, p *plan.Plan, role layerRecord, r
 	return rec, key, nil
 }
 
-// RoleInfo is /etc/imgforge/role.json: what imgforge-agent needs to know
-// about the role it runs.
-type RoleInfo struct {
-	Role     string            `json:"role"`
-	Image    string            `json:"image"`
-	Options  map[string]string `json:"options,omitempty"`
-	Services []string          `json:"services,omitempty"`
-	Ports    any               `json:"ports,omitempty"`
-	Health   any               `json:"health"`
-	Discover []string          `json:"discover,omitempty"`
+// roleJSON is the role.json of the image of p.
+func roleJSON(p *plan.Plan) ([]byte, error) {
+	info := imagemeta.RoleInfo{Role: p.Role, Image: p.Image, Options: p.Options, Services: p.Services,
+		Health: imagemeta.Health(p.Health), Discover: p.Discover}
+	if p.Ports != nil {
+		info.Ports = make([]imagemeta.Port, len(p.Ports))
+		for i, port := range p.Ports {
+			info.Ports[i] = imagemeta.Port(port)
+		}
+	}
+	return info.Marshal()
 }
 
 func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord, lower layer.Index) ([]layer.File, error) {
@@ -404,12 +406,11 @@ func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord, lower layer.Index
 		}
 		files = append(files, lf)
 	}
-	info := RoleInfo{Role: p.Role, Image: p.Image, Options: p.Options, Services: p.Services, Ports: p.Ports, Health: p.Health, Discover: p.Discover}
-	infoJSON, err := json.MarshalIndent(info, "", "  ")
+	infoJSON, err := roleJSON(p)
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, layer.File{Path: "etc/imgforge/role.json", Type: tar.TypeReg, Mode: 0o644, Data: append(infoJSON, '\n')})
+	files = append(files, layer.File{Path: strings.TrimPrefix(imagemeta.RolePath, "/"), Type: tar.TypeReg, Mode: 0o644, Data: infoJSON})
 	dropins, err := cloudinitFiles()
 	if err != nil {
 		return nil, err

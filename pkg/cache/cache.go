@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgforge/imgforge/pkg/atomicfile"
 )
 
 // ErrCorrupt is returned (wrapped) when a blob does not match its digest.
@@ -51,7 +53,7 @@ func DefaultDir(getenv func(string) string) (string, error) {
 	if h := getenv("HOME"); h != "" {
 		return filepath.Join(h, ".cache", "imgforge"), nil
 	}
-	return "", errors.New("finding the cache directory: neither XDG_CACHE_HOME nor HOME is set; pass --cache-dir")
+	return "", errors.New("finding the cache directory: neither XDG_CACHE_HOME nor HOME is set")
 }
 
 // Open creates (if needed) and locks the cache at dir, waiting for another
@@ -261,7 +263,7 @@ func (c *Cache) Put(stage, key string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("storing %s record: %w", stage, err)
 	}
-	return WriteFileAtomic(p, b, 0o644)
+	return atomicfile.WriteFile(p, b, 0o644)
 }
 
 // Delete forgets the record of stage under key.
@@ -283,30 +285,4 @@ func Key(parts ...any) string {
 		}
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
-}
-
-// WriteFileAtomic writes data to a temporary file beside path and renames it
-// over path.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

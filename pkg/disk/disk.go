@@ -31,6 +31,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Partition type GUIDs (Discoverable Partitions Specification, x86-64).
@@ -68,10 +69,10 @@ type Layout struct {
 	Epoch    int64       // SOURCE_DATE_EPOCH
 }
 
-// IDs are the identifiers a Layout gives its disk.
-type IDs struct {
-	Disk, ESP, Root, Verity, State string
-}
+// IDs are the identifiers a Layout gives its disk. They are the
+// manifest's partitions section, so they are defined once, in package
+// imagemeta.
+type IDs = imagemeta.PartitionIDs
 
 // UUID makes a version-4-shaped UUID from the sha256 of parts.
 func UUID(parts ...string) string {

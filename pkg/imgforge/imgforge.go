@@ -16,6 +16,7 @@ import (
 	"github.com/imgforge/imgforge/images"
 	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/oci"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/spec"
@@ -88,7 +89,7 @@ type BuildRequest struct {
 }
 
 // Build opens the cache and builds every plan.
-func Build(ctx context.Context, req BuildRequest) ([]*build.Result, error) {
+func Build(ctx context.Context, req BuildRequest) ([]*imagemeta.Result, error) {
 	if err := build.CheckOutputDir(req.OutputDir); err != nil {
 		return nil, err
 	}

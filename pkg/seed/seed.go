@@ -30,15 +30,17 @@ const Label = "cidata"
 const (
 	MetaDataFile      = "meta-data"
 	UserDataFile      = "user-data"
+	VendorDataFile    = "vendor-data"
 	NetworkConfigFile = "network-config"
 )
 
-// Seed is the content of a NoCloud seed. NetworkConfig may be empty, in
-// which case the file is left out and cloud-init falls back to DHCP on
-// the first NIC.
+// Seed is the content of a NoCloud seed. VendorData and NetworkConfig may
+// be empty, in which case their files are left out (and cloud-init falls
+// back to DHCP on the first NIC).
 type Seed struct {
 	MetaData      []byte
 	UserData      []byte
+	VendorData    []byte
 	NetworkConfig []byte
 	// Private marks a seed whose user-data holds secrets: the user-data
 	// and the ISO are written readable by their owner only.
@@ -53,6 +55,12 @@ func (s Seed) files() []struct {
 		name string
 		data []byte
 	}{{MetaDataFile, s.MetaData}, {UserDataFile, s.UserData}}
+	if len(s.VendorData) > 0 {
+		out = append(out, struct {
+			name string
+			data []byte
+		}{VendorDataFile, s.VendorData})
+	}
 	if len(s.NetworkConfig) > 0 {
 		out = append(out, struct {
 			name string
@@ -114,6 +122,11 @@ func WriteDir(dir string, s Seed) error {
 		// A network-config of an earlier run would otherwise stay.
 		if err := os.Remove(filepath.Join(dir, NetworkConfigFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("removing a stale network-config: %w", err)
+		}
+	}
+	if len(s.VendorData) == 0 {
+		if err := os.Remove(filepath.Join(dir, VendorDataFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing a stale vendor-data: %w", err)
 		}
 	}
 	return nil

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -188,7 +187,7 @@ func (m *Machines) seeded() int {
 }
 
 // seedFiles are the files of a NoCloud seed served over HTTP.
-var seedFiles = []string{seed.MetaDataFile, seed.UserDataFile, "vendor-data", seed.NetworkConfigFile}
+var seedFiles = []string{seed.MetaDataFile, seed.UserDataFile, seed.VendorDataFile, seed.NetworkConfigFile}
 
 // seedFile returns one file of the seed of the machine mac booting role:
 // from the entry's seed folder, or the default seed. A seed without
@@ -200,25 +199,33 @@ func seedFile(e *Machine, mac net.HardwareAddr, role, name string) (data []byte,
 	if !slices.Contains(seedFiles, name) {
 		return nil, false, fs.ErrNotExist
 	}
-	if e != nil && e.Seed != "" {
-		b, err := os.ReadFile(filepath.Join(e.Seed, name))
-		if errors.Is(err, fs.ErrNotExist) && name == "vendor-data" {
-			return []byte{}, false, nil
+	var s seed.Seed
+	fromFolder := e != nil && e.Seed != ""
+	if fromFolder {
+		var err error
+		if s, err = seed.ReadDir(e.Seed); err != nil {
+			return nil, false, err
 		}
-		return b, seedOnceFiles[name], err
+	} else {
+		host := role + "-" + strings.ReplaceAll(mac.String()[9:], ":", "")
+		if e != nil && e.Hostname != "" {
+			host = e.Hostname
+		}
+		s = seed.Default("imgforge-"+strings.ReplaceAll(mac.String(), ":", ""), host)
 	}
-	host := role + "-" + strings.ReplaceAll(mac.String()[9:], ":", "")
-	if e != nil && e.Hostname != "" {
-		host = e.Hostname
-	}
-	s := seed.Default("imgforge-"+strings.ReplaceAll(mac.String(), ":", ""), host)
 	switch name {
 	case seed.MetaDataFile:
 		return s.MetaData, false, nil
 	case seed.UserDataFile:
-		return s.UserData, false, nil
-	case "vendor-data":
-		return []byte{}, false, nil
+		return s.UserData, fromFolder && seedOnceFiles[name], nil
+	case seed.VendorDataFile:
+		if s.VendorData == nil {
+			return []byte{}, false, nil
+		}
+		return s.VendorData, fromFolder && seedOnceFiles[name], nil
 	}
-	return nil, false, fs.ErrNotExist
+	if s.NetworkConfig == nil {
+		return nil, false, fs.ErrNotExist
+	}
+	return s.NetworkConfig, false, nil
 }

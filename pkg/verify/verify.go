@@ -22,7 +22,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,8 +29,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/imgforge/imgforge/pkg/boot"
-	"github.com/imgforge/imgforge/pkg/disk"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // ErrFailed is returned (wrapped) by Raw and ISO when a check failed.
@@ -99,40 +97,16 @@ const (
 	CheckVerity        = "dm-verity"
 )
 
-// manifest is what verify reads of manifest.json (see package build).
-type manifest struct {
-	Outputs []output `json:"outputs"`
-	Disk    *struct {
-		Verity     boot.Verity `json:"verity"`
-		Cmdline    string      `json:"cmdline"`
-		Partitions disk.IDs    `json:"partitions"`
-		ISOCmdline string      `json:"iso_cmdline"`
-		// ESP path -> "sha256:HEX" of the raw disk's ESP and the ISO's.
-		ESPFiles    map[string]string `json:"esp_files"`
-		ISOESPFiles map[string]string `json:"iso_esp_files"`
-	} `json:"disk"`
-}
-
-type output struct {
-	Path   string `json:"path"`
-	Format string `json:"format"`
-	Size   int64  `json:"size"`
-	Digest string `json:"digest"`
-}
-
-func readManifest(path string) (*manifest, error) {
-	b, err := os.ReadFile(path)
+// readManifest reads the manifest of a bootable image.
+func readManifest(path string) (*imagemeta.Manifest, error) {
+	m, err := imagemeta.ReadManifest(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading the manifest: %w", err)
-	}
-	var m manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", path, err)
+		return nil, err
 	}
 	if m.Disk == nil {
-		return nil, fmt.Errorf("manifest %s has no disk section: it is not of a bootable image (build with --format raw or iso)", path)
+		return nil, fmt.Errorf("manifest %s has no disk section: it is not of a bootable image (build it with the raw or iso format)", path)
 	}
-	return &m, nil
+	return m, nil
 }
 
 // run runs the checks of one image.
@@ -142,7 +116,7 @@ type run struct {
 	tmp    string
 }
 
-func newRun(ctx context.Context, image, manifestPath, format string) (*run, *manifest, error) {
+func newRun(ctx context.Context, image, manifestPath, format string) (*run, *imagemeta.Manifest, error) {
 	r := &run{ctx: ctx, report: &Report{Image: image, Manifest: manifestPath, Format: format}}
 	m, err := readManifest(manifestPath)
 	if err != nil {
@@ -197,8 +171,8 @@ func oneLine(s string) string {
 // checkDigest compares the image's size and sha256 with the manifest's
 // output entry of the format: the one named like the image, else the
 // only one of that format.
-func (r *run) checkDigest(m *manifest, format string) (string, error) {
-	var want *output
+func (r *run) checkDigest(m *imagemeta.Manifest, format string) (string, error) {
+	var want *imagemeta.Output
 	for i, o := range m.Outputs {
 		if o.Format != format {
 			continue

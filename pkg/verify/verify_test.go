@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,9 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/imgforge/imgforge/pkg/boot"
-	"github.com/imgforge/imgforge/pkg/build"
-	"github.com/imgforge/imgforge/pkg/disk"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/verify/verifytest"
 )
 
@@ -102,7 +99,7 @@ func TestRaw(t *testing.T) {
 			im.Flip(t, im.RootOffset+100)
 		}, CheckDigest, "the manifest's test.raw says"},
 		{"no raw output in the manifest", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Outputs[0].Format = "qcow2" })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Outputs[0].Format = "qcow2" })
 		}, CheckDigest, "the manifest lists no raw output"},
 		{"one byte of the root", func(t *testing.T, im verifytest.Image) {
 			im.Flip(t, squashfsEnd(t, im))
@@ -113,16 +110,16 @@ func TestRaw(t *testing.T) {
 			im.UpdateDigest(t)
 		}, CheckSquashfs, "no squashfs superblock (hsqs) at the start of the root"},
 		{"wrong cmdline", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Cmdline += " quiet" })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Cmdline += " quiet" })
 		}, CheckLoaderEntry, `the loader entry's options differ from the manifest's cmdline: word 10: missing "quiet"`},
 		{"wrong root hash", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Verity.RootHash = strings.Repeat("0", 64) })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Verity.RootHash = strings.Repeat("0", 64) })
 		}, CheckCmdline, "the manifest's cmdline has imgforge.roothash="},
 		{"different partition UUID", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Partitions.Root = "0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C" })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Partitions.Root = "0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C" })
 		}, "partition-root", "partition 2 has UUID "},
 		{"different disk GUID", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Partitions.Disk = "0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C" })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Partitions.Disk = "0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C" })
 		}, CheckGPT, "the manifest says 0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C"},
 		{"damaged primary GPT", func(t *testing.T, im verifytest.Image) {
 			im.Flip(t, 2*512+100) // in the partition entries
@@ -153,10 +150,10 @@ func TestRaw(t *testing.T) {
 			im.UpdateDigest(t)
 		}, CheckESPFiles, "/EFI/BOOT/BOOTX64.EFI on the ESP (17 bytes) has sha256:"},
 		{"another digest in the manifest", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.ESPFiles["/imgforge/initrd.img"] = "sha256:00" })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ESPFiles["/imgforge/initrd.img"] = "sha256:00" })
 		}, CheckESPFiles, "the manifest's esp_files says sha256:00"},
 		{"no ESP digests in the manifest", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.ESPFiles = nil })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ESPFiles = nil })
 		}, CheckESPFiles, "the manifest records no digests of the ESP's files (esp_files)"},
 	}
 	for _, tt := range tests {
@@ -255,17 +252,17 @@ func TestISO(t *testing.T) {
 			im.UpdateDigest(t)
 		}, CheckVerity, "the root filesystem does not match its root hash"},
 		{"wrong cmdline", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) {
+			im.EditManifest(t, func(m *imagemeta.Manifest) {
 				m.Disk.ISOCmdline = strings.Replace(m.Disk.ISOCmdline, verifytest.BaseCmdline, "console=tty0", 1)
 			})
 		}, CheckLoaderEntry, `the loader entry's options differ from the manifest's iso_cmdline: word 1: "console=ttyS0", want "console=tty0"`},
 		{"another volume in the cmdline", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) {
+			im.EditManifest(t, func(m *imagemeta.Manifest) {
 				m.Disk.ISOCmdline = strings.Replace(m.Disk.ISOCmdline, verifytest.VolumeID, "IMGFORGE_LB", 1)
 			})
 		}, CheckCmdline, `does not name the ISO's volume IMGFORGE_TEST and the manifest's verity parameters: word 3: "imgforge.root=LABEL=IMGFORGE_LB:/imgforge/root.img"`},
 		{"wrong salt", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.Verity.Salt = strings.Repeat("1", 64) })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Verity.Salt = strings.Repeat("1", 64) })
 		}, CheckCmdline, "imgforge.salt="},
 		{"another BIOS command line", func(t *testing.T, im verifytest.Image) {
 			data, err := os.ReadFile(im.Path)
@@ -280,13 +277,13 @@ func TestISO(t *testing.T) {
 			im.UpdateDigest(t)
 		}, CheckBIOSEntry, `/isolinux/isolinux.cfg: the kernel command line differs from the manifest's iso_cmdline: word 1:`},
 		{"a manifest without iso_cmdline", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) {
+			im.EditManifest(t, func(m *imagemeta.Manifest) {
 				m.Disk.Cmdline = verifytest.BaseCmdline + " boot=imgforge imgforge.root=PARTUUID=x"
 				m.Disk.ISOCmdline = ""
 			})
 		}, "", ""},
 		{"a manifest without iso_cmdline, another base", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) {
+			im.EditManifest(t, func(m *imagemeta.Manifest) {
 				m.Disk.Cmdline = "quiet boot=imgforge imgforge.root=PARTUUID=x"
 				m.Disk.ISOCmdline = ""
 			})
@@ -296,7 +293,7 @@ func TestISO(t *testing.T) {
 			im.UpdateDigest(t)
 		}, CheckESPFiles, "/imgforge/vmlinuz on the ESP (11 bytes) has sha256:"},
 		{"another loader entry digest", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *verifytest.Manifest) { m.Disk.ISOESPFiles["/loader/entries/imgforge.conf"] = "sha256:00" })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ISOESPFiles["/loader/entries/imgforge.conf"] = "sha256:00" })
 		}, CheckESPFiles, "/loader/entries/imgforge.conf on the ESP"},
 	}
 	for _, tt := range tests {
@@ -366,33 +363,6 @@ func TestCmdlineHelpers(t *testing.T) {
 		if got := firstDifference(d.got, d.want); got != d.say {
 			t.Errorf("firstDifference(%q, %q) = %q, want %q", d.got, d.want, got, d.say)
 		}
-	}
-}
-
-// TestManifestFromBuild checks that verify reads what package build
-// writes.
-func TestManifestFromBuild(t *testing.T) {
-	ids := disk.IDs{Disk: "D", ESP: "E", Root: "R", Verity: "V", State: "S"}
-	v := boot.Verity{RootHash: "ab", Salt: "cd", DataBlocks: 7, HashStart: 1}
-	b, err := json.Marshal(build.Manifest{
-		Role:    "lb",
-		Outputs: []build.Artifact{{Path: "lb.raw", Format: "raw", Size: 42, Digest: "sha256:00"}},
-		Disk: &build.DiskInfo{KernelVersion: "6.1", Verity: v, Cmdline: "boot=imgforge", Partitions: ids,
-			ESPFiles: map[string]string{"/imgforge/vmlinuz": "sha256:01"}, ISOESPFiles: map[string]string{"/imgforge/vmlinuz": "sha256:02"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "manifest.json")
-	os.WriteFile(path, b, 0o644)
-	m, err := readManifest(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := output{Path: "lb.raw", Format: "raw", Size: 42, Digest: "sha256:00"}
-	if len(m.Outputs) != 1 || m.Outputs[0] != want || m.Disk.Verity != v || m.Disk.Cmdline != "boot=imgforge" || m.Disk.Partitions != ids ||
-		m.Disk.ESPFiles["/imgforge/vmlinuz"] != "sha256:01" || m.Disk.ISOESPFiles["/imgforge/vmlinuz"] != "sha256:02" {
-		t.Errorf("read %+v %+v from\n%s", m.Outputs, m.Disk, b)
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // roleFiles are paths each role's root must hold (and must not hold).
@@ -131,7 +133,7 @@ func TestColdBuildAllRoles(t *testing.T) {
 				t.Errorf("manifest.json image digest %s, skopeo %s", m.ImageDigest, inspect.Digest)
 			}
 			want := map[string]string{"lb": "haproxy", "web": "nginx", "app": "php8.2-fpm", "db": "mariadb-server"}[role]
-			if !m.hasPackage(want) || !m.hasPackage("systemd") {
+			if !hasPackage(m, want) || !hasPackage(m, "systemd") {
 				t.Errorf("manifest.json lacks %s or systemd among %d packages", want, len(m.Packages))
 			}
 			var sbom struct {
@@ -149,14 +151,7 @@ func TestColdBuildAllRoles(t *testing.T) {
 	}
 }
 
-type manifest struct {
-	ImageDigest string `json:"image_digest"`
-	PlanDigest  string `json:"plan_digest"`
-	Layers      []struct{ Kind, Digest string }
-	Packages    []struct{ Name, Version string }
-}
-
-func (m manifest) hasPackage(n string) bool {
+func hasPackage(m *imagemeta.Manifest, n string) bool {
 	for _, p := range m.Packages {
 		if p.Name == n {
 			return true
@@ -165,14 +160,10 @@ func (m manifest) hasPackage(n string) bool {
 	return false
 }
 
-func readManifest(t testing.TB, p string) manifest {
+func readManifest(t testing.TB, p string) *imagemeta.Manifest {
 	t.Helper()
-	b, err := os.ReadFile(p)
+	m, err := imagemeta.ReadManifest(p)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var m manifest
-	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
 	return m

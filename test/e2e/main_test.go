@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 var (
@@ -108,17 +110,8 @@ func imgforge(t testing.TB, cacheDir, dir string, args ...string) result {
 
 // buildJSON is the --output json of imgforge build.
 type buildJSON struct {
-	Results []struct {
-		Role        string `json:"role"`
-		ImageDigest string `json:"image_digest"`
-		Dir         string `json:"dir"`
-		Artifacts   []struct {
-			Path, Format, Digest string
-			Size                 int64
-		} `json:"artifacts"`
-		Seconds float64 `json:"seconds"`
-	} `json:"results"`
-	Stages []struct {
+	Results []*imagemeta.Result `json:"results"`
+	Stages  []struct {
 		Role, Stage, Result string
 		Seconds             float64
 	} `json:"stages"`

@@ -1,7 +1,6 @@
 package imgforge
 
 import (
-	"bufio"
 	"fmt"
 	"maps"
 	"os"
@@ -11,7 +10,7 @@ import (
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
-	"github.com/imgforge/imgforge/pkg/build"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 var _ packersdk.Artifact = (*Artifact)(nil)
@@ -19,34 +18,24 @@ var _ packersdk.Artifact = (*Artifact)(nil)
 // Artifact is one role's output folder: every file imgforge wrote there,
 // each with its sha256 digest as SHA256SUMS lists it.
 type Artifact struct {
-	result  *build.Result
+	result  *imagemeta.Result
 	files   []string          // sorted
 	digests map[string]string // file -> "sha256:..."
 }
 
-func newArtifact(r *build.Result) (*Artifact, error) {
+func newArtifact(r *imagemeta.Result) (*Artifact, error) {
 	a := &Artifact{result: r, digests: map[string]string{}}
 	for _, o := range r.Artifacts {
 		if o.Format == "sha256sums" {
 			a.digests[o.Path] = o.Digest
 		}
 	}
-	sums := filepath.Join(r.Dir, "SHA256SUMS")
-	f, err := os.Open(sums)
+	sums, err := imagemeta.ReadSums(r.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading the outputs of %s: %w", r.Role, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		sum, name, ok := strings.Cut(sc.Text(), "  ")
-		if !ok || len(sum) != 64 {
-			return nil, fmt.Errorf("%s: line %q is not \"SHA256  FILE\"", sums, sc.Text())
-		}
+	for name, sum := range sums {
 		a.digests[filepath.Join(r.Dir, filepath.FromSlash(name))] = "sha256:" + sum
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", sums, err)
 	}
 	for p := range a.digests {
 		a.files = append(a.files, p)

@@ -1,8 +1,8 @@
 // Package verifytest makes small bootable images and their manifests for
 // the tests of package verify and of its callers: a real squashfs root
 // (tar2sqfs) and hash tree (veritysetup), fake kernel, initrd and
-// bootloader bytes, and a manifest.json with the fields of package
-// build's that verify reads.
+// bootloader bytes, and a manifest.json written with package imagemeta's
+// Manifest, the type the builder writes and verify reads.
 package verifytest
 
 import (
@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/boot"
 	"github.com/imgforge/imgforge/pkg/disk"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/rootfs"
 )
 
@@ -33,33 +33,6 @@ const BaseCmdline = "console=ttyS0"
 
 // VolumeID is the ISO's volume ID.
 const VolumeID = "IMGFORGE_TEST"
-
-// Manifest is the part of manifest.json (see build.Manifest) the test
-// images have.
-type Manifest struct {
-	Role    string   `json:"role"`
-	Outputs []Output `json:"outputs"`
-	Disk    *Disk    `json:"disk,omitempty"`
-}
-
-// Output is one entry of a manifest's outputs.
-type Output struct {
-	Path   string `json:"path"`
-	Format string `json:"format"`
-	Size   int64  `json:"size"`
-	Digest string `json:"digest"`
-}
-
-// Disk is a manifest's disk section (see build.DiskInfo).
-type Disk struct {
-	KernelVersion string            `json:"kernel_version"`
-	Verity        boot.Verity       `json:"verity"`
-	Cmdline       string            `json:"cmdline"`
-	Partitions    disk.IDs          `json:"partitions"`
-	ISOCmdline    string            `json:"iso_cmdline,omitempty"`
-	ESPFiles      map[string]string `json:"esp_files,omitempty"`
-	ISOESPFiles   map[string]string `json:"iso_esp_files,omitempty"`
-}
 
 // Image is a test image and its manifest.
 type Image struct {
@@ -177,7 +150,7 @@ func Raw(t testing.TB, dir string) Image {
 		t.Fatal(err)
 	}
 	f.Close()
-	writeManifest(t, im, "raw", &Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)})
+	writeManifest(t, im, "raw", &imagemeta.Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)})
 	return im
 }
 
@@ -204,7 +177,7 @@ func ISO(t testing.TB, dir string) Image {
 	}
 	head, _ := os.ReadFile(sq)
 	im.RootOffset = int64(bytes.Index(iso, head[:4096]))
-	writeManifest(t, im, "iso", &Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, ISOCmdline: cmdline, ISOESPFiles: boot.Digests(l.ESPFiles)})
+	writeManifest(t, im, "iso", &imagemeta.Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, ISOCmdline: cmdline, ISOESPFiles: boot.Digests(l.ESPFiles)})
 	return im
 }
 
@@ -228,43 +201,33 @@ func concat(t testing.TB, dst string, srcs ...string) {
 	}
 }
 
-func writeManifest(t testing.TB, im Image, format string, d *Disk) {
+func writeManifest(t testing.TB, im Image, format string, d *imagemeta.Disk) {
 	t.Helper()
-	m := Manifest{Role: "test", Outputs: []Output{{Path: filepath.Base(im.Path), Format: format}}, Disk: d}
-	im.write(t, &m)
-}
-
-func (im Image) write(t testing.TB, m *Manifest) {
-	t.Helper()
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(im.Manifest, append(b, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	m := &imagemeta.Manifest{Role: "test", Outputs: []imagemeta.Output{{Path: filepath.Base(im.Path), Format: format}}, Disk: d}
+	im.write(t, m)
 	im.UpdateDigest(t)
 }
 
-// EditManifest changes the manifest with edit.
-func (im Image) EditManifest(t testing.TB, edit func(*Manifest)) {
+func (im Image) write(t testing.TB, m *imagemeta.Manifest) {
 	t.Helper()
-	b, err := os.ReadFile(im.Manifest)
+	b, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := os.WriteFile(im.Manifest, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	edit(&m)
-	b, err = json.MarshalIndent(m, "", "  ")
+}
+
+// EditManifest changes the manifest with edit.
+func (im Image) EditManifest(t testing.TB, edit func(*imagemeta.Manifest)) {
+	t.Helper()
+	m, err := imagemeta.ReadManifest(im.Manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(im.Manifest, append(b, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	edit(m)
+	im.write(t, m)
 }
 
 // UpdateDigest records the image's current size and sha256 in the
@@ -282,7 +245,7 @@ func (im Image) UpdateDigest(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im.EditManifest(t, func(m *Manifest) {
+	im.EditManifest(t, func(m *imagemeta.Manifest) {
 		for i := range m.Outputs {
 			if m.Outputs[i].Path == filepath.Base(im.Path) {
 				m.Outputs[i].Size, m.Outputs[i].Digest = n, "sha256:"+hex.EncodeToString(h.Sum(nil))
