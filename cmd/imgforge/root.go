@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -87,36 +86,35 @@ func (c *common) catalog() (*spec.Catalog, error) {
 	return imgforge.Catalog(dirIfPresent(c.rolesDir, "roles"), dirIfPresent(c.imagesDir, "images"))
 }
 
+// planOptions resolves the flags into plan options with the library's
+// ResolveOptions, as the Packer plugin does with its settings; a refused
+// setting is named by its flag when one gave it.
 func (c *common) planOptions() (plan.Options, error) {
-	o := plan.Options{Mirror: c.mirror, SourceDateEpoch: c.epoch, HostMirrors: plan.DetectMirrors(os.DirFS("/"))}
-	if c.mirror != "" {
-		if err := spec.CheckMirror(c.mirror); err != nil {
-			return o, fmt.Errorf("--mirror: %w", err)
-		}
-	}
-	if o.SourceDateEpoch == 0 {
-		if s := c.getenv("SOURCE_DATE_EPOCH"); s != "" {
-			v, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || v <= 0 {
-				return o, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a positive Unix time", s)
-			}
-			o.SourceDateEpoch = v
-		}
-	}
+	s := imgforge.Settings{Mirror: c.mirror, SourceDateEpoch: c.epoch}
 	for _, kv := range c.set {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return o, fmt.Errorf("--set %q: expected OPTION=VALUE, such as runtime=uwsgi", kv)
+			return plan.Options{}, fmt.Errorf("--set %q: expected OPTION=VALUE, such as runtime=uwsgi", kv)
 		}
-		if o.Set == nil {
-			o.Set = map[string]string{}
+		if s.Set == nil {
+			s.Set = map[string]string{}
 		}
-		o.Set[k] = v
+		s.Set[k] = v
 	}
 	if c.output != "text" && c.output != "json" {
-		return o, fmt.Errorf("--output %q: accepted: text, json", c.output)
+		return plan.Options{}, fmt.Errorf("--output %q: accepted: text, json", c.output)
 	}
-	return o, nil
+	o, err := imgforge.ResolveOptions(s, c.getenv, os.DirFS("/"))
+	if se, ok := imgforge.AsSettingError(err); ok {
+		switch {
+		case se.Setting == imgforge.SettingMirror:
+			return o, fmt.Errorf("--mirror: %w", se.Err)
+		case se.Setting == imgforge.SettingSourceDateEpoch && c.epoch != 0:
+			return o, fmt.Errorf("--source-date-epoch: %w", se.Err)
+		}
+		return o, se.Err // from the environment: the message names it
+	}
+	return o, err
 }
 
 func (c *common) cachePath() (string, error) {
@@ -138,9 +136,6 @@ func (c *common) plans(roles []string) ([]*plan.Plan, error) {
 	}
 	cat, err := c.catalog()
 	if err != nil {
-		return nil, err
-	}
-	if opts.AgentSource, opts.Agent, err = imgforge.FindAgent(c.getenv); err != nil {
 		return nil, err
 	}
 	return imgforge.Plans(cat, roles, opts)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/hashicorp/packer-plugin-sdk/common"
@@ -125,35 +124,17 @@ func (c *Config) prepare(getenv func(string) string, raws ...interface{}) (*plan
 // resolve loads the definitions and resolves the role, filling the plan
 // options exactly as `imgforge build` does.
 func (c *Config) resolve(getenv func(string) string) (*plan.Plan, error) {
-	opts := plan.Options{Mirror: c.Mirror, SourceDateEpoch: c.SourceDateEpoch, HostMirrors: plan.DetectMirrors(os.DirFS("/"))}
-	if opts.SourceDateEpoch == 0 {
-		if s := getenv("SOURCE_DATE_EPOCH"); s != "" {
-			v, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || v <= 0 {
-				return nil, fmt.Errorf("source_date_epoch: SOURCE_DATE_EPOCH=%q in the environment is not a positive Unix time", s)
-			}
-			opts.SourceDateEpoch = v
+	opts, err := imgforge.ResolveOptions(imgforge.Settings{
+		Set: c.Options, SourceDateEpoch: c.SourceDateEpoch, Mirror: c.Mirror, AgentPath: c.AgentPath,
+	}, getenv, os.DirFS("/"))
+	if se, ok := imgforge.AsSettingError(err); ok {
+		field := map[string]string{imgforge.SettingAgent: "agent_path"}[se.Setting]
+		if field == "" {
+			field = se.Setting // mirror, source_date_epoch: the template's names
 		}
-	}
-	agentEnv := getenv
-	if c.AgentPath != "" {
-		agentEnv = func(k string) string {
-			if k == imgforge.AgentEnv {
-				return c.AgentPath
-			}
-			return getenv(k)
-		}
-	}
-	path, agent, err := imgforge.FindAgent(agentEnv)
-	if err != nil {
-		return nil, fmt.Errorf("agent_path: %w", err)
-	}
-	opts.Agent, opts.AgentSource = agent, path
-	if len(c.Options) > 0 {
-		opts.Set = map[string]string{}
-		for k, v := range c.Options {
-			opts.Set[k] = v
-		}
+		return nil, fmt.Errorf("%s: %w", field, se.Err)
+	} else if err != nil {
+		return nil, err
 	}
 	cat, err := imgforge.Catalog(c.RolesDir, c.ImagesDir)
 	if err != nil {
