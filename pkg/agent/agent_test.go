@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +10,10 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
+	"github.com/imgforge/imgforge/pkg/agent/identity"
 )
 
 const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -94,7 +98,7 @@ func names(ms []discovery.Member) string {
 
 const gossipPort = 17946
 
-func userData(role, name string, n int, extra string) string {
+func userData(t *testing.T, role, name string, n int, extra string) string {
 	return fmt.Sprintf(`#cloud-config
 imgforge:
   cluster: shop
@@ -103,7 +107,62 @@ imgforge:
   discovery:
     method: gossip
     gossip: {port: %d, join: [127.0.3.1, 127.0.3.2], key: %q}
-%s`, role, name, n, gossipPort, testKey, extra)
+%s%s`, role, name, n, gossipPort, testKey, identityBlock(t, shopCA(t), role, name), extra)
+}
+
+var (
+	shopOnce sync.Once
+	shop     *testCA
+)
+
+// testCA is a cluster CA for tests.
+type testCA struct {
+	ca      *identity.CA
+	certPEM []byte
+}
+
+func newTestCA(t *testing.T, cluster string) *testCA {
+	certPEM, keyPEM, err := identity.NewCA(rand.Reader, cluster, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := identity.ParseCA(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{ca: ca, certPEM: certPEM}
+}
+
+// shopCA is the CA of cluster shop, the same for every test.
+func shopCA(t *testing.T) *testCA {
+	shopOnce.Do(func() { shop = newTestCA(t, "shop") })
+	return shop
+}
+
+func (c *testCA) issue(t *testing.T, role, name string) (certPEM, keyPEM []byte) {
+	certPEM, keyPEM, err := c.ca.Issue(rand.Reader, role, name, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM
+}
+
+func (c *testCA) node(t *testing.T, role, name string) *identity.Node {
+	certPEM, keyPEM := c.issue(t, role, name)
+	n, err := identity.ParseNode(c.certPEM, certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// identityBlock is the identity: section for a node, as imgforge seed writes it.
+func identityBlock(t *testing.T, c *testCA, role, name string) string {
+	certPEM, keyPEM := c.issue(t, role, name)
+	ind := func(b []byte) string {
+		return "      " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n      ") + "\n"
+	}
+	return "  identity:\n    ca: |\n" + ind(c.certPEM) + "    cert: |\n" + ind(certPEM) + "    key: |\n" + ind(keyPEM)
 }
 
 func roleExtra(role string, n int) string {
@@ -128,7 +187,7 @@ type node struct {
 
 func startAgent(t *testing.T, role, name string, n int) *node {
 	t.Helper()
-	ud := userData(role, name, n, roleExtra(role, n))
+	ud := userData(t, role, name, n, roleExtra(role, n))
 	rec := newRecorder()
 	snapFile := &SnapshotFile{Path: filepath.Join(t.TempDir(), "snapshot.json")}
 	a := New(Options{
@@ -206,9 +265,11 @@ func TestMultiAgentGossip(t *testing.T) {
 	}
 	t.Logf("web-4 gone from both lb renders %v after it stopped", time.Since(start).Round(time.Millisecond))
 
-	// Forged and malformed members are not rendered.
+	// Forged and malformed members are not rendered: each holds the
+	// gossip key, and none can prove with a certificate from the cluster
+	// CA the name and role it claims.
 	key, _ := config.DecodeGossipKey(testKey)
-	forge := func(name, ip, meta string, key []byte) error {
+	forge := func(name, ip string, meta []byte, key []byte) error {
 		c := discovery.LANConfig()
 		c.Name, c.BindAddr, c.AdvertiseAddr, c.BindPort, c.AdvertisePort = name, ip, ip, gossipPort, gossipPort
 		c.SecretKey, c.Label = key, "imgforge/shop"
@@ -222,9 +283,39 @@ func TestMultiAgentGossip(t *testing.T) {
 		_, err = ml.Join([]string{fmt.Sprintf("127.0.3.1:%d", gossipPort)})
 		return err
 	}
-	_ = forge("web-66", "127.0.3.66", `{"c":"shop","r":"web","a":"not-an-address","h":true}`, key)
-	_ = forge("web-67", "127.0.3.67", `{"c":"shop","r":"cache","a":"127.0.3.67","h":true}`, key)
-	if err := forge("web-68", "127.0.3.68", `{"c":"shop","r":"web","a":"127.0.3.68","h":true}`, []byte("ffffffffffffffffffffffffffffffff")); err == nil {
+	webMeta := func(id *identity.Node, ip string) []byte {
+		b, err := discovery.EncodeMeta(id, discovery.Meta{Role: "web", Address: netip.MustParseAddr(ip), Port: gossipPort, Healthy: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	otherCA, otherCluster := newTestCA(t, "shop"), newTestCA(t, "shop2")
+	appAsWeb := webMeta(shopCA(t).node(t, "web", "web-64"), "127.0.3.64")
+	{ // an app certificate whose metadata claims web
+		id := shopCA(t).node(t, "app", "web-64")
+		b, err := discovery.EncodeMeta(id, discovery.Meta{Role: "app", Address: netip.MustParseAddr("127.0.3.64"), Port: gossipPort, Healthy: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[2] = 2 // role code of web
+		appAsWeb = b
+	}
+	badSig := webMeta(shopCA(t).node(t, "web", "web-65"), "127.0.3.65")
+	badSig[len(badSig)-1] ^= 1
+	forgeries := map[string][]byte{
+		"web-60": []byte(`{"c":"shop","r":"web","a":"127.0.3.60","h":true}`),   // no certificate (the old metadata)
+		"web-61": webMeta(otherCA.node(t, "web", "web-61"), "127.0.3.61"),      // another CA
+		"web-62": webMeta(otherCluster.node(t, "web", "web-62"), "127.0.3.62"), // another cluster
+		"web-63": webMeta(shopCA(t).node(t, "web", "web-1"), "127.0.3.63"),     // another node's name
+		"web-64": appAsWeb,                                                     // another role
+		"web-65": badSig,                                                       // a bad signature
+		"web-66": []byte(`{"c":"shop","r":"web","a":"not-an-address","h":true}`),
+	}
+	for name, meta := range forgeries {
+		_ = forge(name, "127.0.3."+strings.TrimPrefix(name, "web-"), meta, key)
+	}
+	if err := forge("web-68", "127.0.3.68", webMeta(shopCA(t).node(t, "web", "web-68"), "127.0.3.68"), []byte("ffffffffffffffffffffffffffffffff")); err == nil {
 		t.Error("a member with the wrong key joined")
 	}
 	// A good member joining after them proves gossip went round.
@@ -233,10 +324,23 @@ func TestMultiAgentGossip(t *testing.T) {
 		nodes[lb].rec.waitRender(t, lb+" renders web-5", func(s Snapshot) bool {
 			return strings.Contains(names(s.Members.Role("web")), "web-5")
 		})
-		s, _ := nodes[lb].rec.last()
-		for _, m := range s.Members.All() {
-			if m.Name == "web-66" || m.Name == "web-67" || m.Name == "web-68" {
-				t.Errorf("%s rendered forged member %+v", lb, m)
+		nodes[lb].rec.mu.Lock()
+		snaps := slices.Clone(nodes[lb].rec.snaps)
+		nodes[lb].rec.mu.Unlock()
+		for _, s := range snaps {
+			for _, m := range s.Members.All() {
+				if _, forged := forgeries[m.Name]; forged || m.Name == "web-68" {
+					t.Errorf("%s rendered forged member %+v", lb, m)
+				}
+			}
+			in, err := RenderInput(s, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range in.Members["web"] {
+				if _, forged := forgeries[n.Name]; forged || !strings.HasPrefix(n.Address.String(), "127.0.3.") || n.Address.As4()[3] >= 60 && n.Address.As4()[3] <= 68 {
+					t.Errorf("%s's haproxy backends include forged member %+v", lb, n)
+				}
 			}
 		}
 	}
@@ -262,7 +366,7 @@ func TestMultiAgentGossip(t *testing.T) {
 	}
 }
 
-type rawMeta string
+type rawMeta []byte
 
 func (d rawMeta) NodeMeta(int) []byte                  { return []byte(d) }
 func (rawMeta) NotifyMsg([]byte)                       {}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
 )
@@ -36,7 +37,7 @@ func TestGenerateGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	res, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime})
+	res, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime, Now: func() time.Time { return testTime }})
 	if err != nil {
 		t.Fatal(err)
 	}

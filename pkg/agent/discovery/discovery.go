@@ -23,6 +23,10 @@ type Member struct {
 	Port    uint16     `json:"port,omitempty"` // from an SRV record; 0: the role's usual port
 	Mode    string     `json:"mode,omitempty"` // db: primary or replica
 	Healthy bool       `json:"healthy"`
+	// Verified: gossip checked the member's certificate from the cluster
+	// CA, which names its role and name. Static and DNS members are
+	// taken on the word of the seed and of the resolver.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // Set is the live members by role; each list is sorted by name (then
