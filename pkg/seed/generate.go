@@ -53,7 +53,7 @@ type KeyPair struct {
 
 // NodeIdentity is one node's certificate and key.
 type NodeIdentity struct {
-	Role string `yaml:"role"`
+	Role    string `yaml:"role"`
 	KeyPair `yaml:",inline"`
 }
 

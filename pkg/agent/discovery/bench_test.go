@@ -79,7 +79,7 @@ func BenchmarkGossipConvergence(b *testing.B) {
 			Cluster: "bench", Self: Member{Name: fmt.Sprintf("web-%d", i), Role: "web", Address: benchAddr(i), Healthy: true},
 			Key: testKey, Join: join, JoinWait: 500 * time.Millisecond,
 			Identity: clusterCA(b, "bench").node(b, "web", fmt.Sprintf("web-%d", i)),
-			Tune: func(c *memberlist.Config) { c.Events = countingEvents{c.Events, counter} },
+			Tune:     func(c *memberlist.Config) { c.Events = countingEvents{c.Events, counter} },
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -22,16 +22,16 @@ import (
 
 // GossipOptions configure gossip discovery.
 type GossipOptions struct {
-	Cluster  string
-	Self     Member // its Address is bound and advertised
-	Port     int    // TCP and UDP; 0 picks a free port (tests)
-	Key      []byte // 32 bytes: AES-256-GCM for every message
+	Cluster string
+	Self    Member // its Address is bound and advertised
+	Port    int    // TCP and UDP; 0 picks a free port (tests)
+	Key     []byte // 32 bytes: AES-256-GCM for every message
 	// Identity is this node's certificate and key; the members sign their
 	// metadata with theirs and take only members whose certificates their
 	// CA issued for the name and role they claim.
 	Identity *identity.Node
 	// Now is the clock certificates are checked at; default time.Now.
-	Now func() time.Time
+	Now      func() time.Time
 	Join     []string
 	JoinWait time.Duration // between join attempts while alone; default 2s
 	Logf     func(format string, args ...any)
@@ -66,12 +66,12 @@ type Gossip struct {
 	// starting is set while memberlist.Create runs: it takes the local
 	// node's own metadata before its port is known.
 	starting atomic.Bool
-	meta    atomic.Pointer[[]byte]
-	mu      sync.Mutex
-	healthy bool
-	cancel  context.CancelFunc
-	done    chan struct{}
-	closed  atomic.Bool
+	meta     atomic.Pointer[[]byte]
+	mu       sync.Mutex
+	healthy  bool
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closed   atomic.Bool
 }
 
 var _ Discoverer = (*Gossip)(nil)

@@ -228,4 +228,3 @@ func (v *MetaVerifier) ParseMeta(name string, from net.IP, port uint16, data []b
 	}
 	return m, cert, nil
 }
-

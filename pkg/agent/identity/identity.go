@@ -55,7 +55,9 @@ type Claims struct {
 	Name    string
 }
 
-func (c Claims) String() string { return fmt.Sprintf("%s (%s) of cluster %s", c.Name, c.Role, c.Cluster) }
+func (c Claims) String() string {
+	return fmt.Sprintf("%s (%s) of cluster %s", c.Name, c.Role, c.Cluster)
+}
 
 // CA is a cluster's certificate authority.
 type CA struct {
