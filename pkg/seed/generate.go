@@ -176,6 +176,25 @@ func commit(stage, out string, names []string) error {
 		}
 		return nil
 	}
+	// Check first that each can replace what is there, so that nothing
+	// moves unless everything can.
+	for _, name := range names {
+		dst := filepath.Join(out, name)
+		fi, err := os.Lstat(dst)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("moving the seeds into %s: %w", out, err)
+		}
+		staged, err := os.Lstat(filepath.Join(stage, name))
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() != staged.IsDir() || !fi.IsDir() && !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is in the way: it is not what imgforge seed writes there (a folder per node, regular files); move it away", dst)
+		}
+	}
 	for _, name := range names {
 		dst := filepath.Join(out, name)
 		old := filepath.Join(stage, ".old-"+name)
