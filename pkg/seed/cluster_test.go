@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -370,6 +371,32 @@ func TestGenerateIdentities(t *testing.T) {
 			t.Errorf("%s: %v", n.Name, err)
 		}
 	}
+	// As the agent loads it on a booted node: the user-data file as
+	// cloud-init stores it, byte for byte, and cloud-init's instance data.
+	ud, err := os.ReadFile(filepath.Join(out, "db-1", UserDataFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := config.Host{
+		ReadFile: func(p string) ([]byte, error) {
+			switch p {
+			case config.UserDataPath:
+				return ud, nil
+			case config.InstanceDataPath:
+				return []byte(`{"v1": {"instance_id": "shop-db-1-x", "local_hostname": "db-1"}}`), nil
+			}
+			return nil, os.ErrNotExist
+		},
+		Addresses: func() ([]netip.Prefix, error) { return nil, nil },
+	}
+	cfg, err := config.Load(config.DefaultPaths, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := cfg.ParseIdentity(); err != nil || id.Name != "db-1" || id.Role != "db" {
+		t.Errorf("db-1 as loaded on the node: %+v, %v", id, err)
+	}
+
 	web1 := load("web-1").Identity.Cert
 	c.Nodes[3].Role = "app" // web-2
 	c.Nodes[3].Options = map[string]string{"runtime": "php-fpm"}
