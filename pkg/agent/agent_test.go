@@ -291,16 +291,12 @@ func TestMultiAgentGossip(t *testing.T) {
 		return b
 	}
 	otherCA, otherCluster := newTestCA(t, "shop"), newTestCA(t, "shop2")
-	appAsWeb := webMeta(shopCA(t).node(t, "web", "web-64"), "127.0.3.64")
-	{ // an app certificate whose metadata claims web
-		id := shopCA(t).node(t, "app", "web-64")
-		b, err := discovery.EncodeMeta(id, discovery.Meta{Role: "app", Address: netip.MustParseAddr("127.0.3.64"), Port: gossipPort, Healthy: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b[2] = 2 // role code of web
-		appAsWeb = b
+	// An app certificate whose metadata claims web.
+	appAsWeb, err := discovery.EncodeMeta(shopCA(t).node(t, "app", "web-64"), discovery.Meta{Role: "app", Address: netip.MustParseAddr("127.0.3.64"), Port: gossipPort, Healthy: true})
+	if err != nil {
+		t.Fatal(err)
 	}
+	appAsWeb[2] = 2 // role code of web
 	badSig := webMeta(shopCA(t).node(t, "web", "web-65"), "127.0.3.65")
 	badSig[len(badSig)-1] ^= 1
 	forgeries := map[string][]byte{

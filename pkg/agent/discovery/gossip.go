@@ -324,7 +324,7 @@ func (g *Gossip) check(n *memberlist.Node) (Meta, error) {
 }
 
 func checkKey(n *memberlist.Node) string {
-	return fmt.Sprintf("%s\x00%s\x00%d\x00%s", n.Name, net.IP(n.Addr), n.Port, n.Meta)
+	return fmt.Sprintf("%s\x00%s\x00%d\x00%s", n.Name, n.Addr, n.Port, n.Meta)
 }
 
 // refuse logs a refused member once per member and reason every

@@ -62,7 +62,3 @@ func (c *testCA) node(t testing.TB, role, name string) *identity.Node {
 	}
 	return n
 }
-
-func (c *testCA) verifier() *MetaVerifier {
-	return NewMetaVerifier(identity.NewVerifier(c.ca.Cert), nil)
-}
