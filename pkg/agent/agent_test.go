@@ -291,20 +291,17 @@ func TestMultiAgentGossip(t *testing.T) {
 		return b
 	}
 	otherCA, otherCluster := newTestCA(t, "shop"), newTestCA(t, "shop2")
-	// An app certificate whose metadata claims web.
-	appAsWeb, err := discovery.EncodeMeta(shopCA(t).node(t, "app", "web-64"), discovery.Meta{Role: "app", Address: netip.MustParseAddr("127.0.3.64"), Port: gossipPort, Healthy: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	appAsWeb[2] = 2 // role code of web
+	// A stolen web-1 identity, signing as web-63.
+	asOther := shopCA(t).node(t, "web", "web-1")
+	asOther.Name = "web-63"
 	badSig := webMeta(shopCA(t).node(t, "web", "web-65"), "127.0.3.65")
 	badSig[len(badSig)-1] ^= 1
 	forgeries := map[string][]byte{
 		"web-60": []byte(`{"c":"shop","r":"web","a":"127.0.3.60","h":true}`),   // no certificate (the old metadata)
 		"web-61": webMeta(otherCA.node(t, "web", "web-61"), "127.0.3.61"),      // another CA
 		"web-62": webMeta(otherCluster.node(t, "web", "web-62"), "127.0.3.62"), // another cluster
-		"web-63": webMeta(shopCA(t).node(t, "web", "web-1"), "127.0.3.63"),     // another node's name
-		"web-64": appAsWeb,                                                     // another role
+		"web-63": webMeta(asOther, "127.0.3.63"),                               // a stolen web-1 identity signing as web-63
+		"web-64": webMeta(shopCA(t).node(t, "app", "web-64"), "127.0.3.64"),    // a stolen app identity claiming web
 		"web-65": badSig,                                                       // a bad signature
 		"web-66": []byte(`{"c":"shop","r":"web","a":"not-an-address","h":true}`),
 	}
