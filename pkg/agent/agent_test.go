@@ -472,6 +472,13 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	if s, _ := rec.last(); names(s.Members.Role("app")) != "app-1" {
 		t.Errorf("members changed without a restart: %v", describe(s.Members))
 	}
+	// So does changing the identity (gossip runs with the one it started with).
+	setUD(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n") + "  tls: self-signed\n" + identityBlock(t, shopCA(t), "web", "web-1"))
+	a.Reload()
+	waitFor(t, "the refusal of another identity", func() bool { return a.Status().ConfigErrors == 3 })
+	if st := a.Status(); !strings.Contains(st.LastError, "change the node, cluster, discovery or identity") {
+		t.Errorf("last error %q", st.LastError)
+	}
 	logMu.Lock()
 	for _, l := range logs {
 		if strings.Contains(l, "\n") {
