@@ -31,7 +31,7 @@ func newSeedCmd(c *common) *cobra.Command {
 		Long: "seed writes, per node, DIR/NODE/{meta-data,user-data,network-config} and DIR/NODE/seed.iso (a cidata volume).\n" +
 			"The cluster's secrets (gossip key, database passwords, the cluster CA) are made once into DIR/secrets.yaml (mode 0600)\n" +
 			"and reused; each node gets a key and a certificate from the CA naming its cluster, name and role (imgforge.identity).\n" +
-			"All or nothing: the files are made beside DIR and moved into it once every node's seed was written.\n" +
+			"All or nothing: the files are made in a new folder and moved into DIR once every node's seed was written.\n" +
 			"Each node's network-config matches its NIC by MAC: given in the cluster file, or derived from the cluster and\n" +
 			"node names (printed, and listed in DIR/nodes.json).",
 		Example: "  imgforge seed --cluster cluster.yaml --out seeds\n  imgforge seed web --name web-1 --address 10.10.0.21/24 --gateway 10.10.0.1 --out seeds",

@@ -89,8 +89,9 @@ var writeISO = WriteISO
 
 // Generate writes the seed of every node of c, and the cluster's secrets
 // (made on the first run, read back on later ones, so a re-run gives the
-// same files). It writes all or nothing: everything is made in a folder
-// beside the output and moved into place once all of it was written.
+// same files). It writes all or nothing: everything is made in a new
+// folder (inside the output folder, or beside it when there is none yet)
+// and moved into place once all of it was written.
 func Generate(c *Cluster, o Options) (res []NodeResult, err error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -117,13 +118,20 @@ func Generate(c *Cluster, o Options) (res []NodeResult, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The files are made in a folder on the same file system as where
+	// they go: inside the output folder when it exists (it may be a mount
+	// point), else beside it, to become it.
 	out := filepath.Clean(o.Out)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", filepath.Dir(out), err)
+	where, pattern := out, ".imgforge-seed-*"
+	if _, err := os.Lstat(out); errors.Is(err, fs.ErrNotExist) {
+		where, pattern = filepath.Dir(out), "."+filepath.Base(out)+".new-*"
+		if err := os.MkdirAll(where, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", where, err)
+		}
 	}
-	stage, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".new-*")
+	stage, err := os.MkdirTemp(where, pattern)
 	if err != nil {
-		return nil, fmt.Errorf("making a folder beside %s: %w", out, err)
+		return nil, fmt.Errorf("making a folder for the new seeds in %s: %w", where, err)
 	}
 	defer os.RemoveAll(stage)
 	if err := os.Chmod(stage, 0o755); err != nil {
