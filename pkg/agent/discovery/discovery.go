@@ -4,8 +4,11 @@
 // One small interface, Discoverer, has three backends: Static (a fixed
 // list from boot data), DNS (A/AAAA and SRV records, polled) and Gossip
 // (an encrypted hashicorp/memberlist cluster whose members advertise their
-// role, address and health in node metadata). The package knows nothing
-// about rendering: package agent turns a Set into configuration.
+// role, address and health in node metadata, signed with their node keys
+// and checked against the cluster CA: see meta.go). Only gossip verifies
+// who a member is; static members are the seed's word, DNS members the
+// resolver's. The package knows nothing about rendering: package agent
+// turns a Set into configuration.
 package discovery
 
 import (

@@ -100,8 +100,9 @@ func NewGossip(ctx context.Context, o GossipOptions) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: this node is %s (%s) of cluster %s, but its certificate names %s", o.Self.Name, o.Self.Role, o.Cluster, id.Claims)
 	}
 	g := &Gossip{o: o, healthy: o.Self.Healthy, done: make(chan struct{})}
-	g.verify = NewMetaVerifier(identity.NewVerifier(id.CA), o.Now)
-	if _, _, err := identity.NewVerifier(id.CA).Verify(id.Cert.Raw, o.Now()); err != nil {
+	ca := identity.NewVerifier(id.CA)
+	g.verify = NewMetaVerifier(ca, o.Now)
+	if _, _, err := ca.Verify(id.Cert.Raw, o.Now()); err != nil {
 		o.Logf("gossip: WARNING: this node's own certificate does not verify now, so the other members will refuse it: %v", err)
 	}
 	if err := g.setMeta(o.Self.Healthy); err != nil {
