@@ -532,7 +532,7 @@ func TestSnapshotFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "run", "snapshot.json")
 	tick := time.Unix(1700000000, 0)
 	f := &SnapshotFile{Path: p, Now: func() time.Time { return tick }}
-	c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n")))
+	c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n")+identityBlock(t, shopCA(t), "web", "web-1")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +550,7 @@ func TestSnapshotFile(t *testing.T) {
 		t.Errorf("an unchanged render changed the report: %+v %+v", r1, r2)
 	}
 	b, _ := os.ReadFile(p)
-	if strings.Contains(string(b), testKey) || !strings.Contains(string(b), `"role": "web"`) {
+	if strings.Contains(string(b), testKey) || strings.Contains(string(b), "PRIVATE KEY") || !strings.Contains(string(b), `"role": "web"`) || !strings.Contains(string(b), `"subject": "CN=web-1,OU=web"`) {
 		t.Errorf("snapshot file:\n%s", b)
 	}
 }
