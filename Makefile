@@ -75,6 +75,7 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 30s ./pkg/agent/config
 	$(GO) test -run '^$$' -fuzz FuzzParseInstanceData -fuzztime 30s ./pkg/agent/config
 	$(GO) test -run '^$$' -fuzz FuzzParseMeta -fuzztime 30s ./pkg/agent/discovery
+	$(GO) test -run '^$$' -fuzz FuzzDNSAnswer -fuzztime 30s ./pkg/agent/discovery
 	$(GO) test -run '^$$' -fuzz FuzzParseCluster -fuzztime 30s ./pkg/seed
 	$(GO) test -run '^$$' -fuzz FuzzParseMachines -fuzztime 30s ./pkg/serve
 
@@ -92,7 +93,8 @@ $(GOLANGCI_LINT):
 
 .PHONY: golden
 golden: ## rewrite the golden files after reviewing a change
-	$(GO) test ./pkg/plan ./pkg/sbom ./pkg/agent/render -update
+	$(GO) test ./pkg/plan ./pkg/sbom ./pkg/agent/render ./pkg/seed -update
+	$(GO) test ./pkg/agent/discovery -run 'TestFuzz.*Corpus' -update
 
 .PHONY: clean
 clean: ## remove build outputs (not the cache)

@@ -29,7 +29,9 @@ func newSeedCmd(c *common) *cobra.Command {
 		Use:   "seed (ROLE | --cluster FILE) --out DIR",
 		Short: "Write NoCloud seeds (meta-data, user-data, network-config, seed.iso) with the cluster settings for imgforge-agent",
 		Long: "seed writes, per node, DIR/NODE/{meta-data,user-data,network-config} and DIR/NODE/seed.iso (a cidata volume).\n" +
-			"The cluster's secrets (gossip key, database passwords) are made once into DIR/secrets.yaml (mode 0600) and reused.\n" +
+			"The cluster's secrets (gossip key, database passwords, the cluster CA) are made once into DIR/secrets.yaml (mode 0600)\n" +
+			"and reused; each node gets a key and a certificate from the CA naming its cluster, name and role (imgforge.identity).\n" +
+			"All or nothing: the files are made in a new folder and moved into DIR once every node's seed was written.\n" +
 			"Each node's network-config matches its NIC by MAC: given in the cluster file, or derived from the cluster and\n" +
 			"node names (printed, and listed in DIR/nodes.json).",
 		Example: "  imgforge seed --cluster cluster.yaml --out seeds\n  imgforge seed web --name web-1 --address 10.10.0.21/24 --gateway 10.10.0.1 --out seeds",
@@ -73,7 +75,7 @@ func newSeedCmd(c *common) *cobra.Command {
 					return fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a positive Unix time", s)
 				}
 			}
-			res, err := seed.Generate(cl, seed.Options{Out: out, Rand: rand.Reader, ModTime: time.Unix(epoch, 0)})
+			res, err := seed.Generate(cl, seed.Options{Out: out, Rand: rand.Reader, ModTime: time.Unix(epoch, 0), Now: time.Now})
 			if err != nil {
 				return err
 			}

@@ -333,8 +333,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.recordError(err.Error(), false)
 				continue
 			}
-			if nextSelf != self || next.Cluster != cfg.Cluster || !reflect.DeepEqual(next.Discovery, cfg.Discovery) {
-				a.recordError("the new settings change the node, cluster or discovery, which takes a restart of imgforge-agent; keeping the running settings", false)
+			if nextSelf != self || next.Cluster != cfg.Cluster || !reflect.DeepEqual(next.Discovery, cfg.Discovery) || !reflect.DeepEqual(next.Identity, cfg.Identity) {
+				a.recordError("the new settings change the node, cluster, discovery or identity, which takes a restart of imgforge-agent; keeping the running settings", false)
 				continue
 			}
 			a.o.Logf("settings reloaded")

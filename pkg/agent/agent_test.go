@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +10,10 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
+	"github.com/imgforge/imgforge/pkg/agent/identity"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
@@ -95,7 +99,7 @@ func names(ms []discovery.Member) string {
 
 const gossipPort = 17946
 
-func userData(role, name string, n int, extra string) string {
+func userData(t *testing.T, role, name string, n int, extra string) string {
 	return fmt.Sprintf(`#cloud-config
 imgforge:
   cluster: shop
@@ -104,7 +108,62 @@ imgforge:
   discovery:
     method: gossip
     gossip: {port: %d, join: [127.0.3.1, 127.0.3.2], key: %q}
-%s`, role, name, n, gossipPort, testKey, extra)
+%s%s`, role, name, n, gossipPort, testKey, identityBlock(t, shopCA(t), role, name), extra)
+}
+
+var (
+	shopOnce sync.Once
+	shop     *testCA
+)
+
+// testCA is a cluster CA for tests.
+type testCA struct {
+	ca      *identity.CA
+	certPEM []byte
+}
+
+func newTestCA(t *testing.T, cluster string) *testCA {
+	certPEM, keyPEM, err := identity.NewCA(rand.Reader, cluster, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := identity.ParseCA(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{ca: ca, certPEM: certPEM}
+}
+
+// shopCA is the CA of cluster shop, the same for every test.
+func shopCA(t *testing.T) *testCA {
+	shopOnce.Do(func() { shop = newTestCA(t, "shop") })
+	return shop
+}
+
+func (c *testCA) issue(t *testing.T, role, name string) (certPEM, keyPEM []byte) {
+	certPEM, keyPEM, err := c.ca.Issue(rand.Reader, role, name, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM
+}
+
+func (c *testCA) node(t *testing.T, role, name string) *identity.Node {
+	certPEM, keyPEM := c.issue(t, role, name)
+	n, err := identity.ParseNode(c.certPEM, certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// identityBlock is the identity: section for a node, as imgforge seed writes it.
+func identityBlock(t *testing.T, c *testCA, role, name string) string {
+	certPEM, keyPEM := c.issue(t, role, name)
+	ind := func(b []byte) string {
+		return "      " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n      ") + "\n"
+	}
+	return "  identity:\n    ca: |\n" + ind(c.certPEM) + "    cert: |\n" + ind(certPEM) + "    key: |\n" + ind(keyPEM)
 }
 
 func roleExtra(role string, n int) string {
@@ -129,7 +188,7 @@ type node struct {
 
 func startAgent(t *testing.T, role, name string, n int) *node {
 	t.Helper()
-	ud := userData(role, name, n, roleExtra(role, n))
+	ud := userData(t, role, name, n, roleExtra(role, n))
 	rec := newRecorder()
 	snapFile := &SnapshotFile{Path: filepath.Join(t.TempDir(), "snapshot.json")}
 	a := New(Options{
@@ -207,9 +266,11 @@ func TestMultiAgentGossip(t *testing.T) {
 	}
 	t.Logf("web-4 gone from both lb renders %v after it stopped", time.Since(start).Round(time.Millisecond))
 
-	// Forged and malformed members are not rendered.
+	// Forged and malformed members are not rendered: each holds the
+	// gossip key, and none can prove with a certificate from the cluster
+	// CA the name and role it claims.
 	key, _ := config.DecodeGossipKey(testKey)
-	forge := func(name, ip, meta string, key []byte) error {
+	forge := func(name, ip string, meta []byte, key []byte) error {
 		c := discovery.LANConfig()
 		c.Name, c.BindAddr, c.AdvertiseAddr, c.BindPort, c.AdvertisePort = name, ip, ip, gossipPort, gossipPort
 		c.SecretKey, c.Label = key, "imgforge/shop"
@@ -223,9 +284,32 @@ func TestMultiAgentGossip(t *testing.T) {
 		_, err = ml.Join([]string{fmt.Sprintf("127.0.3.1:%d", gossipPort)})
 		return err
 	}
-	_ = forge("web-66", "127.0.3.66", `{"c":"shop","r":"web","a":"not-an-address","h":true}`, key)
-	_ = forge("web-67", "127.0.3.67", `{"c":"shop","r":"cache","a":"127.0.3.67","h":true}`, key)
-	if err := forge("web-68", "127.0.3.68", `{"c":"shop","r":"web","a":"127.0.3.68","h":true}`, []byte("ffffffffffffffffffffffffffffffff")); err == nil {
+	webMeta := func(id *identity.Node, ip string) []byte {
+		b, err := discovery.EncodeMeta(id, discovery.Meta{Role: "web", Address: netip.MustParseAddr(ip), Port: gossipPort, Healthy: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	otherCA, otherCluster := newTestCA(t, "shop"), newTestCA(t, "shop2")
+	// A stolen web-1 identity, signing as web-63.
+	asOther := shopCA(t).node(t, "web", "web-1")
+	asOther.Name = "web-63"
+	badSig := webMeta(shopCA(t).node(t, "web", "web-65"), "127.0.3.65")
+	badSig[len(badSig)-1] ^= 1
+	forgeries := map[string][]byte{
+		"web-60": []byte(`{"c":"shop","r":"web","a":"127.0.3.60","h":true}`),   // no certificate (the old metadata)
+		"web-61": webMeta(otherCA.node(t, "web", "web-61"), "127.0.3.61"),      // another CA
+		"web-62": webMeta(otherCluster.node(t, "web", "web-62"), "127.0.3.62"), // another cluster
+		"web-63": webMeta(asOther, "127.0.3.63"),                               // a stolen web-1 identity signing as web-63
+		"web-64": webMeta(shopCA(t).node(t, "app", "web-64"), "127.0.3.64"),    // a stolen app identity claiming web
+		"web-65": badSig,                                                       // a bad signature
+		"web-66": []byte(`{"c":"shop","r":"web","a":"not-an-address","h":true}`),
+	}
+	for name, meta := range forgeries {
+		_ = forge(name, "127.0.3."+strings.TrimPrefix(name, "web-"), meta, key)
+	}
+	if err := forge("web-68", "127.0.3.68", webMeta(shopCA(t).node(t, "web", "web-68"), "127.0.3.68"), []byte("ffffffffffffffffffffffffffffffff")); err == nil {
 		t.Error("a member with the wrong key joined")
 	}
 	// A good member joining after them proves gossip went round.
@@ -234,10 +318,23 @@ func TestMultiAgentGossip(t *testing.T) {
 		nodes[lb].rec.waitRender(t, lb+" renders web-5", func(s Snapshot) bool {
 			return strings.Contains(names(s.Members.Role("web")), "web-5")
 		})
-		s, _ := nodes[lb].rec.last()
-		for _, m := range s.Members.All() {
-			if m.Name == "web-66" || m.Name == "web-67" || m.Name == "web-68" {
-				t.Errorf("%s rendered forged member %+v", lb, m)
+		nodes[lb].rec.mu.Lock()
+		snaps := slices.Clone(nodes[lb].rec.snaps)
+		nodes[lb].rec.mu.Unlock()
+		for _, s := range snaps {
+			for _, m := range s.Members.All() {
+				if _, forged := forgeries[m.Name]; forged || m.Name == "web-68" {
+					t.Errorf("%s rendered forged member %+v", lb, m)
+				}
+			}
+			in, err := RenderInput(s, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range in.Members["web"] {
+				if _, forged := forgeries[n.Name]; forged || !strings.HasPrefix(n.Address.String(), "127.0.3.") || n.Address.As4()[3] >= 60 && n.Address.As4()[3] <= 68 {
+					t.Errorf("%s's haproxy backends include forged member %+v", lb, n)
+				}
 			}
 		}
 	}
@@ -263,7 +360,7 @@ func TestMultiAgentGossip(t *testing.T) {
 	}
 }
 
-type rawMeta string
+type rawMeta []byte
 
 func (d rawMeta) NodeMeta(int) []byte                  { return []byte(d) }
 func (rawMeta) NotifyMsg([]byte)                       {}
@@ -376,6 +473,13 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	if s, _ := rec.last(); names(s.Members.Role("app")) != "app-1" {
 		t.Errorf("members changed without a restart: %v", describe(s.Members))
 	}
+	// So does changing the identity (gossip runs with the one it started with).
+	setUD(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n") + "  tls: self-signed\n" + identityBlock(t, shopCA(t), "web", "web-1"))
+	a.Reload()
+	waitFor(t, "the refusal of another identity", func() bool { return a.Status().ConfigErrors == 3 })
+	if st := a.Status(); !strings.Contains(st.LastError, "change the node, cluster, discovery or identity") {
+		t.Errorf("last error %q", st.LastError)
+	}
 	logMu.Lock()
 	for _, l := range logs {
 		if strings.Contains(l, "\n") {
@@ -429,7 +533,7 @@ func TestSnapshotFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "run", "snapshot.json")
 	tick := time.Unix(1700000000, 0)
 	f := &SnapshotFile{Path: p, Now: func() time.Time { return tick }}
-	c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n")))
+	c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: app, address: 10.0.0.31}\n")+identityBlock(t, shopCA(t), "web", "web-1")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +551,7 @@ func TestSnapshotFile(t *testing.T) {
 		t.Errorf("an unchanged render changed the report: %+v %+v", r1, r2)
 	}
 	b, _ := os.ReadFile(p)
-	if strings.Contains(string(b), testKey) || !strings.Contains(string(b), `"role": "web"`) {
+	if strings.Contains(string(b), testKey) || strings.Contains(string(b), "PRIVATE KEY") || !strings.Contains(string(b), `"role": "web"`) || !strings.Contains(string(b), `"subject": "CN=web-1,OU=web"`) {
 		t.Errorf("snapshot file:\n%s", b)
 	}
 }

@@ -57,8 +57,12 @@ func OpenDiscovery(ctx context.Context, c *config.Config, self discovery.Member,
 				join = append(join, ap.String())
 			}
 		}
+		id, err := c.ParseIdentity()
+		if err != nil {
+			return nil, fmt.Errorf("%s.identity: %w", config.Section, err)
+		}
 		return discovery.NewGossip(ctx, discovery.GossipOptions{
-			Cluster: c.Cluster, Self: self, Port: d.Gossip.GossipPort(), Key: key, Join: join, Logf: logf,
+			Cluster: c.Cluster, Self: self, Port: d.Gossip.GossipPort(), Key: key, Join: join, Identity: id, Logf: logf,
 		})
 	}
 	return nil, fmt.Errorf("unknown discovery method %q", d.Method)

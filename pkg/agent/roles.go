@@ -231,7 +231,9 @@ func (r *RoleRenderer) input(s Snapshot) (render.Input, error) {
 //   - Members: every lb member (keepalived and haproxy peers, which check
 //     each other), and the healthy web, app and db members only (the
 //     backends). A db member is the primary when its mode says so or it
-//     has none.
+//     has none. With gossip discovery, only members whose role gossip
+//     verified (Member.Verified: a certificate from the cluster CA for
+//     that role and name) are rendered.
 //   - Options: runtime (the app node's own, or on a web node the app
 //     tier's, from imgforge.app.runtime; default php-fpm) and mode (db).
 //   - VIPs (lb), TLS (web: nil for self-signed), database credentials,
@@ -244,11 +246,18 @@ func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
 	self := renderNode(s.Self)
 	self.ID = c.Node.ID
 	in := render.Input{Self: self, Members: map[string][]render.Node{}, Options: map[string]string{}, MemoryBytes: memBytes}
+	// With gossip, a member's role is the one its certificate names
+	// (Verified); a member without one is never rendered.
+	needVerified := c.Discovery.Method == config.MethodGossip
 	for _, role := range config.Roles {
 		for _, m := range s.Members.Role(role) {
 			switch {
 			case m.Name == s.Self.Name:
-				in.Members[role] = append(in.Members[role], self)
+				if m.Role == s.Self.Role {
+					in.Members[role] = append(in.Members[role], self)
+				}
+			case m.Role != role || (needVerified && !m.Verified):
+				continue
 			case role == render.RoleLB || m.Healthy:
 				in.Members[role] = append(in.Members[role], renderNode(m))
 			}

@@ -424,6 +424,41 @@ func TestRenderInput(t *testing.T) {
 	}
 }
 
+// TestRenderInputVerifiedOnly: with gossip, an lb renders only web
+// members whose role gossip verified; with static discovery the seed is
+// trusted.
+func TestRenderInputVerifiedOnly(t *testing.T) {
+	c := &config.Config{
+		Cluster: "shop", Role: "lb", Node: config.Node{Name: "lb-1", ID: 11, Address: "10.10.0.11/24"},
+		VIPs:      []config.VIP{{Address: "10.10.0.100", Prefix: 24, Interface: "eth0"}},
+		Discovery: config.Discovery{Method: config.MethodGossip},
+	}
+	verified := member("web-1", "web", "10.10.0.21", true, "")
+	verified.Verified = true
+	unverified := member("web-2", "web", "10.10.0.22", true, "")
+	s := snapshot(t, c, true, verified, unverified)
+	// A member listed under a role it does not have is not that role's.
+	s.Members["web"] = append(s.Members["web"], member("app-9", "app", "10.10.0.39", true, ""))
+	in, err := RenderInput(s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Members["web"]; len(got) != 1 || got[0].Name != "web-1" {
+		t.Errorf("gossip: web backends %+v, want web-1 only", got)
+	}
+	if got := in.Members["lb"]; len(got) != 1 || got[0].Name != "lb-1" {
+		t.Errorf("gossip: lb members %+v, want lb-1 (itself)", got)
+	}
+	c.Discovery.Method = config.MethodStatic
+	in, err = RenderInput(s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Members["web"]; len(got) != 2 {
+		t.Errorf("static: web backends %+v, want web-1 and web-2", got)
+	}
+}
+
 func TestMemTotal(t *testing.T) {
 	for _, tt := range []struct {
 		in   string

@@ -2,6 +2,7 @@ package seed
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -117,6 +118,9 @@ const (
 // ParseCluster reads a cluster file strictly and validates it. Errors
 // name the file, line, column and field and say what is accepted.
 func ParseCluster(file string, data []byte) (*Cluster, error) {
+	if len(data) > MaxClusterFile {
+		return nil, fmt.Errorf("%s: the cluster file is larger than %d bytes (1 MiB); accepted: a cluster file of at most 1 MiB", file, MaxClusterFile)
+	}
 	var c Cluster
 	src, err := spec.DecodeStrict(file, data, &c)
 	if err != nil {
@@ -139,13 +143,38 @@ func (c *Cluster) AppRuntime() string {
 	return DefaultRuntime
 }
 
+// MaxClusterFile is the largest cluster file accepted: far more than a
+// person writes, far less than would tie the tool up.
+const MaxClusterFile = 1 << 20
+
 // LoadCluster reads the cluster file at path.
 func LoadCluster(path string) (*Cluster, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading cluster file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxClusterFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading cluster file: %w", err)
 	}
 	return ParseCluster(path, data)
+}
+
+// reserved names what a of subnet is reserved for: "network" (the
+// subnet's first address), "broadcast" (IPv4's last, in subnets larger
+// than /31) or "gateway"; "" when it is free.
+func reserved(subnet netip.Prefix, gateway string, a netip.Addr) string {
+	switch {
+	case a == subnet.Masked().Addr():
+		return "network"
+	case a.Is4() && subnet.Bits() < 31 && a == lastAddr(subnet):
+		return "broadcast"
+	}
+	if g, err := netip.ParseAddr(gateway); err == nil && a == g.Unmap() {
+		return "gateway"
+	}
+	return ""
 }
 
 func (c *Cluster) validate(src spec.Source, dir string) error {
@@ -276,6 +305,11 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 		}
 		if other, ok := addrs[a]; ok {
 			return src.Errorf(f+".address", "%s is node %s's address; a VIP must be an address no node has", a, other)
+		}
+		if subnet.IsValid() {
+			if what := reserved(subnet, c.Network.Gateway, a); what != "" {
+				return src.Errorf(f+".address", "%s is the %s address of %s; accepted: an address in %s that no node, gateway or broadcast has", a, what, subnet, subnet)
+			}
 		}
 		if v.Prefix == 0 {
 			c.VIPs[i].Prefix = subnet.Bits()

@@ -7,14 +7,18 @@ import (
 	crand "crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/agent/identity"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -36,7 +40,7 @@ func TestGenerateGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	res, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime})
+	res, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime, Now: func() time.Time { return testTime }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +162,9 @@ func TestClusterErrors(t *testing.T) {
 	tests := []struct{ name, old, new, want string }{
 		{"vip outside subnet", "address: 10.10.0.100", "address: 10.20.0.100", `testdata/cluster.yaml:9:14: field "vips[0].address": 10.20.0.100 is outside the subnet 10.10.0.0/24; accepted: an address in 10.10.0.0/24`},
 		{"vip is a node", "address: 10.10.0.100", "address: 10.10.0.21", `field "vips[0].address": 10.10.0.21 is node web-1's address`},
+		{"vip is the gateway", "address: 10.10.0.100", "address: 10.10.0.1", `testdata/cluster.yaml:9:14: field "vips[0].address": 10.10.0.1 is the gateway address of 10.10.0.0/24; accepted: an address in 10.10.0.0/24 that no node, gateway or broadcast has`},
+		{"vip is the network", "address: 10.10.0.100", "address: 10.10.0.0", `testdata/cluster.yaml:9:14: field "vips[0].address": 10.10.0.0 is the network address of 10.10.0.0/24`},
+		{"vip is the broadcast", "address: 10.10.0.100", "address: 10.10.0.255", `testdata/cluster.yaml:9:14: field "vips[0].address": 10.10.0.255 is the broadcast address of 10.10.0.0/24`},
 		{"duplicate address", "address: 10.10.0.22}", "address: 10.10.0.21}", `testdata/cluster.yaml:27:39: field "nodes[3].address": 10.10.0.21 is a duplicate node address (also web-1's)`},
 		{"duplicate name", "name: web-2,", "name: web-1,", `field "nodes[3].name": "web-1" is a duplicate node name`},
 		{"unknown role", "role: app,", "role: cache,", `testdata/cluster.yaml:28:25: field "nodes[4].role": unknown role "cache"; accepted: lb, web, app, db`},
@@ -196,6 +203,215 @@ func TestClusterErrors(t *testing.T) {
 				t.Errorf("not a one-line error naming the file: %q", err)
 			}
 		})
+	}
+}
+
+// TestClusterFileSize: a cluster file over 1 MiB is refused before it is
+// parsed.
+func TestClusterFileSize(t *testing.T) {
+	_, base := readCluster(t)
+	p := filepath.Join(t.TempDir(), "cluster.yaml")
+	big := append(bytes.Clone(base), []byte("# "+strings.Repeat("x", MaxClusterFile)+"\n")...)
+	if err := os.WriteFile(p, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadCluster(p)
+	if err == nil || !strings.Contains(err.Error(), p+": the cluster file is larger than 1048576 bytes (1 MiB); accepted: a cluster file of at most 1 MiB") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// TestGenerateAllOrNothing: when the Nth node fails, nothing is left
+// behind: not secrets.yaml, not the earlier nodes' seeds; and a failed
+// re-run leaves the earlier run's files as they were.
+func TestGenerateAllOrNothing(t *testing.T) {
+	c, err := LoadCluster("testdata/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failAt := func(n int) {
+		calls := 0
+		writeISO = func(path string, s Seed, mod time.Time) error {
+			if calls++; calls == n {
+				return errors.New("disk full")
+			}
+			return WriteISO(path, s, mod)
+		}
+	}
+	t.Cleanup(func() { writeISO = WriteISO })
+	parent := t.TempDir()
+	out := filepath.Join(parent, "seeds")
+	failAt(3)
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err == nil || !strings.Contains(err.Error(), "node web-1: disk full") {
+		t.Fatalf("got %v", err)
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 0 {
+		t.Errorf("a failed run left %v behind", left)
+	}
+	// A good run, then a failing one: the good run's files stay as they were.
+	writeISO = WriteISO
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotDir(t, out)
+	c.Nodes[2].Role = "app" // web-1 becomes an app node: a new certificate, new seeds
+	c.Nodes[2].Options = map[string]string{"runtime": "php-fpm"}
+	failAt(5)
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(2), ModTime: testTime}); err == nil {
+		t.Fatal("no error")
+	}
+	after := snapshotDir(t, out)
+	if len(after) != len(before) {
+		t.Errorf("%d files before, %d after", len(before), len(after))
+	}
+	for p, b := range before {
+		if !bytes.Equal(after[p], b) {
+			t.Errorf("%s changed in a failed run", p)
+		}
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 1 {
+		t.Errorf("a failed run left %v behind", left)
+	}
+	// Something in the way of a later node: nothing moves.
+	writeISO = WriteISO
+	if err := os.RemoveAll(filepath.Join(out, "db-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "db-1"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{MetaDataFile, UserDataFile, NetworkConfigFile, "seed.iso"} {
+		delete(before, filepath.Join(out, "db-1", f))
+	}
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(2), ModTime: testTime}); err == nil || !strings.Contains(err.Error(), "db-1 is in the way") {
+		t.Fatalf("got %v", err)
+	}
+	after = snapshotDir(t, out)
+	for p, b := range before {
+		if !bytes.Equal(after[p], b) {
+			t.Errorf("%s changed in a failed run", p)
+		}
+	}
+}
+
+// TestSecretsFileRefused: a secrets.yaml that others may read, or that is
+// a symbolic link, is refused with what to do; nothing is written.
+func TestSecretsFileRefused(t *testing.T) {
+	c, err := LoadCluster("testdata/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(out, SecretsFile)
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err == nil || !strings.Contains(err.Error(), "may be read or written by others (mode 0644)") || !strings.Contains(err.Error(), "chmod 600 "+p) {
+		t.Errorf("world-readable: got %v", err)
+	}
+	elsewhere := filepath.Join(t.TempDir(), "secrets.yaml")
+	if err := os.Rename(p, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(elsewhere, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err == nil || !strings.Contains(err.Error(), "is a symbolic link") || !strings.Contains(err.Error(), "replace the link with a copy of the file") {
+		t.Errorf("symbolic link: got %v", err)
+	}
+	if fi, err := os.Lstat(p); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v %v", fi, err)
+	}
+}
+
+// TestGenerateIdentities: each node's user-data carries a certificate
+// from the cluster CA for its name and role; a re-run keeps them; a node
+// whose role changed gets a new one.
+func TestGenerateIdentities(t *testing.T) {
+	c, err := LoadCluster("testdata/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	load := func(name string) *config.Config {
+		ud, err := os.ReadFile(filepath.Join(out, name, UserDataFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := config.Parse("user-data", ud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	var ca string
+	for _, n := range c.Nodes {
+		cfg := load(n.Name)
+		id, err := cfg.ParseIdentity()
+		if err != nil || id == nil {
+			t.Fatalf("%s: %v", n.Name, err)
+		}
+		if id.Name != n.Name || id.Role != n.Role || id.Cluster != "shop" {
+			t.Errorf("%s: certificate for %s", n.Name, id.Claims)
+		}
+		if ca != "" && cfg.Identity.CA != ca {
+			t.Errorf("%s: another CA", n.Name)
+		}
+		ca = cfg.Identity.CA
+		if _, _, err := identity.NewVerifier(id.CA).Verify(id.Cert.Raw, time.Now()); err != nil {
+			t.Errorf("%s: %v", n.Name, err)
+		}
+	}
+	// As the agent loads it on a booted node: the user-data file as
+	// cloud-init stores it, byte for byte, and cloud-init's instance data.
+	ud, err := os.ReadFile(filepath.Join(out, "db-1", UserDataFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := config.Host{
+		ReadFile: func(p string) ([]byte, error) {
+			switch p {
+			case config.UserDataPath:
+				return ud, nil
+			case config.InstanceDataPath:
+				return []byte(`{"v1": {"instance_id": "shop-db-1-x", "local_hostname": "db-1"}}`), nil
+			}
+			return nil, os.ErrNotExist
+		},
+		Addresses: func() ([]netip.Prefix, error) { return nil, nil },
+	}
+	cfg, err := config.Load(config.DefaultPaths, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := cfg.ParseIdentity(); err != nil || id.Name != "db-1" || id.Role != "db" {
+		t.Errorf("db-1 as loaded on the node: %+v, %v", id, err)
+	}
+
+	web1 := load("web-1").Identity.Cert
+	c.Nodes[3].Role = "app" // web-2
+	c.Nodes[3].Options = map[string]string{"runtime": "php-fpm"}
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(2), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	if load("web-1").Identity.Cert != web1 || load("web-1").Identity.CA != ca {
+		t.Error("a re-run issued web-1 another certificate or made another CA")
+	}
+	if id, _ := load("web-2").ParseIdentity(); id == nil || id.Role != "app" {
+		t.Errorf("web-2 became an app node but its certificate says %+v", id)
+	}
+	sec, err := os.ReadFile(filepath.Join(out, SecretsFile))
+	if err != nil || !strings.Contains(string(sec), "ca:\n  cert: |") || strings.Count(string(sec), "BEGIN PRIVATE KEY") != 7 {
+		t.Errorf("secrets.yaml does not keep the CA and the six nodes' keys: %v\n%s", err, sec)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParseCluster: a cluster file never panics the parser, every error
@@ -31,6 +32,9 @@ func FuzzParseCluster(f *testing.F) {
 		sec := Secrets{Cluster: c.Cluster, GossipKey: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", DatabasePassword: "password-1", ReplicationPassword: "password-2"}
 		if c.Discovery.Gossip != nil && c.Discovery.Gossip.Key != nil {
 			sec.GossipKey = *c.Discovery.Gossip.Key
+		}
+		if err := identities(c, &sec, Options{Rand: testRand(1), Now: func() time.Time { return testTime }}, "secrets.yaml"); err != nil {
+			t.Fatal(err)
 		}
 		for _, n := range c.Nodes {
 			if _, _, err := NodeSeed(c, n, sec, nil, nil); err != nil && !strings.Contains(err.Error(), "static discovery needs") {

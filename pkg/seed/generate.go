@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/agent/identity"
 )
 
 // SecretsFile is where a cluster's secrets are kept, in the output folder.
@@ -29,19 +30,39 @@ const SecretsFile = "secrets.yaml"
 // NodesFile lists the generated nodes (name, role, address, MAC, seed) as JSON.
 const NodesFile = "nodes.json"
 
-// Secrets are a cluster's generated secrets, made once and reused.
+// Secrets are a cluster's generated secrets, made once and reused: the
+// gossip key, the database passwords, the cluster CA and each node's
+// identity (its key and certificate from the CA).
 type Secrets struct {
 	Cluster             string `yaml:"cluster"`
 	GossipKey           string `yaml:"gossip_key"`
 	DatabasePassword    string `yaml:"database_password"`
 	ReplicationPassword string `yaml:"replication_password"`
+	// CA is the cluster CA (package identity): made on the first run.
+	CA *KeyPair `yaml:"ca,omitempty"`
+	// Nodes are the nodes' identities by name, issued again when a node's
+	// role changes or its certificate nears its end.
+	Nodes map[string]NodeIdentity `yaml:"nodes,omitempty"`
+}
+
+// KeyPair is a PEM certificate and its PEM key.
+type KeyPair struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// NodeIdentity is one node's certificate and key.
+type NodeIdentity struct {
+	Role    string `yaml:"role"`
+	KeyPair `yaml:",inline"`
 }
 
 // Options control Generate.
 type Options struct {
-	Out     string    // output folder: DIR/NODE/{meta-data,user-data,network-config,seed.iso}
-	Rand    io.Reader // for secrets (crypto/rand in the CLI)
-	ModTime time.Time // stamped into the ISOs
+	Out     string           // output folder: DIR/NODE/{meta-data,user-data,network-config,seed.iso}
+	Rand    io.Reader        // for secrets (crypto/rand in the CLI)
+	ModTime time.Time        // stamped into the ISOs
+	Now     func() time.Time // when certificates start; default time.Now
 }
 
 // NodeResult is what Generate made for one node.
@@ -63,12 +84,17 @@ func DeriveMAC(cluster, node string) string {
 	return net.HardwareAddr(append([]byte{0x02}, h[:5]...)).String()
 }
 
+// writeISO is WriteISO; tests make it fail.
+var writeISO = WriteISO
+
 // Generate writes the seed of every node of c, and the cluster's secrets
 // (made on the first run, read back on later ones, so a re-run gives the
-// same files).
-func Generate(c *Cluster, o Options) ([]NodeResult, error) {
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", o.Out, err)
+// same files). It writes all or nothing: everything is made in a new
+// folder (inside the output folder, or beside it when there is none yet)
+// and moved into place once all of it was written.
+func Generate(c *Cluster, o Options) (res []NodeResult, err error) {
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	sec, err := loadSecrets(c, o)
 	if err != nil {
@@ -92,39 +118,118 @@ func Generate(c *Cluster, o Options) ([]NodeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []NodeResult
+	// The files are made in a folder on the same file system as where
+	// they go: inside the output folder when it exists (it may be a mount
+	// point), else beside it, to become it.
+	out := filepath.Clean(o.Out)
+	where, pattern := out, ".imgforge-seed-*"
+	if _, err := os.Lstat(out); errors.Is(err, fs.ErrNotExist) {
+		where, pattern = filepath.Dir(out), "."+filepath.Base(out)+".new-*"
+		if err := os.MkdirAll(where, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", where, err)
+		}
+	}
+	stage, err := os.MkdirTemp(where, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("making a folder for the new seeds in %s: %w", where, err)
+	}
+	defer os.RemoveAll(stage)
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return nil, err
+	}
+	secText, err := marshalSecrets(sec)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(stage, SecretsFile), secText, 0o600); err != nil {
+		return nil, err
+	}
 	for _, n := range c.Nodes {
 		s, mac, err := NodeSeed(c, n, sec, tls, mon)
 		if err != nil {
 			return nil, err
 		}
-		dir := filepath.Join(o.Out, n.Name)
+		dir := filepath.Join(stage, n.Name)
 		if err := WriteDir(dir, s); err != nil {
 			return nil, err
 		}
-		iso := filepath.Join(dir, "seed.iso")
-		if err := WriteISO(iso, s, o.ModTime); err != nil {
-			return nil, err
+		if err := writeISO(filepath.Join(dir, "seed.iso"), s, o.ModTime); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
-		out = append(out, NodeResult{Name: n.Name, Role: n.Role, Address: n.Address, MAC: mac, Dir: dir, ISO: iso})
+		res = append(res, NodeResult{Name: n.Name, Role: n.Role, Address: n.Address, MAC: mac, Dir: filepath.Join(o.Out, n.Name), ISO: filepath.Join(o.Out, n.Name, "seed.iso")})
 	}
-	b, err := json.MarshalIndent(out, "", "  ")
+	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(o.Out, NodesFile), append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, NodesFile), append(b, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	return out, nil
+	names := []string{SecretsFile} // first: once they are in place, a re-run makes the same seeds
+	for _, n := range c.Nodes {
+		names = append(names, n.Name)
+	}
+	if err := commit(stage, out, append(names, NodesFile)); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
+// commit moves what stage holds into out: the whole folder when out does
+// not exist, else each of names, replacing what out has of that name.
+func commit(stage, out string, names []string) error {
+	if _, err := os.Lstat(out); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Rename(stage, out); err != nil {
+			return fmt.Errorf("moving the seeds into %s: %w", out, err)
+		}
+		return nil
+	}
+	// Check first that each can replace what is there, so that nothing
+	// moves unless everything can.
+	for _, name := range names {
+		dst := filepath.Join(out, name)
+		fi, err := os.Lstat(dst)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("moving the seeds into %s: %w", out, err)
+		}
+		staged, err := os.Lstat(filepath.Join(stage, name))
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() != staged.IsDir() || !fi.IsDir() && !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is in the way: it is not what imgforge seed writes there (a folder per node, regular files); move it away", dst)
+		}
+	}
+	for _, name := range names {
+		dst := filepath.Join(out, name)
+		old := filepath.Join(stage, ".old-"+name)
+		if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
+			if err := os.Rename(dst, old); err != nil {
+				return fmt.Errorf("moving the seeds into %s: %w", out, err)
+			}
+		}
+		if err := os.Rename(filepath.Join(stage, name), dst); err != nil {
+			return fmt.Errorf("moving the seeds into %s: %w", out, err)
+		}
+	}
+	return nil
+}
+
+// loadSecrets reads the output folder's secrets.yaml, when there is one,
+// and makes what it lacks: it refuses a file that is a symbolic link or
+// that others may read.
 func loadSecrets(c *Cluster, o Options) (Secrets, error) {
 	path := filepath.Join(o.Out, SecretsFile)
 	var sec Secrets
-	data, err := os.ReadFile(path)
+	data, err := readSecretsFile(path)
 	switch {
 	case err == nil:
-		if err := yaml.Unmarshal(data, &sec); err != nil {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&sec); err != nil && !errors.Is(err, io.EOF) {
 			return sec, fmt.Errorf("%s: %w", path, err)
 		}
 		if sec.Cluster != c.Cluster {
@@ -133,9 +238,8 @@ func loadSecrets(c *Cluster, o Options) (Secrets, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		sec.Cluster = c.Cluster
 	default:
-		return sec, fmt.Errorf("reading secrets: %w", err)
+		return sec, err
 	}
-	before := sec
 	if c.Discovery.Gossip != nil && c.Discovery.Gossip.Key != nil {
 		sec.GossipKey = *c.Discovery.Gossip.Key
 	}
@@ -159,19 +263,96 @@ func loadSecrets(c *Cluster, o Options) (Secrets, error) {
 	if _, err := config.DecodeGossipKey(sec.GossipKey); err != nil {
 		return sec, fmt.Errorf("%s: gossip_key %w", path, err)
 	}
-	if sec != before || data == nil {
-		var b bytes.Buffer
-		fmt.Fprintf(&b, "# imgforge seed: the secrets of cluster %q, made once and reused by every run.\n# Keep this file private; every node's user-data carries them.\n", c.Cluster)
-		enc := yaml.NewEncoder(&b)
-		enc.SetIndent(2)
-		if err := enc.Encode(sec); err != nil {
-			return sec, err
-		}
-		if err := writeAtomic(path, b.Bytes(), 0o600); err != nil {
-			return sec, err
-		}
+	if err := identities(c, &sec, o, path); err != nil {
+		return sec, err
 	}
 	return sec, nil
+}
+
+// identities makes the cluster CA when there is none, and issues every
+// node that has no valid certificate for its role (or one that ends
+// within identity.RenewBefore) a new key and certificate. Nodes no longer
+// in the cluster file are dropped from the secrets; their certificates
+// stay valid until they end (see docs/agent.md on revoking).
+func identities(c *Cluster, sec *Secrets, o Options, path string) error {
+	now := o.Now()
+	if sec.CA == nil {
+		certPEM, keyPEM, err := identity.NewCA(o.Rand, c.Cluster, now)
+		if err != nil {
+			return err
+		}
+		sec.CA = &KeyPair{Cert: string(certPEM), Key: string(keyPEM)}
+	}
+	ca, err := identity.ParseCA([]byte(sec.CA.Cert), []byte(sec.CA.Key))
+	if err != nil {
+		return fmt.Errorf("%s: ca: %w", path, err)
+	}
+	if got := identity.Cluster(ca.Cert); got != c.Cluster {
+		return fmt.Errorf("%s: ca: is the CA of cluster %q, not %q", path, got, c.Cluster)
+	}
+	if now.After(ca.Cert.NotAfter) {
+		return fmt.Errorf("%s: ca: the cluster CA ended on %s; see docs/agent.md on renewing it", path, ca.Cert.NotAfter.Format(time.DateOnly))
+	}
+	verifier := identity.NewVerifier(ca.Cert)
+	nodes := map[string]NodeIdentity{}
+	for _, n := range c.Nodes {
+		if id, ok := sec.Nodes[n.Name]; ok && id.Role == n.Role {
+			node, err := identity.ParseNode([]byte(sec.CA.Cert), []byte(id.Cert), []byte(id.Key))
+			if err == nil && node.Role == n.Role && node.Name == n.Name && node.Cert.NotAfter.Sub(now) > identity.RenewBefore {
+				if _, _, err := verifier.Verify(node.Cert.Raw, now); err == nil {
+					nodes[n.Name] = id
+					continue
+				}
+			}
+		}
+		certPEM, keyPEM, err := ca.Issue(o.Rand, n.Role, n.Name, now)
+		if err != nil {
+			return err
+		}
+		nodes[n.Name] = NodeIdentity{Role: n.Role, KeyPair: KeyPair{Cert: string(certPEM), Key: string(keyPEM)}}
+	}
+	sec.Nodes = nodes
+	return nil
+}
+
+// readSecretsFile reads an existing secrets.yaml, refusing a symbolic
+// link, anything but a regular file, and a file others may read or
+// write.
+func readSecretsFile(path string) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("reading secrets: %w", err)
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return nil, fmt.Errorf("%s is a symbolic link; imgforge seed keeps the cluster's secrets in a regular file only: replace the link with a copy of the file it points to (mode 0600), or remove it to make new secrets", path)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file; accepted: the secrets.yaml an earlier imgforge seed wrote", path)
+	case fi.Mode().Perm()&0o077 != 0:
+		return nil, fmt.Errorf("%s may be read or written by others (mode %04o); it holds the cluster CA's key and every password: run chmod 600 %s, and make new secrets (remove it) if anyone else may have read it", path, fi.Mode().Perm(), path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading secrets: %w", err)
+	}
+	return data, nil
+}
+
+func marshalSecrets(sec Secrets) ([]byte, error) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# imgforge seed: the secrets of cluster %q, made once and reused by every run.\n# Keep this file private (mode 0600): it holds the cluster CA's key; every node's user-data carries the rest.\n", sec.Cluster)
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(sec); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // NodeSeed makes one node's seed, and returns the MAC its network-config
@@ -250,6 +431,9 @@ func monitoring(m *ClusterMonitoring) (*config.Monitoring, error) {
 
 func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS, mon *config.Monitoring) (*config.Config, error) {
 	cfg := &config.Config{Cluster: c.Cluster, Role: n.Role, Node: config.Node{Name: n.Name, ID: n.ID}}
+	if id, ok := sec.Nodes[n.Name]; ok && sec.CA != nil {
+		cfg.Identity = &config.Identity{CA: sec.CA.Cert, Cert: id.Cert, Key: id.Key}
+	}
 	var subnet netip.Prefix
 	if c.Network.Subnet != "" {
 		subnet = netip.MustParsePrefix(c.Network.Subnet)

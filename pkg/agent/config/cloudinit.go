@@ -361,6 +361,9 @@ func (c *Config) Complete(src spec.Source, id InstanceData, addrs []netip.Prefix
 			return src.Errorf(Section+".node.id", "is not set and cannot be derived from %s; accepted: 1 to 4294967295", p.Addr())
 		}
 	}
+	if err := c.validateIdentity(src); err != nil { // the name is known now
+		return err
+	}
 	return c.checkVIPSubnet(src)
 }
 

@@ -48,6 +48,7 @@ func TestParseValid(t *testing.T) {
 		Monitoring: &Monitoring{MetricsURL: "https://monitor.example:9090/api/v1/write", LogsURL: "https://monitor.example:19532/upload",
 			LogsCert: read(t, "journal-client.crt"), LogsKey: read(t, "journal-client.key"),
 			Username: "shop", Password: "s3cret-pass"},
+		Identity: &Identity{CA: read(t, "identity/ca.crt"), Cert: read(t, "identity/web-1.crt"), Key: read(t, "identity/web-1.key")},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -75,7 +76,10 @@ func TestWebAppRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	if strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), "BEGIN CERTIFICATE") {
-		t.Errorf("the JSON shows the logs client pair: %s", b)
+		t.Errorf("the JSON shows the logs client pair or the identity: %s", b)
+	}
+	if !strings.Contains(string(b), `"identity":{"subject":"CN=web-1,OU=web","issuer":"O=shop","not_after":"2030-12-31T00:00:00Z"}`) {
+		t.Errorf("the JSON does not show the identity's certificate: %s", b)
 	}
 }
 
@@ -89,10 +93,14 @@ func TestParseErrors(t *testing.T) {
 	certBlock := "    logs_cert: |\n" + indent(read(t, "journal-client.crt"))
 	keyBlock := "    logs_key: |\n" + indent(read(t, "journal-client.key"))
 	serverCert, serverKey := selfSignedPEM(t) // ExtKeyUsage serverAuth only
+	idCA := "    ca: |\n" + indent(read(t, "identity/ca.crt"))
+	idCert := "    cert: |\n" + indent(read(t, "identity/web-1.crt"))
+	idKey := "    key: |\n" + indent(read(t, "identity/web-1.key"))
+	idBlock := "  identity:\n" + idCA + idCert + idKey
 	tests := []struct {
 		name, doc, old, new, want string
 	}{
-		{"unknown field", web, "  role: web", "  role: web\n  rol: web", `user-data:8:3: field "imgforge.rol": unknown field in imgforge; accepted: app, cluster, database, db, discovery, monitoring, node, role, tls, vips`},
+		{"unknown field", web, "  role: web", "  role: web\n  rol: web", `user-data:8:3: field "imgforge.rol": unknown field in imgforge; accepted: app, cluster, database, db, discovery, identity, monitoring, node, role, tls, vips`},
 		{"unknown role", web, "role: web", "role: cache", `field "imgforge.role": unknown role "cache"; accepted: lb, web, app, db`},
 		{"cluster", web, "cluster: shop", "cluster: Shop", `field "imgforge.cluster": "Shop" is not a cluster name`},
 		{"app on db", db, "role: db", "role: db\n  app: {runtime: uwsgi}", `field "imgforge.app": is only for roles app (its runtime) and web (the app tier's runtime), and this node's role is db`},
@@ -145,6 +153,16 @@ func TestParseErrors(t *testing.T) {
 		{"logs cert other key", web, keyBlock, "    logs_key: |\n" + indent(serverKey), `field "imgforge.monitoring.logs_cert": the certificate and key do not make a pair`},
 		{"logs cert server only", web, certBlock + keyBlock, "    logs_cert: |\n" + indent(serverCert) + "    logs_key: |\n" + indent(serverKey), `field "imgforge.monitoring.logs_cert": the certificate's extended key usage does not allow TLS client authentication`},
 		{"monitoring ca", web, "password: s3cret-pass", "password: s3cret-pass\n    ca: nope", `field "imgforge.monitoring.ca": is not a PEM certificate bundle`},
+		{"identity missing", web, idBlock, "", `field "imgforge.identity": is missing; gossip members prove their name and role with a certificate from the cluster CA`},
+		{"identity ca missing", web, idCA, "", `field "imgforge.identity.ca": is missing`},
+		{"identity other ca", web, idCA, "    ca: |\n" + indent(read(t, "identity/other-ca.crt")), `field "imgforge.identity.cert": the certificate is not from the cluster CA`},
+		{"identity ca garbage", web, idCA, "    ca: nope\n", `field "imgforge.identity.ca": is not one PEM CERTIFICATE block`},
+		{"identity not a ca", web, idCA, "    ca: |\n" + indent(read(t, "identity/db-1.crt")), `field "imgforge.identity.ca": the certificate is not a CA certificate`},
+		{"identity other role", web, idCert + idKey, "    cert: |\n" + indent(read(t, "identity/db-1.crt")) + "    key: |\n" + indent(read(t, "identity/db-1.key")), `field "imgforge.identity.cert": is for role db, not web`},
+		{"identity other node", web, "    name: web-1", "    name: web-2", `field "imgforge.identity.cert": is for node web-1, not web-2`},
+		{"identity other cluster", web, "cluster: shop", "cluster: shop2", `field "imgforge.identity.ca": is the CA of cluster "shop", not "shop2"`},
+		{"identity other key", web, idKey, "    key: |\n" + indent(read(t, "identity/db-1.key")), `field "imgforge.identity.key": is not the key of the certificate`},
+		{"identity key garbage", web, idKey, "    key: not-a-key-SECRETVALUE\n", `field "imgforge.identity.key": is not one PEM PRIVATE KEY block`},
 		{"not a mapping", "#cloud-config\n- a\n", "", "", `no imgforge: section: the cloud-config is not a mapping`},
 		{"no section", "#cloud-config\nhostname: x\n", "", "", `no imgforge: section in the cloud-config`},
 		{"syntax", web, "  role: web", "  role: [web", `user-data:6: invalid YAML`},
@@ -169,6 +187,9 @@ func TestParseErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error\n  %v\nwant it to contain\n  %s", err, want)
+			}
+			if strings.Contains(err.Error(), "SECRETVALUE") || strings.Contains(err.Error(), "PRIVATE KEY-") {
+				t.Errorf("the error shows a key: %v", err)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is not one line: %q", err)

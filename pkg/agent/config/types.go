@@ -1,5 +1,12 @@
 package config
 
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"time"
+)
+
 // Roles are the roles a node may have, in the order messages list them.
 var Roles = []string{"lb", "web", "app", "db"}
 
@@ -35,6 +42,7 @@ type Config struct {
 	TLS        *TLS        `yaml:"tls,omitempty" json:"tls,omitempty"`
 	Database   *Database   `yaml:"database,omitempty" json:"database,omitempty"`
 	Monitoring *Monitoring `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
+	Identity   *Identity   `yaml:"identity,omitempty" json:"identity,omitempty"`
 }
 
 // App holds the options of the app role. On an app node it is the node's
@@ -141,4 +149,31 @@ type Monitoring struct {
 	Password    string `yaml:"password,omitempty" json:"-"`
 	BearerToken string `yaml:"bearer_token,omitempty" json:"-"`
 	CA          string `yaml:"ca,omitempty" json:"-"` // PEM certificates to trust
+}
+
+// Identity is the node's certificate from the cluster CA, its private
+// key, and the CA's certificate (imgforge seed makes them; see package
+// identity). Gossip members sign their metadata with the key and take
+// only members whose certificates the CA issued for the name and role
+// they claim. Required with gossip discovery.
+type Identity struct {
+	CA   string `yaml:"ca" json:"-"`   // PEM: the cluster CA's certificate
+	Cert string `yaml:"cert" json:"-"` // PEM: this node's certificate
+	Key  string `yaml:"key" json:"-"`  // PEM PKCS #8: this node's Ed25519 key (secret)
+}
+
+// MarshalJSON shows what the certificate says (never the key): its
+// subject, issuer and end.
+func (i Identity) MarshalJSON() ([]byte, error) {
+	out := struct {
+		Subject  string    `json:"subject,omitempty"`
+		Issuer   string    `json:"issuer,omitempty"`
+		NotAfter time.Time `json:"not_after,omitzero"`
+	}{}
+	if b, _ := pem.Decode([]byte(i.Cert)); b != nil {
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			out.Subject, out.Issuer, out.NotAfter = c.Subject.String(), c.Issuer.String(), c.NotAfter
+		}
+	}
+	return json.Marshal(out)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imgforge/imgforge/pkg/agent/identity"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -101,6 +102,9 @@ func (c *Config) validate(src spec.Source) error {
 		if err := c.Monitoring.validate(src, f("monitoring")); err != nil {
 			return err
 		}
+	}
+	if err := c.validateIdentity(src); err != nil {
+		return err
 	}
 	return c.checkVIPSubnet(src)
 }
@@ -522,6 +526,51 @@ func ParseCertificates(s string) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("is not a PEM certificate bundle; accepted: one or more -----BEGIN CERTIFICATE----- blocks")
 	}
 	return out, nil
+}
+
+// validateIdentity checks the node's identity: required with gossip
+// discovery; the CA a cluster CA naming this cluster; the certificate
+// from it for this node's role (and name, once known), with its key.
+func (c *Config) validateIdentity(src spec.Source) error {
+	field := Section + ".identity"
+	if c.Identity == nil {
+		if c.Discovery.Method == MethodGossip {
+			return src.Errorf(field, "is missing; gossip members prove their name and role with a certificate from the cluster CA; accepted: {ca, cert, key} as imgforge seed writes them")
+		}
+		return nil
+	}
+	id := c.Identity
+	for _, p := range []struct{ k, v string }{{"ca", id.CA}, {"cert", id.Cert}, {"key", id.Key}} {
+		if p.v == "" {
+			return src.Errorf(field+"."+p.k, "is missing; accepted: ca, cert and key (PEM) as imgforge seed writes them")
+		}
+	}
+	n, err := identity.ParseNode([]byte(id.CA), []byte(id.Cert), []byte(id.Key))
+	if err != nil {
+		k, msg, ok := strings.Cut(err.Error(), ": ")
+		if !ok || (k != "ca" && k != "cert" && k != "key") {
+			k, msg = "cert", err.Error()
+		}
+		return src.Errorf(field+"."+k, "%s; accepted: the cluster CA's certificate, this node's certificate from it and its Ed25519 key (PEM), as imgforge seed writes them", msg)
+	}
+	if n.Cluster != c.Cluster {
+		return src.Errorf(field+".ca", "is the CA of cluster %q, not %q; accepted: this cluster's CA", n.Cluster, c.Cluster)
+	}
+	if n.Role != c.Role {
+		return src.Errorf(field+".cert", "is for role %s, not %s; accepted: a certificate for this node's role", n.Role, c.Role)
+	}
+	if c.Node.Name != "" && n.Name != c.Node.Name {
+		return src.Errorf(field+".cert", "is for node %s, not %s; accepted: a certificate for this node", n.Name, c.Node.Name)
+	}
+	return nil
+}
+
+// ParseIdentity returns the node's parsed identity, nil without one.
+func (c *Config) ParseIdentity() (*identity.Node, error) {
+	if c.Identity == nil {
+		return nil, nil
+	}
+	return identity.ParseNode([]byte(c.Identity.CA), []byte(c.Identity.Cert), []byte(c.Identity.Key))
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -78,7 +78,8 @@ func BenchmarkGossipConvergence(b *testing.B) {
 		g, err := NewGossip(context.Background(), GossipOptions{
 			Cluster: "bench", Self: Member{Name: fmt.Sprintf("web-%d", i), Role: "web", Address: benchAddr(i), Healthy: true},
 			Key: testKey, Join: join, JoinWait: 500 * time.Millisecond,
-			Tune: func(c *memberlist.Config) { c.Events = countingEvents{c.Events, counter} },
+			Identity: clusterCA(b, "bench").node(b, "web", fmt.Sprintf("web-%d", i)),
+			Tune:     func(c *memberlist.Config) { c.Events = countingEvents{c.Events, counter} },
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -4,8 +4,11 @@
 // One small interface, Discoverer, has three backends: Static (a fixed
 // list from boot data), DNS (A/AAAA and SRV records, polled) and Gossip
 // (an encrypted hashicorp/memberlist cluster whose members advertise their
-// role, address and health in node metadata). The package knows nothing
-// about rendering: package agent turns a Set into configuration.
+// role, address and health in node metadata, signed with their node keys
+// and checked against the cluster CA: see meta.go). Only gossip verifies
+// who a member is; static members are the seed's word, DNS members the
+// resolver's. The package knows nothing about rendering: package agent
+// turns a Set into configuration.
 package discovery
 
 import (
@@ -23,6 +26,10 @@ type Member struct {
 	Port    uint16     `json:"port,omitempty"` // from an SRV record; 0: the role's usual port
 	Mode    string     `json:"mode,omitempty"` // db: primary or replica
 	Healthy bool       `json:"healthy"`
+	// Verified: gossip checked the member's certificate from the cluster
+	// CA, which names its role and name. Static and DNS members are
+	// taken on the word of the seed and of the resolver.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // Set is the live members by role; each list is sorted by name (then

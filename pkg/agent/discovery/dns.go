@@ -159,20 +159,15 @@ func (d *DNS) lookup(ctx context.Context, r Record) ([]Member, error) {
 			return nil, err
 		}
 		var out []Member
-		for _, rr := range rrs {
-			srv, ok := rr.(*dns.SRV)
-			if !ok || srv.Target == "." {
-				continue
-			}
-			addrs, err := d.addresses(ctx, srv.Target)
+		for _, t := range SRVTargets(rrs) {
+			addrs, err := d.addresses(ctx, t.Target)
 			if err != nil {
 				return nil, err
 			}
 			if len(addrs) == 0 {
 				continue
 			}
-			label, _, _ := strings.Cut(strings.TrimSuffix(srv.Target, "."), ".")
-			out = append(out, Member{Name: strings.ToLower(label), Role: r.Role, Address: addrs[0], Port: srv.Port, Mode: r.Mode, Healthy: true})
+			out = append(out, Member{Name: t.Name, Role: r.Role, Address: addrs[0], Port: t.Port, Mode: r.Mode, Healthy: true})
 		}
 		return out, nil
 	}
@@ -187,6 +182,62 @@ func (d *DNS) lookup(ctx context.Context, r Record) ([]Member, error) {
 	return out, nil
 }
 
+// SRVTarget is a target of an SRV answer: the member is named by its
+// first label.
+type SRVTarget struct {
+	Target string // the host name to resolve
+	Name   string // its first label, lower-case: the member's name
+	Port   uint16
+}
+
+// SRVTargets reads the SRV records of a DNS answer: targets whose first
+// label is a node name (lower-cased), with a port; "." (no service) and
+// anything else are left out, so a resolver's answer never names a
+// member with characters a node name may not have.
+func SRVTargets(rrs []dns.RR) []SRVTarget {
+	var out []SRVTarget
+	for _, rr := range rrs {
+		srv, ok := rr.(*dns.SRV)
+		if !ok || srv.Target == "." {
+			continue
+		}
+		label, _, _ := strings.Cut(strings.TrimSuffix(srv.Target, "."), ".")
+		name := strings.ToLower(label)
+		if !memberNameRe.MatchString(name) {
+			continue
+		}
+		out = append(out, SRVTarget{Target: srv.Target, Name: name, Port: srv.Port})
+	}
+	return out
+}
+
+// AnswerAddrs reads the A and AAAA records of a DNS answer: unicast
+// addresses, IPv4 unmapped; others are left out.
+func AnswerAddrs(rrs []dns.RR) []netip.Addr {
+	var out []netip.Addr
+	for _, rr := range rrs {
+		var ip net.IP
+		switch v := rr.(type) {
+		case *dns.A:
+			ip = v.A
+		case *dns.AAAA:
+			ip = v.AAAA
+		default:
+			continue
+		}
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			continue
+		}
+		a = a.Unmap()
+		if a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // addresses returns the A then AAAA addresses of name.
 func (d *DNS) addresses(ctx context.Context, name string) ([]netip.Addr, error) {
 	var out []netip.Addr
@@ -195,20 +246,7 @@ func (d *DNS) addresses(ctx context.Context, name string) ([]netip.Addr, error) 
 		if err != nil {
 			return nil, err
 		}
-		for _, rr := range rrs {
-			var ip net.IP
-			switch v := rr.(type) {
-			case *dns.A:
-				ip = v.A
-			case *dns.AAAA:
-				ip = v.AAAA
-			default:
-				continue
-			}
-			if a, ok := netip.AddrFromSlice(ip); ok {
-				out = append(out, a.Unmap())
-			}
-		}
+		out = append(out, AnswerAddrs(rrs)...)
 	}
 	return out, nil
 }

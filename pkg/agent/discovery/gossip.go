@@ -3,12 +3,11 @@ package discovery
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,60 +16,22 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/imgforge/imgforge/pkg/agent/identity"
 )
-
-// Roles are the roles a gossip member may advertise.
-var Roles = []string{"lb", "web", "app", "db"}
-
-var memberNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// Meta is what a member advertises in its memberlist node metadata.
-type Meta struct {
-	Cluster string `json:"c"`
-	Role    string `json:"r"`
-	Address string `json:"a"`
-	Mode    string `json:"m,omitempty"`
-	Healthy bool   `json:"h"`
-}
-
-// ParseMeta decodes and checks a member's metadata: a known role, the
-// cluster's name, a unicast address equal to the one it gossips from.
-func ParseMeta(cluster, name string, from net.IP, data []byte) (Meta, netip.Addr, error) {
-	var m Meta
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return m, netip.Addr{}, fmt.Errorf("member %q: metadata is not imgforge's: %w", name, err)
-	}
-	if !memberNameRe.MatchString(name) {
-		return m, netip.Addr{}, fmt.Errorf("member %q: not a node name", name)
-	}
-	if m.Cluster != cluster {
-		return m, netip.Addr{}, fmt.Errorf("member %q: of cluster %q, not %q", name, m.Cluster, cluster)
-	}
-	if !slices.Contains(Roles, m.Role) {
-		return m, netip.Addr{}, fmt.Errorf("member %q: unknown role %q", name, m.Role)
-	}
-	if m.Mode != "" && (m.Role != "db" || (m.Mode != "primary" && m.Mode != "replica")) {
-		return m, netip.Addr{}, fmt.Errorf("member %q: mode %q for role %s", name, m.Mode, m.Role)
-	}
-	a, err := netip.ParseAddr(m.Address)
-	if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
-		return m, netip.Addr{}, fmt.Errorf("member %q: garbage address %q", name, m.Address)
-	}
-	a = a.Unmap()
-	if f, ok := netip.AddrFromSlice(from); ok && f.Unmap() != a {
-		return m, netip.Addr{}, fmt.Errorf("member %q: advertises %s but gossips from %s", name, a, f.Unmap())
-	}
-	return m, a, nil
-}
 
 // GossipOptions configure gossip discovery.
 type GossipOptions struct {
-	Cluster  string
-	Self     Member // its Address is bound and advertised
-	Port     int    // TCP and UDP; 0 picks a free port (tests)
-	Key      []byte // 32 bytes: AES-256-GCM for every message
+	Cluster string
+	Self    Member // its Address is bound and advertised
+	Port    int    // TCP and UDP; 0 picks a free port (tests)
+	Key     []byte // 32 bytes: AES-256-GCM for every message
+	// Identity is this node's certificate and key; the members sign their
+	// metadata with theirs and take only members whose certificates their
+	// CA issued for the name and role they claim.
+	Identity *identity.Node
+	// Now is the clock certificates are checked at; default time.Now.
+	Now      func() time.Time
 	Join     []string
 	JoinWait time.Duration // between join attempts while alone; default 2s
 	Logf     func(format string, args ...any)
@@ -99,12 +60,18 @@ type Gossip struct {
 	notifier
 	o       GossipOptions
 	ml      *memberlist.Memberlist
-	meta    atomic.Pointer[[]byte]
-	mu      sync.Mutex
-	healthy bool
-	cancel  context.CancelFunc
-	done    chan struct{}
-	closed  atomic.Bool
+	verify  *MetaVerifier
+	checked metaCache
+	refused refusals
+	// starting is set while memberlist.Create runs: it takes the local
+	// node's own metadata before its port is known.
+	starting atomic.Bool
+	meta     atomic.Pointer[[]byte]
+	mu       sync.Mutex
+	healthy  bool
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closed   atomic.Bool
 }
 
 var _ Discoverer = (*Gossip)(nil)
@@ -122,7 +89,22 @@ func NewGossip(ctx context.Context, o GossipOptions) (*Gossip, error) {
 	if o.JoinWait <= 0 {
 		o.JoinWait = 2 * time.Second
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	id := o.Identity
+	if id == nil {
+		return nil, errors.New("gossip: the node has no identity (imgforge.identity: its certificate and key from the cluster CA)")
+	}
+	if id.Cluster != o.Cluster || id.Name != o.Self.Name || id.Role != o.Self.Role {
+		return nil, fmt.Errorf("gossip: this node is %s (%s) of cluster %s, but its certificate names %s", o.Self.Name, o.Self.Role, o.Cluster, id.Claims)
+	}
 	g := &Gossip{o: o, healthy: o.Self.Healthy, done: make(chan struct{})}
+	ca := identity.NewVerifier(id.CA)
+	g.verify = NewMetaVerifier(ca, o.Now)
+	if _, _, err := ca.Verify(id.Cert.Raw, o.Now()); err != nil {
+		o.Logf("gossip: WARNING: this node's own certificate does not verify now, so the other members will refuse it: %v", err)
+	}
 	if err := g.setMeta(o.Self.Healthy); err != nil {
 		return nil, err
 	}
@@ -143,23 +125,37 @@ func NewGossip(ctx context.Context, o GossipOptions) (*Gossip, error) {
 	if o.Tune != nil {
 		o.Tune(c)
 	}
+	g.starting.Store(true)
 	ml, err := memberlist.Create(c)
+	g.starting.Store(false)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: starting on %s: %w", net.JoinHostPort(c.BindAddr, strconv.Itoa(o.Port)), err)
 	}
 	g.ml = ml
+	if o.Port == 0 {
+		// The port was picked when memberlist started: sign it now.
+		if err := g.setMeta(o.Self.Healthy); err != nil {
+			_ = ml.Shutdown()
+			return nil, err
+		}
+		if err := ml.UpdateNode(0); err != nil {
+			_ = ml.Shutdown()
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+	}
 	ctx, g.cancel = context.WithCancel(ctx)
 	go g.joinLoop(ctx)
 	return g, nil
 }
 
 func (g *Gossip) setMeta(healthy bool) error {
-	b, err := json.Marshal(Meta{Cluster: g.o.Cluster, Role: g.o.Self.Role, Address: g.o.Self.Address.String(), Mode: g.o.Self.Mode, Healthy: healthy})
-	if err != nil {
-		return err
+	port := g.o.Port
+	if g.ml != nil {
+		port = int(g.ml.LocalNode().Port)
 	}
-	if len(b) > memberlist.MetaMaxSize {
-		return fmt.Errorf("gossip: metadata of %d bytes is over memberlist's %d", len(b), memberlist.MetaMaxSize)
+	b, err := EncodeMeta(g.o.Identity, Meta{Role: g.o.Self.Role, Address: g.o.Self.Address, Port: uint16(port), Mode: g.o.Self.Mode, Healthy: healthy})
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
 	}
 	g.meta.Store(&b)
 	return nil
@@ -211,13 +207,15 @@ func (g *Gossip) SetHealthy(h bool) error {
 // Members returns the live members, this one included.
 func (g *Gossip) Members() Set {
 	var out []Member
-	for _, n := range g.ml.Members() {
-		m, a, err := ParseMeta(g.o.Cluster, n.Name, n.Addr, n.Meta)
+	nodes := g.ml.Members()
+	for _, n := range nodes {
+		m, err := g.check(n)
 		if err != nil {
-			continue // rejected when it arrived; kept out here too
+			continue // refused when it arrived; kept out here too
 		}
-		out = append(out, Member{Name: n.Name, Role: m.Role, Address: a, Mode: m.Mode, Healthy: m.Healthy})
+		out = append(out, Member{Name: n.Name, Role: m.Role, Address: m.Address, Mode: m.Mode, Healthy: m.Healthy, Verified: true})
 	}
+	g.checked.prune(nodes)
 	return NewSet(out)
 }
 
@@ -266,11 +264,14 @@ func (d *gossipDelegate) NotifyJoin(*memberlist.Node)   { (*Gossip)(d).notify() 
 func (d *gossipDelegate) NotifyLeave(*memberlist.Node)  { (*Gossip)(d).notify() }
 func (d *gossipDelegate) NotifyUpdate(*memberlist.Node) { (*Gossip)(d).notify() }
 
-// NotifyAlive rejects a member whose metadata is not a valid imgforge
-// member of this cluster: it never becomes a peer.
+// NotifyAlive refuses a member whose signed metadata does not verify: it
+// never becomes a peer.
 func (d *gossipDelegate) NotifyAlive(n *memberlist.Node) error {
-	if _, _, err := ParseMeta(d.o.Cluster, n.Name, n.Addr, n.Meta); err != nil {
-		d.o.Logf("gossip: rejecting %v", err)
+	if d.starting.Load() && n.Name == d.o.Self.Name {
+		return nil // this node, while memberlist starts
+	}
+	if _, err := (*Gossip)(d).check(n); err != nil {
+		(*Gossip)(d).refuse(err, "refusing")
 		return err
 	}
 	return nil
@@ -279,8 +280,8 @@ func (d *gossipDelegate) NotifyAlive(n *memberlist.Node) error {
 // NotifyMerge refuses a push/pull from a peer that knows an invalid member.
 func (d *gossipDelegate) NotifyMerge(peers []*memberlist.Node) error {
 	for _, n := range peers {
-		if _, _, err := ParseMeta(d.o.Cluster, n.Name, n.Addr, n.Meta); err != nil {
-			d.o.Logf("gossip: refusing a merge: %v", err)
+		if _, err := (*Gossip)(d).check(n); err != nil {
+			(*Gossip)(d).refuse(err, "refusing a merge with")
 			return err
 		}
 	}
@@ -297,8 +298,112 @@ type logWriter func(format string, args ...any)
 
 func (w logWriter) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
+	// The delegate logs the members it refuses, once per member and reason.
+	if bytes.Contains(p, []byte("ignoring alive message for")) || bytes.Contains(p, []byte("push/pull merge: member \"")) {
+		return len(p), nil
+	}
 	if bytes.Contains(p, []byte("[WARN]")) || bytes.Contains(p, []byte("[ERR]")) {
 		w("%s", line)
 	}
 	return len(p), nil
+}
+
+// check verifies a member's metadata, remembering what verified so that
+// the same bytes are not verified again until its certificate ends.
+func (g *Gossip) check(n *memberlist.Node) (Meta, error) {
+	key := checkKey(n)
+	now := g.o.Now()
+	if m, ok := g.checked.get(key, now); ok {
+		return m, nil
+	}
+	m, cert, err := g.verify.ParseMeta(n.Name, n.Addr, n.Port, n.Meta)
+	if err != nil {
+		return Meta{}, err
+	}
+	g.checked.put(key, m, cert.NotAfter)
+	return m, nil
+}
+
+func checkKey(n *memberlist.Node) string {
+	return fmt.Sprintf("%s\x00%s\x00%d\x00%s", n.Name, n.Addr, n.Port, n.Meta)
+}
+
+// refuse logs a refused member once per member and reason every
+// refuseEvery; the metadata itself (a certificate, never a key) is not
+// logged.
+func (g *Gossip) refuse(err error, what string) {
+	var me *MetaError
+	key := err.Error()
+	if errors.As(err, &me) {
+		key = me.Member + "\x00" + me.Reason
+	}
+	if g.refused.first(key, g.o.Now()) {
+		g.o.Logf("gossip: %s %v", what, err)
+	}
+}
+
+const refuseEvery = 10 * time.Minute
+
+// refusals remembers when each member and reason was last logged.
+type refusals struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (r *refusals) first(key string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil || len(r.last) > 1024 {
+		r.last = map[string]time.Time{}
+	}
+	if t, ok := r.last[key]; ok && now.Sub(t) < refuseEvery {
+		return false
+	}
+	r.last[key] = now
+	return true
+}
+
+// metaCache holds metadata that verified, until its certificate ends.
+type metaCache struct {
+	mu sync.Mutex
+	m  map[string]cachedMeta
+}
+
+type cachedMeta struct {
+	meta  Meta
+	until time.Time
+}
+
+func (c *metaCache) get(key string, now time.Time) (Meta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || !now.Before(e.until) {
+		return Meta{}, false
+	}
+	return e.meta, true
+}
+
+func (c *metaCache) put(key string, m Meta, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) > 4096 {
+		c.m = map[string]cachedMeta{}
+	}
+	c.m[key] = cachedMeta{meta: m, until: until}
+}
+
+// prune keeps the entries of the current members only.
+func (c *metaCache) prune(nodes []*memberlist.Node) {
+	keep := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		keep[checkKey(n)] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if !keep[k] {
+			delete(c.m, k)
+		}
+	}
 }
