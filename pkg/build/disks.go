@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,33 +74,38 @@ func convertDisk(ctx context.Context, raw, out, format, seed string) error {
 	return nil
 }
 
-// setVMDKCID replaces the CID of the descriptor that qemu-img embeds near
-// the start of a sparse vmdk with cid (eight hex digits). The descriptor is
-// NUL-padded text in its own sectors; qemu-img writes the CID without
-// leading zeros, so the text after it may move by a few bytes inside that
-// padding, and nothing else in the file moves.
+// setVMDKCID replaces the CID of the descriptor that qemu-img embeds in a
+// sparse vmdk with cid (eight hex digits). The descriptor is NUL-padded
+// text in its own sectors, which the extent header names; qemu-img writes
+// the CID without leading zeros, and may rewrite its descriptor shorter
+// and leave the old text's last bytes after the NUL. The new text is
+// written with the whole rest of the descriptor's sectors zeroed, so the
+// bytes depend on nothing random, and nothing else in the file moves.
 func setVMDKCID(path, cid string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	head := make([]byte, 64*1024)
-	n, err := io.ReadFull(f, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+	var hdr [44]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return fmt.Errorf("reading the vmdk header of %s: %w", path, err)
+	}
+	if string(hdr[:4]) != "KDMV" {
+		return fmt.Errorf("vmdk %s: not a sparse extent (no KDMV magic)", path)
+	}
+	off, size := binary.LittleEndian.Uint64(hdr[28:]), binary.LittleEndian.Uint64(hdr[36:])
+	if off == 0 || size == 0 || size > 2048 {
+		return fmt.Errorf("vmdk %s: no embedded descriptor (offset %d, %d sectors)", path, off, size)
+	}
+	area := make([]byte, size*512)
+	if _, err := f.ReadAt(area, int64(off)*512); err != nil {
 		return fmt.Errorf("reading the vmdk descriptor of %s: %w", path, err)
 	}
-	head = head[:n]
-	start := bytes.Index(head, []byte("# Disk DescriptorFile"))
-	if start < 0 {
-		return fmt.Errorf("vmdk %s: no embedded descriptor", path)
+	text := area
+	if end := bytes.IndexByte(area, 0); end >= 0 {
+		text = area[:end]
 	}
-	end := bytes.IndexByte(head[start:], 0)
-	if end < 0 {
-		return fmt.Errorf("vmdk %s: the descriptor has no end", path)
-	}
-	end += start
-	text := head[start:end]
 	i := bytes.Index(text, []byte("\nCID="))
 	if i < 0 {
 		return fmt.Errorf("vmdk %s: no CID in its descriptor", path)
@@ -110,22 +115,15 @@ func setVMDKCID(path, cid string) error {
 		return fmt.Errorf("vmdk %s: the CID line has no end", path)
 	}
 	j += i + 1
-	var nt []byte
+	nt := make([]byte, 0, len(area))
 	nt = append(nt, text[:i+1]...)
 	nt = append(nt, "CID="+cid...)
 	nt = append(nt, text[j:]...)
-	// The padding after the text must hold the longer text and a NUL.
-	pad := bytes.IndexFunc(head[end:], func(r rune) bool { return r != 0 })
-	if pad < 0 {
-		pad = len(head) - end
-	}
-	if len(nt)+1 > len(text)+pad {
+	if len(nt) >= len(area) { // the text and at least one NUL
 		return fmt.Errorf("vmdk %s: no room in the descriptor for the CID", path)
 	}
-	if len(nt) < len(text) {
-		nt = append(nt, make([]byte, len(text)-len(nt))...)
-	}
-	if _, err := f.WriteAt(nt, int64(start)); err != nil {
+	nt = append(nt, make([]byte, len(area)-len(nt))...)
+	if _, err := f.WriteAt(nt, int64(off)*512); err != nil {
 		return err
 	}
 	return f.Close()

@@ -57,3 +57,57 @@ func TestConvertDiskReproducible(t *testing.T) {
 		t.Error("vdi: want an error naming the accepted formats")
 	}
 }
+
+// TestSetVMDKCIDLeftovers: qemu-img may rewrite its descriptor with a
+// shorter CID and leave the old text's last bytes after the NUL. The CID
+// must still fit, and the result must not depend on those bytes.
+func TestSetVMDKCIDLeftovers(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
+	}
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "d.raw")
+	if err := os.WriteFile(raw, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clean := filepath.Join(dir, "clean.vmdk")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, clean).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	orig, err := os.ReadFile(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := bytes.Index(orig, []byte("# Disk DescriptorFile"))
+	end := start + bytes.IndexByte(orig[start:], 0)
+	cidAt := start + bytes.Index(orig[start:end], []byte("\nCID=")) + 1
+	cidEnd := cidAt + bytes.IndexByte(orig[cidAt:], '\n')
+	// The same descriptor with a one-digit CID, and the bytes the longer
+	// text left behind after its NUL.
+	short := append([]byte(nil), orig[:cidAt]...)
+	short = append(short, "CID=7"...)
+	short = append(short, orig[cidEnd:end]...)
+	short = append(short, 0)
+	short = append(short, "\n\x00x\n"...)
+	dirty := append(short, orig[len(short):]...)
+	messy := filepath.Join(dir, "messy.vmdk")
+	if err := os.WriteFile(messy, dirty, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{clean, messy} {
+		if err := setVMDKCID(p, "0a1b2c3d"); err != nil {
+			t.Fatalf("%s: %v", filepath.Base(p), err)
+		}
+	}
+	a, _ := os.ReadFile(clean)
+	b, _ := os.ReadFile(messy)
+	if !bytes.Equal(a, b) {
+		t.Error("the leftovers after the descriptor's NUL reached the output")
+	}
+	if !bytes.Contains(a, []byte("\nCID=0a1b2c3d\n")) {
+		t.Error("no new CID in the descriptor")
+	}
+	if out, err := exec.Command("qemu-img", "check", messy).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check: %v: %s", err, out)
+	}
+}
