@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/imgforge/imgforge/pkg/seed"
+	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 // defaultSeedEpoch stamps the seed ISOs when SOURCE_DATE_EPOCH is unset
@@ -65,6 +68,7 @@ func newSeedCmd(c *common) *cobra.Command {
 					one.SSHKeys = append(one.SSHKeys, string(trimNewline(b)))
 				}
 				cl, err = seed.SingleCluster(one)
+				err = seedFlagError(err)
 			}
 			if err != nil {
 				return err
@@ -119,4 +123,38 @@ func trimNewline(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// seedFlags names the flag that gave each field of a one-node seed's
+// cluster (seed.SingleCluster validates it as a cluster file).
+var seedFlags = map[string]string{
+	"nodes[0].role": "ROLE", "nodes[0].name": "--name", "nodes[0].address": "--address", "nodes[0].mac": "--mac",
+	"network.gateway": "--gateway", "network.dns": "--dns", "cluster": "--cluster-name", "discovery.method": "--discovery",
+	"discovery.gossip.join": "--join", "ssh_authorized_keys": "--ssh-key",
+}
+
+var seedVIPField = regexp.MustCompile(`^vips\[\d+\](\.(address|prefix))?$`)
+
+// seedFlagError names the flag behind a one-node seed's refused field.
+func seedFlagError(err error) error {
+	var se *spec.Error
+	if !errors.As(err, &se) || se.File != seed.CommandLine {
+		return err
+	}
+	flag, ok := seedFlags[se.Field]
+	switch {
+	case ok:
+	case seedVIPField.MatchString(se.Field):
+		flag = "--vip"
+	default:
+		for f, fl := range seedFlags { // a field below a flag's, such as discovery.gossip.join[1]
+			if strings.HasPrefix(se.Field, f+"[") || strings.HasPrefix(se.Field, f+".") {
+				flag = fl
+			}
+		}
+	}
+	if flag == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %s", flag, se.Msg)
 }

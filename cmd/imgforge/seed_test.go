@@ -44,7 +44,9 @@ func TestSeedErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"seed", "cache", "--out", t.TempDir()}, `ROLE: unknown role "cache"; accepted: lb, web, app, db`},
-		{[]string{"seed", "lb", "--address", "10.0.2.15/24", "--vip", "10.0.3.1", "--out", t.TempDir()}, `--vip address: 10.0.3.1 is outside the subnet 10.0.2.0/24`},
+		{[]string{"seed", "lb", "--address", "10.0.2.15/24", "--vip", "10.0.3.1", "--out", t.TempDir()}, `--vip: 10.0.3.1 is outside the subnet 10.0.2.0/24`},
+		{[]string{"seed", "web", "--address", "10.0.2.15", "--out", t.TempDir()}, `--address: "10.0.2.15": accepted: an address with its prefix length`},
+		{[]string{"seed", "web", "--name", "Web", "--out", t.TempDir()}, `--name: "Web" is not a node name`},
 		{[]string{"seed", "--out", t.TempDir()}, "give a ROLE for one node, or --cluster FILE"},
 		{[]string{"seed", "web"}, "--out DIR is required"},
 		{[]string{"seed", "--cluster", "x.yaml", "--name", "a", "--out", t.TempDir()}, "--name is for one node"},

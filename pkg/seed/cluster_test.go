@@ -528,10 +528,10 @@ func TestSingle(t *testing.T) {
 		s    Single
 		want string
 	}{
-		{Single{Role: "cache"}, `ROLE: unknown role "cache"; accepted: lb, web, app, db`},
+		{Single{Role: "cache"}, `field "nodes[0].role": unknown role "cache"; accepted: lb, web, app, db`},
 		{Single{Role: "lb", Address: "10.0.2.15/24", VIPs: []string{"10.9.9.9"}}, `10.9.9.9 is outside the subnet 10.0.2.0/24`},
-		{Single{Role: "web", Address: "10.0.2.15"}, `--address "10.0.2.15": accepted: an address with its prefix length`},
-		{Single{Role: "web", Name: "Web"}, `--name: "Web" is not a node name`},
+		{Single{Role: "web", Address: "10.0.2.15"}, `field "nodes[0].address": "10.0.2.15": accepted: an address with its prefix length`},
+		{Single{Role: "web", Name: "Web"}, `field "nodes[0].name": "Web" is not a node name`},
 	} {
 		if _, err := SingleCluster(tt.s); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v: got %v, want %q", tt.s, err, tt.want)

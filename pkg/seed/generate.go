@@ -14,14 +14,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/identity"
+	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 // SecretsFile is where a cluster's secrets are kept, in the output folder.
@@ -614,7 +613,7 @@ func SingleCluster(s Single) (*Cluster, error) {
 	if s.Address != "" {
 		p, err := netip.ParsePrefix(s.Address)
 		if err != nil {
-			return nil, fmt.Errorf("--address %q: accepted: an address with its prefix length, such as 10.10.0.21/24", s.Address)
+			return nil, &spec.Error{File: CommandLine, Field: "nodes[0].address", Msg: fmt.Sprintf("%q: accepted: an address with its prefix length, such as 10.10.0.21/24", s.Address)}
 		}
 		c.Network.Subnet = p.Masked().String()
 		n.Address = p.Addr().String()
@@ -636,27 +635,14 @@ func SingleCluster(s Single) (*Cluster, error) {
 	if err := enc.Encode(c); err != nil {
 		return nil, err
 	}
-	// Validate through the file path so messages read alike; name the flags.
-	cl, err := ParseCluster("command line", b.Bytes())
-	if err != nil {
-		return nil, flagError(err)
-	}
-	return cl, nil
+	// Validated as a cluster file named CommandLine, so that every check
+	// is the same; a front end names the fields of a refusal (a *spec.Error)
+	// its own way.
+	return ParseCluster(CommandLine, b.Bytes())
 }
 
-var vipFieldRe = regexp.MustCompile(`field "vips\[\d+\]\.(address|prefix)"`)
-
-func flagError(err error) error {
-	msg := err.Error()
-	repl := strings.NewReplacer(`field "nodes[0].role"`, "ROLE", `field "nodes[0].name"`, "--name", `field "nodes[0].address"`, "--address",
-		`field "nodes[0].mac"`, "--mac", `field "network.gateway"`, "--gateway", `field "cluster"`, "--cluster-name", `field "discovery.method"`, "--discovery")
-	msg = repl.Replace(msg)
-	msg = vipFieldRe.ReplaceAllString(msg, "--vip $1")
-	if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "command line") {
-		msg = msg[i+2:]
-	}
-	return errors.New(msg)
-}
+// CommandLine is the file name of SingleCluster's errors.
+const CommandLine = "command line"
 
 // quoted is a string always written double-quoted: cloud-init's YAML 1.1
 // parser reads an unquoted MAC of digits such as 52:54:00:12:34:56 as a

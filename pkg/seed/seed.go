@@ -21,6 +21,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/imgforge/imgforge/pkg/atomicfile"
 )
 
 // Label is the volume label cloud-init's NoCloud datasource looks for.
@@ -114,7 +115,7 @@ func WriteDir(dir string, s Seed) error {
 		if s.Private && f.name == UserDataFile {
 			mode = 0o600
 		}
-		if err := writeAtomic(filepath.Join(dir, f.name), f.data, mode); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, mode); err != nil {
 			return fmt.Errorf("writing seed file: %w", err)
 		}
 	}
@@ -133,31 +134,6 @@ func WriteDir(dir string, s Seed) error {
 }
 
 func (s Seed) hasNetworkConfig() bool { return len(s.NetworkConfig) > 0 }
-
-// writeAtomic writes data to a temporary file beside path and renames it
-// into place.
-func writeAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
 
 // WriteISO writes the seed as an ISO 9660 image at path: volume
 // identifier "cidata", Joliet names (so they keep their lower case and
@@ -183,43 +159,26 @@ func WriteISO(path string, s Seed, modTime time.Time) (err error) {
 		return fmt.Errorf("writing seed iso: %w", err)
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".seed-*.iso")
+	mode := os.FileMode(0o644)
+	if s.Private {
+		mode = 0o600
+	}
+	tmp, err := atomicfile.Create(path, mode)
 	if err != nil {
 		return fmt.Errorf("writing seed iso: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	fs, err := iso9660.Create(file.New(tmp, false), 0, 0, 2048, work)
+	defer tmp.Abort()
+	fs, err := iso9660.Create(file.New(tmp.File, false), 0, 0, 2048, work)
 	if err != nil {
 		return fmt.Errorf("creating iso 9660 file system: %w", err)
 	}
 	if err := fs.Finalize(iso9660.FinalizeOptions{Joliet: true, VolumeIdentifier: Label}); err != nil {
 		return fmt.Errorf("writing iso 9660 file system: %w", err)
 	}
-	if err := fixVolumeDescriptors(tmp, modTime); err != nil {
+	if err := fixVolumeDescriptors(tmp.File, modTime); err != nil {
 		return fmt.Errorf("writing seed iso: %w", err)
 	}
-	mode := os.FileMode(0o644)
-	if s.Private {
-		mode = 0o600
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("writing seed iso: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing seed iso: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing seed iso: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing seed iso: %w", err)
-	}
-	return nil
+	return tmp.Commit()
 }
 
 const sector = 2048
