@@ -21,6 +21,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+
 	"github.com/imgforge/imgforge/pkg/atomicfile"
 )
 
