@@ -78,6 +78,7 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzDNSAnswer -fuzztime 30s ./pkg/agent/discovery
 	$(GO) test -run '^$$' -fuzz FuzzParseCluster -fuzztime 30s ./pkg/seed
 	$(GO) test -run '^$$' -fuzz FuzzParseMachines -fuzztime 30s ./pkg/serve
+	$(GO) test -run '^$$' -fuzz FuzzParseSums -fuzztime 30s ./pkg/imagemeta
 
 .PHONY: bench
 bench: ## benchmarks: lb against bare mmdebstrap, every role cold, warm and booted, lb netboot (about 25 minutes)
