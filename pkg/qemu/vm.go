@@ -245,15 +245,30 @@ func (vm *VM) ConsoleTo(w io.Writer) { vm.Console.Tee(w) }
 // QEMU's console escapes apply: Ctrl-a x quits QEMU, Ctrl-a h lists them.
 func (vm *VM) WriteConsole(p []byte) (int, error) { return vm.stdin.Write(p) }
 
-// WaitFor waits until re matches the console output, searched from the
-// machine's start, and returns the line that holds the match (without
-// terminal escapes; as far as it has come when it has no newline yet, as
-// with a prompt). It fails when ctx ends or QEMU exits first; the
-// error then ends with the last console lines.
+// WaitFor waits until re matches a complete line of the console output,
+// searched from the machine's start, and returns that line, without its
+// end and terminal escapes (see Clean). A line is complete once its
+// '\n' has arrived, so a pattern such as `ROW: .*` sees the whole line,
+// never the part of it that has come so far. When QEMU exits, its
+// unfinished last line counts too, since nothing more will come. WaitFor
+// fails when ctx ends or QEMU exits first; the error then ends with the
+// last console lines.
 func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) (string, error) {
+	return vm.waitFor(ctx, re, false)
+}
+
+// WaitForPrompt is WaitFor for a prompt, which waits for input without
+// a newline: the unfinished last line counts too, as far as it has come.
+// re must match the prompt itself (`Shell> $`, `login: $`), never what
+// may follow it.
+func (vm *VM) WaitForPrompt(ctx context.Context, re *regexp.Regexp) (string, error) {
+	return vm.waitFor(ctx, re, true)
+}
+
+func (vm *VM) waitFor(ctx context.Context, re *regexp.Regexp, prompt bool) (string, error) {
 	var from int64
 	for {
-		line, ok, next, changed := vm.Console.find(re, from)
+		line, ok, next, changed := vm.Console.find(re, from, prompt)
 		if ok {
 			return line, nil
 		}
@@ -261,7 +276,9 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) (string, error) {
 		select {
 		case <-changed:
 		case <-vm.done:
-			if line, ok, _, _ := vm.Console.find(re, from); ok {
+			// All output has been written by now: exec's Wait returns
+			// once it has copied the last of QEMU's standard output.
+			if line, ok, _, _ := vm.Console.find(re, from, true); ok {
 				return line, nil
 			}
 			return "", fmt.Errorf("%s stopped before its console showed %q: %w%s", vm.Name, re, vm.exitErr(), vm.consoleTail())
