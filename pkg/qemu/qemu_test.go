@@ -1,9 +1,14 @@
 package qemu
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -432,5 +437,71 @@ func TestConsoleTee(t *testing.T) {
 	c.Write([]byte("after"))
 	if b.String() != "before after" {
 		t.Errorf("tee got %q", b.String())
+	}
+}
+
+// TestWatchWriterSplitMessage: QEMU's standard error arrives in pieces of
+// any size; a KVM failure split between two of them is still noticed.
+func TestWatchWriterSplitMessage(t *testing.T) {
+	for _, msg := range kvmFailures {
+		for cut := 1; cut < len(msg); cut++ {
+			fired := 0
+			var out strings.Builder
+			w := &watchWriter{w: &out, onKVMFailure: func() { fired++ }}
+			text := "qemu: error: " + msg + " (code 1)\n"
+			at := len("qemu: error: ") + cut
+			w.Write([]byte(text[:at]))
+			w.Write([]byte(text[at:]))
+			if fired != 1 {
+				t.Errorf("%q cut at %d: not noticed", msg, cut)
+			}
+			w.Write([]byte(text))
+			if fired != 1 || out.String() != text+text {
+				t.Errorf("%q cut at %d: fired %d times, passed on %q", msg, cut, fired, out.String())
+			}
+		}
+	}
+	fired := false
+	w := &watchWriter{w: io.Discard, onKVMFailure: func() { fired = true }}
+	w.Write([]byte("qemu-system-x86_64: warning: host doesn't support requested feature\n"))
+	if fired {
+		t.Error("a warning was taken for a KVM failure")
+	}
+}
+
+// TestPowerdownGuestExits: when the guest powers off by itself just as
+// the button is pressed, QEMU closes the monitor before its exit is seen.
+// That is a clean power-off, not a failure to kill.
+func TestPowerdownGuestExits(t *testing.T) {
+	dir := t.TempDir()
+	vm := fakeVM()
+	vm.monPath = filepath.Join(dir, "m.sock")
+	l, err := net.Listen("unix", vm.monPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// A process for Kill to kill, as the old Powerdown did.
+	vm.cmd = exec.Command("sleep", "60")
+	if err := vm.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = vm.cmd.Process.Kill(); _ = vm.cmd.Wait() }()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "QEMU 7.2 monitor - type 'help' for more information\r\n"+prompt)
+		bufio.NewReader(c).ReadString('\n') // system_powerdown
+		c.Close()                           // QEMU exits as the guest powers off...
+		time.Sleep(50 * time.Millisecond)   // ...and Wait sees it a moment later
+		vm.setStopReason(nil)
+		close(vm.done)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := vm.Powerdown(ctx); err != nil {
+		t.Errorf("powerdown: %v, want nil (the guest powered off)", err)
 	}
 }

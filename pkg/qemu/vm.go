@@ -211,19 +211,27 @@ func (vm *VM) Kill() {
 	<-vm.done
 }
 
+// exitGrace is how long Powerdown waits for QEMU to exit when its monitor
+// failed, before it kills QEMU: the monitor fails when QEMU exits under it.
+const exitGrace = 5 * time.Second
+
 // Powerdown presses the machine's power button (ACPI) and waits for QEMU
-// to exit. When ctx ends first it kills QEMU and returns an error.
+// to exit; it returns how QEMU exited (see Wait). When ctx ends first it
+// kills QEMU and returns an error.
 func (vm *VM) Powerdown(ctx context.Context) error {
 	select {
 	case <-vm.done:
-		return nil
+		return vm.err
 	default:
 	}
 	if _, err := vm.Monitor(ctx, "system_powerdown"); err != nil {
+		// A guest that powers off by itself as the button is pressed
+		// closes the monitor before Wait has seen QEMU exit.
 		select {
 		case <-vm.done:
-			return nil
-		default:
+			return vm.err
+		case <-ctx.Done():
+		case <-time.After(exitGrace):
 		}
 		vm.Kill()
 		return fmt.Errorf("powering %s down: %w", vm.Name, err)
@@ -424,17 +432,28 @@ func parseUsernet(out string) []Forward {
 }
 
 // watchWriter passes QEMU's standard error on and notices KVM failing to
-// run the guest, after which QEMU would sit paused for ever.
+// run the guest, after which QEMU would sit paused for ever. QEMU's
+// messages reach it in pieces of any size, so it looks for them in the end
+// of the previous write joined to the new one.
 type watchWriter struct {
 	w            io.Writer
 	onKVMFailure func()
 	once         sync.Once
+	last         []byte // the end of the previous write
 }
 
+// kvmFailures are the messages of QEMU when KVM cannot run the guest.
+var kvmFailures = []string{"emulation failure", "KVM internal error"}
+
 func (w *watchWriter) Write(p []byte) (int, error) {
-	if bytes.Contains(p, []byte("emulation failure")) || bytes.Contains(p, []byte("KVM internal error")) {
-		w.once.Do(w.onKVMFailure)
+	b := append(w.last, p...)
+	for _, m := range kvmFailures {
+		if bytes.Contains(b, []byte(m)) {
+			w.once.Do(w.onKVMFailure)
+		}
 	}
+	const keep = 32 // longer than any of kvmFailures
+	w.last = append([]byte(nil), b[max(len(b)-keep, 0):]...)
 	return w.w.Write(p)
 }
 
