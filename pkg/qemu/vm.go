@@ -446,7 +446,7 @@ type watchWriter struct {
 var kvmFailures = []string{"emulation failure", "KVM internal error"}
 
 func (w *watchWriter) Write(p []byte) (int, error) {
-	b := append(w.last, p...)
+	b := append(append(make([]byte, 0, len(w.last)+len(p)), w.last...), p...)
 	for _, m := range kvmFailures {
 		if bytes.Contains(b, []byte(m)) {
 			w.once.Do(w.onKVMFailure)
