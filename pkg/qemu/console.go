@@ -83,24 +83,39 @@ func (c *Console) Tail(n int) []string {
 	return lines
 }
 
-// find looks for re in the output from the absolute offset from on. It
-// returns the line holding the match, or where to search from next time
-// (the start of the last, unfinished line) and a channel closed at the
-// next write.
-func (c *Console) find(re *regexp.Regexp, from int64) (line string, ok bool, next int64, changed <-chan struct{}) {
+// find looks for re in the lines of the output from the absolute offset
+// from on, each line without its end and cleaned (see Clean). Only
+// complete lines count, those ended by '\n' ("\r\n" is the same end, as
+// Clean drops the '\r'), unless tail is set: then the unfinished last
+// line counts too, as it is so far. It returns the first line that
+// matches, or where to search from next time (the start of the unfinished
+// last line) and a channel closed at the next write.
+//
+// A line is matched only once it is complete because the output arrives
+// in pieces of any size: in an unfinished line a pattern such as
+// `ROW: .*` would match "ROW: ke" of what becomes "ROW: kept".
+func (c *Console) find(re *regexp.Regexp, from int64, tail bool) (line string, ok bool, next int64, changed <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	start := max(from-c.dropped, 0)
+	start := max(from-c.dropped, 0) // a line's start: drops end after a '\n'
 	b := c.buf[start:]
-	if loc := re.FindIndex(b); loc != nil {
-		ls := bytes.LastIndexByte(b[:loc[0]], '\n') + 1
-		le := len(b)
-		if i := bytes.IndexByte(b[loc[1]:], '\n'); i >= 0 {
-			le = loc[1] + i
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break
 		}
-		return Clean(string(b[ls:le])), true, 0, nil
+		if l := Clean(string(b[:i])); re.MatchString(l) {
+			return l, true, 0, nil
+		}
+		b = b[i+1:]
+		start += int64(i + 1)
 	}
-	return "", false, c.dropped + start + int64(bytes.LastIndexByte(b, '\n')+1), c.changed
+	if tail && len(b) > 0 {
+		if l := Clean(string(b)); re.MatchString(l) {
+			return l, true, 0, nil
+		}
+	}
+	return "", false, c.dropped + start, c.changed
 }
 
 var escapeRE = regexp.MustCompile(`\x1b(\[[0-9;?=]*[ -/]*[@-~]|[@-Z\\-_]|\][^\x07]*\x07)`)

@@ -1,9 +1,14 @@
 package qemu
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -291,10 +296,90 @@ func TestWaitFor(t *testing.T) {
 	if line := <-got; line != "BdsDxe: failed to load Boot0001" {
 		t.Errorf("line %q", line)
 	}
-	// A prompt without a newline matches too.
+	// A prompt, which has no newline, is found by WaitForPrompt, not by
+	// WaitFor.
 	vm.Console.Write([]byte("\r\nShell> "))
-	if line, err := vm.WaitFor(context.Background(), regexp.MustCompile(`Shell>`)); err != nil || line != "Shell> " {
+	if line, err := vm.WaitFor(canceled(), regexp.MustCompile(`Shell>`)); err == nil {
+		t.Errorf("WaitFor matched the unfinished line %q", line)
+	}
+	if line, err := vm.WaitForPrompt(context.Background(), regexp.MustCompile(`Shell> $`)); err != nil || line != "Shell> " {
 		t.Errorf("prompt: %q, %v", line, err)
+	}
+}
+
+// canceled is a context that has ended: WaitFor with it looks at the
+// output once and returns.
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// TestWaitForWholeLine writes a line in small pieces, as serial output
+// arrives under load: a pattern ending in .* must see the whole line,
+// never the part that has come so far (boot 2 of the db reboot test once
+// "printed" "IMGFORGE-ROW: ke").
+func TestWaitForWholeLine(t *testing.T) {
+	re := regexp.MustCompile(`IMGFORGE-ROW: .*`)
+	const text = "boot\r\n\x1b[0mIMGFORGE-ROW: kept-across-reboot\r\nnext"
+	const want = "IMGFORGE-ROW: kept-across-reboot"
+	for _, size := range []int{1, 2, 3, 7, 16} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			vm := fakeVM()
+			got := make(chan string, 1)
+			go func() {
+				line, err := vm.WaitFor(context.Background(), re)
+				if err != nil {
+					t.Error(err)
+				}
+				got <- line
+			}()
+			end := strings.Index(text, want) + len(want) + 2 // its "\r\n" written
+			for i := 0; i < len(text); i += size {
+				vm.Console.Write([]byte(text[i:min(i+size, len(text))]))
+				line, err := vm.WaitFor(canceled(), re)
+				if i+size < end && err == nil {
+					t.Fatalf("after %q: matched %q before the line was complete", text[:i+size], line)
+				}
+				if i+size >= end && line != want {
+					t.Fatalf("after %q: %q, %v; want %q", text[:i+size], line, err, want)
+				}
+				time.Sleep(time.Millisecond) // let the waiter look at the pieces
+			}
+			if line := <-got; line != want {
+				t.Errorf("waiter got %q, want %q", line, want)
+			}
+		})
+	}
+}
+
+// TestWaitForExitTail: once QEMU has exited, its unfinished last line is
+// all there is, and WaitFor matches it.
+func TestWaitForExitTail(t *testing.T) {
+	vm := fakeVM()
+	vm.Console.Write([]byte("IMGFORGE-ROW: las"))
+	got := make(chan string, 1)
+	go func() {
+		line, err := vm.WaitFor(context.Background(), regexp.MustCompile(`IMGFORGE-ROW: .*`))
+		if err != nil {
+			t.Error(err)
+		}
+		got <- line
+	}()
+	time.Sleep(5 * time.Millisecond)
+	vm.Console.Write([]byte("t words"))
+	close(vm.done)
+	if line := <-got; line != "IMGFORGE-ROW: last words" {
+		t.Errorf("line %q", line)
+	}
+}
+
+// TestWaitForOneLine: a match never spans lines.
+func TestWaitForOneLine(t *testing.T) {
+	vm := fakeVM()
+	vm.Console.Write([]byte("IMGFORGE-ROW:\r\nkept\r\n"))
+	if line, err := vm.WaitFor(canceled(), regexp.MustCompile(`IMGFORGE-ROW:\s+\S+`)); err == nil {
+		t.Errorf("matched %q across lines", line)
 	}
 }
 
@@ -336,7 +421,7 @@ func TestConsoleDropsOldOutput(t *testing.T) {
 	if n := len(c.String()); n > maxConsole {
 		t.Errorf("console keeps %d bytes", n)
 	}
-	if _, ok, _, _ := c.find(regexp.MustCompile(`the end`), 0); !ok {
+	if _, ok, _, _ := c.find(regexp.MustCompile(`the end`), 0, true); !ok {
 		t.Error("lost the newest output")
 	}
 	if tail := c.Tail(1); len(tail) != 1 || tail[0] != "the end" {
@@ -352,5 +437,71 @@ func TestConsoleTee(t *testing.T) {
 	c.Write([]byte("after"))
 	if b.String() != "before after" {
 		t.Errorf("tee got %q", b.String())
+	}
+}
+
+// TestWatchWriterSplitMessage: QEMU's standard error arrives in pieces of
+// any size; a KVM failure split between two of them is still noticed.
+func TestWatchWriterSplitMessage(t *testing.T) {
+	for _, msg := range kvmFailures {
+		for cut := 1; cut < len(msg); cut++ {
+			fired := 0
+			var out strings.Builder
+			w := &watchWriter{w: &out, onKVMFailure: func() { fired++ }}
+			text := "qemu: error: " + msg + " (code 1)\n"
+			at := len("qemu: error: ") + cut
+			w.Write([]byte(text[:at]))
+			w.Write([]byte(text[at:]))
+			if fired != 1 {
+				t.Errorf("%q cut at %d: not noticed", msg, cut)
+			}
+			w.Write([]byte(text))
+			if fired != 1 || out.String() != text+text {
+				t.Errorf("%q cut at %d: fired %d times, passed on %q", msg, cut, fired, out.String())
+			}
+		}
+	}
+	fired := false
+	w := &watchWriter{w: io.Discard, onKVMFailure: func() { fired = true }}
+	w.Write([]byte("qemu-system-x86_64: warning: host doesn't support requested feature\n"))
+	if fired {
+		t.Error("a warning was taken for a KVM failure")
+	}
+}
+
+// TestPowerdownGuestExits: when the guest powers off by itself just as
+// the button is pressed, QEMU closes the monitor before its exit is seen.
+// That is a clean power-off, not a failure to kill.
+func TestPowerdownGuestExits(t *testing.T) {
+	dir := t.TempDir()
+	vm := fakeVM()
+	vm.monPath = filepath.Join(dir, "m.sock")
+	l, err := net.Listen("unix", vm.monPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// A process for Kill to kill, as the old Powerdown did.
+	vm.cmd = exec.Command("sleep", "60")
+	if err := vm.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = vm.cmd.Process.Kill(); _ = vm.cmd.Wait() }()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "QEMU 7.2 monitor - type 'help' for more information\r\n"+prompt)
+		bufio.NewReader(c).ReadString('\n') // system_powerdown
+		c.Close()                           // QEMU exits as the guest powers off...
+		time.Sleep(50 * time.Millisecond)   // ...and Wait sees it a moment later
+		vm.setStopReason(nil)
+		close(vm.done)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := vm.Powerdown(ctx); err != nil {
+		t.Errorf("powerdown: %v, want nil (the guest powered off)", err)
 	}
 }

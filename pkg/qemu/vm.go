@@ -211,19 +211,27 @@ func (vm *VM) Kill() {
 	<-vm.done
 }
 
+// exitGrace is how long Powerdown waits for QEMU to exit when its monitor
+// failed, before it kills QEMU: the monitor fails when QEMU exits under it.
+const exitGrace = 5 * time.Second
+
 // Powerdown presses the machine's power button (ACPI) and waits for QEMU
-// to exit. When ctx ends first it kills QEMU and returns an error.
+// to exit; it returns how QEMU exited (see Wait). When ctx ends first it
+// kills QEMU and returns an error.
 func (vm *VM) Powerdown(ctx context.Context) error {
 	select {
 	case <-vm.done:
-		return nil
+		return vm.err
 	default:
 	}
 	if _, err := vm.Monitor(ctx, "system_powerdown"); err != nil {
+		// A guest that powers off by itself as the button is pressed
+		// closes the monitor before Wait has seen QEMU exit.
 		select {
 		case <-vm.done:
-			return nil
-		default:
+			return vm.err
+		case <-ctx.Done():
+		case <-time.After(exitGrace):
 		}
 		vm.Kill()
 		return fmt.Errorf("powering %s down: %w", vm.Name, err)
@@ -245,15 +253,30 @@ func (vm *VM) ConsoleTo(w io.Writer) { vm.Console.Tee(w) }
 // QEMU's console escapes apply: Ctrl-a x quits QEMU, Ctrl-a h lists them.
 func (vm *VM) WriteConsole(p []byte) (int, error) { return vm.stdin.Write(p) }
 
-// WaitFor waits until re matches the console output, searched from the
-// machine's start, and returns the line that holds the match (without
-// terminal escapes; as far as it has come when it has no newline yet, as
-// with a prompt). It fails when ctx ends or QEMU exits first; the
-// error then ends with the last console lines.
+// WaitFor waits until re matches a complete line of the console output,
+// searched from the machine's start, and returns that line, without its
+// end and terminal escapes (see Clean). A line is complete once its
+// '\n' has arrived, so a pattern such as `ROW: .*` sees the whole line,
+// never the part of it that has come so far. When QEMU exits, its
+// unfinished last line counts too, since nothing more will come. WaitFor
+// fails when ctx ends or QEMU exits first; the error then ends with the
+// last console lines.
 func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) (string, error) {
+	return vm.waitFor(ctx, re, false)
+}
+
+// WaitForPrompt is WaitFor for a prompt, which waits for input without
+// a newline: the unfinished last line counts too, as far as it has come.
+// re must match the prompt itself (`Shell> $`, `login: $`), never what
+// may follow it.
+func (vm *VM) WaitForPrompt(ctx context.Context, re *regexp.Regexp) (string, error) {
+	return vm.waitFor(ctx, re, true)
+}
+
+func (vm *VM) waitFor(ctx context.Context, re *regexp.Regexp, prompt bool) (string, error) {
 	var from int64
 	for {
-		line, ok, next, changed := vm.Console.find(re, from)
+		line, ok, next, changed := vm.Console.find(re, from, prompt)
 		if ok {
 			return line, nil
 		}
@@ -261,7 +284,9 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) (string, error) {
 		select {
 		case <-changed:
 		case <-vm.done:
-			if line, ok, _, _ := vm.Console.find(re, from); ok {
+			// All output has been written by now: exec's Wait returns
+			// once it has copied the last of QEMU's standard output.
+			if line, ok, _, _ := vm.Console.find(re, from, true); ok {
 				return line, nil
 			}
 			return "", fmt.Errorf("%s stopped before its console showed %q: %w%s", vm.Name, re, vm.exitErr(), vm.consoleTail())
@@ -407,17 +432,28 @@ func parseUsernet(out string) []Forward {
 }
 
 // watchWriter passes QEMU's standard error on and notices KVM failing to
-// run the guest, after which QEMU would sit paused for ever.
+// run the guest, after which QEMU would sit paused for ever. QEMU's
+// messages reach it in pieces of any size, so it looks for them in the end
+// of the previous write joined to the new one.
 type watchWriter struct {
 	w            io.Writer
 	onKVMFailure func()
 	once         sync.Once
+	last         []byte // the end of the previous write
 }
 
+// kvmFailures are the messages of QEMU when KVM cannot run the guest.
+var kvmFailures = []string{"emulation failure", "KVM internal error"}
+
 func (w *watchWriter) Write(p []byte) (int, error) {
-	if bytes.Contains(p, []byte("emulation failure")) || bytes.Contains(p, []byte("KVM internal error")) {
-		w.once.Do(w.onKVMFailure)
+	b := append(append(make([]byte, 0, len(w.last)+len(p)), w.last...), p...)
+	for _, m := range kvmFailures {
+		if bytes.Contains(b, []byte(m)) {
+			w.once.Do(w.onKVMFailure)
+		}
 	}
+	const keep = 32 // longer than any of kvmFailures
+	w.last = append([]byte(nil), b[max(len(b)-keep, 0):]...)
 	return w.w.Write(p)
 }
 

@@ -8,12 +8,14 @@ import (
 	be "encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -394,18 +396,64 @@ func flipByteAt(t *testing.T, p string, off int64) {
 	}
 }
 
+// dbPersistUserData runs on every boot of the db reboot test. The first
+// boot writes a row, then starts a writer that inserts rows 1, 2, 3, ...,
+// each in its own (autocommit) transaction, and prints IMGFORGE-ACK n on
+// the console once mariadb has acknowledged row n; the test powers the
+// machine down while the writer runs. The second boot prints the row and
+// MAX(id), COUNT(*) of the written rows. When a query still fails after
+// ten minutes of retries (the server makes its files on first boot, and
+// may be restarted), the script prints IMGFORGE-ERR: with mariadb's error.
+// The scripts live in /var, which the state partition keeps: write_files
+// runs only on the first boot.
 const dbPersistUserData = `#cloud-config
 write_files:
+  - path: /var/lib/imgforge-test/sql.sh
+    permissions: "0644"
+    content: |
+      # sql TAG STATEMENTS: runs the statements, retrying while they fail,
+      # and prints "TAG: their output" or "IMGFORGE-ERR: TAG: the error".
+      sql() {
+        for i in $(seq 600); do
+          if out=$(mariadb -N -B -e "$2" 2>/run/imgforge-test-sql.err); then
+            out=$(echo "$out" | tr '\t\n' '  ')
+            out=${out% }
+            echo "$1:${out:+ $out}" >/dev/console
+            return 0
+          fi
+          sleep 1
+        done
+        echo "IMGFORGE-ERR: $1: $(tr '\n' ' ' </run/imgforge-test-sql.err)" >/dev/console
+        return 1
+      }
+  - path: /var/lib/imgforge-test/writer.sh
+    permissions: "0644"
+    content: |
+      n=1 failed=0
+      while [ $failed -lt 300 ]; do
+        if mariadb -e "REPLACE INTO t.w VALUES ($n)" 2>/run/imgforge-test-writer.err; then
+          echo "IMGFORGE-ACK $n" >/dev/console
+          n=$((n+1)) failed=0
+        else
+          echo "IMGFORGE-ACK-ERR $n: $(tr '\n' ' ' </run/imgforge-test-writer.err)" >/dev/console
+          failed=$((failed+1))
+          sleep 1
+        fi
+      done
+      echo "IMGFORGE-ERR: writer: row $n: $(tr '\n' ' ' </run/imgforge-test-writer.err)" >/dev/console
   - path: /var/lib/cloud/scripts/per-boot/imgforge-test-row.sh
     permissions: "0755"
     content: |
       #!/bin/sh
-      for i in $(seq 120); do mariadb -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
-      if [ ! -e /var/lib/imgforge-test-wrote ]; then
-        mariadb -e "CREATE DATABASE IF NOT EXISTS t; CREATE TABLE IF NOT EXISTS t.r (v VARCHAR(64)); INSERT INTO t.r VALUES ('kept-across-reboot')" &&
-          touch /var/lib/imgforge-test-wrote && echo "IMGFORGE-WROTE" > /dev/console
+      . /var/lib/imgforge-test/sql.sh
+      if [ ! -e /var/lib/imgforge-test/wrote ]; then
+        sql IMGFORGE-WROTE "CREATE DATABASE IF NOT EXISTS t; CREATE TABLE IF NOT EXISTS t.r (v VARCHAR(64) PRIMARY KEY); REPLACE INTO t.r VALUES ('kept-across-reboot'); CREATE TABLE IF NOT EXISTS t.w (id INT PRIMARY KEY) ENGINE=InnoDB" || exit 1
+        touch /var/lib/imgforge-test/wrote
+        systemd-run --unit=imgforge-test-writer -p After=mariadb.service /bin/sh /var/lib/imgforge-test/writer.sh ||
+          echo "IMGFORGE-ERR: starting the writer failed" >/dev/console
       else
-        echo "IMGFORGE-ROW: $(mariadb -N -e 'SELECT v FROM t.r')" > /dev/console
+        sql IMGFORGE-ROW "SELECT v FROM t.r"
+        sql IMGFORGE-ROWS "SELECT MAX(id), COUNT(*) FROM t.w"
       fi
 `
 
@@ -415,6 +463,10 @@ write_files:
 // resizes a disk does: the first boot grows the empty state partition and
 // makes its file system, the second grows the partition and the file
 // system that holds the row.
+//
+// The power-down comes while a writer commits rows one by one (see
+// dbPersistUserData): every commit mariadb acknowledged before it must be
+// there after the reboot, with no holes.
 func TestDBKeepsRowAcrossReboot(t *testing.T) {
 	needBootToServices(t)
 	t.Parallel()
@@ -423,30 +475,81 @@ func TestDBKeepsRowAcrossReboot(t *testing.T) {
 	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(f.out, "db", "db.raw"), img).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	for i, want := range []string{`IMGFORGE-WROTE`, `IMGFORGE-ROW: kept-across-reboot`} {
+	const minAcks = 20
+	var lastAck int
+	for i := range 2 {
+		what := fmt.Sprintf("boot %d", i+1)
 		growFile(t, img, 512<<20)
 		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+		defer cancel()
+		start := time.Now()
 		vm, _ := boot(t, ctx, bootOpts{name: "db-persist", userData: dbPersistUserData, disks: []qemu.Disk{{Path: img}}})
-		line, err := vm.WaitFor(ctx, regexp.MustCompile(`IMGFORGE-WROTE|IMGFORGE-ROW: .*`))
-		if err != nil {
-			cancel()
-			t.Fatalf("boot %d: %v", i+1, err)
-		}
-		if !strings.Contains(line, want) {
-			cancel()
-			t.Fatalf("boot %d printed %q, want %q", i+1, line, want)
+		if i == 0 {
+			guestLine(t, ctx, vm, what, `IMGFORGE-WROTE:`)
+			guestLine(t, ctx, vm, what, fmt.Sprintf(`IMGFORGE-ACK %d$`, minAcks))
+			t.Logf("%s: the row written and %d rows acknowledged after %.0fs; powering down while the writer runs", what, minAcks, time.Since(start).Seconds())
+		} else {
+			if m := guestLine(t, ctx, vm, what, `IMGFORGE-ROW: (.*)$`); m[1] != "kept-across-reboot" {
+				t.Errorf("%s: the row is %q, want %q", what, m[1], "kept-across-reboot")
+			}
+			m := guestLine(t, ctx, vm, what, `IMGFORGE-ROWS: (.*)$`)
+			var maxID, count int
+			if _, err := fmt.Sscanf(m[1], "%d %d", &maxID, &count); err != nil {
+				t.Fatalf("%s: MAX(id), COUNT(*) of the written rows is %q: %v", what, m[1], err)
+			}
+			t.Logf("%s: max(id) %d, count %d; last acknowledged %d", what, maxID, count, lastAck)
+			if maxID < lastAck {
+				t.Errorf("%s: the rows go up to %d, but %d was acknowledged before the power-down: acknowledged commits lost", what, maxID, lastAck)
+			}
+			if count != maxID {
+				t.Errorf("%s: %d rows up to id %d: rows missing in between", what, count, maxID)
+			}
 		}
 		if !strings.Contains(vm.Console.String(), "imgforge: state partition") {
-			cancel()
-			t.Fatalf("boot %d: the initramfs did not say it grew the state partition", i+1)
+			t.Fatalf("%s: the initramfs did not say it grew the state partition", what)
 		}
 		if err := vm.Powerdown(ctx); err != nil {
-			cancel()
-			t.Fatalf("boot %d: powering down: %v", i+1, err)
+			t.Fatalf("%s: powering down: %v", what, err)
 		}
-		cancel()
+		if i == 0 {
+			lastAck = lastACK(vm)
+			t.Logf("%s: powered off after %.0fs; the last row acknowledged: %d", what, time.Since(start).Seconds(), lastAck)
+		}
 		checkStateFillsDisk(t, img)
 	}
+}
+
+// guestErr is the line the guest script of the db reboot test prints when
+// a query fails: it carries mariadb's error.
+var guestErr = regexp.MustCompile(`IMGFORGE-ERR: .*`)
+
+// guestLine waits for a console line that re matches and returns re's
+// submatches in it; a guestErr line first fails the test with its text.
+func guestLine(t *testing.T, ctx context.Context, vm *qemu.VM, what, re string) []string {
+	t.Helper()
+	want := regexp.MustCompile(re)
+	line, err := vm.WaitFor(ctx, regexp.MustCompile(guestErr.String()+"|"+re))
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if e := guestErr.FindString(line); e != "" {
+		t.Fatalf("%s: the guest's query failed: %s", what, e)
+	}
+	return want.FindStringSubmatch(line)
+}
+
+var ackRE = regexp.MustCompile(`IMGFORGE-ACK (\d+)$`)
+
+// lastACK is the highest row the db writer said mariadb acknowledged.
+func lastACK(vm *qemu.VM) int {
+	last := 0
+	for _, l := range vm.Console.Tail(math.MaxInt) {
+		if m := ackRE.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			last = max(last, n)
+		}
+	}
+	return last
 }
 
 func growFile(t *testing.T, p string, by int64) {
