@@ -13,9 +13,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/format"
 
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/debian"
@@ -26,9 +27,6 @@ import (
 
 // LogSink receives the output of the tools a build runs.
 type LogSink = io.Writer
-
-// Formats lists the output formats Build writes.
-var Formats = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso", "pxe"}
 
 // Options configure a Builder.
 type Options struct {
@@ -78,8 +76,8 @@ func New(ctx context.Context, o Options) (*Builder, error) {
 		o.Progress = NewProgress(nil, o.Now)
 	}
 	for _, f := range o.Formats {
-		if !slices.Contains(Formats, f) {
-			return nil, fmt.Errorf("unknown output format %q; known: %s", f, strings.Join(Formats, ", "))
+		if err := format.Check(f); err != nil {
+			return nil, err
 		}
 	}
 	v, err := debian.Version(ctx, o.Mmdebstrap)
