@@ -44,6 +44,9 @@ type Options struct {
 	Rootless bool
 	// Mmdebstrap is the mmdebstrap command; "mmdebstrap" when empty.
 	Mmdebstrap string
+	// Tools runs mmdebstrap and the other programs of the host;
+	// HostTools(Mmdebstrap) when nil.
+	Tools Tools
 	// ToolVersion is imgforge's version, written into manifests and SBOMs.
 	ToolVersion string
 	// Now tells the time, for stage timings only; time.Now when nil.
@@ -80,7 +83,10 @@ func New(ctx context.Context, o Options) (*Builder, error) {
 			return nil, err
 		}
 	}
-	v, err := debian.Version(ctx, o.Mmdebstrap)
+	if o.Tools == nil {
+		o.Tools = HostTools(o.Mmdebstrap)
+	}
+	v, err := o.Tools.MmdebstrapVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +130,10 @@ type Image struct {
 	Layers   []builtLayer
 	Packages []byte // dpkg status of the image
 	Keys     map[string]string
+	// base is the base's record, whose uncompressed tar the boot stages
+	// start from, and baseKey its key.
+	base    layerRecord
+	baseKey string
 }
 
 // BuildOne builds one plan and writes its outputs.
@@ -143,7 +153,11 @@ func (b *Builder) BuildOne(ctx context.Context, p *plan.Plan) (*imagemeta.Result
 
 // Layers builds (or finds in the cache) the layers of plan p.
 func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
-	base, baseKey, err := b.base(ctx, p)
+	bk, err := b.baseKey(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	base, baseKey, err := runStage(ctx, b, p.Role, b.baseStage(), bk)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +169,7 @@ func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}}
+	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}, base: base, baseKey: baseKey}
 	im.Layers = append(im.Layers, builtLayer{Kind: "base", Record: base})
 	if role.Blob != "" {
 		im.Layers = append(im.Layers, builtLayer{Kind: "role", Record: role})

@@ -48,7 +48,19 @@ func lower(s string) string { return string(bytes.ToLower([]byte(s))) }
 // A vmdk made by qemu-img carries a random content ID (CID) in its
 // descriptor; it is replaced by one derived from seed, so that the same
 // image gives the same bytes.
-func convertDisk(ctx context.Context, raw, out, format, seed string) error {
+func convertDisk(ctx context.Context, tools Tools, raw, out, format, seed string) error {
+	if err := tools.ConvertDisk(ctx, raw, out, format); err != nil {
+		return err
+	}
+	if format == "vmdk" {
+		sum := sha256.Sum256([]byte("vmdk-cid:" + seed))
+		return setVMDKCID(out, hex.EncodeToString(sum[:4]))
+	}
+	return nil
+}
+
+// qemuConvert runs qemu-img convert.
+func qemuConvert(ctx context.Context, raw, out, format string) error {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		return fmt.Errorf("qemu-img is not installed (apt-get install qemu-utils): %w", err)
 	}
@@ -66,10 +78,6 @@ func convertDisk(ctx context.Context, raw, out, format, seed string) error {
 	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", format, "-o", opts, raw, out)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("qemu-img convert: %w: %s", err, bytes.TrimSpace(b))
-	}
-	if format == "vmdk" {
-		sum := sha256.Sum256([]byte("vmdk-cid:" + seed))
-		return setVMDKCID(out, hex.EncodeToString(sum[:4]))
 	}
 	return nil
 }

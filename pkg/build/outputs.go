@@ -186,7 +186,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 				break
 			}
 			out := filepath.Join(tmp, p.Role+"."+f)
-			if err := convertDisk(ctx, raw, out, f, digest.String()); err != nil {
+			if err := convertDisk(ctx, b.o.Tools, raw, out, f, digest.String()); err != nil {
 				st.Fail()
 				return nil, err
 			}

@@ -28,6 +28,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -285,4 +286,31 @@ func Key(parts ...any) string {
 		}
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// KeyOf is the key of a stage's typed key struct: the hash of version
+// and then of each exported field of key, in the order the struct
+// declares them, as Key hashes its parts. A field tagged `key:"-"` is an
+// input the others already determine (a lower stage's record, found by
+// its key) and is not hashed. So that old cache entries stay valid, add a
+// field at the end, and bump the stage's version when what the stage
+// writes changes.
+func KeyOf(version string, key any) string {
+	v := reflect.ValueOf(key)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		panic(fmt.Sprintf("cache: key of %s is a %T, not a struct", version, key))
+	}
+	parts := []any{version}
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() || f.Tag.Get("key") == "-" {
+			continue
+		}
+		parts = append(parts, v.Field(i).Interface())
+	}
+	return Key(parts...)
 }

@@ -559,3 +559,33 @@ func TestDefaultDir(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyOf checks that a typed key hashes as the positional Key of its
+// fields, in order, without the fields tagged key:"-": the stages' keys
+// did not change when they became structs.
+func TestKeyOf(t *testing.T) {
+	type k struct {
+		Name     string
+		List     []string
+		Nil      []string
+		Epoch    int64
+		Rootless bool
+		Skipped  map[string]int `key:"-"`
+		hidden   int
+	}
+	v := k{Name: "base", List: []string{"a", "b"}, Epoch: 7, Rootless: true, Skipped: map[string]int{"x": 1}, hidden: 3}
+	want := Key("base-v1", "base", []string{"a", "b"}, []string(nil), int64(7), true)
+	if got := KeyOf("base-v1", v); got != want {
+		t.Errorf("KeyOf = %s, want %s", got, want)
+	}
+	if got := KeyOf("base-v1", &v); got != want {
+		t.Errorf("KeyOf(pointer) = %s, want %s", got, want)
+	}
+	v.Skipped = nil
+	if got := KeyOf("base-v1", v); got != want {
+		t.Errorf("a key:\"-\" field changed the key")
+	}
+	if KeyOf("base-v2", v) == want {
+		t.Errorf("the version is not in the key")
+	}
+}
