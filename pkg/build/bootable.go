@@ -265,7 +265,7 @@ func (b *Builder) runRootfs(ctx context.Context, st *Stage, k rootfsKey, key str
 	sq := filepath.Join(tmp, "root.squashfs")
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(layer.Flatten(ctxio.Writer(ctx, pw), paths, layer.GlobFilter(k.BootExclude, k.BootInclude)))
+		pw.CloseWithError(layer.Flatten(ctx, pw, paths, layer.GlobFilter(k.BootExclude, k.BootInclude)))
 	}()
 	err = b.o.Tools.Squashfs(ctx, pr, sq, k.Epoch)
 	pr.CloseWithError(err)

@@ -14,11 +14,12 @@ import (
 	"strings"
 
 	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/disk"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
-func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest string) (*imagemeta.Disk, error) {
+func (b *Builder) writeRaw(ctx context.Context, path string, im *Image, bt *Bootable, imageDigest string) (*imagemeta.Disk, error) {
 	p := im.Plan
 	files, err := bt.bootFileData()
 	if err != nil {
@@ -36,7 +37,7 @@ func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest str
 		Root: "PARTUUID=" + lower(ids.Root), Verity: "PARTUUID=" + lower(ids.Verity), State: "PARTUUID=" + lower(ids.State),
 	})
 	l.ESPFiles = boot.ESP("imgforge "+p.Role, cmdline, files["loader"], files["kernel"], files["initrd"])
-	if _, err := disk.WriteRaw(path, l); err != nil {
+	if _, err := disk.WriteRaw(ctx, path, l); err != nil {
 		return nil, fmt.Errorf("role %s: %w", p.Role, err)
 	}
 	return &imagemeta.Disk{KernelVersion: bt.KernelVersion, Verity: bt.Verity, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)}, nil
@@ -137,8 +138,8 @@ func setVMDKCID(path, cid string) error {
 	return f.Close()
 }
 
-func artifactOf(path, format string) (imagemeta.Output, error) {
-	d, err := fileDigest(path)
+func artifactOf(ctx context.Context, path, format string) (imagemeta.Output, error) {
+	d, err := fileDigest(ctx, path)
 	if err != nil {
 		return imagemeta.Output{}, err
 	}
@@ -160,7 +161,7 @@ func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Boot
 	}
 	rootImg := path + ".root.img"
 	defer os.Remove(rootImg)
-	if err := concat(rootImg, bt.Squashfs, bt.Hash); err != nil {
+	if err := concat(ctx, rootImg, bt.Squashfs, bt.Hash); err != nil {
 		return "", nil, err
 	}
 	vol := "IMGFORGE_" + strings.ToUpper(strings.ReplaceAll(p.Role, "-", "_"))
@@ -190,7 +191,7 @@ func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Boot
 	return cmdline, boot.Digests(l.ESPFiles), nil
 }
 
-func concat(dst string, srcs ...string) error {
+func concat(ctx context.Context, dst string, srcs ...string) error {
 	out, err := os.Create(dst)
 	if err != nil {
 		return err
@@ -201,7 +202,7 @@ func concat(dst string, srcs ...string) error {
 			out.Close()
 			return err
 		}
-		_, err = io.Copy(out, in)
+		_, err = ctxio.Copy(ctx, out, in)
 		in.Close()
 		if err != nil {
 			out.Close()
@@ -229,14 +230,14 @@ func (bt *Bootable) bootFileData() (map[string][]byte, error) {
 // tree, as on the ISO) and boot.ipxe, whose kernel command line carries
 // the root hash and the root image's size. It returns that command line
 // and the set's files, with paths relative to dir's parent.
-func (b *Builder) writePXE(dir string, im *Image, bt *Bootable) (string, []imagemeta.Output, error) {
+func (b *Builder) writePXE(ctx context.Context, dir string, im *Image, bt *Bootable) (string, []imagemeta.Output, error) {
 	p := im.Plan
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", nil, err
 	}
 	var arts []imagemeta.Output
 	add := func(name, format string, write func(io.Writer) error) error {
-		a, err := writeHashed(filepath.Join(dir, name), write)
+		a, err := writeHashed(ctx, filepath.Join(dir, name), write)
 		if err != nil {
 			return fmt.Errorf("writing the PXE set's %s: %w", name, err)
 		}

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/dpkg"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/oci"
@@ -130,14 +131,14 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 		}
 		switch f {
 		case "oci":
-			if err := oci.WriteLayout(filepath.Join(tmp, "oci"), img, p.Role, layers); err != nil {
+			if err := oci.WriteLayout(ctx, filepath.Join(tmp, "oci"), img, p.Role, layers); err != nil {
 				st.Fail()
 				return nil, err
 			}
 			arts = append(arts, imagemeta.Output{Path: "oci", Format: "oci", Size: dirSize(filepath.Join(tmp, "oci")), Digest: digest.String()})
 		case "docker-archive":
 			name := p.Role + ".docker.tar"
-			a, err := writeHashed(filepath.Join(tmp, name), func(w io.Writer) error {
+			a, err := writeHashed(ctx, filepath.Join(tmp, name), func(w io.Writer) error {
 				return oci.WriteDockerArchive(w, "imgforge/"+p.Role+":latest", img)
 			})
 			if err != nil {
@@ -154,13 +155,13 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 				return nil, err
 			}
 			isoCmdline, isoESP = cmdline, digests
-			a, err := artifactOf(iso, "iso")
+			a, err := artifactOf(ctx, iso, "iso")
 			if err != nil {
 				return nil, err
 			}
 			arts = append(arts, a)
 		case "pxe":
-			cmdline, as, err := b.writePXE(filepath.Join(tmp, "pxe"), im, bootable)
+			cmdline, as, err := b.writePXE(ctx, filepath.Join(tmp, "pxe"), im, bootable)
 			if err != nil {
 				st.Fail()
 				return nil, err
@@ -170,12 +171,12 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 		case "raw", "qcow2", "vmdk":
 			raw := filepath.Join(tmp, p.Role+".raw")
 			if _, err := os.Stat(raw); err != nil {
-				if diskInfo, err = b.writeRaw(raw, im, bootable, digest.String()); err != nil {
+				if diskInfo, err = b.writeRaw(ctx, raw, im, bootable, digest.String()); err != nil {
 					st.Fail()
 					return nil, err
 				}
 				if slices.Contains(formats, "raw") {
-					a, err := artifactOf(raw, "raw")
+					a, err := artifactOf(ctx, raw, "raw")
 					if err != nil {
 						return nil, err
 					}
@@ -190,7 +191,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 				st.Fail()
 				return nil, err
 			}
-			a, err := artifactOf(out, f)
+			a, err := artifactOf(ctx, out, f)
 			if err != nil {
 				return nil, err
 			}
@@ -220,7 +221,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	if err := doc.WriteJSON(&sb); err != nil {
 		return nil, err
 	}
-	a, err := writeHashed(filepath.Join(tmp, "sbom.spdx.json"), func(w io.Writer) error { _, err := w.Write(sb.Bytes()); return err })
+	a, err := writeHashed(ctx, filepath.Join(tmp, "sbom.spdx.json"), func(w io.Writer) error { _, err := w.Write(sb.Bytes()); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +250,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	if err != nil {
 		return nil, err
 	}
-	a, err = writeHashed(filepath.Join(tmp, imagemeta.ManifestName), func(w io.Writer) error { _, err := w.Write(mj); return err })
+	a, err = writeHashed(ctx, filepath.Join(tmp, imagemeta.ManifestName), func(w io.Writer) error { _, err := w.Write(mj); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -262,11 +263,11 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 			known[a.Path] = strings.TrimPrefix(a.Digest, "sha256:")
 		}
 	}
-	if err := writeSums(tmp, known); err != nil {
+	if err := writeSums(ctx, tmp, known); err != nil {
 		return nil, err
 	}
 	sums := imagemeta.Output{Path: imagemeta.SumsName, Format: "sha256sums"}
-	if sums.Digest, err = fileDigest(filepath.Join(tmp, sums.Path)); err != nil {
+	if sums.Digest, err = fileDigest(ctx, filepath.Join(tmp, sums.Path)); err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(filepath.Join(tmp, sums.Path)); err != nil {
@@ -304,13 +305,13 @@ func swapDir(tmp, final string) error {
 	return nil
 }
 
-func writeHashed(path string, write func(io.Writer) error) (imagemeta.Output, error) {
+func writeHashed(ctx context.Context, path string, write func(io.Writer) error) (imagemeta.Output, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return imagemeta.Output{}, err
 	}
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
+	cw := &countWriter{w: ctxio.Writer(ctx, io.MultiWriter(f, h))}
 	if err := write(cw); err != nil {
 		f.Close()
 		return imagemeta.Output{}, err
@@ -332,14 +333,14 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func fileDigest(path string) (string, error) {
+func fileDigest(ctx context.Context, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := ctxio.Copy(ctx, h, f); err != nil {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
@@ -348,7 +349,7 @@ func fileDigest(path string) (string, error) {
 // writeSums writes SHA256SUMS for every file below dir. Files in known
 // (relative path -> hex sha256) and blobs of an OCI layout, which are named
 // by their digest, are not hashed again.
-func writeSums(dir string, known map[string]string) error {
+func writeSums(ctx context.Context, dir string, known map[string]string) error {
 	sums := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -361,7 +362,7 @@ func writeSums(dir string, known map[string]string) error {
 		} else if b := filepath.Base(filepath.Dir(p)); b == "sha256" && strings.Contains(rel, "blobs/sha256/") && len(d.Name()) == 64 {
 			sum = d.Name()
 		} else {
-			s, err := fileDigest(p)
+			s, err := fileDigest(ctx, p)
 			if err != nil {
 				return err
 			}

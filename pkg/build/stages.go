@@ -154,7 +154,7 @@ func (b *Builder) runBase(ctx context.Context, st *Stage, k baseKey, key string)
 	var res *layer.Result
 	rec, err = b.writeLayer(ctx, true, func(w io.Writer) error {
 		var err error
-		res, err = layer.Normalize(w, f, layer.Normalizer{Epoch: time.Unix(k.Epoch, 0).UTC()}, layer.DropDeviceNodes, keepFiles)
+		res, err = layer.Normalize(ctx, w, f, layer.Normalizer{Epoch: time.Unix(k.Epoch, 0).UTC()}, layer.DropDeviceNodes, keepFiles)
 		return err
 	})
 	if err != nil {
@@ -243,7 +243,7 @@ func (b *Builder) runRole(ctx context.Context, st *Stage, k roleKey, _ string) (
 	var res *layer.Result
 	rec, err = b.writeLayer(ctx, false, func(w io.Writer) error {
 		var err error
-		res, err = layer.Diff(w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p)}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
+		res, err = layer.Diff(ctx, w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p)}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
 		return err
 	})
 	if err != nil {
