@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -114,104 +113,30 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 			os.RemoveAll(tmp)
 		}
 	}()
-	var arts []imagemeta.Output
-	var bootable *Bootable
-	var diskInfo *imagemeta.Disk
-	var isoCmdline, pxeCmdline string
-	var isoESP map[string]string
 	formats := b.formats(p)
-	if slices.Contains(formats, "raw") || slices.Contains(formats, "qcow2") || slices.Contains(formats, "vmdk") || slices.Contains(formats, "iso") || slices.Contains(formats, "pxe") {
-		if bootable, err = b.Bootable(ctx, im); err != nil {
+	outs, needs, err := planOutputs(formats)
+	if err != nil {
+		st.Fail()
+		return nil, err
+	}
+	j := &outputJob{b: b, im: im, img: img, layers: layers, digest: digest.String(), dir: tmp, formats: formats}
+	if needs&needBootable != 0 {
+		if j.bootable, err = b.Bootable(ctx, im); err != nil {
 			return nil, err
 		}
 	}
-	for _, f := range formats {
+	for _, o := range outs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		switch f {
-		case "oci":
-			if err := oci.WriteLayout(ctx, filepath.Join(tmp, "oci"), img, p.Role, layers); err != nil {
-				st.Fail()
-				return nil, err
-			}
-			arts = append(arts, imagemeta.Output{Path: "oci", Format: "oci", Size: dirSize(filepath.Join(tmp, "oci")), Digest: digest.String()})
-		case "docker-archive":
-			name := p.Role + ".docker.tar"
-			a, err := writeHashed(ctx, filepath.Join(tmp, name), func(w io.Writer) error {
-				return oci.WriteDockerArchive(w, "imgforge/"+p.Role+":latest", img)
-			})
-			if err != nil {
-				st.Fail()
-				return nil, err
-			}
-			a.Path, a.Format = name, "docker-archive"
-			arts = append(arts, a)
-		case "iso":
-			iso := filepath.Join(tmp, p.Role+".iso")
-			cmdline, digests, err := b.writeISO(ctx, iso, im, bootable)
-			if err != nil {
-				st.Fail()
-				return nil, err
-			}
-			isoCmdline, isoESP = cmdline, digests
-			a, err := artifactOf(ctx, iso, "iso")
-			if err != nil {
-				return nil, err
-			}
-			arts = append(arts, a)
-		case "pxe":
-			cmdline, as, err := b.writePXE(ctx, filepath.Join(tmp, "pxe"), im, bootable)
-			if err != nil {
-				st.Fail()
-				return nil, err
-			}
-			pxeCmdline = cmdline
-			arts = append(arts, as...)
-		case "raw", "qcow2", "vmdk":
-			raw := filepath.Join(tmp, p.Role+".raw")
-			if _, err := os.Stat(raw); err != nil {
-				if diskInfo, err = b.writeRaw(ctx, raw, im, bootable, digest.String()); err != nil {
-					st.Fail()
-					return nil, err
-				}
-				if slices.Contains(formats, "raw") {
-					a, err := artifactOf(ctx, raw, "raw")
-					if err != nil {
-						return nil, err
-					}
-					arts = append(arts, a)
-				}
-			}
-			if f == "raw" {
-				break
-			}
-			out := filepath.Join(tmp, p.Role+"."+f)
-			if err := convertDisk(ctx, b.o.Tools, raw, out, f, digest.String()); err != nil {
-				st.Fail()
-				return nil, err
-			}
-			a, err := artifactOf(ctx, out, f)
-			if err != nil {
-				return nil, err
-			}
-			arts = append(arts, a)
+		if err := o.write(ctx, j); err != nil {
+			st.Fail()
+			return nil, err
 		}
 	}
-	if !slices.Contains(formats, "raw") {
-		// Only the source of a qcow2 or vmdk.
-		os.Remove(filepath.Join(tmp, p.Role+".raw"))
-	}
+	j.finish()
+	arts, diskInfo := j.arts, j.disk
 
-	if (isoCmdline != "" || pxeCmdline != "") && diskInfo == nil {
-		diskInfo = &imagemeta.Disk{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
-	}
-	if isoCmdline != "" {
-		diskInfo.ISOCmdline, diskInfo.ISOESPFiles = isoCmdline, isoESP
-	}
-	if pxeCmdline != "" {
-		diskInfo.PXECmdline = pxeCmdline
-	}
 	pkgs, err := dpkg.ParseStatus(bytes.NewReader(im.Packages))
 	if err != nil {
 		return nil, fmt.Errorf("reading the image's package list: %w", err)
