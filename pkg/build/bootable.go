@@ -3,6 +3,7 @@ package build
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/units"
@@ -125,7 +127,10 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 func (b *Builder) runInitramfs(ctx context.Context, st *Stage, k initramfsKey, _ string) (bootRecord, string, error) {
 	p, base := k.Plan, k.BaseRecord
 	var rec bootRecord
-	if err := b.verify(base.Tar); err != nil {
+	if err := b.verify(ctx, base.Tar); err != nil {
+		if !errors.Is(err, cache.ErrCorrupt) {
+			return rec, "", err
+		}
 		_ = b.o.Cache.Delete(baseStage, k.Base)
 		return rec, "", fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
 	}

@@ -231,11 +231,11 @@ func (b *Builder) releaseDigests(ctx context.Context, sources []string) ([]strin
 
 // verify re-hashes a cached blob, once per Builder: a build of several
 // roles reads the same base blobs for each of them.
-func (b *Builder) verify(digest string) error {
+func (b *Builder) verify(ctx context.Context, digest string) error {
 	if b.verified[digest] {
 		return nil
 	}
-	if err := b.o.Cache.Verify(digest); err != nil {
+	if err := b.o.Cache.Verify(ctx, digest); err != nil {
 		return err
 	}
 	b.verified[digest] = true

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -123,5 +125,52 @@ func TestStagesCached(t *testing.T) {
 	check("after a template edit")
 	if edited == first {
 		t.Errorf("the template edit did not change the image %s", first)
+	}
+}
+
+// TestStageDamaged: a cached record whose blob is damaged is dropped and
+// its stage rebuilt; a lookup cut short by a cancel keeps the record.
+func TestStageDamaged(t *testing.T) {
+	c, err := cache.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tools := newFakeTools()
+	runFake(t, c, tools, fakePlan("a\n"))
+
+	// Damage the base's compressed layer.
+	var rec layerRecord
+	b := &Builder{o: Options{Cache: c, Rootless: false}, mmdVersion: "mmdebstrap 0.0-fake", releases: map[string]string{}, verified: map[string]bool{}}
+	p := fakePlan("a\n")
+	b.releases[p.Distribution.Sources[0]] = "sha256:5555"
+	bk, err := b.baseKey(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := cache.KeyOf(baseStage, bk)
+	if !c.Get(baseStage, key, &rec) {
+		t.Fatal("no base record")
+	}
+	if err := os.WriteFile(c.BlobPath(rec.Blob), []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b.o.Progress = NewProgress(nil, time.Now)
+	if _, _, err := runStage(ctx, b, p.Role, b.baseStage(), bk); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled base stage = %v, want context.Canceled", err)
+	}
+	if !c.Get(baseStage, key, &rec) {
+		t.Fatal("a cancelled lookup dropped the base's record")
+	}
+
+	_, ended := runFake(t, c, tools, fakePlan("a\n"))
+	if strings.HasPrefix(ended["base"], "cached") {
+		t.Errorf("a damaged base was used: %q", ended["base"])
+	}
+	if got := tools.count("base"); got != 2 {
+		t.Errorf("the base ran %d times, want 2", got)
 	}
 }

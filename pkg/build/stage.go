@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/imgforge/imgforge/pkg/cache"
@@ -49,9 +50,16 @@ func runStage[K, R any](ctx context.Context, b *Builder, role string, s stage[K,
 // (the overlay reports the files it could not make under its own name).
 func runStarted[K, R any](ctx context.Context, b *Builder, st *Stage, s stage[K, R], key string, k K) (R, error) {
 	var rec R
-	if b.o.Cache.Get(s.version, key, &rec) && usable(b, s, key, rec) {
-		st.Done("cached " + s.cached(rec))
-		return rec, nil
+	if b.o.Cache.Get(s.version, key, &rec) {
+		ok, err := usable(ctx, b, s, key, rec)
+		if err != nil {
+			st.Fail()
+			return *new(R), err
+		}
+		if ok {
+			st.Done("cached " + s.cached(rec))
+			return rec, nil
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		st.Fail()
@@ -71,21 +79,25 @@ func runStarted[K, R any](ctx context.Context, b *Builder, st *Stage, s stage[K,
 }
 
 // usable re-hashes the blobs of a cached record (once per Builder) and
-// runs the stage's own check; a record that fails is deleted.
-func usable[K, R any](b *Builder, s stage[K, R], key string, rec R) bool {
-	for _, d := range nonEmpty(s.blobs(rec)...) {
-		if err := b.verify(d); err != nil {
+// runs the stage's own check; a record that fails is deleted. The error
+// is ctx's, when it ended during the check.
+func usable[K, R any](ctx context.Context, b *Builder, s stage[K, R], key string, rec R) (bool, error) {
+	for _, d := range s.blobs(rec) {
+		if err := b.verify(ctx, d); err != nil {
+			if !errors.Is(err, cache.ErrCorrupt) {
+				return false, err
+			}
 			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s is damaged (%v); rebuilding it", s.version, short(key), err))
 			_ = b.o.Cache.Delete(s.version, key)
-			return false
+			return false, nil
 		}
 	}
 	if s.check != nil {
 		if lost, ok := s.check(rec); !ok {
 			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s lost its %s; rebuilding it", s.version, short(key), lost))
 			_ = b.o.Cache.Delete(s.version, key)
-			return false
+			return false, nil
 		}
 	}
-	return true
+	return true, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -209,7 +210,10 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 func (b *Builder) runRole(ctx context.Context, st *Stage, k roleKey, _ string) (layerRecord, string, error) {
 	p, base := k.Plan, k.BaseRecord
 	var rec layerRecord
-	if err := b.verify(base.Tar); err != nil {
+	if err := b.verify(ctx, base.Tar); err != nil {
+		if !errors.Is(err, cache.ErrCorrupt) {
+			return rec, "", err
+		}
 		_ = b.o.Cache.Delete(baseStage, k.Base)
 		return rec, "", fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
 	}

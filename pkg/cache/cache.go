@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -35,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/imgforge/imgforge/pkg/atomicfile"
+	"github.com/imgforge/imgforge/pkg/ctxio"
 )
 
 // ErrCorrupt is returned (wrapped) when a blob does not match its digest.
@@ -142,14 +142,18 @@ func (c *Cache) BlobPath(digest string) string {
 }
 
 // Verify re-hashes a blob and returns ErrCorrupt when it does not match.
-func (c *Cache) Verify(digest string) error {
+// It stops with ctx's error (not ErrCorrupt) once ctx is done.
+func (c *Cache) Verify(ctx context.Context, digest string) error {
 	f, err := os.Open(c.BlobPath(digest))
 	if err != nil {
 		return fmt.Errorf("%w: blob %s: %w", ErrCorrupt, digest, err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := ctxio.Copy(ctx, h, f); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("%w: reading blob %s: %w", ErrCorrupt, digest, err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
