@@ -1,9 +1,18 @@
 // Package build runs the stages that turn a Plan into images: the Debian
 // base layer, the role layer on top of it, the overlay of imgforge's own
-// files, and the outputs (OCI layout, docker archive, manifest, SBOM,
-// SHA256SUMS). Each stage is content-addressed in the cache, so a rebuild
-// redoes only what its inputs changed. Outputs appear atomically: a role's
-// output folder is either the previous complete one or the new complete one.
+// files, the initramfs and the verified root, and then the outputs.
+//
+// A stage (stage.go) has a name, a version, a typed key struct and a run
+// function; runStage looks its key up in the cache, re-hashes the blobs
+// the record names, and runs the stage only on a miss, so a rebuild redoes
+// only what its inputs changed. The programs of the host the stages need
+// are reached through Tools, which tests fake.
+//
+// An output (output.go, one output_FORMAT.go per format of pkg/format)
+// declares what it needs (the layers, the bootable root, the raw disk)
+// and writes its files; writeOutputs adds the manifest, the SBOM and
+// SHA256SUMS. Outputs appear atomically: a role's output folder is either
+// the previous complete one or the new complete one.
 package build
 
 import (
