@@ -153,11 +153,12 @@ func (f *fakeTools) Verity(_ context.Context, data, hash, salt string) (boot.Ver
 	return boot.Verity{RootHash: hex.EncodeToString(sum[:]), Salt: salt, DataBlocks: int64(len(b)+4095) / 4096, HashStart: 1}, nil
 }
 
-func (f *fakeTools) ConvertDisk(_ context.Context, raw, out, _ string) error {
+// ConvertDisk writes a small file that names the disk it converted.
+func (f *fakeTools) ConvertDisk(_ context.Context, raw, out, format string) error {
 	f.called("convert")
-	b, err := os.ReadFile(raw)
+	fi, err := os.Stat(raw)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(out, b, 0o644)
+	return os.WriteFile(out, fmt.Appendf(nil, "%s of a %d-byte raw disk\n", format, fi.Size()), 0o644)
 }

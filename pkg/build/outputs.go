@@ -280,7 +280,10 @@ func writeSums(ctx context.Context, dir string, known map[string]string) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
 		sum, ok := known[filepath.ToSlash(rel)]
 		if ok {
 			// Hashed as it was written.
