@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"slices"
-	"strings"
 	"text/tabwriter"
+
+	"github.com/imgforge/imgforge/pkg/format"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/units"
@@ -32,8 +32,8 @@ func newBuildCmd(c *common) *cobra.Command {
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, f := range formats {
-				if !slices.Contains(build.Formats, f) {
-					return fmt.Errorf("--format: unknown output format %q; known: %s", f, strings.Join(build.Formats, ", "))
+				if err := format.Check(f); err != nil {
+					return fmt.Errorf("--format: %w", err)
 				}
 			}
 			plans, err := c.plans(args)
@@ -77,7 +77,7 @@ func newBuildCmd(c *common) *cobra.Command {
 	c.addDefinitionFlags(cmd)
 	c.addCacheFlag(cmd)
 	cmd.Flags().StringVar(&outDir, "output-dir", "out", "folder the images are written to, one sub-folder per role")
-	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+strings.Join(build.Formats, ", ")+" (default: the image definition's outputs)")
+	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+format.List()+" (default: the image definition's outputs)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
 	return cmd
 }

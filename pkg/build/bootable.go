@@ -3,6 +3,7 @@ package build
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,12 +11,14 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/ctxio"
+	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/units"
 
 	"github.com/klauspost/pgzip"
 
 	"github.com/imgforge/imgforge/pkg/boot"
-	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/debian"
 	"github.com/imgforge/imgforge/pkg/layer"
 	"github.com/imgforge/imgforge/pkg/rootfs"
@@ -84,33 +87,58 @@ func (b *Builder) Bootable(ctx context.Context, im *Image) (*Bootable, error) {
 	return bt, nil
 }
 
+// initramfsKey is what the boot files are made of: the base (which holds
+// the kernel and the boot machinery, so every role shares them) and
+// imgforge's initramfs hooks.
+type initramfsKey struct {
+	Base     string   // the base's key
+	Files    []string // path, then digest, of each of boot.InitramfsFiles
+	Rootless bool
+	// BaseRecord is the base Base names.
+	BaseRecord layerRecord `key:"-"`
+	// Plan names the image in errors; the suite, sources and epoch it
+	// gives the chroot are in Base.
+	Plan *plan.Plan `key:"-"`
+}
+
+func (b *Builder) initramfsStage() stage[initramfsKey, bootRecord] {
+	return stage[initramfsKey, bootRecord]{
+		name: "initramfs", version: initramfsStage, run: b.runInitramfs,
+		blobs: func(r bootRecord) []string {
+			return nonEmpty(r.Kernel, r.Initrd, r.Bootloader, r.Isolinux, r.Ldlinux, r.IsoMBR)
+		},
+		cached: func(r bootRecord) string { return short(r.Initrd) },
+	}
+}
+
 // bootFiles makes the initramfs in the base (the kernel and the boot
 // machinery are the base's, so every role shares it) and picks out the
 // kernel and systemd-boot.
 func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) {
-	p := im.Plan
 	var sums []string
 	for _, f := range boot.InitramfsFiles() {
 		sums = append(sums, f.Path, digestOf(f.Data))
 	}
-	key := cache.Key(initramfsStage, im.Keys["base"], sums, b.o.Rootless)
-	st := b.o.Progress.Start(p.Role, "initramfs")
+	k := initramfsKey{Base: im.baseKey, Files: sums, Rootless: b.o.Rootless, BaseRecord: im.base, Plan: im.Plan}
+	rec, _, err := runStage(ctx, b, im.Plan.Role, b.initramfsStage(), k)
+	return rec, err
+}
+
+func (b *Builder) runInitramfs(ctx context.Context, st *Stage, k initramfsKey, _ string) (bootRecord, string, error) {
+	p, base := k.Plan, k.BaseRecord
 	var rec bootRecord
-	if b.o.Cache.Get(initramfsStage, key, &rec) && b.verifyAll(initramfsStage, key, nonEmpty(rec.Kernel, rec.Initrd, rec.Bootloader, rec.Isolinux, rec.Ldlinux, rec.IsoMBR)...) {
-		st.Done("cached " + short(rec.Initrd))
-		return rec, nil
+	if err := b.verify(ctx, base.Tar); err != nil {
+		if !errors.Is(err, cache.ErrCorrupt) {
+			return rec, "", err
+		}
+		_ = b.o.Cache.Delete(baseStage, k.Base)
+		return rec, "", fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
 	}
-	base := im.Layers[0].Record
-	if err := b.verify(base.Tar); err != nil {
-		st.Fail()
-		_ = b.o.Cache.Delete(baseStage, im.Keys["base"])
-		return rec, fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
-	}
-	files, err := extract(b.o.Cache.BlobPath(base.Tar), func(name string) bool {
+	files, err := extract(ctx, b.o.Cache.BlobPath(base.Tar), func(name string) bool {
 		return strings.HasPrefix(name, kernelPrefix) || name == sdBootPath || name == isolinuxPath || name == isoMBRPath || name == ldlinuxPath
 	})
 	if err != nil {
-		return rec, err
+		return rec, "", err
 	}
 	var kernels []string
 	for name := range files {
@@ -120,19 +148,17 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 	}
 	sort.Strings(kernels)
 	if len(kernels) == 0 {
-		st.Fail()
-		return rec, fmt.Errorf("image %s has no kernel (/boot/vmlinuz-*): add linux-image-%s to its packages", p.Image, p.Architecture)
+		return rec, "", fmt.Errorf("image %s has no kernel (/boot/vmlinuz-*): add linux-image-%s to its packages", p.Image, p.Architecture)
 	}
 	if files[sdBootPath] == nil {
-		st.Fail()
-		return rec, fmt.Errorf("image %s has no %s: add systemd-boot-efi to its packages", p.Image, sdBootPath)
+		return rec, "", fmt.Errorf("image %s has no %s: add systemd-boot-efi to its packages", p.Image, sdBootPath)
 	}
 	rec.KernelVersion = kernels[len(kernels)-1]
 	st.Update("mkinitramfs " + rec.KernelVersion)
 
 	tmp, err := b.o.Cache.TempDir("initramfs-")
 	if err != nil {
-		return rec, err
+		return rec, "", err
 	}
 	defer removeAllQuiet(tmp)
 	up := map[string]string{}
@@ -140,7 +166,7 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 	for i, f := range boot.InitramfsFiles() {
 		local := filepath.Join(tmp, fmt.Sprintf("in-%d", i))
 		if err := os.WriteFile(local, f.Data, 0o644); err != nil {
-			return rec, err
+			return rec, "", err
 		}
 		up[local] = f.Path
 		cmds = append(cmds, []string{"chmod", fmt.Sprintf("%o", f.Mode), f.Path})
@@ -152,15 +178,14 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 		Commands: cmds,
 		Download: map[string]string{"/tmp/imgforge-initrd.img": out},
 		Suite:    p.Distribution.Suite, Sources: p.Distribution.Sources, Epoch: p.SourceDateEpoch,
-		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log), Command: b.o.Mmdebstrap,
+		TempDir: tmp, Rootless: k.Rootless, Log: st.LogWriter(b.o.Log),
 	}
-	if err := ch.Run(ctx); err != nil {
-		st.Fail()
-		return rec, fmt.Errorf("making the initramfs: %w", err)
+	if err := b.o.Tools.Chroot(ctx, ch); err != nil {
+		return rec, "", fmt.Errorf("making the initramfs: %w", err)
 	}
 	initrd, err := os.ReadFile(out)
 	if err != nil {
-		return rec, fmt.Errorf("making the initramfs: %w", err)
+		return rec, "", fmt.Errorf("making the initramfs: %w", err)
 	}
 	type blob struct {
 		dst  *string
@@ -175,14 +200,10 @@ func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) 
 	}
 	for _, x := range blobs {
 		if *x.dst, err = b.o.Cache.PutBlob(x.data); err != nil {
-			return rec, err
+			return rec, "", err
 		}
 	}
-	if err := b.o.Cache.Put(initramfsStage, key, rec); err != nil {
-		return rec, err
-	}
-	st.Done(fmt.Sprintf("%s, initrd %s", rec.KernelVersion, units.Bytes(int64(len(initrd)))))
-	return rec, nil
+	return rec, fmt.Sprintf("%s, initrd %s", rec.KernelVersion, units.Bytes(int64(len(initrd)))), nil
 }
 
 func nonEmpty(ss ...string) []string {
@@ -195,16 +216,25 @@ func nonEmpty(ss ...string) []string {
 	return out
 }
 
-// verifyAll checks blobs of a record, dropping the record when one is bad.
-func (b *Builder) verifyAll(stage, key string, digests ...string) bool {
-	for _, d := range digests {
-		if err := b.verify(d); err != nil {
-			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s is damaged (%v); rebuilding it", stage, short(key), err))
-			_ = b.o.Cache.Delete(stage, key)
-			return false
-		}
+// rootfsKey is what the verified root is made of: the image's layers,
+// flattened, without what boot_exclude names.
+type rootfsKey struct {
+	Layers      []string // the layers' blobs, lowest (the base) first
+	Epoch       int64
+	Options     []string // tar2sqfs's settings
+	BootExclude []string
+	BootInclude []string
+	// BaseTar is the uncompressed tar of the lowest layer, which its
+	// blob determines: the root is built from it and the upper layers.
+	BaseTar string `key:"-"`
+}
+
+func (b *Builder) rootfsStage() stage[rootfsKey, rootRecord] {
+	return stage[rootfsKey, rootRecord]{
+		name: "rootfs", version: rootfsStage, run: b.runRootfs,
+		blobs:  func(r rootRecord) []string { return []string{r.Squashfs, r.Hash} },
+		cached: func(r rootRecord) string { return r.Verity.RootHash[:12] },
 	}
-	return true
 }
 
 // rootfs flattens the image's layers into a squashfs and its hash tree.
@@ -214,67 +244,63 @@ func (b *Builder) rootfs(ctx context.Context, im *Image) (rootRecord, error) {
 	for _, l := range im.Layers {
 		layers = append(layers, l.Record.Blob)
 	}
-	key := cache.Key(rootfsStage, layers, p.SourceDateEpoch, rootfs.Options, p.BootExclude, p.BootInclude)
-	st := b.o.Progress.Start(p.Role, "rootfs")
+	k := rootfsKey{Layers: layers, Epoch: p.SourceDateEpoch, Options: rootfs.Options, BootExclude: p.BootExclude, BootInclude: p.BootInclude, BaseTar: im.base.Tar}
+	rec, _, err := runStage(ctx, b, p.Role, b.rootfsStage(), k)
+	return rec, err
+}
+
+func (b *Builder) runRootfs(ctx context.Context, st *Stage, k rootfsKey, key string) (rootRecord, string, error) {
 	var rec rootRecord
-	if b.o.Cache.Get(rootfsStage, key, &rec) && b.verifyAll(rootfsStage, key, rec.Squashfs, rec.Hash) {
-		st.Done("cached " + rec.Verity.RootHash[:12])
-		return rec, nil
-	}
 	tmp, err := b.o.Cache.TempDir("rootfs-")
 	if err != nil {
-		return rec, err
+		return rec, "", err
 	}
 	defer removeAllQuiet(tmp)
 	// The lowest layer is the base's uncompressed tar; the others are
 	// small: unpack them beside it.
-	paths := []string{b.o.Cache.BlobPath(im.Layers[0].Record.Tar)}
-	for i, l := range im.Layers[1:] {
+	paths := []string{b.o.Cache.BlobPath(k.BaseTar)}
+	for i, blob := range k.Layers[1:] {
 		dst := filepath.Join(tmp, fmt.Sprintf("layer-%d.tar", i+1))
-		if err := gunzipTo(b.o.Cache.BlobPath(l.Record.Blob), dst); err != nil {
-			return rec, err
+		if err := gunzipTo(ctx, b.o.Cache.BlobPath(blob), dst); err != nil {
+			return rec, "", err
 		}
 		paths = append(paths, dst)
 	}
 	st.Update("squashfs")
 	sq := filepath.Join(tmp, "root.squashfs")
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(layer.Flatten(pw, paths, layer.GlobFilter(p.BootExclude, p.BootInclude))) }()
-	err = rootfs.Squashfs(ctx, pr, sq, p.SourceDateEpoch)
+	go func() {
+		pw.CloseWithError(layer.Flatten(ctx, pw, paths, layer.GlobFilter(k.BootExclude, k.BootInclude)))
+	}()
+	err = b.o.Tools.Squashfs(ctx, pr, sq, k.Epoch)
 	pr.CloseWithError(err)
 	if err != nil {
-		st.Fail()
-		return rec, err
+		return rec, "", err
 	}
 	st.Update("dm-verity")
 	hash := filepath.Join(tmp, "root.verity")
-	v, err := rootfs.Verity(ctx, sq, hash, rootfs.Salt(key))
+	v, err := b.o.Tools.Verity(ctx, sq, hash, rootfs.Salt(key))
 	if err != nil {
-		st.Fail()
-		return rec, err
+		return rec, "", err
 	}
 	rec.Verity = v
 	for _, x := range []struct {
 		dst *string
 		src string
 	}{{&rec.Squashfs, sq}, {&rec.Hash, hash}} {
-		if *x.dst, err = b.moveBlob(x.src); err != nil {
-			return rec, err
+		if *x.dst, err = b.moveBlob(ctx, x.src); err != nil {
+			return rec, "", err
 		}
-	}
-	if err := b.o.Cache.Put(rootfsStage, key, rec); err != nil {
-		return rec, err
 	}
 	fi, err := os.Stat(b.o.Cache.BlobPath(rec.Squashfs))
 	if err != nil {
-		return rec, err
+		return rec, "", err
 	}
-	st.Done(fmt.Sprintf("squashfs %s, root hash %s", units.Bytes(fi.Size()), v.RootHash[:12]))
-	return rec, nil
+	return rec, fmt.Sprintf("squashfs %s, root hash %s", units.Bytes(fi.Size()), v.RootHash[:12]), nil
 }
 
 // moveBlob stores a file as a blob.
-func (b *Builder) moveBlob(src string) (string, error) {
+func (b *Builder) moveBlob(ctx context.Context, src string) (string, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return "", err
@@ -285,14 +311,14 @@ func (b *Builder) moveBlob(src string) (string, error) {
 		return "", err
 	}
 	defer w.Abort()
-	if _, err := io.Copy(w, f); err != nil {
+	if _, err := ctxio.Copy(ctx, w, f); err != nil {
 		return "", err
 	}
 	d, _, err := w.Commit()
 	return d, err
 }
 
-func gunzipTo(src, dst string) error {
+func gunzipTo(ctx context.Context, src, dst string) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return err
@@ -306,7 +332,7 @@ func gunzipTo(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, zr); err != nil {
+	if _, err := ctxio.Copy(ctx, out, zr); err != nil {
 		out.Close()
 		return fmt.Errorf("reading layer %s: %w", src, err)
 	}
@@ -315,14 +341,14 @@ func gunzipTo(src, dst string) error {
 
 // extract reads the regular files want picks from a tar, following hard
 // links within it.
-func extract(tarPath string, want func(string) bool) (map[string][]byte, error) {
+func extract(ctx context.Context, tarPath string, want func(string) bool) (map[string][]byte, error) {
 	f, err := os.Open(tarPath)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	out := map[string][]byte{}
-	tr := tar.NewReader(f)
+	tr := tar.NewReader(ctxio.Reader(ctx, f))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {

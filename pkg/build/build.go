@@ -1,9 +1,18 @@
 // Package build runs the stages that turn a Plan into images: the Debian
 // base layer, the role layer on top of it, the overlay of imgforge's own
-// files, and the outputs (OCI layout, docker archive, manifest, SBOM,
-// SHA256SUMS). Each stage is content-addressed in the cache, so a rebuild
-// redoes only what its inputs changed. Outputs appear atomically: a role's
-// output folder is either the previous complete one or the new complete one.
+// files, the initramfs and the verified root, and then the outputs.
+//
+// A stage (stage.go) has a name, a version, a typed key struct and a run
+// function; runStage looks its key up in the cache, re-hashes the blobs
+// the record names, and runs the stage only on a miss, so a rebuild redoes
+// only what its inputs changed. The programs of the host the stages need
+// are reached through Tools, which tests fake.
+//
+// An output (output.go, one output_FORMAT.go per format of pkg/format)
+// declares what it needs (the layers, the bootable root, the raw disk)
+// and writes its files; writeOutputs adds the manifest, the SBOM and
+// SHA256SUMS. Outputs appear atomically: a role's output folder is either
+// the previous complete one or the new complete one.
 package build
 
 import (
@@ -13,9 +22,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/format"
 
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/debian"
@@ -26,9 +36,6 @@ import (
 
 // LogSink receives the output of the tools a build runs.
 type LogSink = io.Writer
-
-// Formats lists the output formats Build writes.
-var Formats = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso", "pxe"}
 
 // Options configure a Builder.
 type Options struct {
@@ -46,6 +53,9 @@ type Options struct {
 	Rootless bool
 	// Mmdebstrap is the mmdebstrap command; "mmdebstrap" when empty.
 	Mmdebstrap string
+	// Tools runs mmdebstrap and the other programs of the host;
+	// HostTools(Mmdebstrap) when nil.
+	Tools Tools
 	// ToolVersion is imgforge's version, written into manifests and SBOMs.
 	ToolVersion string
 	// Now tells the time, for stage timings only; time.Now when nil.
@@ -78,11 +88,14 @@ func New(ctx context.Context, o Options) (*Builder, error) {
 		o.Progress = NewProgress(nil, o.Now)
 	}
 	for _, f := range o.Formats {
-		if !slices.Contains(Formats, f) {
-			return nil, fmt.Errorf("unknown output format %q; known: %s", f, strings.Join(Formats, ", "))
+		if err := format.Check(f); err != nil {
+			return nil, err
 		}
 	}
-	v, err := debian.Version(ctx, o.Mmdebstrap)
+	if o.Tools == nil {
+		o.Tools = HostTools(o.Mmdebstrap)
+	}
+	v, err := o.Tools.MmdebstrapVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +139,10 @@ type Image struct {
 	Layers   []builtLayer
 	Packages []byte // dpkg status of the image
 	Keys     map[string]string
+	// base is the base's record, whose uncompressed tar the boot stages
+	// start from, and baseKey its key.
+	base    layerRecord
+	baseKey string
 }
 
 // BuildOne builds one plan and writes its outputs.
@@ -145,7 +162,11 @@ func (b *Builder) BuildOne(ctx context.Context, p *plan.Plan) (*imagemeta.Result
 
 // Layers builds (or finds in the cache) the layers of plan p.
 func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
-	base, baseKey, err := b.base(ctx, p)
+	bk, err := b.baseKey(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	base, baseKey, err := runStage(ctx, b, p.Role, b.baseStage(), bk)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +178,7 @@ func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}}
+	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}, base: base, baseKey: baseKey}
 	im.Layers = append(im.Layers, builtLayer{Kind: "base", Record: base})
 	if role.Blob != "" {
 		im.Layers = append(im.Layers, builtLayer{Kind: "role", Record: role})
@@ -219,11 +240,11 @@ func (b *Builder) releaseDigests(ctx context.Context, sources []string) ([]strin
 
 // verify re-hashes a cached blob, once per Builder: a build of several
 // roles reads the same base blobs for each of them.
-func (b *Builder) verify(digest string) error {
+func (b *Builder) verify(ctx context.Context, digest string) error {
 	if b.verified[digest] {
 		return nil
 	}
-	if err := b.o.Cache.Verify(digest); err != nil {
+	if err := b.o.Cache.Verify(ctx, digest); err != nil {
 		return err
 	}
 	b.verified[digest] = true

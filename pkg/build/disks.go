@@ -11,44 +11,27 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
-	"github.com/imgforge/imgforge/pkg/boot"
-	"github.com/imgforge/imgforge/pkg/disk"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
-
-func (b *Builder) writeRaw(path string, im *Image, bt *Bootable, imageDigest string) (*imagemeta.Disk, error) {
-	p := im.Plan
-	files, err := bt.bootFileData()
-	if err != nil {
-		return nil, err
-	}
-	l := disk.Layout{
-		Size: int64(p.Disk.Size), ESPSize: int64(p.Disk.ESPSize), Root: bt.Squashfs, Verity: bt.Hash,
-		RootHash: bt.Verity.RootHash, Seed: imageDigest, Epoch: p.SourceDateEpoch,
-	}
-	ids, err := l.IDs()
-	if err != nil {
-		return nil, err
-	}
-	cmdline := boot.Cmdline(p.Kernel.Cmdline, bt.Verity, boot.Devices{
-		Root: "PARTUUID=" + lower(ids.Root), Verity: "PARTUUID=" + lower(ids.Verity), State: "PARTUUID=" + lower(ids.State),
-	})
-	l.ESPFiles = boot.ESP("imgforge "+p.Role, cmdline, files["loader"], files["kernel"], files["initrd"])
-	if _, err := disk.WriteRaw(path, l); err != nil {
-		return nil, fmt.Errorf("role %s: %w", p.Role, err)
-	}
-	return &imagemeta.Disk{KernelVersion: bt.KernelVersion, Verity: bt.Verity, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)}, nil
-}
-
-func lower(s string) string { return string(bytes.ToLower([]byte(s))) }
 
 // convertDisk writes the disk image raw as format (qcow2 or vmdk) to out.
 // A vmdk made by qemu-img carries a random content ID (CID) in its
 // descriptor; it is replaced by one derived from seed, so that the same
 // image gives the same bytes.
-func convertDisk(ctx context.Context, raw, out, format, seed string) error {
+func convertDisk(ctx context.Context, tools Tools, raw, out, format, seed string) error {
+	if err := tools.ConvertDisk(ctx, raw, out, format); err != nil {
+		return err
+	}
+	if format == "vmdk" {
+		sum := sha256.Sum256([]byte("vmdk-cid:" + seed))
+		return setVMDKCID(out, hex.EncodeToString(sum[:4]))
+	}
+	return nil
+}
+
+// qemuConvert runs qemu-img convert.
+func qemuConvert(ctx context.Context, raw, out, format string) error {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		return fmt.Errorf("qemu-img is not installed (apt-get install qemu-utils): %w", err)
 	}
@@ -66,10 +49,6 @@ func convertDisk(ctx context.Context, raw, out, format, seed string) error {
 	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", format, "-o", opts, raw, out)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("qemu-img convert: %w: %s", err, bytes.TrimSpace(b))
-	}
-	if format == "vmdk" {
-		sum := sha256.Sum256([]byte("vmdk-cid:" + seed))
-		return setVMDKCID(out, hex.EncodeToString(sum[:4]))
 	}
 	return nil
 }
@@ -129,8 +108,8 @@ func setVMDKCID(path, cid string) error {
 	return f.Close()
 }
 
-func artifactOf(path, format string) (imagemeta.Output, error) {
-	d, err := fileDigest(path)
+func artifactOf(ctx context.Context, path, format string) (imagemeta.Output, error) {
+	d, err := fileDigest(ctx, path)
 	if err != nil {
 		return imagemeta.Output{}, err
 	}
@@ -139,68 +118,6 @@ func artifactOf(path, format string) (imagemeta.Output, error) {
 		return imagemeta.Output{}, err
 	}
 	return imagemeta.Output{Path: filepath.Base(path), Format: format, Size: fi.Size(), Digest: d}, nil
-}
-
-// writeISO writes the hybrid ISO of im: the same kernel, initramfs and
-// verified root as the disk, the root and its hash tree in one file. It
-// returns the kernel command line and the digests of its ESP's files.
-func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Bootable) (string, map[string]string, error) {
-	p := im.Plan
-	files, err := bt.bootFileData()
-	if err != nil {
-		return "", nil, err
-	}
-	rootImg := path + ".root.img"
-	defer os.Remove(rootImg)
-	if err := concat(rootImg, bt.Squashfs, bt.Hash); err != nil {
-		return "", nil, err
-	}
-	vol := "IMGFORGE_" + strings.ToUpper(strings.ReplaceAll(p.Role, "-", "_"))
-	if len(vol) > 32 {
-		vol = vol[:32]
-	}
-	cmdline := disk.ISOCmdline(p.Kernel.Cmdline, bt.Verity, vol)
-	l := disk.ISOLayout{
-		VolumeID: vol, RootImage: rootImg, Epoch: p.SourceDateEpoch,
-		ESPFiles: boot.ESP("imgforge "+p.Role, cmdline, files["loader"], files["kernel"], files["initrd"]),
-	}
-	if bt.Isolinux != "" {
-		bios := &disk.BIOSBoot{Kernel: files["kernel"], Initrd: files["initrd"], Cmdline: cmdline}
-		for _, x := range []struct {
-			dst *[]byte
-			src string
-		}{{&bios.Isolinux, bt.Isolinux}, {&bios.Ldlinux, bt.Ldlinux}, {&bios.MBR, bt.IsoMBR}} {
-			if *x.dst, err = os.ReadFile(x.src); err != nil {
-				return "", nil, fmt.Errorf("reading ISOLINUX: %w", err)
-			}
-		}
-		l.BIOS = bios
-	}
-	if err := disk.WriteISO(ctx, path, l); err != nil {
-		return "", nil, fmt.Errorf("role %s: %w", p.Role, err)
-	}
-	return cmdline, boot.Digests(l.ESPFiles), nil
-}
-
-func concat(dst string, srcs ...string) error {
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	for _, s := range srcs {
-		in, err := os.Open(s)
-		if err != nil {
-			out.Close()
-			return err
-		}
-		_, err = io.Copy(out, in)
-		in.Close()
-		if err != nil {
-			out.Close()
-			return err
-		}
-	}
-	return out.Close()
 }
 
 // bootFileData reads the kernel, initrd and boot loader of a Bootable.
@@ -216,56 +133,20 @@ func (bt *Bootable) bootFileData() (map[string][]byte, error) {
 	return files, nil
 }
 
-// writePXE writes the PXE set of im into dir (OUTPUT/ROLE/pxe): the
-// kernel, the initramfs, the root image (the squashfs, then its hash
-// tree, as on the ISO) and boot.ipxe, whose kernel command line carries
-// the root hash and the root image's size. It returns that command line
-// and the set's files, with paths relative to dir's parent.
-func (b *Builder) writePXE(dir string, im *Image, bt *Bootable) (string, []imagemeta.Output, error) {
-	p := im.Plan
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", nil, err
+// convert writes the raw disk as format (qcow2, vmdk) beside it.
+func (j *outputJob) convert(ctx context.Context, format string) error {
+	raw, err := j.raw(ctx)
+	if err != nil {
+		return err
 	}
-	var arts []imagemeta.Output
-	add := func(name, format string, write func(io.Writer) error) error {
-		a, err := writeHashed(filepath.Join(dir, name), write)
-		if err != nil {
-			return fmt.Errorf("writing the PXE set's %s: %w", name, err)
-		}
-		a.Path, a.Format = filepath.Base(dir)+"/"+name, format
-		arts = append(arts, a)
-		return nil
+	out := filepath.Join(j.dir, j.im.Plan.Role+"."+format)
+	if err := convertDisk(ctx, j.b.o.Tools, raw, out, format, j.digest); err != nil {
+		return err
 	}
-	copyFrom := func(srcs ...string) func(io.Writer) error {
-		return func(w io.Writer) error {
-			for _, s := range srcs {
-				f, err := os.Open(s)
-				if err != nil {
-					return err
-				}
-				_, err = io.Copy(w, f)
-				f.Close()
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		}
+	a, err := artifactOf(ctx, out, format)
+	if err != nil {
+		return err
 	}
-	if err := add(boot.PXEKernel, "pxe-kernel", copyFrom(bt.Kernel)); err != nil {
-		return "", nil, err
-	}
-	if err := add(boot.PXEInitrd, "pxe-initrd", copyFrom(bt.Initrd)); err != nil {
-		return "", nil, err
-	}
-	if err := add(boot.PXERoot, "pxe-root", copyFrom(bt.Squashfs, bt.Hash)); err != nil {
-		return "", nil, err
-	}
-	size := arts[len(arts)-1].Size
-	cmdline := boot.NetCmdline(p.Kernel.Cmdline, bt.Verity, "${"+boot.IPXEBase+"}"+boot.PXERoot, size)
-	script := boot.IPXEScript(p.Role, cmdline)
-	if err := add(boot.PXEScript, "ipxe", func(w io.Writer) error { _, err := w.Write(script); return err }); err != nil {
-		return "", nil, err
-	}
-	return cmdline, arts, nil
+	j.arts = append(j.arts, a)
+	return nil
 }

@@ -34,7 +34,7 @@ func TestConvertDiskReproducible(t *testing.T) {
 			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if err := convertDisk(context.Background(), raw, out, f, "sha256:1234"); err != nil {
+			if err := convertDisk(context.Background(), HostTools(""), raw, out, f, "sha256:1234"); err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
 			b, err := os.ReadFile(out)
@@ -53,7 +53,7 @@ func TestConvertDiskReproducible(t *testing.T) {
 			t.Errorf("vmdk: no CID in the descriptor")
 		}
 	}
-	if err := convertDisk(context.Background(), raw, filepath.Join(dir, "x.vdi"), "vdi", ""); err == nil {
+	if err := convertDisk(context.Background(), HostTools(""), raw, filepath.Join(dir, "x.vdi"), "vdi", ""); err == nil {
 		t.Error("vdi: want an error naming the accepted formats")
 	}
 }

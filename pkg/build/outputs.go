@@ -11,13 +11,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/dpkg"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/oci"
@@ -113,104 +113,30 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 			os.RemoveAll(tmp)
 		}
 	}()
-	var arts []imagemeta.Output
-	var bootable *Bootable
-	var diskInfo *imagemeta.Disk
-	var isoCmdline, pxeCmdline string
-	var isoESP map[string]string
 	formats := b.formats(p)
-	if slices.Contains(formats, "raw") || slices.Contains(formats, "qcow2") || slices.Contains(formats, "vmdk") || slices.Contains(formats, "iso") || slices.Contains(formats, "pxe") {
-		if bootable, err = b.Bootable(ctx, im); err != nil {
+	outs, needs, err := planOutputs(formats)
+	if err != nil {
+		st.Fail()
+		return nil, err
+	}
+	j := &outputJob{b: b, im: im, img: img, layers: layers, digest: digest.String(), dir: tmp, formats: formats}
+	if needs&needBootable != 0 {
+		if j.bootable, err = b.Bootable(ctx, im); err != nil {
 			return nil, err
 		}
 	}
-	for _, f := range formats {
+	for _, o := range outs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		switch f {
-		case "oci":
-			if err := oci.WriteLayout(filepath.Join(tmp, "oci"), img, p.Role, layers); err != nil {
-				st.Fail()
-				return nil, err
-			}
-			arts = append(arts, imagemeta.Output{Path: "oci", Format: "oci", Size: dirSize(filepath.Join(tmp, "oci")), Digest: digest.String()})
-		case "docker-archive":
-			name := p.Role + ".docker.tar"
-			a, err := writeHashed(filepath.Join(tmp, name), func(w io.Writer) error {
-				return oci.WriteDockerArchive(w, "imgforge/"+p.Role+":latest", img)
-			})
-			if err != nil {
-				st.Fail()
-				return nil, err
-			}
-			a.Path, a.Format = name, "docker-archive"
-			arts = append(arts, a)
-		case "iso":
-			iso := filepath.Join(tmp, p.Role+".iso")
-			cmdline, digests, err := b.writeISO(ctx, iso, im, bootable)
-			if err != nil {
-				st.Fail()
-				return nil, err
-			}
-			isoCmdline, isoESP = cmdline, digests
-			a, err := artifactOf(iso, "iso")
-			if err != nil {
-				return nil, err
-			}
-			arts = append(arts, a)
-		case "pxe":
-			cmdline, as, err := b.writePXE(filepath.Join(tmp, "pxe"), im, bootable)
-			if err != nil {
-				st.Fail()
-				return nil, err
-			}
-			pxeCmdline = cmdline
-			arts = append(arts, as...)
-		case "raw", "qcow2", "vmdk":
-			raw := filepath.Join(tmp, p.Role+".raw")
-			if _, err := os.Stat(raw); err != nil {
-				if diskInfo, err = b.writeRaw(raw, im, bootable, digest.String()); err != nil {
-					st.Fail()
-					return nil, err
-				}
-				if slices.Contains(formats, "raw") {
-					a, err := artifactOf(raw, "raw")
-					if err != nil {
-						return nil, err
-					}
-					arts = append(arts, a)
-				}
-			}
-			if f == "raw" {
-				break
-			}
-			out := filepath.Join(tmp, p.Role+"."+f)
-			if err := convertDisk(ctx, raw, out, f, digest.String()); err != nil {
-				st.Fail()
-				return nil, err
-			}
-			a, err := artifactOf(out, f)
-			if err != nil {
-				return nil, err
-			}
-			arts = append(arts, a)
+		if err := o.write(ctx, j); err != nil {
+			st.Fail()
+			return nil, err
 		}
 	}
-	if !slices.Contains(formats, "raw") {
-		// Only the source of a qcow2 or vmdk.
-		os.Remove(filepath.Join(tmp, p.Role+".raw"))
-	}
+	j.finish()
+	arts, diskInfo := j.arts, j.disk
 
-	if (isoCmdline != "" || pxeCmdline != "") && diskInfo == nil {
-		diskInfo = &imagemeta.Disk{KernelVersion: bootable.KernelVersion, Verity: bootable.Verity}
-	}
-	if isoCmdline != "" {
-		diskInfo.ISOCmdline, diskInfo.ISOESPFiles = isoCmdline, isoESP
-	}
-	if pxeCmdline != "" {
-		diskInfo.PXECmdline = pxeCmdline
-	}
 	pkgs, err := dpkg.ParseStatus(bytes.NewReader(im.Packages))
 	if err != nil {
 		return nil, fmt.Errorf("reading the image's package list: %w", err)
@@ -220,7 +146,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	if err := doc.WriteJSON(&sb); err != nil {
 		return nil, err
 	}
-	a, err := writeHashed(filepath.Join(tmp, "sbom.spdx.json"), func(w io.Writer) error { _, err := w.Write(sb.Bytes()); return err })
+	a, err := writeHashed(ctx, filepath.Join(tmp, "sbom.spdx.json"), func(w io.Writer) error { _, err := w.Write(sb.Bytes()); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +175,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	if err != nil {
 		return nil, err
 	}
-	a, err = writeHashed(filepath.Join(tmp, imagemeta.ManifestName), func(w io.Writer) error { _, err := w.Write(mj); return err })
+	a, err = writeHashed(ctx, filepath.Join(tmp, imagemeta.ManifestName), func(w io.Writer) error { _, err := w.Write(mj); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -262,11 +188,11 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 			known[a.Path] = strings.TrimPrefix(a.Digest, "sha256:")
 		}
 	}
-	if err := writeSums(tmp, known); err != nil {
+	if err := writeSums(ctx, tmp, known); err != nil {
 		return nil, err
 	}
 	sums := imagemeta.Output{Path: imagemeta.SumsName, Format: "sha256sums"}
-	if sums.Digest, err = fileDigest(filepath.Join(tmp, sums.Path)); err != nil {
+	if sums.Digest, err = fileDigest(ctx, filepath.Join(tmp, sums.Path)); err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(filepath.Join(tmp, sums.Path)); err != nil {
@@ -304,13 +230,13 @@ func swapDir(tmp, final string) error {
 	return nil
 }
 
-func writeHashed(path string, write func(io.Writer) error) (imagemeta.Output, error) {
+func writeHashed(ctx context.Context, path string, write func(io.Writer) error) (imagemeta.Output, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return imagemeta.Output{}, err
 	}
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
+	cw := &countWriter{w: ctxio.Writer(ctx, io.MultiWriter(f, h))}
 	if err := write(cw); err != nil {
 		f.Close()
 		return imagemeta.Output{}, err
@@ -332,14 +258,14 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func fileDigest(path string) (string, error) {
+func fileDigest(ctx context.Context, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := ctxio.Copy(ctx, h, f); err != nil {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
@@ -348,20 +274,23 @@ func fileDigest(path string) (string, error) {
 // writeSums writes SHA256SUMS for every file below dir. Files in known
 // (relative path -> hex sha256) and blobs of an OCI layout, which are named
 // by their digest, are not hashed again.
-func writeSums(dir string, known map[string]string) error {
+func writeSums(ctx context.Context, dir string, known map[string]string) error {
 	sums := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
 		sum, ok := known[filepath.ToSlash(rel)]
 		if ok {
 			// Hashed as it was written.
 		} else if b := filepath.Base(filepath.Dir(p)); b == "sha256" && strings.Contains(rel, "blobs/sha256/") && len(d.Name()) == 64 {
 			sum = d.Name()
 		} else {
-			s, err := fileDigest(p)
+			s, err := fileDigest(ctx, p)
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -15,7 +16,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/units"
 
@@ -56,36 +59,18 @@ type builtLayer struct {
 
 var keepFiles = []string{"etc/passwd", "etc/group", "var/lib/dpkg/status"}
 
-// lookup finds a stage record and checks the blobs it names; a record whose
-// blobs are missing or corrupt is dropped, so the stage is rebuilt.
-func (b *Builder) lookup(stage, key string, rec *layerRecord, verifyTar bool) bool {
-	if !b.o.Cache.Get(stage, key, rec) {
-		return false
-	}
+// layerBlobs are the blobs a layer record names that a cache hit must
+// still hold (the base's uncompressed tar is checked by the stages that
+// read it).
+func layerBlobs(rec layerRecord) []string {
 	check := []string{rec.Index, rec.Status, rec.Passwd, rec.Group}
 	if rec.Blob != "" {
 		check = append(check, rec.Blob)
 	}
-	if verifyTar && rec.Tar != "" {
-		check = append(check, rec.Tar)
-	}
-	for _, d := range check {
-		if err := b.verify(d); err != nil {
-			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s is damaged (%v); rebuilding it", stage, short(key), err))
-			_ = b.o.Cache.Delete(stage, key)
-			*rec = layerRecord{}
-			return false
-		}
-	}
-	if rec.Lists != "" {
-		if fi, err := os.Stat(filepath.Join(b.o.Cache.Dir(), "lists", rec.Lists)); err != nil || !fi.IsDir() {
-			b.o.Progress.Note(fmt.Sprintf("cache: %s entry %s lost its apt lists; rebuilding it", stage, short(key)))
-			_ = b.o.Cache.Delete(stage, key)
-			return false
-		}
-	}
-	return true
+	return check
 }
+
+func layerID(rec layerRecord) string { return short(rec.Blob) }
 
 func short(d string) string {
 	d = strings.TrimPrefix(d, "sha256:")
@@ -95,27 +80,54 @@ func short(d string) string {
 	return d
 }
 
-func (b *Builder) baseKey(ctx context.Context, p *plan.Plan) (string, error) {
-	rel, err := b.releaseDigests(ctx, p.Distribution.Sources)
-	if err != nil {
-		return "", err
-	}
-	return cache.Key(baseStage, b.mmdVersion, p.Distribution.Suite, p.Architecture, p.Distribution.Sources, rel,
-		p.BasePackages, p.Exclude, p.Include, p.SourceDateEpoch, b.o.Rootless), nil
+// baseKey is what the Debian base is made of.
+type baseKey struct {
+	Mmdebstrap   string
+	Suite        string
+	Architecture string
+	Sources      []string
+	Releases     []string // the InRelease digest of each source
+	Packages     []string
+	Exclude      []string
+	Include      []string
+	Epoch        int64
+	Rootless     bool
+	// Plan names the definition's lines in errors; its fields that the
+	// base reads are the ones above.
+	Plan *plan.Plan `key:"-"`
 }
 
-func (b *Builder) base(ctx context.Context, p *plan.Plan) (layerRecord, string, error) {
-	key, err := b.baseKey(ctx, p)
+func (b *Builder) baseKey(ctx context.Context, p *plan.Plan) (baseKey, error) {
+	rel, err := b.releaseDigests(ctx, p.Distribution.Sources)
 	if err != nil {
-		return layerRecord{}, "", err
+		return baseKey{}, err
 	}
-	st := b.o.Progress.Start(p.Role, "base")
+	return baseKey{
+		Mmdebstrap: b.mmdVersion, Suite: p.Distribution.Suite, Architecture: p.Architecture, Sources: p.Distribution.Sources, Releases: rel,
+		Packages: p.BasePackages, Exclude: p.Exclude, Include: p.Include, Epoch: p.SourceDateEpoch, Rootless: b.o.Rootless, Plan: p,
+	}, nil
+}
+
+// baseStage is the Debian base: mmdebstrap's root filesystem, kept both
+// compressed (the lowest layer) and as a tar (what the role's packages,
+// the initramfs and the root filesystem start from), with its apt lists.
+func (b *Builder) baseStage() stage[baseKey, layerRecord] {
+	return stage[baseKey, layerRecord]{
+		name: "base", version: baseStage, blobs: layerBlobs, cached: layerID, run: b.runBase,
+		check: func(rec layerRecord) (string, bool) {
+			if rec.Lists == "" {
+				return "", true
+			}
+			fi, err := os.Stat(filepath.Join(b.o.Cache.Dir(), "lists", rec.Lists))
+			return "apt lists", err == nil && fi.IsDir()
+		},
+	}
+}
+
+func (b *Builder) runBase(ctx context.Context, st *Stage, k baseKey, key string) (layerRecord, string, error) {
+	p := k.Plan
 	var rec layerRecord
-	if b.lookup(baseStage, key, &rec, false) {
-		st.Done("cached " + short(rec.Blob))
-		return rec, key, nil
-	}
-	st.Update(fmt.Sprintf("mmdebstrap %s, %d packages", p.Distribution.Suite, len(p.BasePackages)))
+	st.Update(fmt.Sprintf("mmdebstrap %s, %d packages", k.Suite, len(k.Packages)))
 	tmp, err := b.o.Cache.TempDir("base-")
 	if err != nil {
 		return rec, "", err
@@ -126,13 +138,12 @@ func (b *Builder) base(ctx context.Context, p *plan.Plan) (layerRecord, string, 
 		return rec, "", err
 	}
 	bs := &debian.Bootstrap{
-		Suite: p.Distribution.Suite, Architecture: p.Architecture, Sources: p.Distribution.Sources,
-		Packages: p.BasePackages, Exclude: p.Exclude, Include: p.Include, Epoch: p.SourceDateEpoch,
+		Suite: k.Suite, Architecture: k.Architecture, Sources: k.Sources,
+		Packages: k.Packages, Exclude: k.Exclude, Include: k.Include, Epoch: k.Epoch,
 		DebCache: b.o.Cache.DebDir(), ListsOut: lists, Output: filepath.Join(tmp, "root.tar"),
-		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log), Command: b.o.Mmdebstrap,
+		TempDir: tmp, Rootless: k.Rootless, Log: st.LogWriter(b.o.Log),
 	}
-	if err := bs.Run(ctx); err != nil {
-		st.Fail()
+	if err := b.o.Tools.Bootstrap(ctx, bs); err != nil {
 		return rec, "", packageError(p, err)
 	}
 	st.Update("compressing")
@@ -142,9 +153,9 @@ func (b *Builder) base(ctx context.Context, p *plan.Plan) (layerRecord, string, 
 	}
 	defer f.Close()
 	var res *layer.Result
-	rec, err = b.writeLayer(true, func(w io.Writer) error {
+	rec, err = b.writeLayer(ctx, true, func(w io.Writer) error {
 		var err error
-		res, err = layer.Normalize(w, f, layer.Normalizer{Epoch: epoch(p)}, layer.DropDeviceNodes, keepFiles)
+		res, err = layer.Normalize(ctx, w, f, layer.Normalizer{Epoch: time.Unix(k.Epoch, 0).UTC()}, layer.DropDeviceNodes, keepFiles)
 		return err
 	})
 	if err != nil {
@@ -163,31 +174,50 @@ func (b *Builder) base(ctx context.Context, p *plan.Plan) (layerRecord, string, 
 	if err := os.Rename(lists, dst); err != nil {
 		return rec, "", fmt.Errorf("storing apt lists: %w", err)
 	}
-	if err := b.o.Cache.Put(baseStage, key, rec); err != nil {
-		return rec, "", err
-	}
-	st.Done(fmt.Sprintf("%s, %s compressed", short(rec.Blob), units.Bytes(rec.Size)))
-	return rec, key, nil
+	return rec, fmt.Sprintf("%s, %s compressed", short(rec.Blob), units.Bytes(rec.Size)), nil
+}
+
+// roleKey is what the role's packages layer is made of: the base and the
+// packages installed on it.
+type roleKey struct {
+	Base     string // the base's key
+	Packages []string
+	Prune    []string
+	Exclude  []string
+	Include  []string
+	// BaseRecord is the base the key names.
+	BaseRecord layerRecord `key:"-"`
+	// Plan gives the suite, sources and epoch, which Base holds.
+	Plan *plan.Plan `key:"-"`
+}
+
+// roleStage installs the role's packages on the base and keeps what
+// changed as a layer, without what the role's prune globs name.
+func (b *Builder) roleStage() stage[roleKey, layerRecord] {
+	return stage[roleKey, layerRecord]{name: "packages", version: roleStage, blobs: layerBlobs, cached: layerID, run: b.runRole}
 }
 
 func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, baseKey string) (layerRecord, string, error) {
-	key := cache.Key(roleStage, baseKey, p.Packages, p.Prune, p.Exclude, p.Include)
-	st := b.o.Progress.Start(p.Role, "packages")
+	k := roleKey{Base: baseKey, Packages: p.Packages, Prune: p.Prune, Exclude: p.Exclude, Include: p.Include, BaseRecord: base, Plan: p}
 	if len(p.Packages) == 0 && len(p.Prune) == 0 {
-		st.Done("none beyond the base")
-		return layerRecord{Index: base.Index, Status: base.Status, Passwd: base.Passwd, Group: base.Group}, key, nil
+		// No layer: the role's root is the base's.
+		b.o.Progress.Start(p.Role, "packages").Done("none beyond the base")
+		return layerRecord{Index: base.Index, Status: base.Status, Passwd: base.Passwd, Group: base.Group}, cache.KeyOf(roleStage, k), nil
 	}
+	return runStage(ctx, b, p.Role, b.roleStage(), k)
+}
+
+func (b *Builder) runRole(ctx context.Context, st *Stage, k roleKey, _ string) (layerRecord, string, error) {
+	p, base := k.Plan, k.BaseRecord
 	var rec layerRecord
-	if b.lookup(roleStage, key, &rec, false) {
-		st.Done("cached " + short(rec.Blob))
-		return rec, key, nil
-	}
-	if err := b.verify(base.Tar); err != nil {
-		st.Fail()
-		_ = b.o.Cache.Delete(baseStage, baseKey)
+	if err := b.verify(ctx, base.Tar); err != nil {
+		if !errors.Is(err, cache.ErrCorrupt) {
+			return rec, "", err
+		}
+		_ = b.o.Cache.Delete(baseStage, k.Base)
 		return rec, "", fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
 	}
-	st.Update(fmt.Sprintf("installing %s", strings.Join(p.Packages, " ")))
+	st.Update(fmt.Sprintf("installing %s", strings.Join(k.Packages, " ")))
 	tmp, err := b.o.Cache.TempDir("role-")
 	if err != nil {
 		return rec, "", err
@@ -195,13 +225,12 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 	defer removeAllQuiet(tmp)
 	bs := &debian.Bootstrap{
 		Suite: p.Distribution.Suite, Architecture: p.Architecture, Sources: p.Distribution.Sources,
-		Packages: p.Packages, Exclude: p.Exclude, Include: p.Include, Epoch: p.SourceDateEpoch,
+		Packages: k.Packages, Exclude: k.Exclude, Include: k.Include, Epoch: p.SourceDateEpoch,
 		On: b.o.Cache.BlobPath(base.Tar), ListsIn: filepath.Join(b.o.Cache.Dir(), "lists", base.Lists),
 		DebCache: b.o.Cache.DebDir(), Output: filepath.Join(tmp, "root.tar"),
-		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log), Command: b.o.Mmdebstrap,
+		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log),
 	}
-	if err := bs.Run(ctx); err != nil {
-		st.Fail()
+	if err := b.o.Tools.Bootstrap(ctx, bs); err != nil {
 		return rec, "", packageError(p, err)
 	}
 	st.Update("diffing against the base")
@@ -211,14 +240,14 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 	}
 	// The role's prune globs are applied here, to the names in the tar:
 	// no shell, and no symlink followed.
-	prune, err := layer.PruneFilter(p.Prune)
+	prune, err := layer.PruneFilter(k.Prune)
 	if err != nil {
 		return rec, "", err
 	}
 	var res *layer.Result
-	rec, err = b.writeLayer(false, func(w io.Writer) error {
+	rec, err = b.writeLayer(ctx, false, func(w io.Writer) error {
 		var err error
-		res, err = layer.Diff(w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p)}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
+		res, err = layer.Diff(ctx, w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p)}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
 		return err
 	})
 	if err != nil {
@@ -227,11 +256,7 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 	if err := b.storeRootInfo(&rec, res); err != nil {
 		return rec, "", err
 	}
-	if err := b.o.Cache.Put(roleStage, key, rec); err != nil {
-		return rec, "", err
-	}
-	st.Done(fmt.Sprintf("%s, %s compressed", short(rec.Blob), units.Bytes(rec.Size)))
-	return rec, key, nil
+	return rec, fmt.Sprintf("%s, %s compressed", short(rec.Blob), units.Bytes(rec.Size)), nil
 }
 
 func (b *Builder) readIndex(digest string) (layer.Index, error) {
@@ -271,7 +296,7 @@ func (b *Builder) storeRootInfo(rec *layerRecord, res *layer.Result) error {
 
 // writeLayer runs write with a writer whose bytes become a gzip layer blob
 // (and, with keepTar, an uncompressed tar blob too).
-func (b *Builder) writeLayer(keepTar bool, write func(io.Writer) error) (layerRecord, error) {
+func (b *Builder) writeLayer(ctx context.Context, keepTar bool, write func(io.Writer) error) (layerRecord, error) {
 	var rec layerRecord
 	gzBlob, err := b.o.Cache.NewBlob()
 	if err != nil {
@@ -297,7 +322,7 @@ func (b *Builder) writeLayer(keepTar bool, write func(io.Writer) error) (layerRe
 	if keepTar {
 		ws = append(ws, tarBlob)
 	}
-	if err := write(io.MultiWriter(ws...)); err != nil {
+	if err := write(ctxio.Writer(ctx, io.MultiWriter(ws...))); err != nil {
 		zw.Close()
 		return rec, err
 	}
@@ -323,6 +348,23 @@ func digestOf(b []byte) string {
 
 func hexDigest(h hash.Hash) string { return "sha256:" + hex.EncodeToString(h.Sum(nil)) }
 
+// overlayKey is what the overlay is made of: the files, over the root
+// of the role.
+type overlayKey struct {
+	Role  string   // the role stage's key
+	Index string   // the role's root filesystem index, which the files are laid over
+	Files []string // one line per file: path, type, mode, owner, link, content digest
+	Epoch int64
+	// Lower is the role's record; FileList the files Files sums up.
+	Lower    layerRecord  `key:"-"`
+	FileList []layer.File `key:"-"`
+	Plan     *plan.Plan   `key:"-"`
+}
+
+func (b *Builder) overlayStage() stage[overlayKey, layerRecord] {
+	return stage[overlayKey, layerRecord]{name: "overlay", version: overlayStage, blobs: layerBlobs, cached: layerID, run: b.runOverlay}
+}
+
 // overlay writes imgforge's own files: the plan's files, the role
 // description the agent reads, the cloud-init drop-ins and the service
 // links.
@@ -330,6 +372,7 @@ func (b *Builder) overlay(ctx context.Context, p *plan.Plan, role layerRecord, r
 	st := b.o.Progress.Start(p.Role, "overlay")
 	lower, err := b.readIndex(role.Index)
 	if err != nil {
+		st.Fail()
 		return layerRecord{}, "", err
 	}
 	files, err := b.overlayFiles(p, role, lower)
@@ -342,26 +385,27 @@ func (b *Builder) overlay(ctx context.Context, p *plan.Plan, role layerRecord, r
 		sum := sha256.Sum256(f.Data)
 		sums = append(sums, fmt.Sprintf("%s %c %o %d %d %s %x", f.Path, f.Type, f.Mode, f.UID, f.GID, f.Linkname, sum))
 	}
-	key := cache.Key(overlayStage, roleKey, role.Index, sums, p.SourceDateEpoch)
-	var rec layerRecord
-	if b.lookup(overlayStage, key, &rec, false) {
-		st.Done("cached " + short(rec.Blob))
-		return rec, key, nil
+	k := overlayKey{Role: roleKey, Index: role.Index, Files: sums, Epoch: p.SourceDateEpoch, Lower: role, FileList: files, Plan: p}
+	key := cache.KeyOf(overlayStage, k)
+	rec, err := runStarted(ctx, b, st, b.overlayStage(), key, k)
+	return rec, key, err
+}
+
+func (b *Builder) runOverlay(ctx context.Context, _ *Stage, k overlayKey, _ string) (layerRecord, string, error) {
+	role := k.Lower
+	lower, err := b.readIndex(role.Index)
+	if err != nil {
+		return layerRecord{}, "", err
 	}
-	rec, err = b.writeLayer(false, func(w io.Writer) error {
-		_, err := layer.WriteFiles(w, files, lower, layer.Normalizer{Epoch: epoch(p)})
+	rec, err := b.writeLayer(ctx, false, func(w io.Writer) error {
+		_, err := layer.WriteFiles(w, k.FileList, lower, layer.Normalizer{Epoch: time.Unix(k.Epoch, 0).UTC()})
 		return err
 	})
 	if err != nil {
-		st.Fail()
 		return rec, "", err
 	}
 	rec.Index, rec.Status, rec.Passwd, rec.Group = role.Index, role.Status, role.Passwd, role.Group
-	if err := b.o.Cache.Put(overlayStage, key, rec); err != nil {
-		return rec, "", err
-	}
-	st.Done(fmt.Sprintf("%s, %d files", short(rec.Blob), len(files)))
-	return rec, key, nil
+	return rec, fmt.Sprintf("%s, %d files", short(rec.Blob), len(k.FileList)), nil
 }
 
 // roleJSON is the role.json of the image of p.

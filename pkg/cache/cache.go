@@ -25,15 +25,16 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/imgforge/imgforge/pkg/atomicfile"
+	"github.com/imgforge/imgforge/pkg/ctxio"
 )
 
 // ErrCorrupt is returned (wrapped) when a blob does not match its digest.
@@ -141,14 +142,18 @@ func (c *Cache) BlobPath(digest string) string {
 }
 
 // Verify re-hashes a blob and returns ErrCorrupt when it does not match.
-func (c *Cache) Verify(digest string) error {
+// It stops with ctx's error (not ErrCorrupt) once ctx is done.
+func (c *Cache) Verify(ctx context.Context, digest string) error {
 	f, err := os.Open(c.BlobPath(digest))
 	if err != nil {
 		return fmt.Errorf("%w: blob %s: %w", ErrCorrupt, digest, err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := ctxio.Copy(ctx, h, f); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("%w: reading blob %s: %w", ErrCorrupt, digest, err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
@@ -285,4 +290,31 @@ func Key(parts ...any) string {
 		}
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// KeyOf is the key of a stage's typed key struct: the hash of version
+// and then of each exported field of key, in the order the struct
+// declares them, as Key hashes its parts. A field tagged `key:"-"` is an
+// input the others already determine (a lower stage's record, found by
+// its key) and is not hashed. So that old cache entries stay valid, add a
+// field at the end, and bump the stage's version when what the stage
+// writes changes.
+func KeyOf(version string, key any) string {
+	v := reflect.ValueOf(key)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		panic(fmt.Sprintf("cache: key of %s is a %T, not a struct", version, key))
+	}
+	parts := []any{version}
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() || f.Tag.Get("key") == "-" {
+			continue
+		}
+		parts = append(parts, v.Field(i).Interface())
+	}
+	return Key(parts...)
 }

@@ -114,7 +114,7 @@ func TestOpenClearsTmp(t *testing.T) {
 	if !c2.Get("base", "sha256:abc", &v) || v["a"] != 1 {
 		t.Errorf("record lost by Open: %v", v)
 	}
-	if err := c2.Verify(d); err != nil {
+	if err := c2.Verify(context.Background(), d); err != nil {
 		t.Errorf("blob lost by Open: %v", err)
 	}
 }
@@ -258,10 +258,10 @@ func TestBlobWriter(t *testing.T) {
 				t.Errorf("tmp/ after Commit: %v", got)
 			}
 			w.Abort() // safe after Commit, and keeps the blob
-			if err := c.Verify(d); err != nil {
+			if err := c.Verify(context.Background(), d); err != nil {
 				t.Errorf("Verify after Abort following Commit: %v", err)
 			}
-			if err := c.Verify("sha256:" + strings.Repeat("0", 64)); !errors.Is(err, ErrCorrupt) {
+			if err := c.Verify(context.Background(), "sha256:"+strings.Repeat("0", 64)); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Verify of a missing blob: %v, want ErrCorrupt", err)
 			}
 		})
@@ -367,7 +367,7 @@ func TestVerifyAndReadBlob(t *testing.T) {
 			if tc.digest != "" {
 				d = tc.digest
 			}
-			err = c.Verify(d)
+			err = c.Verify(context.Background(), d)
 			if got := errors.Is(err, ErrCorrupt); got != tc.corrupt || (err != nil) != tc.corrupt {
 				t.Errorf("Verify = %v, want corrupt %v", err, tc.corrupt)
 			}
@@ -557,5 +557,55 @@ func TestDefaultDir(t *testing.T) {
 				t.Errorf("DefaultDir = %q, %v; want %q", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestKeyOf checks that a typed key hashes as the positional Key of its
+// fields, in order, without the fields tagged key:"-": the stages' keys
+// did not change when they became structs.
+func TestKeyOf(t *testing.T) {
+	type k struct {
+		Name     string
+		List     []string
+		Nil      []string
+		Epoch    int64
+		Rootless bool
+		Skipped  map[string]int `key:"-"`
+		hidden   int
+	}
+	v := k{Name: "base", List: []string{"a", "b"}, Epoch: 7, Rootless: true, Skipped: map[string]int{"x": 1}, hidden: 3}
+	want := Key("base-v1", "base", []string{"a", "b"}, []string(nil), int64(7), true)
+	if got := KeyOf("base-v1", v); got != want {
+		t.Errorf("KeyOf = %s, want %s", got, want)
+	}
+	if got := KeyOf("base-v1", &v); got != want {
+		t.Errorf("KeyOf(pointer) = %s, want %s", got, want)
+	}
+	v.Skipped = nil
+	if got := KeyOf("base-v1", v); got != want {
+		t.Errorf("a key:\"-\" field changed the key")
+	}
+	if KeyOf("base-v2", v) == want {
+		t.Errorf("the version is not in the key")
+	}
+}
+
+// TestVerifyCanceled: a Verify cut short by its context is not a
+// corrupt blob, so that a Ctrl-C does not make a build drop its cache.
+func TestVerifyCanceled(t *testing.T) {
+	c, err := Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d, err := c.PutBlob([]byte(strings.Repeat("x", 1<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = c.Verify(ctx, d)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("Verify with a cancelled context = %v, want context.Canceled and not ErrCorrupt", err)
 	}
 }

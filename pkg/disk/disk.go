@@ -16,6 +16,7 @@
 package disk
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
@@ -166,7 +168,18 @@ func fileSize(p string) (int64, error) {
 }
 
 // WriteRaw writes the disk l describes to path, which must not exist.
-func WriteRaw(path string, l Layout) (IDs, error) {
+// It stops with ctx's error once ctx is done, within one buffer of the
+// root's copy, and removes what it wrote when it fails.
+func WriteRaw(ctx context.Context, path string, l Layout) (IDs, error) {
+	created := false
+	ids, err := writeRaw(ctx, path, l, &created)
+	if err != nil && created {
+		os.Remove(path)
+	}
+	return ids, err
+}
+
+func writeRaw(ctx context.Context, path string, l Layout, created *bool) (IDs, error) {
 	ids, err := l.IDs()
 	if err != nil {
 		return ids, err
@@ -182,6 +195,7 @@ func WriteRaw(path string, l Layout) (IDs, error) {
 	if err != nil {
 		return ids, fmt.Errorf("creating %s: %w", path, err)
 	}
+	*created = true
 	closed := false
 	defer func() {
 		if !closed {
@@ -228,7 +242,7 @@ func WriteRaw(path string, l Layout) (IDs, error) {
 		if err != nil {
 			return ids, err
 		}
-		_, err = io.Copy(io.NewOffsetWriter(out, int64(part.start)*sector), f)
+		_, err = ctxio.Copy(ctx, io.NewOffsetWriter(out, int64(part.start)*sector), f)
 		f.Close()
 		if err != nil {
 			return ids, fmt.Errorf("writing %s into %s: %w", part.src, path, err)

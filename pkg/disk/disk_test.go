@@ -2,6 +2,7 @@ package disk
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -63,11 +64,11 @@ func TestWriteRaw(t *testing.T) {
 	l := fakeLayout(t, 256<<20)
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.raw"), filepath.Join(dir, "b.raw")
-	ids, err := WriteRaw(a, l)
+	ids, err := WriteRaw(context.Background(), a, l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteRaw(b, l); err != nil {
+	if _, err := WriteRaw(context.Background(), b, l); err != nil {
 		t.Fatal(err)
 	}
 	da, _ := os.ReadFile(a)

@@ -334,7 +334,7 @@ func TestFixFAT(t *testing.T) {
 			Size: 512 << 20, ESPSize: 256 << 20, ESPFiles: boot.ESP("t", "cmdline", []byte("boot"), []byte("kernel"), []byte("initrd")),
 			Root: root, Verity: verity, RootHash: strings.Repeat("11", 32), Epoch: 1700000000,
 		}
-		if _, err := WriteRaw(raw, l); err != nil {
+		if _, err := WriteRaw(context.Background(), raw, l); err != nil {
 			t.Fatal(err)
 		}
 		pl, _ := l.Place()

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/imgforge/imgforge/pkg/ctxio"
 )
 
 // WhiteoutPrefix marks a deleted path in an OCI layer.
@@ -24,7 +27,10 @@ const WhiteoutPrefix = ".wh."
 // The entries diff writes are normalized and filtered as Normalize does,
 // and its Result indexes the whole upper root filesystem, so that it can
 // be the lower of a further Diff.
-func Diff(w io.Writer, lower Index, upperPath string, n Normalizer, filter Filter, keep []string) (*Result, error) {
+//
+// It stops with ctx's error once ctx is done, within one buffer.
+func Diff(ctx context.Context, w io.Writer, lower Index, upperPath string, n Normalizer, filter Filter, keep []string) (*Result, error) {
+	w = ctxio.Writer(ctx, w)
 	f, err := os.Open(upperPath)
 	if err != nil {
 		return nil, err
@@ -43,7 +49,7 @@ func Diff(w io.Writer, lower Index, upperPath string, n Normalizer, filter Filte
 		offset int64
 	}
 	var items []item
-	cr := &countingReader{r: f}
+	cr := &countingReader{r: ctxio.Reader(ctx, f)}
 	tr := tar.NewReader(cr)
 	for {
 		h, err := tr.Next()
@@ -135,6 +141,9 @@ func Diff(w io.Writer, lower Index, upperPath string, n Normalizer, filter Filte
 	for _, it := range items {
 		if !changed[it.name] {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		if err := tw.WriteHeader(it.h); err != nil {
 			return nil, fmt.Errorf("writing %s: %w", it.name, err)

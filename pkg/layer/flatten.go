@@ -2,12 +2,15 @@ package layer
 
 import (
 	"archive/tar"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"strings"
+
+	"github.com/imgforge/imgforge/pkg/ctxio"
 )
 
 // Flatten writes to w one tar holding the root filesystem that the layer
@@ -18,7 +21,10 @@ import (
 // the order of the lowest layer that has them; entries no lower layer has
 // follow, in their layer's order. filter, when not nil, drops entries (and
 // nothing else: a dropped directory's children are asked separately).
-func Flatten(w io.Writer, paths []string, filter Filter) error {
+//
+// It stops with ctx's error once ctx is done, within one buffer.
+func Flatten(ctx context.Context, w io.Writer, paths []string, filter Filter) error {
+	w = ctxio.Writer(ctx, w)
 	if len(paths) == 0 {
 		return errors.New("flatten: no layers")
 	}
@@ -44,7 +50,7 @@ func Flatten(w io.Writer, paths []string, filter Filter) error {
 	deleted := map[string]bool{}
 	opaque := map[string]bool{}
 	for i := 1; i < len(files); i++ {
-		cr := &countingReader{r: files[i]}
+		cr := &countingReader{r: ctxio.Reader(ctx, files[i])}
 		tr := tar.NewReader(cr)
 		for {
 			h, err := tr.Next()
@@ -136,6 +142,9 @@ func Flatten(w io.Writer, paths []string, filter Filter) error {
 
 	tr := tar.NewReader(files[0])
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			break

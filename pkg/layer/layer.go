@@ -7,6 +7,7 @@ package layer
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/ctxio"
 )
 
 // Entry is what a layer knows about one path of a root filesystem.
@@ -139,9 +142,11 @@ type Result struct {
 // Normalize copies the root filesystem tar r to w in canonical form,
 // dropping entries filter rejects, and indexes what it wrote. The content
 // of the paths in keep is returned in Result.Files.
-func Normalize(w io.Writer, r io.Reader, n Normalizer, filter Filter, keep []string) (*Result, error) {
-	tr := tar.NewReader(r)
-	tw := tar.NewWriter(w)
+//
+// It stops with ctx's error once ctx is done, within one buffer.
+func Normalize(ctx context.Context, w io.Writer, r io.Reader, n Normalizer, filter Filter, keep []string) (*Result, error) {
+	tr := tar.NewReader(ctxio.Reader(ctx, r))
+	tw := tar.NewWriter(ctxio.Writer(ctx, w))
 	res := &Result{Index: Index{}, Files: map[string][]byte{}}
 	keepSet := map[string]bool{}
 	for _, k := range keep {

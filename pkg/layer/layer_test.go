@@ -3,6 +3,7 @@ package layer
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -309,7 +310,7 @@ func TestNormalizerTimes(t *testing.T) {
 func TestNormalize(t *testing.T) {
 	in := tarBytes(t, rootfs())
 	var out bytes.Buffer
-	res, err := Normalize(&out, bytes.NewReader(in), testNorm, DropDeviceNodes, []string{"etc/passwd", "var/lib/dpkg/status", "etc/missing", "usr/bin"})
+	res, err := Normalize(context.Background(), &out, bytes.NewReader(in), testNorm, DropDeviceNodes, []string{"etc/passwd", "var/lib/dpkg/status", "etc/missing", "usr/bin"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +394,7 @@ func TestNormalize(t *testing.T) {
 
 	// Deterministic: the same input gives the same bytes.
 	var again bytes.Buffer
-	if _, err := Normalize(&again, bytes.NewReader(in), testNorm, DropDeviceNodes, nil); err != nil {
+	if _, err := Normalize(context.Background(), &again, bytes.NewReader(in), testNorm, DropDeviceNodes, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(out.Bytes(), again.Bytes()) {
@@ -401,7 +402,7 @@ func TestNormalize(t *testing.T) {
 	}
 	// Normalizing normalized output changes nothing.
 	var twice bytes.Buffer
-	if _, err := Normalize(&twice, bytes.NewReader(out.Bytes()), testNorm, DropDeviceNodes, nil); err != nil {
+	if _, err := Normalize(context.Background(), &twice, bytes.NewReader(out.Bytes()), testNorm, DropDeviceNodes, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(out.Bytes(), twice.Bytes()) {
@@ -442,11 +443,11 @@ func TestNormalizeCanonical(t *testing.T) {
 			mod[2].pax = maps.Clone(base[2].pax)
 			tc.modify(mod)
 			var a, b bytes.Buffer
-			ra, err := Normalize(&a, bytes.NewReader(tarBytes(t, base)), testNorm, DropDeviceNodes, nil)
+			ra, err := Normalize(context.Background(), &a, bytes.NewReader(tarBytes(t, base)), testNorm, DropDeviceNodes, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			rb, err := Normalize(&b, bytes.NewReader(tarBytes(t, mod)), testNorm, DropDeviceNodes, nil)
+			rb, err := Normalize(context.Background(), &b, bytes.NewReader(tarBytes(t, mod)), testNorm, DropDeviceNodes, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -471,13 +472,13 @@ func TestNormalizeErrors(t *testing.T) {
 		{"garbage", bytes.Repeat([]byte{0xff}, 1024)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := Normalize(io.Discard, bytes.NewReader(tc.in), testNorm, nil, nil); err == nil {
+			if _, err := Normalize(context.Background(), io.Discard, bytes.NewReader(tc.in), testNorm, nil, nil); err == nil {
 				t.Error("Normalize succeeded")
 			}
 		})
 	}
 	// A writer that fails is reported.
-	if _, err := Normalize(failWriter{}, bytes.NewReader(valid), testNorm, nil, nil); err == nil {
+	if _, err := Normalize(context.Background(), failWriter{}, bytes.NewReader(valid), testNorm, nil, nil); err == nil {
 		t.Error("Normalize to a failing writer succeeded")
 	}
 }
@@ -575,7 +576,7 @@ func compareStates(t *testing.T, gotS, want fsState) {
 func normalizeTents(t *testing.T, ents []tent) ([]byte, *Result) {
 	t.Helper()
 	var buf bytes.Buffer
-	res, err := Normalize(&buf, bytes.NewReader(tarBytes(t, ents)), testNorm, DropDeviceNodes, nil)
+	res, err := Normalize(context.Background(), &buf, bytes.NewReader(tarBytes(t, ents)), testNorm, DropDeviceNodes, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -738,7 +739,7 @@ func TestDiff(t *testing.T) {
 			upperPath := tarFile(t, tc.upper)
 
 			var out bytes.Buffer
-			res, err := Diff(&out, lowerRes.Index, upperPath, testNorm, DropDeviceNodes, []string{"etc/changed", "etc/same", "etc/nothing"})
+			res, err := Diff(context.Background(), &out, lowerRes.Index, upperPath, testNorm, DropDeviceNodes, []string{"etc/changed", "etc/same", "etc/nothing"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -783,7 +784,7 @@ func TestDiff(t *testing.T) {
 
 			// Deterministic.
 			var again bytes.Buffer
-			if _, err := Diff(&again, lowerRes.Index, upperPath, testNorm, DropDeviceNodes, nil); err != nil {
+			if _, err := Diff(context.Background(), &again, lowerRes.Index, upperPath, testNorm, DropDeviceNodes, nil); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(out.Bytes(), again.Bytes()) {
@@ -792,7 +793,7 @@ func TestDiff(t *testing.T) {
 
 			// The result can be the lower of a further Diff: nothing changed.
 			var none bytes.Buffer
-			r2, err := Diff(&none, res.Index, upperPath, testNorm, DropDeviceNodes, nil)
+			r2, err := Diff(context.Background(), &none, res.Index, upperPath, testNorm, DropDeviceNodes, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -807,7 +808,7 @@ func TestDiffKeep(t *testing.T) {
 	lower := []tent{dir("./etc/", 0o755), file("./etc/passwd", "root", 0o644), file("./etc/group", "root", 0o644)}
 	upper := []tent{dir("./etc/", 0o755), file("./etc/passwd", "root\nhaproxy", 0o644), file("./etc/group", "root", 0o644), dir("./var/", 0o755), {name: "./var/status", typ: tar.TypeReg, mode: 0o644, body: strings.Repeat("Package: x\n", 1000)}}
 	_, lr := normalizeTents(t, lower)
-	res, err := Diff(io.Discard, lr.Index, tarFile(t, upper), testNorm, DropDeviceNodes, []string{"etc/passwd", "etc/group", "var/status", "etc/shadow", "etc"})
+	res, err := Diff(context.Background(), io.Discard, lr.Index, tarFile(t, upper), testNorm, DropDeviceNodes, []string{"etc/passwd", "etc/group", "var/status", "etc/shadow", "etc"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -839,7 +840,7 @@ func TestDiffErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, err := Diff(io.Discard, Index{}, p, testNorm, DropDeviceNodes, nil); err == nil {
+			if _, err := Diff(context.Background(), io.Discard, Index{}, p, testNorm, DropDeviceNodes, nil); err == nil {
 				t.Error("Diff succeeded")
 			}
 		})
@@ -1001,7 +1002,7 @@ func FuzzNormalize(f *testing.F) {
 		// output so such inputs end in an error instead of filling
 		// memory.
 		var out bytes.Buffer
-		res, err := Normalize(&limitWriter{w: &out, n: 1 << 20}, bytes.NewReader(data), testNorm, DropDeviceNodes, keep)
+		res, err := Normalize(context.Background(), &limitWriter{w: &out, n: 1 << 20}, bytes.NewReader(data), testNorm, DropDeviceNodes, keep)
 		if err != nil {
 			return
 		}
@@ -1010,7 +1011,7 @@ func FuzzNormalize(f *testing.F) {
 		}
 		// The output is normalized: doing it again changes nothing.
 		var again bytes.Buffer
-		res2, err := Normalize(&again, bytes.NewReader(out.Bytes()), testNorm, DropDeviceNodes, keep)
+		res2, err := Normalize(context.Background(), &again, bytes.NewReader(out.Bytes()), testNorm, DropDeviceNodes, keep)
 		if err != nil {
 			t.Fatalf("normalizing normalized output: %v", err)
 		}

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"sort"
 	"strings"
@@ -67,7 +68,7 @@ func TestPruneDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	res, err := Diff(&out, lr.Index, tarFile(t, upper), testNorm, AllOf(DropDeviceNodes, prune), nil)
+	res, err := Diff(context.Background(), &out, lr.Index, tarFile(t, upper), testNorm, AllOf(DropDeviceNodes, prune), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestPruneDiff(t *testing.T) {
 	lower2 := append(slices.Clone(lower), dir("./var/lib/mysql/", 0o755), file("./var/lib/mysql/old", "o", 0o644))
 	_, lr2 := normalizeTents(t, lower2)
 	out.Reset()
-	if _, err := Diff(&out, lr2.Index, tarFile(t, upper), testNorm, AllOf(DropDeviceNodes, prune), nil); err != nil {
+	if _, err := Diff(context.Background(), &out, lr2.Index, tarFile(t, upper), testNorm, AllOf(DropDeviceNodes, prune), nil); err != nil {
 		t.Fatal(err)
 	}
 	names = nil
@@ -115,7 +116,7 @@ func TestPruneHardLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Diff(&bytes.Buffer{}, Index{}, tarFile(t, upper), testNorm, prune, nil)
+	_, err = Diff(context.Background(), &bytes.Buffer{}, Index{}, tarFile(t, upper), testNorm, prune, nil)
 	if err == nil || !strings.Contains(err.Error(), "srv-b") {
 		t.Fatalf("err = %v, want one naming srv-b", err)
 	}

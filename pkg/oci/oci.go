@@ -22,6 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgforge/imgforge/pkg/ctxio"
 )
 
 // Layer is a gzip-compressed layer blob in a file.
@@ -132,7 +134,9 @@ func Image(s Spec) (v1.Image, error) {
 // WriteLayout writes img as an OCI image layout in dir (which must not
 // exist yet), named refName (org.opencontainers.image.ref.name). Layer
 // blobs are hard-linked from their files when the file system allows.
-func WriteLayout(dir string, img v1.Image, refName string, layers []Layer) error {
+// It stops with ctx's error once ctx is done, within one buffer of a
+// layer's copy.
+func WriteLayout(ctx context.Context, dir string, img v1.Image, refName string, layers []Layer) error {
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
@@ -143,9 +147,12 @@ func WriteLayout(dir string, img v1.Image, refName string, layers []Layer) error
 	}
 	for _, l := range layers {
 		dst := filepath.Join(blobs, trimAlgo(l.Digest))
-		if err := linkOrCopy(l.Path, dst); err != nil {
+		if err := linkOrCopy(ctx, l.Path, dst); err != nil {
 			return fmt.Errorf("writing layer %s: %w", l.Digest, err)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": refName})); err != nil {
 		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
@@ -172,7 +179,7 @@ func trimAlgo(d string) string {
 	return d
 }
 
-func linkOrCopy(src, dst string) error {
+func linkOrCopy(ctx context.Context, src, dst string) error {
 	// dst exists when an image has the same layer twice; it may then be a
 	// link to src, which the copy below would truncate.
 	os.Remove(dst)
@@ -188,8 +195,9 @@ func linkOrCopy(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	if _, err := ctxio.Copy(ctx, out, in); err != nil {
 		out.Close()
+		os.Remove(dst)
 		return err
 	}
 	return out.Close()

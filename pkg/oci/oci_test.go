@@ -382,7 +382,7 @@ func TestWriteLayout(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := filepath.Join(t.TempDir(), "oci")
-			if err := WriteLayout(dir, img, "web", tc.layers); err != nil {
+			if err := WriteLayout(context.Background(), dir, img, "web", tc.layers); err != nil {
 				t.Fatal(err)
 			}
 
@@ -485,7 +485,7 @@ func TestWriteLayoutMissingBlob(t *testing.T) {
 	}
 	gone := layers[1]
 	gone.Path = filepath.Join(t.TempDir(), "gone")
-	if err := WriteLayout(filepath.Join(t.TempDir(), "oci"), img, "web", []Layer{layers[0], gone, layers[2]}); err == nil {
+	if err := WriteLayout(context.Background(), filepath.Join(t.TempDir(), "oci"), img, "web", []Layer{layers[0], gone, layers[2]}); err == nil {
 		t.Error("WriteLayout with a missing layer file succeeded")
 	}
 }

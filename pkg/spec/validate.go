@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/imgforge/imgforge/pkg/format"
 )
 
 var (
@@ -24,8 +26,6 @@ var (
 	// Architectures Debian builds that imgforge knows how to name; only
 	// amd64 is built today.
 	architectures = []string{"amd64", "arm64"}
-	// Outputs names every output format imgforge knows.
-	Outputs = []string{"oci", "docker-archive", "raw", "qcow2", "vmdk", "iso", "pxe"}
 )
 
 // globChars says in messages which characters globRe accepts.
@@ -268,8 +268,8 @@ func (im *Image) Validate(src Source) error {
 		}
 	}
 	for i, o := range im.Outputs {
-		if !slices.Contains(Outputs, o) {
-			return src.Errorf(fmt.Sprintf("outputs[%d]", i), "unknown output format %q; known: %s", o, strings.Join(Outputs, ", "))
+		if !format.Known(o) {
+			return src.Errorf(fmt.Sprintf("outputs[%d]", i), "unknown output format %q; known: %s", o, format.List())
 		}
 	}
 	if strings.ContainsAny(im.Kernel.Cmdline, "\n\r") {

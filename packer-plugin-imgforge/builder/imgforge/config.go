@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
+
+	"github.com/imgforge/imgforge/pkg/format"
 
 	"github.com/hashicorp/packer-plugin-sdk/common"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 	"golang.org/x/sys/unix"
 
-	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 	"github.com/imgforge/imgforge/pkg/plan"
@@ -42,8 +41,8 @@ type Config struct {
 	// Role options, like `imgforge build --set NAME=CHOICE`: for example
 	// `{ runtime = "uwsgi" }` for the app role.
 	Options map[string]string `mapstructure:"options"`
-	// The outputs to write: any of `oci`, `docker-archive`, `raw`, `qcow2`, `vmdk`
-	// and `iso`. The image definition's outputs when empty.
+	// The outputs to write: any of `oci`, `docker-archive`, `raw`, `qcow2`, `vmdk`,
+	// `iso` and `pxe`. The image definition's outputs when empty.
 	Formats []string `mapstructure:"formats"`
 	// The folder the images are written to, one sub-folder per role;
 	// `out` when empty. A role's sub-folder is replaced atomically.
@@ -85,8 +84,8 @@ func (c *Config) prepare(getenv func(string) string, raws ...interface{}) (*plan
 		errs = packersdk.MultiErrorAppend(errs, errors.New("role: required, such as \"lb\""))
 	}
 	for _, f := range c.Formats {
-		if !slices.Contains(build.Formats, f) {
-			errs = packersdk.MultiErrorAppend(errs, fmt.Errorf("formats: unknown output format %q; known: %s", f, strings.Join(build.Formats, ", ")))
+		if err := format.Check(f); err != nil {
+			errs = packersdk.MultiErrorAppend(errs, fmt.Errorf("formats: %w", err))
 		}
 	}
 	if c.SourceDateEpoch < 0 {

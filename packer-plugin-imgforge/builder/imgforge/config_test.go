@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgforge/imgforge/pkg/format"
 )
 
 // env is a fake environment.
@@ -146,5 +148,31 @@ func TestPrepareMirror(t *testing.T) {
 	}
 	if got := b.plan.Distribution.Mirror; got != "http://deb.example.org/debian" {
 		t.Errorf("mirror %s", got)
+	}
+}
+
+// TestFormatsDocumented checks that the docs of the formats field (made
+// from config.go's comment by packer-sdc) name every format imgforge
+// writes, so that a format added to pkg/format shows up here.
+func TestFormatsDocumented(t *testing.T) {
+	for _, doc := range []string{"config.go", "../../docs-partials/builder/imgforge/Config-not-required.mdx", "../../.web-docs/components/builder/imgforge/README.md"} {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(data)
+		i := strings.Index(text, "The outputs to write:")
+		if i < 0 {
+			t.Fatalf("%s: no docs of the formats field", doc)
+		}
+		para := text[i:]
+		if j := strings.Index(para, "outputs when empty."); j >= 0 {
+			para = para[:j]
+		}
+		for _, f := range format.Names() {
+			if !strings.Contains(para, "`"+f+"`") {
+				t.Errorf("%s: the docs of formats do not name `%s`", doc, f)
+			}
+		}
 	}
 }

@@ -133,7 +133,7 @@ func Raw(t testing.TB, dir string) Image {
 	})
 	l.ESPFiles = espFiles(cmdline)
 	im := Image{Path: filepath.Join(dir, "test.raw"), Manifest: filepath.Join(dir, "manifest.json")}
-	if _, err := disk.WriteRaw(im.Path, l); err != nil {
+	if _, err := disk.WriteRaw(context.Background(), im.Path, l); err != nil {
 		t.Fatal(err)
 	}
 	pl, err := l.Place()

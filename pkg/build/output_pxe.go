@@ -1,0 +1,81 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
+)
+
+// pxeOutput writes the PXE set into pxe/: the kernel, the initramfs, the
+// root image and boot.ipxe.
+var pxeOutput = output{
+	format: "pxe", needs: needBootable,
+	write: func(ctx context.Context, j *outputJob) error {
+		cmdline, as, err := j.b.writePXE(ctx, filepath.Join(j.dir, "pxe"), j.im, j.bootable)
+		if err != nil {
+			return err
+		}
+		j.pxeCmdline = cmdline
+		j.arts = append(j.arts, as...)
+		return nil
+	},
+}
+
+// writePXE writes the PXE set of im into dir (OUTPUT/ROLE/pxe): the
+// kernel, the initramfs, the root image (the squashfs, then its hash
+// tree, as on the ISO) and boot.ipxe, whose kernel command line carries
+// the root hash and the root image's size. It returns that command line
+// and the set's files, with paths relative to dir's parent.
+func (b *Builder) writePXE(ctx context.Context, dir string, im *Image, bt *Bootable) (string, []imagemeta.Output, error) {
+	p := im.Plan
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	var arts []imagemeta.Output
+	add := func(name, format string, write func(io.Writer) error) error {
+		a, err := writeHashed(ctx, filepath.Join(dir, name), write)
+		if err != nil {
+			return fmt.Errorf("writing the PXE set's %s: %w", name, err)
+		}
+		a.Path, a.Format = filepath.Base(dir)+"/"+name, format
+		arts = append(arts, a)
+		return nil
+	}
+	copyFrom := func(srcs ...string) func(io.Writer) error {
+		return func(w io.Writer) error {
+			for _, s := range srcs {
+				f, err := os.Open(s)
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(w, f)
+				f.Close()
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	if err := add(boot.PXEKernel, "pxe-kernel", copyFrom(bt.Kernel)); err != nil {
+		return "", nil, err
+	}
+	if err := add(boot.PXEInitrd, "pxe-initrd", copyFrom(bt.Initrd)); err != nil {
+		return "", nil, err
+	}
+	if err := add(boot.PXERoot, "pxe-root", copyFrom(bt.Squashfs, bt.Hash)); err != nil {
+		return "", nil, err
+	}
+	size := arts[len(arts)-1].Size
+	cmdline := boot.NetCmdline(p.Kernel.Cmdline, bt.Verity, "${"+boot.IPXEBase+"}"+boot.PXERoot, size)
+	script := boot.IPXEScript(p.Role, cmdline)
+	if err := add(boot.PXEScript, "ipxe", func(w io.Writer) error { _, err := w.Write(script); return err }); err != nil {
+		return "", nil, err
+	}
+	return cmdline, arts, nil
+}

@@ -1,0 +1,115 @@
+package build
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/format"
+)
+
+// TestOutputsRegistry checks that every format of pkg/format has one
+// writer here, in the same order, and nothing else does.
+func TestOutputsRegistry(t *testing.T) {
+	var got []string
+	for _, o := range outputs {
+		got = append(got, o.format)
+	}
+	if !slices.Equal(got, format.Names()) {
+		t.Errorf("writers %v, formats %v", got, format.Names())
+	}
+}
+
+func TestPlanOutputs(t *testing.T) {
+	for _, tc := range []struct {
+		formats  []string
+		bootable bool
+		raw      bool
+	}{
+		{[]string{"oci"}, false, false},
+		{[]string{"oci", "docker-archive"}, false, false},
+		{[]string{"iso"}, true, false},
+		{[]string{"pxe", "oci"}, true, false},
+		{[]string{"qcow2"}, true, true},
+		{[]string{"vmdk", "iso"}, true, true},
+		{[]string{"raw"}, true, true},
+	} {
+		outs, needs, err := planOutputs(tc.formats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(outs) != len(tc.formats) {
+			t.Errorf("%v: %d writers", tc.formats, len(outs))
+		}
+		if needs&needBootable != 0 != tc.bootable || needs&needRaw != 0 != tc.raw {
+			t.Errorf("%v: needs %b, want bootable=%v raw=%v", tc.formats, needs, tc.bootable, tc.raw)
+		}
+	}
+	if _, _, err := planOutputs([]string{"oci", "tar"}); err == nil {
+		t.Error("an unknown format was planned")
+	}
+}
+
+// TestFakeOutputs writes the disk formats with fake tools: the raw disk
+// is listed where the first disk format asked for it, and is removed when
+// it was only the source of a qcow2.
+func TestFakeOutputs(t *testing.T) {
+	c, err := cache.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tools := newFakeTools()
+	for _, tc := range []struct {
+		formats []string
+		want    []string // formats of the outputs, in order
+		files   []string
+		gone    []string
+	}{
+		{[]string{"qcow2", "oci", "raw", "pxe"}, []string{"raw", "qcow2", "oci", "pxe-kernel", "pxe-initrd", "pxe-root", "ipxe", "spdx-json", "manifest", "sha256sums"},
+			[]string{"web.raw", "web.qcow2", "oci/index.json", "pxe/boot.ipxe"}, nil},
+		{[]string{"qcow2", "docker-archive"}, []string{"qcow2", "docker-archive", "spdx-json", "manifest", "sha256sums"},
+			[]string{"web.qcow2", "web.docker.tar"}, []string{"web.raw"}},
+	} {
+		out := t.TempDir()
+		b, err := New(context.Background(), Options{Cache: c, OutputDir: out, Tools: tools, Formats: tc.formats, Progress: NewProgress(nil, time.Now)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := fakePlan("worker_processes 1;\n")
+		b.releases[p.Distribution.Sources[0]] = "sha256:5555"
+		res, err := b.BuildOne(context.Background(), p)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.formats, err)
+		}
+		var got []string
+		for _, a := range res.Artifacts {
+			got = append(got, a.Format)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%v: outputs %v, want %v", tc.formats, got, tc.want)
+		}
+		for _, f := range tc.files {
+			if _, err := os.Stat(filepath.Join(out, "web", f)); err != nil {
+				t.Errorf("%v: %v", tc.formats, err)
+			}
+		}
+		for _, f := range tc.gone {
+			if _, err := os.Stat(filepath.Join(out, "web", f)); err == nil {
+				t.Errorf("%v: %s is left", tc.formats, f)
+			}
+		}
+		m, err := os.ReadFile(filepath.Join(out, "web", "manifest.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(m), `"Root"`) {
+			t.Errorf("%v: the manifest has no disk partitions: %s", tc.formats, m)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package build
+
+import (
+	"context"
+	"io"
+
+	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/debian"
+	"github.com/imgforge/imgforge/pkg/rootfs"
+)
+
+// Tools runs the programs of the host a build needs: mmdebstrap (the
+// base, the role's packages, mkinitramfs in a chroot of the base),
+// tar2sqfs, veritysetup and qemu-img. The stages reach the host only
+// through it, so that tests can run them with a fake that writes small
+// tars.
+type Tools interface {
+	// MmdebstrapVersion is the version of bootstrap's mmdebstrap, part of
+	// the base's key.
+	MmdebstrapVersion(ctx context.Context) (string, error)
+	// Bootstrap writes the root filesystem tar bs describes to bs.Output.
+	Bootstrap(ctx context.Context, bs *debian.Bootstrap) error
+	// Chroot runs ch's commands in a throwaway root made from ch.On.
+	Chroot(ctx context.Context, ch *debian.Chroot) error
+	// Squashfs writes the tar stream r as a squashfs to out.
+	Squashfs(ctx context.Context, r io.Reader, out string, epoch int64) error
+	// Verity writes the dm-verity hash tree of data to hash.
+	Verity(ctx context.Context, data, hash, salt string) (boot.Verity, error)
+	// ConvertDisk writes the raw disk as format (qcow2, vmdk) to out.
+	ConvertDisk(ctx context.Context, raw, out, format string) error
+}
+
+// HostTools are the Tools of the host; command is the mmdebstrap command
+// ("mmdebstrap" when empty).
+func HostTools(command string) Tools { return hostTools{command: command} }
+
+type hostTools struct{ command string }
+
+func (h hostTools) MmdebstrapVersion(ctx context.Context) (string, error) {
+	return debian.Version(ctx, h.command)
+}
+
+func (h hostTools) Bootstrap(ctx context.Context, bs *debian.Bootstrap) error {
+	if bs.Command == "" {
+		bs.Command = h.command
+	}
+	return bs.Run(ctx)
+}
+
+func (h hostTools) Chroot(ctx context.Context, ch *debian.Chroot) error {
+	if ch.Command == "" {
+		ch.Command = h.command
+	}
+	return ch.Run(ctx)
+}
+
+func (hostTools) Squashfs(ctx context.Context, r io.Reader, out string, epoch int64) error {
+	return rootfs.Squashfs(ctx, r, out, epoch)
+}
+
+func (hostTools) Verity(ctx context.Context, data, hash, salt string) (boot.Verity, error) {
+	return rootfs.Verity(ctx, data, hash, salt)
+}
+
+func (hostTools) ConvertDisk(ctx context.Context, raw, out, format string) error {
+	return qemuConvert(ctx, raw, out, format)
+}
