@@ -36,7 +36,7 @@ import (
 const (
 	baseStage    = "base-v1"
 	roleStage    = "role-v1"
-	overlayStage = "overlay-v1"
+	overlayStage = "overlay-v2"
 )
 
 // layerRecord is what the cache keeps of a built layer.
@@ -512,6 +512,16 @@ func cloudinitFiles() ([]layer.File, error) {
 		}
 		out = append(out, layer.File{Path: path.Join("etc/cloud/cloud.cfg.d", e.Name()), Type: tar.TypeReg, Mode: 0o644, Data: data})
 	}
+	// cloud-init runs at every boot, enabled here rather than by its
+	// generator: systemd 252 kills generators that together run over 90 s,
+	// which a loaded TCG guest reaches, and a killed cloud-init-generator
+	// (ds-identify, a long shell script) leaves cloud-init disabled and
+	// the node unconfigured. cloud-init-local, which has no such limit,
+	// then finds the datasource itself.
+	out = append(out,
+		layer.File{Path: "etc/systemd/system-generators/cloud-init-generator", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "/dev/null"},
+		layer.File{Path: "etc/systemd/system/multi-user.target.wants/cloud-init.target", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "/usr/lib/systemd/system/cloud-init.target"},
+	)
 	return out, nil
 }
 
