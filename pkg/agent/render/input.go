@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // The roles this package renders.
@@ -35,6 +37,9 @@ type Node struct {
 	ID uint32
 	// Primary marks the db primary among the db members.
 	Primary bool
+	// Port is the port discovery gave for the node (an SRV record's); 0
+	// means its role's first port.
+	Port uint16
 }
 
 // VIP is one virtual address keepalived floats between the lb nodes.
@@ -170,8 +175,8 @@ func validNode(n Node, where string) error {
 	if err := validName(n.Name); err != nil {
 		return fmt.Errorf("%s.name: %w", where, err)
 	}
-	if !slices.Contains([]string{RoleLB, RoleWeb, RoleApp, RoleDB}, n.Role) {
-		return fmt.Errorf("%s.role: %q is not a role; accepted: lb, web, app, db", where, n.Role)
+	if !roleName.MatchString(n.Role) {
+		return fmt.Errorf("%s.role: %q is not a role name; accepted: lower-case letters, digits and '-', starting with a letter", where, n.Role)
 	}
 	if err := validAddr(n.Address); err != nil {
 		return fmt.Errorf("%s.address: %w", where, err)
@@ -236,6 +241,9 @@ func (in *Input) Validate() error {
 		ids[id] = i
 	}
 	for _, k := range sortedKeys(in.Options) {
+		if !roleName.MatchString(k) || !optionValue.MatchString(in.Options[k]) {
+			return fmt.Errorf("options.%s: %q; accepted: an option name and a value of lower-case letters, digits, '.' and '-'", k, in.Options[k])
+		}
 		accepted, ok := knownOptions[k]
 		if !ok {
 			continue // options of other roles (or future ones) are not rendered
@@ -258,6 +266,26 @@ func (in *Input) Validate() error {
 		}
 	}
 	return in.validateRole()
+}
+
+// optionValue is what a role option's value may be (a choice name).
+var optionValue = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
+
+// validateData checks what the role ri needs of in: VIPs of the node's
+// family when the role holds them.
+func (in *Input) validateData(ri *imagemeta.RoleInfo) error {
+	if !ri.VIPs {
+		return nil
+	}
+	if len(in.VIPs) == 0 {
+		return fmt.Errorf("vips: the %s role holds the VIPs and needs at least one", ri.Role)
+	}
+	for i, n := range in.Members[ri.Role] {
+		if n.Address.Is4() != in.Self.Address.Is4() {
+			return fmt.Errorf("members[%s][%d].address: %s is not of the family of this node's address %s", ri.Role, i, n.Address, in.Self.Address)
+		}
+	}
+	return nil
 }
 
 // validateRole checks what the node's own role needs.

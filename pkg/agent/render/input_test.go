@@ -28,7 +28,7 @@ func TestValidateRejects(t *testing.T) {
 		{"empty name", func(in *render.Input) { in.Members["web"][0].Name = "" }, "members[web][0].name"},
 		{"leading hyphen", func(in *render.Input) { in.Members["web"][0].Name = "-web" }, "not a host name"},
 		{"brace in a name", func(in *render.Input) { in.Members["web"][0].Name = "web}" }, "not a host name"},
-		{"unknown role", func(in *render.Input) { in.Self.Role = "cache" }, "self.role"},
+		{"bad role name", func(in *render.Input) { in.Self.Role = "cache\nx" }, "self.role"},
 		{"member of another role", func(in *render.Input) { in.Members["web"][0].Role = "app" }, `members[web][0].role: "app"`},
 		{"no address", func(in *render.Input) { in.Members["web"][0].Address = netip.Addr{} }, "members[web][0].address: no address"},
 		{"unspecified address", func(in *render.Input) { in.Members["web"][0].Address = netip.MustParseAddr("0.0.0.0") }, "not a unicast"},

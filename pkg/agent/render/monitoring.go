@@ -1,5 +1,7 @@
 package render
 
+import "fmt"
+
 // Where the monitoring files live on the node. The image's drop-ins
 // (images/default/prometheus-agent.conf, journal-upload.conf) point the
 // services at them.
@@ -58,7 +60,7 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 	if m.MetricsURL != "" {
 		d := promData{
 			Self: in.Self.Name, Role: in.Self.Role, URL: m.MetricsURL,
-			Jobs: append([]scrapeJob{{Name: "node", Target: "127.0.0.1:9100", Path: "/metrics"}}, roleJobs[in.Self.Role]...),
+			Jobs: append([]scrapeJob{{Name: "node", Target: "127.0.0.1:9100", Path: "/metrics"}}, r.jobs(in.Self.Role)...),
 		}
 		var files []File
 		if len(m.CAPEM) > 0 {
@@ -103,4 +105,17 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 		c.Services = append(c.Services, Service{Name: "systemd-journal-upload", Files: files, Then: [][]string{reload("systemd-journal-upload.service")}})
 	}
 	return nil
+}
+
+// jobs are the role's exporters: from its role.json, or this package's
+// list for the roles it renders in Go.
+func (r *Renderer) jobs(role string) []scrapeJob {
+	if ri := r.Role; ri != nil && (len(ri.Exporters) > 0 || len(ri.Render) > 0) {
+		var out []scrapeJob
+		for _, e := range ri.Exporters {
+			out = append(out, scrapeJob{Name: e.Name, Target: fmt.Sprintf("127.0.0.1:%d", e.Port), Path: e.Path})
+		}
+		return out
+	}
+	return roleJobs[role]
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Candidate in a File's Check is replaced by the path of the candidate
@@ -66,6 +68,10 @@ type Renderer struct {
 	// Rand and Now make the self-signed certificate.
 	Rand io.Reader
 	Now  func() time.Time
+	// Role is the node's role.json. When it lists files to render, the
+	// role is rendered from that data alone; otherwise by this package's
+	// renderer of that role, if it has one.
+	Role *imagemeta.RoleInfo
 }
 
 // ErrUnknownRole is returned for a role this package has no renderer for.
@@ -85,17 +91,20 @@ func (r *Renderer) Render(ctx context.Context, in Input) (*Config, error) {
 	}
 	c := &Config{Role: in.Self.Role}
 	var err error
-	switch in.Self.Role {
-	case RoleLB:
-		err = r.lb(c, &in)
-	case RoleWeb:
-		err = r.web(c, &in)
-	case RoleApp:
-		err = r.app(c, &in)
-	case RoleDB:
-		err = r.db(c, &in)
+	switch ri := r.Role; {
+	case ri != nil && len(ri.Render) > 0:
+		if ri.Role != in.Self.Role {
+			return nil, fmt.Errorf("invalid input: self.role: %q, but this is the %s image", in.Self.Role, ri.Role)
+		}
+		if err := ValidateRole(ri); err != nil {
+			return nil, fmt.Errorf("the image's role.json: %w", err)
+		}
+		if err := in.validateData(ri); err != nil {
+			return nil, fmt.Errorf("invalid input: %w", err)
+		}
+		err = r.renderRole(c, &in, ri)
 	default:
-		err = fmt.Errorf("role %q: %w", in.Self.Role, ErrUnknownRole)
+		err = r.legacy(c, &in)
 	}
 	if err != nil {
 		return nil, err
@@ -106,8 +115,32 @@ func (r *Renderer) Render(ctx context.Context, in Input) (*Config, error) {
 	return c, nil
 }
 
+// legacy renders the roles this package has Go renderers for.
+func (r *Renderer) legacy(c *Config, in *Input) error {
+	var err error
+	switch in.Self.Role {
+	case RoleLB:
+		err = r.lb(c, in)
+	case RoleWeb:
+		err = r.web(c, in)
+	case RoleApp:
+		err = r.app(c, in)
+	case RoleDB:
+		err = r.db(c, in)
+	default:
+		err = fmt.Errorf("role %q: %w", in.Self.Role, ErrUnknownRole)
+	}
+	return err
+}
+
 // execute renders templates/NAME with data.
 func (r *Renderer) execute(name string, data any) ([]byte, error) {
+	return r.executeFuncs(name, data, nil)
+}
+
+// executeFuncs renders templates/NAME with data and the functions fm
+// besides join and json.
+func (r *Renderer) executeFuncs(name string, data any, fm template.FuncMap) ([]byte, error) {
 	b, err := fs.ReadFile(r.Templates, name)
 	if err != nil {
 		return nil, fmt.Errorf("reading template: %w", err)
@@ -115,7 +148,7 @@ func (r *Renderer) execute(name string, data any) ([]byte, error) {
 	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
 		"join": strings.Join,
 		"json": jsonString,
-	}).Parse(string(b))
+	}).Funcs(fm).Parse(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("parsing template %s: %w", name, err)
 	}
@@ -134,6 +167,8 @@ func jsonString(s string) (string, error) {
 	err := enc.Encode(s)
 	return strings.TrimSuffix(b.String(), "\n"), err
 }
+
+func modeOf(m imagemeta.FileMode) fs.FileMode { return fs.FileMode(m) & fs.ModePerm }
 
 // reload is the command that makes a unit read its configuration again.
 func reload(unit string) []string {

@@ -24,20 +24,9 @@ type webData struct {
 // TLS pair: the one given at boot, the self-signed one already on the
 // node while it fits, or a new self-signed one.
 func (r *Renderer) web(c *Config, in *Input) error {
-	pair := in.TLS
-	if pair == nil {
-		if r.Now == nil || r.Rand == nil {
-			return fmt.Errorf("rendering web: a self-signed certificate needs Renderer.Rand and Renderer.Now")
-		}
-		now := r.Now()
-		if cur := currentPair(r.Current, TLSCertPath, TLSKeyPath); cur != nil && fits(cur, now, in.Self.Name, in.Self.Address) {
-			pair = cur
-		} else {
-			var err error
-			if pair, err = SelfSigned(r.Rand, now, in.Self.Name, in.Self.Address); err != nil {
-				return fmt.Errorf("rendering web: %w", err)
-			}
-		}
+	pair, err := r.tlsPair(in, TLSCertPath, TLSKeyPath)
+	if err != nil {
+		return fmt.Errorf("rendering web: %w", err)
 	}
 	d := webData{Self: in.Self.Name, Runtime: runtime(in), CertPath: TLSCertPath, KeyPath: TLSKeyPath}
 	for _, n := range in.members(RoleApp, false) {
@@ -60,6 +49,23 @@ func (r *Renderer) web(c *Config, in *Input) error {
 		Then: [][]string{reload("nginx.service")},
 	})
 	return nil
+}
+
+// tlsPair is the node's TLS pair: the one given at boot, the self-signed
+// one already on the node (at certPath and keyPath) while it fits, or a
+// new self-signed one.
+func (r *Renderer) tlsPair(in *Input, certPath, keyPath string) (*TLS, error) {
+	if in.TLS != nil {
+		return in.TLS, nil
+	}
+	if r.Now == nil || r.Rand == nil {
+		return nil, fmt.Errorf("a self-signed certificate needs Renderer.Rand and Renderer.Now")
+	}
+	now := r.Now()
+	if cur := currentPair(r.Current, certPath, keyPath); cur != nil && fits(cur, now, in.Self.Name, in.Self.Address) {
+		return cur, nil
+	}
+	return SelfSigned(r.Rand, now, in.Self.Name, in.Self.Address)
 }
 
 func runtime(in *Input) string {
