@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/render"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Where the role renderer reads on a node.
@@ -45,6 +47,10 @@ const (
 // fails to reload is not restarted every few seconds; its error says when
 // (RetryAfter), and a different input is tried at once.
 type RoleRenderer struct {
+	// Role is the image's role.json: which roles are discovered, whether
+	// the role holds the VIPs, and (through Renderer.Role) what is
+	// rendered. Nil renders with the lb/web/app/db rules of old.
+	Role     *imagemeta.RoleInfo
 	Renderer *render.Renderer
 	Applier  *render.Applier
 	// ReadFile reads MemInfoPath (os.ReadFile on a node).
@@ -69,12 +75,13 @@ var (
 	_ Reporter = (*RoleRenderer)(nil)
 )
 
-// NewRoleRenderer returns the renderer a node runs: templates from
-// templates (TemplatesDir), files written under root ("/"), checkers and
-// systemctl run for real.
-func NewRoleRenderer(root, templates string) *RoleRenderer {
+// NewRoleRenderer returns the renderer a node runs: the role ri (the
+// image's role.json; nil: none), templates from templates (TemplatesDir),
+// files written under root ("/"), checkers and systemctl run for real.
+func NewRoleRenderer(root, templates string, ri *imagemeta.RoleInfo) *RoleRenderer {
 	return &RoleRenderer{
-		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(root), Rand: rand.Reader, Now: time.Now},
+		Role:     ri,
+		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(root), Rand: rand.Reader, Now: time.Now, Role: ri},
 		Applier:  &render.Applier{Root: root, Runner: render.ExecRunner{}},
 		ReadFile: os.ReadFile,
 		Now:      time.Now,
@@ -208,7 +215,11 @@ func (r *RoleRenderer) Report() Report {
 // input builds the renderer's input from a snapshot.
 func (r *RoleRenderer) input(s Snapshot) (render.Input, error) {
 	var mem uint64
-	if s.Config != nil && s.Config.Role == render.RoleDB {
+	ri := r.Role
+	if ri != nil && len(ri.Render) == 0 {
+		ri = nil // an image of before issue 12: rendered by package render's Go
+	}
+	if s.Config != nil && (ri != nil || s.Config.Role == render.RoleDB) {
 		read := r.ReadFile
 		if read == nil {
 			read = os.ReadFile
@@ -221,7 +232,7 @@ func (r *RoleRenderer) input(s Snapshot) (render.Input, error) {
 			return render.Input{}, fmt.Errorf("%s: %w", MemInfoPath, err)
 		}
 	}
-	return RenderInput(s, mem)
+	return RenderInputFor(s, mem, ri)
 }
 
 // RenderInput turns a snapshot into what package render renders from:
@@ -239,6 +250,26 @@ func (r *RoleRenderer) input(s Snapshot) (render.Input, error) {
 //   - VIPs (lb), TLS (web: nil for self-signed), database credentials,
 //     monitoring endpoints and credentials, and memBytes as the RAM.
 func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
+	return RenderInputFor(s, memBytes, nil)
+}
+
+// RenderInputFor is RenderInput for the role ri (the image's role.json),
+// which says what the node needs:
+//
+//   - Members: the node's own role and each role of ri.Discover. With
+//     ri.VIPs every member of the node's own role (the VIP holders check
+//     each other), otherwise the healthy ones; gossip members only when
+//     verified, as above. Each member keeps the port discovery gave (an
+//     SRV record's) and is primary unless its mode is replica.
+//   - Options: the image's options (ri.Options), the app runtime of the
+//     settings (imgforge.app.runtime) and the node's mode over them.
+//   - VIPs when ri.VIPs.
+//
+// With ri nil it is RenderInput.
+func RenderInputFor(s Snapshot, memBytes uint64, ri *imagemeta.RoleInfo) (render.Input, error) {
+	if ri != nil {
+		return dataInput(s, memBytes, ri)
+	}
 	c := s.Config
 	if c == nil {
 		return render.Input{}, fmt.Errorf("rendering: no settings")
@@ -283,6 +314,64 @@ func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
 			in.VIPs = append(in.VIPs, render.VIP{Address: a.Unmap(), Prefix: v.Prefix, Interface: v.Interface})
 		}
 	}
+	commonInput(&in, c)
+	return in, nil
+}
+
+// dataInput is RenderInputFor with a role.json.
+func dataInput(s Snapshot, memBytes uint64, ri *imagemeta.RoleInfo) (render.Input, error) {
+	c := s.Config
+	if c == nil {
+		return render.Input{}, fmt.Errorf("rendering: no settings")
+	}
+	self := dataNode(s.Self)
+	self.ID = c.Node.ID
+	in := render.Input{Self: self, Members: map[string][]render.Node{}, Options: map[string]string{}, MemoryBytes: memBytes}
+	needVerified := c.Discovery.Method == config.MethodGossip
+	roles := append([]string{ri.Role}, ri.Discover...)
+	for i, role := range roles {
+		if slices.Contains(roles[:i], role) {
+			continue
+		}
+		peers := role == ri.Role && ri.VIPs
+		for _, m := range s.Members.Role(role) {
+			switch {
+			case m.Name == s.Self.Name:
+				if m.Role == s.Self.Role {
+					in.Members[role] = append(in.Members[role], self)
+				}
+			case m.Role != role || (needVerified && !m.Verified):
+				continue
+			case peers || m.Healthy:
+				in.Members[role] = append(in.Members[role], dataNode(m))
+			}
+		}
+	}
+	for k, v := range ri.Options {
+		in.Options[k] = v
+	}
+	if c.App != nil && c.App.Runtime != "" {
+		in.Options["runtime"] = c.App.Runtime
+	}
+	if s.Self.Mode != "" {
+		in.Options["mode"] = s.Self.Mode
+	}
+	if ri.VIPs {
+		for i, v := range c.VIPs {
+			a, err := netip.ParseAddr(v.Address)
+			if err != nil {
+				return render.Input{}, fmt.Errorf("imgforge.vips[%d].address: %w", i, err)
+			}
+			in.VIPs = append(in.VIPs, render.VIP{Address: a.Unmap(), Prefix: v.Prefix, Interface: v.Interface})
+		}
+	}
+	commonInput(&in, c)
+	return in, nil
+}
+
+// commonInput fills what every role may render: the TLS pair given,
+// database credentials and monitoring endpoints.
+func commonInput(in *render.Input, c *config.Config) {
 	if c.TLS != nil && !c.TLS.SelfSigned {
 		in.TLS = &render.TLS{CertPEM: []byte(c.TLS.Cert), KeyPEM: []byte(c.TLS.Key)}
 	}
@@ -301,7 +390,12 @@ func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
 			in.Monitoring.CAPEM = []byte(m.CA)
 		}
 	}
-	return in, nil
+}
+
+// dataNode is a member as a role.json's render sees it: primary unless
+// its mode is replica, with the port discovery gave.
+func dataNode(m discovery.Member) render.Node {
+	return render.Node{Name: m.Name, Role: m.Role, Address: m.Address.Unmap(), Primary: m.Mode != "replica", Port: m.Port}
 }
 
 func renderNode(m discovery.Member) render.Node {

@@ -19,6 +19,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/render"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // imageTemplates lays the repository's templates out as an image does,
@@ -456,6 +457,45 @@ func TestRenderInputVerifiedOnly(t *testing.T) {
 	}
 	if got := in.Members["web"]; len(got) != 2 {
 		t.Errorf("static: web backends %+v, want web-1 and web-2", got)
+	}
+}
+
+// TestRenderInputFor: with a role.json, the members are those of the
+// roles it discovers, with the port discovery gave (an SRV record's),
+// and the VIPs only reach a role that holds them.
+func TestRenderInputFor(t *testing.T) {
+	c := &config.Config{
+		Cluster: "shop", Role: "cache", Node: config.Node{Name: "cache-1", ID: 51, Address: "10.10.0.51/24"},
+		VIPs:      []config.VIP{{Address: "10.10.0.100", Prefix: 24, Interface: "eth0"}},
+		Discovery: config.Discovery{Method: config.MethodStatic},
+	}
+	web := member("web-1", "web", "10.10.0.21", true, "")
+	web.Port = 8080
+	s := snapshot(t, c, true, web, member("web-2", "web", "10.10.0.22", false, ""), member("app-1", "app", "10.10.0.31", true, ""),
+		member("cache-2", "cache", "10.10.0.52", false, ""))
+	ri := &imagemeta.RoleInfo{Role: "cache", Discover: []string{"web"}, Options: map[string]string{"size": "small"}}
+	in, err := RenderInputFor(s, 1<<30, ri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Members["web"]; len(got) != 1 || got[0].Name != "web-1" || got[0].Port != 8080 {
+		t.Errorf("web members %+v, want the healthy web-1 with its SRV port 8080", got)
+	}
+	if _, ok := in.Members["app"]; ok {
+		t.Errorf("app members %+v: cache does not discover app", in.Members["app"])
+	}
+	if got := in.Members["cache"]; len(got) != 1 || got[0].Name != "cache-1" {
+		t.Errorf("cache members %+v, want itself only (cache-2 is unhealthy)", got)
+	}
+	if len(in.VIPs) != 0 || in.Options["size"] != "small" || in.MemoryBytes != 1<<30 {
+		t.Errorf("input %+v", in)
+	}
+	ri.VIPs = true
+	if in, err = RenderInputFor(s, 1<<30, ri); err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Members["cache"]; len(in.VIPs) != 1 || len(got) != 2 {
+		t.Errorf("VIP holders: vips %+v, members %+v (every member of the own role)", in.VIPs, got)
 	}
 }
 
