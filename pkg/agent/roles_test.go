@@ -16,10 +16,14 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/imgforge/imgforge/images"
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/render"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
+	"github.com/imgforge/imgforge/roles"
 )
 
 // imageTemplates lays the repository's templates out as an image does,
@@ -127,12 +131,27 @@ type testNode struct {
 	now    time.Time
 }
 
-func newTestNode(t *testing.T, templates string) *testNode {
+// repoRole is the role.json of the repository's role name
+// (roles/NAME.yaml), as its image carries it.
+func repoRole(t *testing.T, name string) *imagemeta.RoleInfo {
+	t.Helper()
+	cat := &spec.Catalog{Roles: []spec.Folder{{FS: roles.FS, Label: "roles"}}, Images: []spec.Folder{{FS: images.FS, Label: "images"}}}
+	p, err := plan.Resolve(cat, name, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri := p.RoleInfo()
+	return &ri
+}
+
+func newTestNode(t *testing.T, templates, role string) *testNode {
 	t.Helper()
 	n := &testNode{root: nodeRoot(t), runner: &fakeRunner{}, now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
 	clock := func() time.Time { return n.now }
+	ri := repoRole(t, role)
 	n.rr = &RoleRenderer{
-		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(n.root), Rand: rand.Reader, Now: clock},
+		Role:     ri,
+		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(n.root), Rand: rand.Reader, Now: clock, Role: ri},
 		Applier:  &render.Applier{Root: n.root, Runner: n.runner},
 		ReadFile: func(name string) ([]byte, error) {
 			if name != MemInfoPath {
@@ -182,7 +201,7 @@ func readPair(t *testing.T) (string, string) {
 
 func TestRoleRendererWeb(t *testing.T) {
 	tmpl := imageTemplates(t)
-	n := newTestNode(t, tmpl)
+	n := newTestNode(t, tmpl, "web")
 	cert, key := readPair(t)
 	c := &config.Config{
 		Cluster: "shop", Role: "web", Node: config.Node{Name: "web-1", Address: "10.10.0.21/24"},
@@ -225,7 +244,7 @@ func TestRoleRendererWeb(t *testing.T) {
 	for _, f := range rep.Files {
 		byPath[f.Path] = f
 	}
-	for _, p := range []string{render.TLSKeyPath, "/etc/imgforge/journal-upload/client.key", "/etc/prometheus/imgforge/remote-write.secret"} {
+	for _, p := range []string{"/etc/imgforge/tls/tls.key", "/etc/imgforge/journal-upload/client.key", "/etc/prometheus/imgforge/remote-write.secret"} {
 		if f, ok := byPath[p]; !ok || !f.Sensitive || f.SHA256 != "" {
 			t.Errorf("%s: %+v; want it reported as sensitive, without a digest", p, f)
 		}
@@ -236,7 +255,7 @@ func TestRoleRendererWeb(t *testing.T) {
 
 	// The same snapshot again, later: nothing changes, nothing reloads,
 	// the self-signed pair on the node is kept.
-	crt := n.read(t, strings.TrimPrefix(render.TLSCertPath, "/"))
+	crt := n.read(t, strings.TrimPrefix("/etc/imgforge/tls/tls.crt", "/"))
 	first := n.now
 	n.now = n.now.Add(time.Hour)
 	if err := n.rr.Render(t.Context(), s); err != nil {
@@ -245,7 +264,7 @@ func TestRoleRendererWeb(t *testing.T) {
 	if ran := n.runner.take(); len(ran) != 0 {
 		t.Errorf("an unchanged render ran %q", ran)
 	}
-	if n.read(t, strings.TrimPrefix(render.TLSCertPath, "/")) != crt {
+	if n.read(t, strings.TrimPrefix("/etc/imgforge/tls/tls.crt", "/")) != crt {
 		t.Error("the self-signed certificate was made again")
 	}
 	if rep := n.rr.Report(); rep.LastReload != first || rep.Files[0].Changed != first {
@@ -266,7 +285,7 @@ func TestRoleRendererWeb(t *testing.T) {
 }
 
 func TestRoleRendererAppWaitsForPrimary(t *testing.T) {
-	n := newTestNode(t, imageTemplates(t))
+	n := newTestNode(t, imageTemplates(t), "app")
 	c := &config.Config{
 		Cluster: "shop", Role: "app", Node: config.Node{Name: "app-1", Address: "10.10.0.31/24"},
 		Discovery: config.Discovery{Method: "static"}, Database: &config.Database{User: "shop", Password: "app-password-1"},
@@ -279,14 +298,14 @@ func TestRoleRendererAppWaitsForPrimary(t *testing.T) {
 	if rep := n.rr.Report(); len(rep.Waiting) != 1 || !strings.Contains(rep.Waiting[0], "no db primary") || len(rep.Files) != 0 {
 		t.Errorf("report %+v, want waiting for the primary", rep)
 	}
-	if _, err := os.Stat(filepath.Join(n.root, render.DBConfigPath)); err == nil {
+	if _, err := os.Stat(filepath.Join(n.root, "/etc/imgforge/db.json")); err == nil {
 		t.Error("db.json written without a primary")
 	}
 	s = snapshot(t, c, true, member("db-1", "db", "10.10.0.41", true, "primary"), member("db-2", "db", "10.10.0.42", true, "replica"))
 	if err := n.rr.Render(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
-	if got := n.read(t, strings.TrimPrefix(render.DBConfigPath, "/")); !strings.Contains(got, `"host": "10.10.0.41"`) || !strings.Contains(got, `"password": "app-password-1"`) {
+	if got := n.read(t, strings.TrimPrefix("/etc/imgforge/db.json", "/")); !strings.Contains(got, `"host": "10.10.0.41"`) || !strings.Contains(got, `"password": "app-password-1"`) {
 		t.Errorf("db.json: %s", got)
 	}
 	rep := n.rr.Report()
@@ -296,7 +315,7 @@ func TestRoleRendererAppWaitsForPrimary(t *testing.T) {
 }
 
 func TestRoleRendererDB(t *testing.T) {
-	n := newTestNode(t, imageTemplates(t))
+	n := newTestNode(t, imageTemplates(t), "db")
 	c := &config.Config{
 		Cluster: "shop", Role: "db", DB: &config.DB{Mode: "replica"}, Node: config.Node{Name: "db-2", ID: 7, Address: "10.10.0.42/24"},
 		Discovery: config.Discovery{Method: "static"},
@@ -331,7 +350,7 @@ func TestRoleRendererDB(t *testing.T) {
 // TestRoleRendererBackoff: a reload that fails is not retried with the
 // same input before the backoff, which doubles; new input is tried at once.
 func TestRoleRendererBackoff(t *testing.T) {
-	n := newTestNode(t, imageTemplates(t))
+	n := newTestNode(t, imageTemplates(t), "lb")
 	n.runner.fail = []string{"systemctl reload-or-restart haproxy"}
 	c := &config.Config{
 		Cluster: "shop", Role: "lb", Node: config.Node{Name: "lb-1", Address: "10.10.0.11/24"},

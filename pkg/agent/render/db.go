@@ -12,6 +12,9 @@ const (
 	SchemaPath = "/usr/share/imgforge/db/schema.sql"
 )
 
+// dbPort is MariaDB's port.
+const dbPort = 3306
+
 const (
 	mib = 1 << 20
 	gib = 1 << 30

@@ -271,6 +271,8 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 //     other fails.
 //   - primary ROLE: the member of ROLE marked primary, or nil.
 //   - memory: the MariaDB sizes for the machine's RAM (MemorySettings).
+//   - fail MESSAGE: the render fails with MESSAGE (a need of the role
+//     that the input does not meet, such as a missing account).
 //   - wait REASON: stops the file's service from being rendered for now;
 //     the reason is shown in the status.
 func funcs(d *Data) template.FuncMap {
@@ -286,16 +288,28 @@ func funcs(d *Data) template.FuncMap {
 			}
 			return out
 		},
-		"primary": func(role string) *Member {
+		"primary": func(role string) (*Member, error) {
+			var p []Member
 			for _, m := range d.Members[role] {
 				if m.Primary {
-					return &m
+					p = append(p, m)
 				}
 			}
-			return nil
+			switch len(p) {
+			case 0:
+				return nil, nil
+			case 1:
+				return &p[0], nil
+			}
+			var names []string
+			for _, m := range p {
+				names = append(names, m.Name)
+			}
+			return nil, fmt.Errorf("members[%s]: %d primaries (%s); accepted: one", role, len(p), strings.Join(names, ", "))
 		},
 		"memory": func() Memory { return MemorySettings(d.MemoryBytes) },
 		"wait":   func(reason string) (string, error) { return "", &waitError{reason: reason} },
+		"fail":   func(msg string) (string, error) { return "", errors.New(msg) },
 	}
 }
 

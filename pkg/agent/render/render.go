@@ -121,10 +121,6 @@ func (r *Renderer) legacy(c *Config, in *Input) error {
 	switch in.Self.Role {
 	case RoleLB:
 		err = r.lb(c, in)
-	case RoleWeb:
-		err = r.web(c, in)
-	case RoleApp:
-		err = r.app(c, in)
 	case RoleDB:
 		err = r.db(c, in)
 	default:
