@@ -269,6 +269,7 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 //     master (priority 250), the next one 249, and so on, so with two VIPs
 //     on two nodes each is master of one and either takes both when the
 //     other fails.
+//   - others ROLE: the members of ROLE but this node.
 //   - primary ROLE: the member of ROLE marked primary, or nil.
 //   - memory: the MariaDB sizes for the machine's RAM (MemorySettings).
 //   - fail MESSAGE: the render fails with MESSAGE (a need of the role
@@ -306,6 +307,15 @@ func funcs(d *Data) template.FuncMap {
 				names = append(names, m.Name)
 			}
 			return nil, fmt.Errorf("members[%s]: %d primaries (%s); accepted: one", role, len(p), strings.Join(names, ", "))
+		},
+		"others": func(role string) []Member {
+			var out []Member
+			for _, m := range d.Members[role] {
+				if m.Name != d.Self.Name {
+					out = append(out, m)
+				}
+			}
+			return out
 		},
 		"memory": func() Memory { return MemorySettings(d.MemoryBytes) },
 		"wait":   func(reason string) (string, error) { return "", &waitError{reason: reason} },

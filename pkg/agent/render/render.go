@@ -119,8 +119,6 @@ func (r *Renderer) Render(ctx context.Context, in Input) (*Config, error) {
 func (r *Renderer) legacy(c *Config, in *Input) error {
 	var err error
 	switch in.Self.Role {
-	case RoleLB:
-		err = r.lb(c, in)
 	case RoleDB:
 		err = r.db(c, in)
 	default:
