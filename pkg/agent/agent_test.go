@@ -327,7 +327,7 @@ func TestMultiAgentGossip(t *testing.T) {
 					t.Errorf("%s rendered forged member %+v", lb, m)
 				}
 			}
-			in, err := RenderInput(s, 0)
+			in, err := RenderInput(s, 0, repoRole(t, "lb"))
 			if err != nil {
 				t.Fatal(err)
 			}

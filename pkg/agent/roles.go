@@ -26,7 +26,7 @@ const (
 	// TemplatesDir holds ROLE/ and common/ templates (roles/*.yaml and
 	// images/default.yaml put them there).
 	TemplatesDir = "/usr/share/imgforge/templates"
-	// MemInfoPath gives the machine's RAM (the db role's memory settings).
+	// MemInfoPath gives the machine's RAM (the templates' memory function).
 	MemInfoPath = "/proc/meminfo"
 )
 
@@ -49,11 +49,12 @@ const (
 type RoleRenderer struct {
 	// Role is the image's role.json: which roles are discovered, whether
 	// the role holds the VIPs, and (through Renderer.Role) what is
-	// rendered. Nil renders with the lb/web/app/db rules of old.
+	// rendered.
 	Role     *imagemeta.RoleInfo
 	Renderer *render.Renderer
 	Applier  *render.Applier
-	// ReadFile reads MemInfoPath (os.ReadFile on a node).
+	// ReadFile reads MemInfoPath (os.ReadFile on a node): the machine's
+	// RAM, for the templates' memory function.
 	ReadFile   func(name string) ([]byte, error)
 	Now        func() time.Time
 	MinBackoff time.Duration
@@ -214,115 +215,49 @@ func (r *RoleRenderer) Report() Report {
 
 // input builds the renderer's input from a snapshot.
 func (r *RoleRenderer) input(s Snapshot) (render.Input, error) {
-	var mem uint64
-	ri := r.Role
-	if ri != nil && len(ri.Render) == 0 {
-		ri = nil // an image of before issue 12: rendered by package render's Go
+	if r.Role == nil {
+		return render.Input{}, fmt.Errorf("rendering: no role.json (%s): the image says what its role renders", imagemeta.RolePath)
 	}
-	if s.Config != nil && (ri != nil || s.Config.Role == render.RoleDB) {
-		read := r.ReadFile
-		if read == nil {
-			read = os.ReadFile
-		}
-		b, err := read(MemInfoPath)
-		if err != nil {
-			return render.Input{}, fmt.Errorf("reading the machine's memory: %w", err)
-		}
-		if mem, err = MemTotal(b); err != nil {
-			return render.Input{}, fmt.Errorf("%s: %w", MemInfoPath, err)
-		}
+	read := r.ReadFile
+	if read == nil {
+		read = os.ReadFile
 	}
-	return RenderInputFor(s, mem, ri)
+	b, err := read(MemInfoPath)
+	if err != nil {
+		return render.Input{}, fmt.Errorf("reading the machine's memory: %w", err)
+	}
+	mem, err := MemTotal(b)
+	if err != nil {
+		return render.Input{}, fmt.Errorf("%s: %w", MemInfoPath, err)
+	}
+	return RenderInput(s, mem, r.Role)
 }
 
-// RenderInput turns a snapshot into what package render renders from:
+// RenderInput turns a snapshot into what package render renders from,
+// for the role ri (the image's role.json), which says what the node
+// needs:
 //
-//   - Self is the node, with its configured id (db server_id); a db node
-//     is primary unless its mode is replica.
-//   - Members: every lb member (keepalived and haproxy peers, which check
-//     each other), and the healthy web, app and db members only (the
-//     backends). A db member is the primary when its mode says so or it
-//     has none. With gossip discovery, only members whose role gossip
-//     verified (Member.Verified: a certificate from the cluster CA for
-//     that role and name) are rendered.
-//   - Options: runtime (the app node's own, or on a web node the app
-//     tier's, from imgforge.app.runtime; default php-fpm) and mode (db).
-//   - VIPs (lb), TLS (web: nil for self-signed), database credentials,
-//     monitoring endpoints and credentials, and memBytes as the RAM.
-func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
-	return RenderInputFor(s, memBytes, nil)
-}
-
-// RenderInputFor is RenderInput for the role ri (the image's role.json),
-// which says what the node needs:
-//
+//   - Self is the node, with its configured id; it is primary unless its
+//     mode is replica.
 //   - Members: the node's own role and each role of ri.Discover. With
 //     ri.VIPs every member of the node's own role (the VIP holders check
-//     each other), otherwise the healthy ones; gossip members only when
-//     verified, as above. Each member keeps the port discovery gave (an
-//     SRV record's) and is primary unless its mode is replica.
-//   - Options: the image's options (ri.Options), the app runtime of the
-//     settings (imgforge.app.runtime) and the node's mode over them.
-//   - VIPs when ri.VIPs.
-//
-// With ri nil it is RenderInput.
-func RenderInputFor(s Snapshot, memBytes uint64, ri *imagemeta.RoleInfo) (render.Input, error) {
-	if ri != nil {
-		return dataInput(s, memBytes, ri)
-	}
+//     each other), otherwise the healthy ones. With gossip discovery, only
+//     members whose role gossip verified (Member.Verified: a certificate
+//     from the cluster CA for that role and name) are rendered. Each
+//     member keeps the port discovery gave (an SRV record's) and is
+//     primary unless its mode is replica.
+//   - Options: the image's options (ri.Options), with the app runtime of
+//     the settings (imgforge.app.runtime) and the node's mode over them.
+//   - VIPs when ri.VIPs; the TLS pair given (nil: self-signed), database
+//     credentials, monitoring endpoints and credentials, and memBytes as
+//     the RAM.
+func RenderInput(s Snapshot, memBytes uint64, ri *imagemeta.RoleInfo) (render.Input, error) {
 	c := s.Config
 	if c == nil {
 		return render.Input{}, fmt.Errorf("rendering: no settings")
 	}
-	self := renderNode(s.Self)
-	self.ID = c.Node.ID
-	in := render.Input{Self: self, Members: map[string][]render.Node{}, Options: map[string]string{}, MemoryBytes: memBytes}
-	// With gossip, a member's role is the one its certificate names
-	// (Verified); a member without one is never rendered.
-	needVerified := c.Discovery.Method == config.MethodGossip
-	for _, role := range config.Roles {
-		for _, m := range s.Members.Role(role) {
-			switch {
-			case m.Name == s.Self.Name:
-				if m.Role == s.Self.Role {
-					in.Members[role] = append(in.Members[role], self)
-				}
-			case m.Role != role || (needVerified && !m.Verified):
-				continue
-			case role == render.RoleLB || m.Healthy:
-				in.Members[role] = append(in.Members[role], renderNode(m))
-			}
-		}
-	}
-	switch c.Role {
-	case render.RoleApp, render.RoleWeb:
-		in.Options["runtime"] = "php-fpm"
-		if c.App != nil && c.App.Runtime != "" {
-			in.Options["runtime"] = c.App.Runtime
-		}
-	case render.RoleDB:
-		in.Options["mode"] = "primary"
-		if s.Self.Mode != "" {
-			in.Options["mode"] = s.Self.Mode
-		}
-	case render.RoleLB:
-		for i, v := range c.VIPs {
-			a, err := netip.ParseAddr(v.Address)
-			if err != nil {
-				return render.Input{}, fmt.Errorf("imgforge.vips[%d].address: %w", i, err)
-			}
-			in.VIPs = append(in.VIPs, render.VIP{Address: a.Unmap(), Prefix: v.Prefix, Interface: v.Interface})
-		}
-	}
-	commonInput(&in, c)
-	return in, nil
-}
-
-// dataInput is RenderInputFor with a role.json.
-func dataInput(s Snapshot, memBytes uint64, ri *imagemeta.RoleInfo) (render.Input, error) {
-	c := s.Config
-	if c == nil {
-		return render.Input{}, fmt.Errorf("rendering: no settings")
+	if ri == nil {
+		return render.Input{}, fmt.Errorf("rendering: no role.json")
 	}
 	self := dataNode(s.Self)
 	self.ID = c.Node.ID
@@ -396,13 +331,6 @@ func commonInput(in *render.Input, c *config.Config) {
 // its mode is replica, with the port discovery gave.
 func dataNode(m discovery.Member) render.Node {
 	return render.Node{Name: m.Name, Role: m.Role, Address: m.Address.Unmap(), Primary: m.Mode != "replica", Port: m.Port}
-}
-
-func renderNode(m discovery.Member) render.Node {
-	return render.Node{
-		Name: m.Name, Role: m.Role, Address: m.Address.Unmap(),
-		Primary: m.Role == render.RoleDB && m.Mode != "replica",
-	}
 }
 
 // MemTotal reads the machine's RAM in bytes from the text of /proc/meminfo.

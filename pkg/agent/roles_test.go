@@ -325,18 +325,18 @@ func TestRoleRendererDB(t *testing.T) {
 	if err := n.rr.Render(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
-	cnf := n.read(t, strings.TrimPrefix(render.DBNodeConfigPath, "/"))
+	cnf := n.read(t, strings.TrimPrefix("/etc/mysql/mariadb.conf.d/91-imgforge-node.cnf", "/"))
 	mem := render.MemorySettings(4030464 << 10)
 	for _, want := range []string{"server_id = 7", fmt.Sprintf("innodb_buffer_pool_size = %dM", mem.BufferPoolMiB), "read_only"} {
 		if !strings.Contains(cnf, want) {
 			t.Errorf("node.cnf has no %q:\n%s", want, cnf)
 		}
 	}
-	if sql := n.read(t, strings.TrimPrefix(render.ReplicaSQLPath, "/")); !strings.Contains(sql, "10.10.0.41") {
+	if sql := n.read(t, strings.TrimPrefix("/etc/imgforge/db/replica.sql", "/")); !strings.Contains(sql, "10.10.0.41") {
 		t.Errorf("replica.sql does not attach to the primary:\n%s", sql)
 	}
 	ran := n.runner.take()
-	if !slices.Contains(ran, "systemctl restart mariadb.service") || !slices.Contains(ran, "mariadb --batch --execute=source "+render.ReplicaSQLPath) {
+	if !slices.Contains(ran, "systemctl restart mariadb.service") || !slices.Contains(ran, "mariadb --batch --execute=source "+"/etc/imgforge/db/replica.sql") {
 		t.Errorf("ran %q", ran)
 	}
 
@@ -420,7 +420,7 @@ func TestRenderInput(t *testing.T) {
 			MetricsURL: "https://m.example/w", BearerToken: "token-1"},
 	}
 	s := snapshot(t, c, false, member("db-2", "db", "10.10.0.42", true, "replica"), member("db-3", "db", "10.10.0.43", false, "replica"), member("app-1", "app", "10.10.0.31", true, ""))
-	in, err := RenderInput(s, 1<<30)
+	in, err := RenderInput(s, 1<<30, repoRole(t, "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +459,7 @@ func TestRenderInputVerifiedOnly(t *testing.T) {
 	s := snapshot(t, c, true, verified, unverified)
 	// A member listed under a role it does not have is not that role's.
 	s.Members["web"] = append(s.Members["web"], member("app-9", "app", "10.10.0.39", true, ""))
-	in, err := RenderInput(s, 0)
+	in, err := RenderInput(s, 0, repoRole(t, "lb"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,7 +470,7 @@ func TestRenderInputVerifiedOnly(t *testing.T) {
 		t.Errorf("gossip: lb members %+v, want lb-1 (itself)", got)
 	}
 	c.Discovery.Method = config.MethodStatic
-	in, err = RenderInput(s, 0)
+	in, err = RenderInput(s, 0, repoRole(t, "lb"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,10 +479,10 @@ func TestRenderInputVerifiedOnly(t *testing.T) {
 	}
 }
 
-// TestRenderInputFor: with a role.json, the members are those of the
+// TestRenderInputDiscover: with a role.json, the members are those of the
 // roles it discovers, with the port discovery gave (an SRV record's),
 // and the VIPs only reach a role that holds them.
-func TestRenderInputFor(t *testing.T) {
+func TestRenderInputDiscover(t *testing.T) {
 	c := &config.Config{
 		Cluster: "shop", Role: "cache", Node: config.Node{Name: "cache-1", ID: 51, Address: "10.10.0.51/24"},
 		VIPs:      []config.VIP{{Address: "10.10.0.100", Prefix: 24, Interface: "eth0"}},
@@ -493,7 +493,7 @@ func TestRenderInputFor(t *testing.T) {
 	s := snapshot(t, c, true, web, member("web-2", "web", "10.10.0.22", false, ""), member("app-1", "app", "10.10.0.31", true, ""),
 		member("cache-2", "cache", "10.10.0.52", false, ""))
 	ri := &imagemeta.RoleInfo{Role: "cache", Discover: []string{"web"}, Options: map[string]string{"size": "small"}}
-	in, err := RenderInputFor(s, 1<<30, ri)
+	in, err := RenderInput(s, 1<<30, ri)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,7 +510,7 @@ func TestRenderInputFor(t *testing.T) {
 		t.Errorf("input %+v", in)
 	}
 	ri.VIPs = true
-	if in, err = RenderInputFor(s, 1<<30, ri); err != nil {
+	if in, err = RenderInput(s, 1<<30, ri); err != nil {
 		t.Fatal(err)
 	}
 	if got := in.Members["cache"]; len(in.VIPs) != 1 || len(got) != 2 {

@@ -287,7 +287,7 @@ func (im *Image) Validate(src Source) error {
 // argRe is what a checker or reload command's word may hold: no spaces,
 // quotes, '$' or control characters (the agent runs them without a shell,
 // but they are shown in logs and status).
-var argRe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_{}-]+$`)
+var argRe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_{}-]+( [A-Za-z0-9@%+=:,./_{}-]+)*$`)
 
 // templateRe is a template's name inside the role's templates folder.
 var templateRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -320,7 +320,7 @@ func validateCommand(src Source, field string, argv []string, candidate bool) er
 	has := false
 	for j, a := range argv {
 		if !argRe.MatchString(a) {
-			return src.Errorf(fmt.Sprintf("%s[%d]", field, j), "%q is not accepted: letters, digits and @%%+=:,./_{}- only", a)
+			return src.Errorf(fmt.Sprintf("%s[%d]", field, j), "%q is not accepted: letters, digits and @%%+=:,./_{}- only, words apart by one space (no shell runs it)", a)
 		}
 		has = has || strings.Contains(a, "{candidate}")
 	}

@@ -101,6 +101,9 @@ const (
 	FromTLSKey  = "tls-key"
 )
 
+// errSkip is a template's skip call: its service is not rendered.
+var errSkip = errors.New("skipped")
+
 // waitError is a template's wait call: the file's service is not rendered
 // yet, for the reason given.
 type waitError struct{ reason string }
@@ -111,7 +114,7 @@ var (
 	roleName     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 	templateName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	accountName  = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,9})$`)
-	commandWord  = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_{}-]+$`)
+	commandWord  = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_{}-]+( [A-Za-z0-9@%+=:,./_{}-]+)*$`)
 	nodePath     = regexp.MustCompile(`^/[A-Za-z0-9/._+@:,-]*$`)
 	urlPath      = regexp.MustCompile(`^/[A-Za-z0-9/._~+@:,-]*$`)
 )
@@ -200,7 +203,7 @@ func validCommand(argv []string, candidate bool) error {
 	has := false
 	for _, a := range argv {
 		if !commandWord.MatchString(a) {
-			return fmt.Errorf("%q: letters, digits and @%%+=:,./_{}- only", a)
+			return fmt.Errorf("%q: letters, digits and @%%+=:,./_{}- only, words apart by one space", a)
 		}
 		has = has || strings.Contains(a, Candidate)
 	}
@@ -274,6 +277,8 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 //   - memory: the MariaDB sizes for the machine's RAM (MemorySettings).
 //   - fail MESSAGE: the render fails with MESSAGE (a need of the role
 //     that the input does not meet, such as a missing account).
+//   - skip: the file's service is not rendered at all (a service of
+//     another mode).
 //   - wait REASON: stops the file's service from being rendered for now;
 //     the reason is shown in the status.
 func funcs(d *Data) template.FuncMap {
@@ -317,9 +322,15 @@ func funcs(d *Data) template.FuncMap {
 			}
 			return out
 		},
-		"memory": func() Memory { return MemorySettings(d.MemoryBytes) },
-		"wait":   func(reason string) (string, error) { return "", &waitError{reason: reason} },
-		"fail":   func(msg string) (string, error) { return "", errors.New(msg) },
+		"memory": func() (Memory, error) {
+			if d.MemoryBytes < minMemory {
+				return Memory{}, fmt.Errorf("memory_bytes: %d; the %s role needs at least %d (256 MiB)", d.MemoryBytes, d.Self.Role, uint64(minMemory))
+			}
+			return MemorySettings(d.MemoryBytes), nil
+		},
+		"skip": func() (string, error) { return "", errSkip },
+		"wait": func(reason string) (string, error) { return "", &waitError{reason: reason} },
+		"fail": func(msg string) (string, error) { return "", errors.New(msg) },
 	}
 }
 
@@ -339,7 +350,7 @@ func (r *Renderer) renderRole(c *Config, in *Input, ri *imagemeta.RoleInfo) erro
 		for _, cmd := range s.Reload {
 			svc.Then = append(svc.Then, slices.Clone(cmd))
 		}
-		waiting := ""
+		waiting, skip := "", false
 		for _, f := range s.Files {
 			var b []byte
 			switch f.From {
@@ -351,13 +362,16 @@ func (r *Renderer) renderRole(c *Config, in *Input, ri *imagemeta.RoleInfo) erro
 				var err error
 				b, err = r.executeFuncs(ri.Role+"/"+f.Template, d, fm)
 				var w *waitError
-				if errors.As(err, &w) {
+				switch {
+				case errors.As(err, &w):
 					waiting = f.Path + ": " + w.reason
-				} else if err != nil {
+				case errors.Is(err, errSkip):
+					skip = true
+				case err != nil:
 					return err
 				}
 			}
-			if waiting != "" {
+			if waiting != "" || skip {
 				break
 			}
 			mode := f.Mode
@@ -368,6 +382,9 @@ func (r *Renderer) renderRole(c *Config, in *Input, ri *imagemeta.RoleInfo) erro
 				Path: f.Path, Mode: modeOf(mode), Owner: orRoot(f.Owner), Group: orRoot(f.Group), Data: b,
 				Sensitive: f.Sensitive, Check: slices.Clone(f.Check),
 			})
+		}
+		if skip {
+			continue
 		}
 		if waiting != "" {
 			c.Waiting = append(c.Waiting, waiting)

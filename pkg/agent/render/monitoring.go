@@ -24,18 +24,6 @@ type scrapeJob struct {
 	Name, Target, Path string
 }
 
-// roleJobs are the role services' metrics endpoints on the node itself.
-var roleJobs = map[string][]scrapeJob{
-	// haproxy's built-in exporter (frontend health in haproxy.cfg).
-	RoleLB: {{Name: "haproxy", Target: "127.0.0.1:8404", Path: "/metrics"}},
-	// prometheus-nginx-exporter, reading nginx's stub_status.
-	RoleWeb: {{Name: "nginx", Target: "127.0.0.1:9113", Path: "/metrics"}},
-	// prometheus-mysqld-exporter.
-	RoleDB: {{Name: "mysqld", Target: "127.0.0.1:9104", Path: "/metrics"}},
-	// Debian 12 packages no php-fpm or uWSGI exporter: node metrics only.
-	RoleApp: nil,
-}
-
 type promData struct {
 	Self, Role, URL string
 	Jobs            []scrapeJob
@@ -60,7 +48,7 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 	if m.MetricsURL != "" {
 		d := promData{
 			Self: in.Self.Name, Role: in.Self.Role, URL: m.MetricsURL,
-			Jobs: append([]scrapeJob{{Name: "node", Target: "127.0.0.1:9100", Path: "/metrics"}}, r.jobs(in.Self.Role)...),
+			Jobs: append([]scrapeJob{{Name: "node", Target: "127.0.0.1:9100", Path: "/metrics"}}, r.jobs()...),
 		}
 		var files []File
 		if len(m.CAPEM) > 0 {
@@ -107,15 +95,13 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 	return nil
 }
 
-// jobs are the role's exporters: from its role.json, or this package's
-// list for the roles it renders in Go.
-func (r *Renderer) jobs(role string) []scrapeJob {
-	if ri := r.Role; ri != nil && (len(ri.Exporters) > 0 || len(ri.Render) > 0) {
-		var out []scrapeJob
-		for _, e := range ri.Exporters {
+// jobs are the role's exporters, from its role.json.
+func (r *Renderer) jobs() []scrapeJob {
+	var out []scrapeJob
+	if r.Role != nil {
+		for _, e := range r.Role.Exporters {
 			out = append(out, scrapeJob{Name: e.Name, Target: fmt.Sprintf("127.0.0.1:%d", e.Port), Path: e.Path})
 		}
-		return out
 	}
-	return roleJobs[role]
+	return out
 }

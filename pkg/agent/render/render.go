@@ -68,17 +68,18 @@ type Renderer struct {
 	// Rand and Now make the self-signed certificate.
 	Rand io.Reader
 	Now  func() time.Time
-	// Role is the node's role.json. When it lists files to render, the
-	// role is rendered from that data alone; otherwise by this package's
-	// renderer of that role, if it has one.
+	// Role is the node's role.json: what is rendered, checked and
+	// reloaded, from which templates (ROLE/NAME under Templates).
 	Role *imagemeta.RoleInfo
 }
 
-// ErrUnknownRole is returned for a role this package has no renderer for.
-var ErrUnknownRole = errors.New("no renderer for this role")
+// ErrUnknownRole is returned when the image's role.json (Renderer.Role)
+// lists nothing to render.
+var ErrUnknownRole = errors.New("the image's role.json lists no files to render")
 
-// Render validates in and renders the configuration of in.Self's role,
-// plus the monitoring every node runs.
+// Render validates in and renders the configuration of in.Self's role
+// as its role.json (Renderer.Role) lists it, plus the monitoring every
+// node runs.
 func (r *Renderer) Render(ctx context.Context, in Input) (*Config, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -90,41 +91,26 @@ func (r *Renderer) Render(ctx context.Context, in Input) (*Config, error) {
 		return nil, fmt.Errorf("invalid input: %w", err)
 	}
 	c := &Config{Role: in.Self.Role}
-	var err error
-	switch ri := r.Role; {
-	case ri != nil && len(ri.Render) > 0:
-		if ri.Role != in.Self.Role {
-			return nil, fmt.Errorf("invalid input: self.role: %q, but this is the %s image", in.Self.Role, ri.Role)
-		}
-		if err := ValidateRole(ri); err != nil {
-			return nil, fmt.Errorf("the image's role.json: %w", err)
-		}
-		if err := in.validateData(ri); err != nil {
-			return nil, fmt.Errorf("invalid input: %w", err)
-		}
-		err = r.renderRole(c, &in, ri)
-	default:
-		err = r.legacy(c, &in)
+	ri := r.Role
+	if ri == nil || len(ri.Render) == 0 {
+		return nil, fmt.Errorf("role %q: %w", in.Self.Role, ErrUnknownRole)
 	}
-	if err != nil {
+	if ri.Role != in.Self.Role {
+		return nil, fmt.Errorf("invalid input: self.role: %q, but this is the %s image", in.Self.Role, ri.Role)
+	}
+	if err := ValidateRole(ri); err != nil {
+		return nil, fmt.Errorf("the image's role.json: %w", err)
+	}
+	if err := in.validateData(ri); err != nil {
+		return nil, fmt.Errorf("invalid input: %w", err)
+	}
+	if err := r.renderRole(c, &in, ri); err != nil {
 		return nil, err
 	}
 	if err := r.monitoring(c, &in); err != nil {
 		return nil, err
 	}
 	return c, nil
-}
-
-// legacy renders the roles this package has Go renderers for.
-func (r *Renderer) legacy(c *Config, in *Input) error {
-	var err error
-	switch in.Self.Role {
-	case RoleDB:
-		err = r.db(c, in)
-	default:
-		err = fmt.Errorf("role %q: %w", in.Self.Role, ErrUnknownRole)
-	}
-	return err
 }
 
 // execute renders templates/NAME with data.
