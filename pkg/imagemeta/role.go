@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 )
 
@@ -134,4 +135,18 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+// MaxRoleName is the longest role name: a node's role travels in its
+// certificate inside every gossip message, which memberlist caps at 512
+// bytes.
+const MaxRoleName = 32
+
+var roleNameRe = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+
+// ValidRoleName reports whether s is a role name: lower-case letters,
+// digits and '-', starting with a letter, at most MaxRoleName long (the
+// name of a role file, roles/NAME.yaml).
+func ValidRoleName(s string) bool {
+	return len(s) <= MaxRoleName && roleNameRe.MatchString(s)
 }

@@ -316,3 +316,19 @@ func FuzzParseImage(f *testing.F) {
 		}
 	})
 }
+
+// TestRoleNameLength: a role name travels in every node's signed gossip
+// metadata (issue 12), so it has at most 32 characters.
+func TestRoleNameLength(t *testing.T) {
+	long := "r" + strings.Repeat("x", 32)
+	c := &Catalog{Roles: []Folder{{FS: fstest.MapFS{
+		long + ".yaml":      {Data: []byte("name: " + long + "\nhealth: {type: tcp, port: 1}\n")},
+		long[:32] + ".yaml": {Data: []byte("name: " + long[:32] + "\nhealth: {type: tcp, port: 1}\n")},
+	}, Label: "roles"}}}
+	if _, _, err := c.Role(long); err == nil || !strings.Contains(err.Error(), "a role name has at most 32") {
+		t.Errorf("a 33-character role: %v", err)
+	}
+	if _, _, err := c.Role(long[:32]); err != nil {
+		t.Errorf("a 32-character role: %v", err)
+	}
+}

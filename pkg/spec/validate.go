@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"io/fs"
 	"path"
 	"regexp"
@@ -44,6 +45,9 @@ func validName(s string) bool { return nameRe.MatchString(s) }
 func (r *Role) Validate(src Source, known []string) error {
 	if !validName(r.Name) {
 		return src.Errorf("name", "%q is not a valid name; use lower-case letters, digits and '-', starting with a letter", r.Name)
+	}
+	if !imagemeta.ValidRoleName(r.Name) {
+		return src.Errorf("name", "%q is %d characters long; a role name has at most %d (it travels in every node's signed gossip metadata)", r.Name, len(r.Name), imagemeta.MaxRoleName)
 	}
 	if r.Image != "" && !validName(r.Image) {
 		return src.Errorf("image", "%q is not a valid image name", r.Image)
