@@ -140,8 +140,8 @@ func TestRunAndStatus(t *testing.T) {
 
 func TestRunInvalidSettings(t *testing.T) {
 	tests := []struct{ name, ud, role, want string }{
-		{"bad field", strings.Replace(userData, "role: app,", "role: cache,", 1), `{"role": "web", "health": {"type": "tcp", "port": 1}}`,
-			`user-data.txt:10:31: field "imgforge.discovery.static.members[0].role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"bad field", strings.Replace(userData, "role: app,", "role: ca_che,", 1), `{"role": "web", "health": {"type": "tcp", "port": 1}}`,
+			`user-data.txt:10:31: field "imgforge.discovery.static.members[0].role": "ca_che" is not a role name; accepted: a role name`},
 		{"wrong image", userData, `{"role": "lb", "health": {"type": "tcp", "port": 1}}`,
 			`field "imgforge.role": the user-data says web but this is the lb image`},
 	}

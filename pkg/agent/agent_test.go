@@ -406,13 +406,13 @@ func TestInvalidSettingsTouchNothing(t *testing.T) {
 	rec := newRecorder()
 	a := New(Options{
 		Load: func() (*config.Config, error) {
-			c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: cache, address: 10.0.0.31}\n")))
+			c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: ca_che, address: 10.0.0.31}\n")))
 			return c, err
 		},
 		Renderer: rec,
 	})
 	err := a.Run(t.Context())
-	if err == nil || !strings.Contains(err.Error(), `user-data:10:31: field "imgforge.discovery.static.members[0].role": unknown role "cache"`) {
+	if err == nil || !strings.Contains(err.Error(), `user-data:10:31: field "imgforge.discovery.static.members[0].role": "ca_che" is not a role name`) {
 		t.Fatalf("got %v", err)
 	}
 	if _, n := rec.last(); n != 0 {
