@@ -3,13 +3,14 @@ package spec
 import (
 	"errors"
 	"fmt"
-	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"io/fs"
 	"path"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 var (

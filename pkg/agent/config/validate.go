@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
-	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/identity"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 

@@ -26,11 +26,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"io"
 	"math/big"
 	"strings"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Validity of what Issue and NewCA make.
