@@ -23,6 +23,7 @@ packages=(
   make
   procps          # pgrep, in the tests
   iproute2        # ip: the cluster test's bridge in a network namespace
+  varnish         # tests: varnishd -C checks the VCL of the data-only cache role (test/dataroles)
 )
 missing=()
 for p in "${packages[@]}"; do

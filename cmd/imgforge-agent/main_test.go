@@ -10,6 +10,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imgforge/imgforge/images"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
+	"github.com/imgforge/imgforge/roles"
 )
 
 const userData = `#cloud-config
@@ -23,6 +29,24 @@ imgforge:
       members:
         - {name: app-1, role: app, address: 10.0.0.31}
 `
+
+// webRoleJSON is the role.json of the web image, with a health check
+// that fails (port 1).
+func webRoleJSON(t *testing.T) string {
+	t.Helper()
+	cat := &spec.Catalog{Roles: []spec.Folder{{FS: roles.FS, Label: "roles"}}, Images: []spec.Folder{{FS: images.FS, Label: "images"}}}
+	p, err := plan.Resolve(cat, "web", plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri := p.RoleInfo()
+	ri.Health = imagemeta.Health{Type: "tcp", Port: 1}
+	b, err := ri.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 func files(t *testing.T, ud, role string) (dir string, args []string) {
 	t.Helper()
@@ -71,7 +95,7 @@ func execute(ctx context.Context, args ...string) (string, string, error) {
 }
 
 func TestRunAndStatus(t *testing.T) {
-	dir, args := files(t, userData, `{"role": "web", "health": {"type": "tcp", "port": 1}}`)
+	dir, args := files(t, userData, webRoleJSON(t))
 	addr := freeAddr(t)
 	snap := filepath.Join(dir, "run", "snapshot.json")
 	ctx, cancel := context.WithCancel(t.Context())
@@ -116,8 +140,8 @@ func TestRunAndStatus(t *testing.T) {
 
 func TestRunInvalidSettings(t *testing.T) {
 	tests := []struct{ name, ud, role, want string }{
-		{"bad field", strings.Replace(userData, "role: app,", "role: cache,", 1), `{"role": "web", "health": {"type": "tcp", "port": 1}}`,
-			`user-data.txt:10:31: field "imgforge.discovery.static.members[0].role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"bad field", strings.Replace(userData, "role: app,", "role: ca_che,", 1), `{"role": "web", "health": {"type": "tcp", "port": 1}}`,
+			`user-data.txt:10:31: field "imgforge.discovery.static.members[0].role": "ca_che" is not a role name; accepted: a role name`},
 		{"wrong image", userData, `{"role": "lb", "health": {"type": "tcp", "port": 1}}`,
 			`field "imgforge.role": the user-data says web but this is the lb image`},
 	}

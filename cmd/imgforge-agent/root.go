@@ -89,16 +89,18 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 			ctx := cmd.Context()
 			logger := log.New(cmd.ErrOrStderr(), "", 0)
 			var health func(context.Context) bool
+			var role *imagemeta.RoleInfo
 			if f.roleFile != "" {
 				ri, err := agent.ReadRoleInfo(f.roleFile)
 				if err != nil {
 					return err
 				}
 				health = agent.Probe(ri.Health, 2*time.Second)
+				role = &ri
 			}
 			a := agent.New(agent.Options{
 				Load:     f.load,
-				Renderer: agent.Renderers{&agent.SnapshotFile{Path: f.snapshot}, agent.NewRoleRenderer(f.root, f.templates)},
+				Renderer: agent.Renderers{&agent.SnapshotFile{Path: f.snapshot}, agent.NewRoleRenderer(f.root, f.templates, role)},
 				Health:   health,
 				Logf:     logger.Printf,
 				Version:  version.Version,

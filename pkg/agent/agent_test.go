@@ -284,13 +284,14 @@ func TestMultiAgentGossip(t *testing.T) {
 		_, err = ml.Join([]string{fmt.Sprintf("127.0.3.1:%d", gossipPort)})
 		return err
 	}
-	webMeta := func(id *identity.Node, ip string) []byte {
-		b, err := discovery.EncodeMeta(id, discovery.Meta{Role: "web", Address: netip.MustParseAddr(ip), Port: gossipPort, Healthy: true})
+	meta := func(role string, id *identity.Node, ip string) []byte {
+		b, err := discovery.EncodeMeta(id, discovery.Meta{Role: role, Address: netip.MustParseAddr(ip), Port: gossipPort, Healthy: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
+	webMeta := func(id *identity.Node, ip string) []byte { return meta("web", id, ip) }
 	otherCA, otherCluster := newTestCA(t, "shop"), newTestCA(t, "shop2")
 	// A stolen web-1 identity, signing as web-63.
 	asOther := shopCA(t).node(t, "web", "web-1")
@@ -298,12 +299,12 @@ func TestMultiAgentGossip(t *testing.T) {
 	badSig := webMeta(shopCA(t).node(t, "web", "web-65"), "127.0.3.65")
 	badSig[len(badSig)-1] ^= 1
 	forgeries := map[string][]byte{
-		"web-60": []byte(`{"c":"shop","r":"web","a":"127.0.3.60","h":true}`),   // no certificate (the old metadata)
-		"web-61": webMeta(otherCA.node(t, "web", "web-61"), "127.0.3.61"),      // another CA
-		"web-62": webMeta(otherCluster.node(t, "web", "web-62"), "127.0.3.62"), // another cluster
-		"web-63": webMeta(asOther, "127.0.3.63"),                               // a stolen web-1 identity signing as web-63
-		"web-64": webMeta(shopCA(t).node(t, "app", "web-64"), "127.0.3.64"),    // a stolen app identity claiming web
-		"web-65": badSig,                                                       // a bad signature
+		"web-60": []byte(`{"c":"shop","r":"web","a":"127.0.3.60","h":true}`),    // no certificate (the old metadata)
+		"web-61": webMeta(otherCA.node(t, "web", "web-61"), "127.0.3.61"),       // another CA
+		"web-62": webMeta(otherCluster.node(t, "web", "web-62"), "127.0.3.62"),  // another cluster
+		"web-63": webMeta(asOther, "127.0.3.63"),                                // a stolen web-1 identity signing as web-63
+		"web-64": meta("app", shopCA(t).node(t, "app", "web-64"), "127.0.3.64"), // a stolen app identity: the envelope has no role, so it is an app member, never a web backend
+		"web-65": badSig,                                                        // a bad signature
 		"web-66": []byte(`{"c":"shop","r":"web","a":"not-an-address","h":true}`),
 	}
 	for name, meta := range forgeries {
@@ -323,11 +324,11 @@ func TestMultiAgentGossip(t *testing.T) {
 		nodes[lb].rec.mu.Unlock()
 		for _, s := range snaps {
 			for _, m := range s.Members.All() {
-				if _, forged := forgeries[m.Name]; forged || m.Name == "web-68" {
+				if _, forged := forgeries[m.Name]; forged && (m.Name != "web-64" || m.Role != "app") || m.Name == "web-68" {
 					t.Errorf("%s rendered forged member %+v", lb, m)
 				}
 			}
-			in, err := RenderInput(s, 0)
+			in, err := RenderInput(s, 0, repoRole(t, "lb"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -406,13 +407,13 @@ func TestInvalidSettingsTouchNothing(t *testing.T) {
 	rec := newRecorder()
 	a := New(Options{
 		Load: func() (*config.Config, error) {
-			c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: cache, address: 10.0.0.31}\n")))
+			c, _, err := config.Parse("user-data", []byte(staticUserData("        - {name: app-1, role: ca_che, address: 10.0.0.31}\n")))
 			return c, err
 		},
 		Renderer: rec,
 	})
 	err := a.Run(t.Context())
-	if err == nil || !strings.Contains(err.Error(), `user-data:10:31: field "imgforge.discovery.static.members[0].role": unknown role "cache"`) {
+	if err == nil || !strings.Contains(err.Error(), `user-data:10:31: field "imgforge.discovery.static.members[0].role": "ca_che" is not a role name`) {
 		t.Fatalf("got %v", err)
 	}
 	if _, n := rec.last(); n != 0 {

@@ -11,18 +11,21 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/agent/render"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // ReadRoleInfo reads the image's role.json at path (imagemeta.RolePath
-// on a node) and checks that it names a role the agent knows.
+// on a node) and checks what the agent reads of it: a role name, and the
+// ports, exporters, files, checkers and reload commands it renders with
+// (render.ValidateRole).
 func ReadRoleInfo(path string) (imagemeta.RoleInfo, error) {
 	ri, err := imagemeta.ReadRoleInfo(path)
 	if err != nil {
 		return ri, err
 	}
-	if !config.IsRole(ri.Role) {
-		return ri, fmt.Errorf("%s: unknown role %q", path, ri.Role)
+	if err := render.ValidateRole(&ri); err != nil {
+		return ri, fmt.Errorf("%s: %w", path, err)
 	}
 	return ri, nil
 }
@@ -40,18 +43,15 @@ func CheckRole(c *config.Config, ri imagemeta.RoleInfo) error {
 }
 
 // CompleteFromRole fills what the settings leave out from the options the
-// image was built with: an app node's runtime, a db node's mode. Call it
-// after CheckRole.
+// image was built with: the runtime option (imgforge.app.runtime) and the
+// mode option (imgforge.db.mode), whichever the image has. Call it after
+// CheckRole.
 func CompleteFromRole(c *config.Config, ri imagemeta.RoleInfo) {
-	switch c.Role {
-	case "app":
-		if rt := ri.Options["runtime"]; rt != "" && (c.App == nil || c.App.Runtime == "") {
-			c.App = &config.App{Runtime: rt}
-		}
-	case "db":
-		if m := ri.Options["mode"]; m != "" && (c.DB == nil || c.DB.Mode == "") {
-			c.DB = &config.DB{Mode: m}
-		}
+	if rt := ri.Options["runtime"]; rt != "" && (c.App == nil || c.App.Runtime == "") {
+		c.App = &config.App{Runtime: rt}
+	}
+	if m := ri.Options["mode"]; m != "" && (c.DB == nil || c.DB.Mode == "") {
+		c.DB = &config.DB{Mode: m}
 	}
 }
 

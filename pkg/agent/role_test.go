@@ -10,7 +10,7 @@ import (
 )
 
 // TestReadRoleInfo reads role.json as the builder writes it (through
-// imagemeta.RoleInfo.Marshal) and refuses a role the agent does not know.
+// imagemeta.RoleInfo.Marshal) and refuses what it cannot render safely.
 func TestReadRoleInfo(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, ri imagemeta.RoleInfo) string {
@@ -31,9 +31,18 @@ func TestReadRoleInfo(t *testing.T) {
 	if got.Role != "web" || got.Health.Type != "http" || got.Health.Path != "/health" || got.Ports[0].Port != 80 || got.Discover[0] != "app" {
 		t.Errorf("read %+v", got)
 	}
-	cache := write("cache.json", imagemeta.RoleInfo{Role: "cache"})
-	if _, err := ReadRoleInfo(cache); err == nil || !strings.Contains(err.Error(), cache+`: unknown role "cache"`) {
-		t.Errorf("an unknown role: %v", err)
+	// A role is data: any role name is read, what it renders is checked.
+	if _, err := ReadRoleInfo(write("cache.json", imagemeta.RoleInfo{Role: "cache"})); err != nil {
+		t.Errorf("a role that is only data: %v", err)
+	}
+	bad := write("bad.json", imagemeta.RoleInfo{Role: "Cache"})
+	if _, err := ReadRoleInfo(bad); err == nil || !strings.Contains(err.Error(), bad+`: role: "Cache" is not a role name`) {
+		t.Errorf("not a role name: %v", err)
+	}
+	shell := write("shell.json", imagemeta.RoleInfo{Role: "cache", Render: []imagemeta.RenderService{{Service: "x",
+		Files: []imagemeta.RenderFile{{Template: "a.tmpl", Path: "/etc/a", Check: []string{"sh", "-c", "id;{candidate}"}}}}}})
+	if _, err := ReadRoleInfo(shell); err == nil || !strings.Contains(err.Error(), "render[0].files[0].check") {
+		t.Errorf("a checker with a shell line: %v", err)
 	}
 	if _, err := ReadRoleInfo(filepath.Join(dir, "none.json")); err == nil || !strings.Contains(err.Error(), "reading the role file") {
 		t.Errorf("no role file: %v", err)

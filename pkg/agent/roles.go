@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/render"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Where the role renderer reads on a node.
@@ -24,7 +26,7 @@ const (
 	// TemplatesDir holds ROLE/ and common/ templates (roles/*.yaml and
 	// images/default.yaml put them there).
 	TemplatesDir = "/usr/share/imgforge/templates"
-	// MemInfoPath gives the machine's RAM (the db role's memory settings).
+	// MemInfoPath gives the machine's RAM (the templates' memory function).
 	MemInfoPath = "/proc/meminfo"
 )
 
@@ -45,9 +47,14 @@ const (
 // fails to reload is not restarted every few seconds; its error says when
 // (RetryAfter), and a different input is tried at once.
 type RoleRenderer struct {
+	// Role is the image's role.json: which roles are discovered, whether
+	// the role holds the VIPs, and (through Renderer.Role) what is
+	// rendered.
+	Role     *imagemeta.RoleInfo
 	Renderer *render.Renderer
 	Applier  *render.Applier
-	// ReadFile reads MemInfoPath (os.ReadFile on a node).
+	// ReadFile reads MemInfoPath (os.ReadFile on a node): the machine's
+	// RAM, for the templates' memory function.
 	ReadFile   func(name string) ([]byte, error)
 	Now        func() time.Time
 	MinBackoff time.Duration
@@ -69,12 +76,13 @@ var (
 	_ Reporter = (*RoleRenderer)(nil)
 )
 
-// NewRoleRenderer returns the renderer a node runs: templates from
-// templates (TemplatesDir), files written under root ("/"), checkers and
-// systemctl run for real.
-func NewRoleRenderer(root, templates string) *RoleRenderer {
+// NewRoleRenderer returns the renderer a node runs: the role ri (the
+// image's role.json; nil: none), templates from templates (TemplatesDir),
+// files written under root ("/"), checkers and systemctl run for real.
+func NewRoleRenderer(root, templates string, ri *imagemeta.RoleInfo) *RoleRenderer {
 	return &RoleRenderer{
-		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(root), Rand: rand.Reader, Now: time.Now},
+		Role:     ri,
+		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(root), Rand: rand.Reader, Now: time.Now, Role: ri},
 		Applier:  &render.Applier{Root: root, Runner: render.ExecRunner{}},
 		ReadFile: os.ReadFile,
 		Now:      time.Now,
@@ -207,49 +215,60 @@ func (r *RoleRenderer) Report() Report {
 
 // input builds the renderer's input from a snapshot.
 func (r *RoleRenderer) input(s Snapshot) (render.Input, error) {
-	var mem uint64
-	if s.Config != nil && s.Config.Role == render.RoleDB {
-		read := r.ReadFile
-		if read == nil {
-			read = os.ReadFile
-		}
-		b, err := read(MemInfoPath)
-		if err != nil {
-			return render.Input{}, fmt.Errorf("reading the machine's memory: %w", err)
-		}
-		if mem, err = MemTotal(b); err != nil {
-			return render.Input{}, fmt.Errorf("%s: %w", MemInfoPath, err)
-		}
+	if r.Role == nil {
+		return render.Input{}, fmt.Errorf("rendering: no role.json (%s): the image says what its role renders", imagemeta.RolePath)
 	}
-	return RenderInput(s, mem)
+	read := r.ReadFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	b, err := read(MemInfoPath)
+	if err != nil {
+		return render.Input{}, fmt.Errorf("reading the machine's memory: %w", err)
+	}
+	mem, err := MemTotal(b)
+	if err != nil {
+		return render.Input{}, fmt.Errorf("%s: %w", MemInfoPath, err)
+	}
+	return RenderInput(s, mem, r.Role)
 }
 
-// RenderInput turns a snapshot into what package render renders from:
+// RenderInput turns a snapshot into what package render renders from,
+// for the role ri (the image's role.json), which says what the node
+// needs:
 //
-//   - Self is the node, with its configured id (db server_id); a db node
-//     is primary unless its mode is replica.
-//   - Members: every lb member (keepalived and haproxy peers, which check
-//     each other), and the healthy web, app and db members only (the
-//     backends). A db member is the primary when its mode says so or it
-//     has none. With gossip discovery, only members whose role gossip
-//     verified (Member.Verified: a certificate from the cluster CA for
-//     that role and name) are rendered.
-//   - Options: runtime (the app node's own, or on a web node the app
-//     tier's, from imgforge.app.runtime; default php-fpm) and mode (db).
-//   - VIPs (lb), TLS (web: nil for self-signed), database credentials,
-//     monitoring endpoints and credentials, and memBytes as the RAM.
-func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
+//   - Self is the node, with its configured id; it is primary unless its
+//     mode is replica.
+//   - Members: the node's own role and each role of ri.Discover. With
+//     ri.VIPs every member of the node's own role (the VIP holders check
+//     each other), otherwise the healthy ones. With gossip discovery, only
+//     members whose role gossip verified (Member.Verified: a certificate
+//     from the cluster CA for that role and name) are rendered. Each
+//     member keeps the port discovery gave (an SRV record's) and is
+//     primary unless its mode is replica.
+//   - Options: the image's options (ri.Options), with the app runtime of
+//     the settings (imgforge.app.runtime) and the node's mode over them.
+//   - VIPs when ri.VIPs; the TLS pair given (nil: self-signed), database
+//     credentials, monitoring endpoints and credentials, and memBytes as
+//     the RAM.
+func RenderInput(s Snapshot, memBytes uint64, ri *imagemeta.RoleInfo) (render.Input, error) {
 	c := s.Config
 	if c == nil {
 		return render.Input{}, fmt.Errorf("rendering: no settings")
 	}
-	self := renderNode(s.Self)
+	if ri == nil {
+		return render.Input{}, fmt.Errorf("rendering: no role.json")
+	}
+	self := dataNode(s.Self)
 	self.ID = c.Node.ID
 	in := render.Input{Self: self, Members: map[string][]render.Node{}, Options: map[string]string{}, MemoryBytes: memBytes}
-	// With gossip, a member's role is the one its certificate names
-	// (Verified); a member without one is never rendered.
 	needVerified := c.Discovery.Method == config.MethodGossip
-	for _, role := range config.Roles {
+	roles := append([]string{ri.Role}, ri.Discover...)
+	for i, role := range roles {
+		if slices.Contains(roles[:i], role) {
+			continue
+		}
+		peers := role == ri.Role && ri.VIPs
 		for _, m := range s.Members.Role(role) {
 			switch {
 			case m.Name == s.Self.Name:
@@ -258,23 +277,21 @@ func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
 				}
 			case m.Role != role || (needVerified && !m.Verified):
 				continue
-			case role == render.RoleLB || m.Healthy:
-				in.Members[role] = append(in.Members[role], renderNode(m))
+			case peers || m.Healthy:
+				in.Members[role] = append(in.Members[role], dataNode(m))
 			}
 		}
 	}
-	switch c.Role {
-	case render.RoleApp, render.RoleWeb:
-		in.Options["runtime"] = "php-fpm"
-		if c.App != nil && c.App.Runtime != "" {
-			in.Options["runtime"] = c.App.Runtime
-		}
-	case render.RoleDB:
-		in.Options["mode"] = "primary"
-		if s.Self.Mode != "" {
-			in.Options["mode"] = s.Self.Mode
-		}
-	case render.RoleLB:
+	for k, v := range ri.Options {
+		in.Options[k] = v
+	}
+	if c.App != nil && c.App.Runtime != "" {
+		in.Options["runtime"] = c.App.Runtime
+	}
+	if s.Self.Mode != "" {
+		in.Options["mode"] = s.Self.Mode
+	}
+	if ri.VIPs {
 		for i, v := range c.VIPs {
 			a, err := netip.ParseAddr(v.Address)
 			if err != nil {
@@ -283,6 +300,13 @@ func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
 			in.VIPs = append(in.VIPs, render.VIP{Address: a.Unmap(), Prefix: v.Prefix, Interface: v.Interface})
 		}
 	}
+	commonInput(&in, c)
+	return in, nil
+}
+
+// commonInput fills what every role may render: the TLS pair given,
+// database credentials and monitoring endpoints.
+func commonInput(in *render.Input, c *config.Config) {
 	if c.TLS != nil && !c.TLS.SelfSigned {
 		in.TLS = &render.TLS{CertPEM: []byte(c.TLS.Cert), KeyPEM: []byte(c.TLS.Key)}
 	}
@@ -301,14 +325,12 @@ func RenderInput(s Snapshot, memBytes uint64) (render.Input, error) {
 			in.Monitoring.CAPEM = []byte(m.CA)
 		}
 	}
-	return in, nil
 }
 
-func renderNode(m discovery.Member) render.Node {
-	return render.Node{
-		Name: m.Name, Role: m.Role, Address: m.Address.Unmap(),
-		Primary: m.Role == render.RoleDB && m.Mode != "replica",
-	}
+// dataNode is a member as a role.json's render sees it: primary unless
+// its mode is replica, with the port discovery gave.
+func dataNode(m discovery.Member) render.Node {
+	return render.Node{Name: m.Name, Role: m.Role, Address: m.Address.Unmap(), Primary: m.Mode != "replica", Port: m.Port}
 }
 
 // MemTotal reads the machine's RAM in bytes from the text of /proc/meminfo.

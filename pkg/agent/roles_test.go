@@ -16,9 +16,14 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/imgforge/imgforge/images"
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/render"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
+	"github.com/imgforge/imgforge/roles"
 )
 
 // imageTemplates lays the repository's templates out as an image does,
@@ -126,12 +131,27 @@ type testNode struct {
 	now    time.Time
 }
 
-func newTestNode(t *testing.T, templates string) *testNode {
+// repoRole is the role.json of the repository's role name
+// (roles/NAME.yaml), as its image carries it.
+func repoRole(t *testing.T, name string) *imagemeta.RoleInfo {
+	t.Helper()
+	cat := &spec.Catalog{Roles: []spec.Folder{{FS: roles.FS, Label: "roles"}}, Images: []spec.Folder{{FS: images.FS, Label: "images"}}}
+	p, err := plan.Resolve(cat, name, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri := p.RoleInfo()
+	return &ri
+}
+
+func newTestNode(t *testing.T, templates, role string) *testNode {
 	t.Helper()
 	n := &testNode{root: nodeRoot(t), runner: &fakeRunner{}, now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
 	clock := func() time.Time { return n.now }
+	ri := repoRole(t, role)
 	n.rr = &RoleRenderer{
-		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(n.root), Rand: rand.Reader, Now: clock},
+		Role:     ri,
+		Renderer: &render.Renderer{Templates: os.DirFS(templates), Current: os.DirFS(n.root), Rand: rand.Reader, Now: clock, Role: ri},
 		Applier:  &render.Applier{Root: n.root, Runner: n.runner},
 		ReadFile: func(name string) ([]byte, error) {
 			if name != MemInfoPath {
@@ -181,7 +201,7 @@ func readPair(t *testing.T) (string, string) {
 
 func TestRoleRendererWeb(t *testing.T) {
 	tmpl := imageTemplates(t)
-	n := newTestNode(t, tmpl)
+	n := newTestNode(t, tmpl, "web")
 	cert, key := readPair(t)
 	c := &config.Config{
 		Cluster: "shop", Role: "web", Node: config.Node{Name: "web-1", Address: "10.10.0.21/24"},
@@ -224,7 +244,7 @@ func TestRoleRendererWeb(t *testing.T) {
 	for _, f := range rep.Files {
 		byPath[f.Path] = f
 	}
-	for _, p := range []string{render.TLSKeyPath, "/etc/imgforge/journal-upload/client.key", "/etc/prometheus/imgforge/remote-write.secret"} {
+	for _, p := range []string{"/etc/imgforge/tls/tls.key", "/etc/imgforge/journal-upload/client.key", "/etc/prometheus/imgforge/remote-write.secret"} {
 		if f, ok := byPath[p]; !ok || !f.Sensitive || f.SHA256 != "" {
 			t.Errorf("%s: %+v; want it reported as sensitive, without a digest", p, f)
 		}
@@ -235,7 +255,7 @@ func TestRoleRendererWeb(t *testing.T) {
 
 	// The same snapshot again, later: nothing changes, nothing reloads,
 	// the self-signed pair on the node is kept.
-	crt := n.read(t, strings.TrimPrefix(render.TLSCertPath, "/"))
+	crt := n.read(t, strings.TrimPrefix("/etc/imgforge/tls/tls.crt", "/"))
 	first := n.now
 	n.now = n.now.Add(time.Hour)
 	if err := n.rr.Render(t.Context(), s); err != nil {
@@ -244,7 +264,7 @@ func TestRoleRendererWeb(t *testing.T) {
 	if ran := n.runner.take(); len(ran) != 0 {
 		t.Errorf("an unchanged render ran %q", ran)
 	}
-	if n.read(t, strings.TrimPrefix(render.TLSCertPath, "/")) != crt {
+	if n.read(t, strings.TrimPrefix("/etc/imgforge/tls/tls.crt", "/")) != crt {
 		t.Error("the self-signed certificate was made again")
 	}
 	if rep := n.rr.Report(); rep.LastReload != first || rep.Files[0].Changed != first {
@@ -265,7 +285,7 @@ func TestRoleRendererWeb(t *testing.T) {
 }
 
 func TestRoleRendererAppWaitsForPrimary(t *testing.T) {
-	n := newTestNode(t, imageTemplates(t))
+	n := newTestNode(t, imageTemplates(t), "app")
 	c := &config.Config{
 		Cluster: "shop", Role: "app", Node: config.Node{Name: "app-1", Address: "10.10.0.31/24"},
 		Discovery: config.Discovery{Method: "static"}, Database: &config.Database{User: "shop", Password: "app-password-1"},
@@ -278,14 +298,14 @@ func TestRoleRendererAppWaitsForPrimary(t *testing.T) {
 	if rep := n.rr.Report(); len(rep.Waiting) != 1 || !strings.Contains(rep.Waiting[0], "no db primary") || len(rep.Files) != 0 {
 		t.Errorf("report %+v, want waiting for the primary", rep)
 	}
-	if _, err := os.Stat(filepath.Join(n.root, render.DBConfigPath)); err == nil {
+	if _, err := os.Stat(filepath.Join(n.root, "/etc/imgforge/db.json")); err == nil {
 		t.Error("db.json written without a primary")
 	}
 	s = snapshot(t, c, true, member("db-1", "db", "10.10.0.41", true, "primary"), member("db-2", "db", "10.10.0.42", true, "replica"))
 	if err := n.rr.Render(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
-	if got := n.read(t, strings.TrimPrefix(render.DBConfigPath, "/")); !strings.Contains(got, `"host": "10.10.0.41"`) || !strings.Contains(got, `"password": "app-password-1"`) {
+	if got := n.read(t, strings.TrimPrefix("/etc/imgforge/db.json", "/")); !strings.Contains(got, `"host": "10.10.0.41"`) || !strings.Contains(got, `"password": "app-password-1"`) {
 		t.Errorf("db.json: %s", got)
 	}
 	rep := n.rr.Report()
@@ -295,7 +315,7 @@ func TestRoleRendererAppWaitsForPrimary(t *testing.T) {
 }
 
 func TestRoleRendererDB(t *testing.T) {
-	n := newTestNode(t, imageTemplates(t))
+	n := newTestNode(t, imageTemplates(t), "db")
 	c := &config.Config{
 		Cluster: "shop", Role: "db", DB: &config.DB{Mode: "replica"}, Node: config.Node{Name: "db-2", ID: 7, Address: "10.10.0.42/24"},
 		Discovery: config.Discovery{Method: "static"},
@@ -305,18 +325,18 @@ func TestRoleRendererDB(t *testing.T) {
 	if err := n.rr.Render(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
-	cnf := n.read(t, strings.TrimPrefix(render.DBNodeConfigPath, "/"))
+	cnf := n.read(t, strings.TrimPrefix("/etc/mysql/mariadb.conf.d/91-imgforge-node.cnf", "/"))
 	mem := render.MemorySettings(4030464 << 10)
 	for _, want := range []string{"server_id = 7", fmt.Sprintf("innodb_buffer_pool_size = %dM", mem.BufferPoolMiB), "read_only"} {
 		if !strings.Contains(cnf, want) {
 			t.Errorf("node.cnf has no %q:\n%s", want, cnf)
 		}
 	}
-	if sql := n.read(t, strings.TrimPrefix(render.ReplicaSQLPath, "/")); !strings.Contains(sql, "10.10.0.41") {
+	if sql := n.read(t, strings.TrimPrefix("/etc/imgforge/db/replica.sql", "/")); !strings.Contains(sql, "10.10.0.41") {
 		t.Errorf("replica.sql does not attach to the primary:\n%s", sql)
 	}
 	ran := n.runner.take()
-	if !slices.Contains(ran, "systemctl restart mariadb.service") || !slices.Contains(ran, "mariadb --batch --execute=source "+render.ReplicaSQLPath) {
+	if !slices.Contains(ran, "systemctl restart mariadb.service") || !slices.Contains(ran, "mariadb --batch --execute=source "+"/etc/imgforge/db/replica.sql") {
 		t.Errorf("ran %q", ran)
 	}
 
@@ -330,7 +350,7 @@ func TestRoleRendererDB(t *testing.T) {
 // TestRoleRendererBackoff: a reload that fails is not retried with the
 // same input before the backoff, which doubles; new input is tried at once.
 func TestRoleRendererBackoff(t *testing.T) {
-	n := newTestNode(t, imageTemplates(t))
+	n := newTestNode(t, imageTemplates(t), "lb")
 	n.runner.fail = []string{"systemctl reload-or-restart haproxy"}
 	c := &config.Config{
 		Cluster: "shop", Role: "lb", Node: config.Node{Name: "lb-1", Address: "10.10.0.11/24"},
@@ -400,7 +420,7 @@ func TestRenderInput(t *testing.T) {
 			MetricsURL: "https://m.example/w", BearerToken: "token-1"},
 	}
 	s := snapshot(t, c, false, member("db-2", "db", "10.10.0.42", true, "replica"), member("db-3", "db", "10.10.0.43", false, "replica"), member("app-1", "app", "10.10.0.31", true, ""))
-	in, err := RenderInput(s, 1<<30)
+	in, err := RenderInput(s, 1<<30, repoRole(t, "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +459,7 @@ func TestRenderInputVerifiedOnly(t *testing.T) {
 	s := snapshot(t, c, true, verified, unverified)
 	// A member listed under a role it does not have is not that role's.
 	s.Members["web"] = append(s.Members["web"], member("app-9", "app", "10.10.0.39", true, ""))
-	in, err := RenderInput(s, 0)
+	in, err := RenderInput(s, 0, repoRole(t, "lb"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,12 +470,51 @@ func TestRenderInputVerifiedOnly(t *testing.T) {
 		t.Errorf("gossip: lb members %+v, want lb-1 (itself)", got)
 	}
 	c.Discovery.Method = config.MethodStatic
-	in, err = RenderInput(s, 0)
+	in, err = RenderInput(s, 0, repoRole(t, "lb"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := in.Members["web"]; len(got) != 2 {
 		t.Errorf("static: web backends %+v, want web-1 and web-2", got)
+	}
+}
+
+// TestRenderInputDiscover: with a role.json, the members are those of the
+// roles it discovers, with the port discovery gave (an SRV record's),
+// and the VIPs only reach a role that holds them.
+func TestRenderInputDiscover(t *testing.T) {
+	c := &config.Config{
+		Cluster: "shop", Role: "cache", Node: config.Node{Name: "cache-1", ID: 51, Address: "10.10.0.51/24"},
+		VIPs:      []config.VIP{{Address: "10.10.0.100", Prefix: 24, Interface: "eth0"}},
+		Discovery: config.Discovery{Method: config.MethodStatic},
+	}
+	web := member("web-1", "web", "10.10.0.21", true, "")
+	web.Port = 8080
+	s := snapshot(t, c, true, web, member("web-2", "web", "10.10.0.22", false, ""), member("app-1", "app", "10.10.0.31", true, ""),
+		member("cache-2", "cache", "10.10.0.52", false, ""))
+	ri := &imagemeta.RoleInfo{Role: "cache", Discover: []string{"web"}, Options: map[string]string{"size": "small"}}
+	in, err := RenderInput(s, 1<<30, ri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Members["web"]; len(got) != 1 || got[0].Name != "web-1" || got[0].Port != 8080 {
+		t.Errorf("web members %+v, want the healthy web-1 with its SRV port 8080", got)
+	}
+	if _, ok := in.Members["app"]; ok {
+		t.Errorf("app members %+v: cache does not discover app", in.Members["app"])
+	}
+	if got := in.Members["cache"]; len(got) != 1 || got[0].Name != "cache-1" {
+		t.Errorf("cache members %+v, want itself only (cache-2 is unhealthy)", got)
+	}
+	if len(in.VIPs) != 0 || in.Options["size"] != "small" || in.MemoryBytes != 1<<30 {
+		t.Errorf("input %+v", in)
+	}
+	ri.VIPs = true
+	if in, err = RenderInput(s, 1<<30, ri); err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Members["cache"]; len(in.VIPs) != 1 || len(got) != 2 {
+		t.Errorf("VIP holders: vips %+v, members %+v (every member of the own role)", in.VIPs, got)
 	}
 }
 

@@ -69,7 +69,7 @@ func WriteStatusText(w io.Writer, s Status) {
 	fmt.Fprintf(w, "node      %s (%s, id %d, %s) in cluster %s\n", s.Node.Name, s.Role, s.Node.ID, s.Node.Address, s.Cluster)
 	fmt.Fprintf(w, "health    %s\n", map[bool]string{true: "healthy", false: "unhealthy"}[s.Self.Healthy])
 	fmt.Fprintf(w, "discovery %s, %d changes\n", s.Discovery, s.Changes)
-	for _, r := range []string{"lb", "web", "app", "db"} {
+	for _, r := range s.roles() {
 		ms := s.Members.Role(r)
 		fmt.Fprintf(w, "%-9s", r)
 		if len(ms) == 0 {

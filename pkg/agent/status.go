@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,11 +95,11 @@ func WriteMetrics(w io.Writer, s Status) {
 	fmt.Fprintf(w, "imgforge_agent_info{cluster=%s,role=%s,node=%s,discovery=%s,version=%s} 1\n",
 		label(s.Cluster), label(s.Role), label(s.Node.Name), label(s.Discovery), label(s.Version))
 	metric("imgforge_agent_members", "gauge", "Live members known by discovery, by role (this node included).")
-	for _, r := range config.Roles {
+	for _, r := range s.roles() {
 		fmt.Fprintf(w, "imgforge_agent_members{role=%s} %d\n", label(r), len(s.Members.Role(r)))
 	}
 	metric("imgforge_agent_members_healthy", "gauge", "Live members that advertise a healthy service, by role.")
-	for _, r := range config.Roles {
+	for _, r := range s.roles() {
 		n := 0
 		for _, m := range s.Members.Role(r) {
 			if m.Healthy {
@@ -137,4 +138,21 @@ func b2i(b bool) int {
 func label(v string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(v) + `"`
+}
+
+// roles are the roles the status shows: this node's and those of its
+// members, sorted (roles are names from the role files, not a list the
+// agent knows).
+func (s Status) roles() []string {
+	out := []string{}
+	if s.Role != "" {
+		out = append(out, s.Role)
+	}
+	for r := range s.Members {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -37,9 +37,23 @@ func goldenPlan() *plan.Plan {
 		Ports:    []spec.Port{{Name: "http", Port: 80, Protocol: "tcp"}, {Name: "syslog", Port: 514, Protocol: "udp"}},
 		Health:   spec.Health{Type: "http", Port: 80, Path: "/health?x=<1>&y=2", Command: []string{"curl", "-f"}, Interval: "5s"},
 		Discover: []string{"app", "db"},
-		Outputs:  []string{"oci", "raw", "iso"},
-		Disk:     spec.Disk{Size: 2 << 30, ESPSize: 64 << 20},
-		Kernel:   spec.Kernel{Cmdline: "console=ttyS0 quiet"},
+		DiscoverPorts: map[string][]spec.Port{
+			"app": {{Name: "fastcgi", Port: 9000, Protocol: "tcp"}},
+			"db":  {{Name: "mysql", Port: 3306, Protocol: "tcp"}},
+		},
+		VIPs:      true,
+		Exporters: []spec.Exporter{{Name: "nginx", Port: 9113, Path: "/metrics"}},
+		Render: []spec.RenderService{{
+			Service: "nginx",
+			Files: []spec.RenderFile{
+				{From: "tls-key", Path: "/etc/imgforge/tls/tls.key", Mode: 0o600, Owner: "root", Group: "root", Sensitive: true},
+				{Template: "nginx.conf.tmpl", Path: "/etc/nginx/nginx.conf", Mode: 0o644, Check: []string{"nginx", "-t", "-c", "{candidate}"}},
+			},
+			Reload: [][]string{{"systemctl", "reload-or-restart", "nginx.service"}},
+		}},
+		Outputs: []string{"oci", "raw", "iso"},
+		Disk:    spec.Disk{Size: 2 << 30, ESPSize: 64 << 20},
+		Kernel:  spec.Kernel{Cmdline: "console=ttyS0 quiet"},
 	}
 }
 

@@ -410,15 +410,7 @@ func (b *Builder) runOverlay(ctx context.Context, _ *Stage, k overlayKey, _ stri
 
 // roleJSON is the role.json of the image of p.
 func roleJSON(p *plan.Plan) ([]byte, error) {
-	info := imagemeta.RoleInfo{Role: p.Role, Image: p.Image, Options: p.Options, Services: p.Services,
-		Health: imagemeta.Health(p.Health), Discover: p.Discover}
-	if p.Ports != nil {
-		info.Ports = make([]imagemeta.Port, len(p.Ports))
-		for i, port := range p.Ports {
-			info.Ports[i] = imagemeta.Port(port)
-		}
-	}
-	return info.Marshal()
+	return p.RoleInfo().Marshal()
 }
 
 func (b *Builder) overlayFiles(p *plan.Plan, role layerRecord, lower layer.Index) ([]layer.File, error) {

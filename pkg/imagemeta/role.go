@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 )
 
 // RolePath is where an imgforge image says which role it was built for.
@@ -21,6 +23,61 @@ type RoleInfo struct {
 	Ports    []Port   `json:"ports"`
 	Health   Health   `json:"health"`
 	Discover []string `json:"discover,omitempty"`
+	// DiscoverPorts are the ports each discovered role serves (its role
+	// file's ports): what this role's clients connect to when discovery
+	// gives no port (an SRV record does).
+	DiscoverPorts map[string][]Port `json:"discover_ports,omitempty"`
+	// VIPs says the role holds the cluster's virtual addresses.
+	VIPs bool `json:"vips,omitempty"`
+	// Exporters are the role's metrics endpoints on the node.
+	Exporters []Exporter `json:"exporters,omitempty"`
+	// Render lists the services whose files the agent renders.
+	Render []RenderService `json:"render,omitempty"`
+}
+
+// Exporter is one metrics endpoint of the role, on the node itself.
+type Exporter struct {
+	Name string `json:"name"`
+	Port int    `json:"port"`
+	Path string `json:"path"`
+}
+
+// RenderService is one service whose files the agent renders from the
+// role's templates; Reload runs, in order, after a file changed.
+type RenderService struct {
+	Service string       `json:"service"`
+	Files   []RenderFile `json:"files"`
+	Reload  [][]string   `json:"reload,omitempty"`
+}
+
+// RenderFile is one rendered file: from the role's template Template, or
+// from a value the agent holds (From: tls-cert or tls-key). Check is the
+// command that validates it, with {candidate} for its path.
+type RenderFile struct {
+	Template  string   `json:"template,omitempty"`
+	From      string   `json:"from,omitempty"`
+	Path      string   `json:"path"`
+	Mode      FileMode `json:"mode,omitempty"`
+	Owner     string   `json:"owner,omitempty"`
+	Group     string   `json:"group,omitempty"`
+	Sensitive bool     `json:"sensitive,omitempty"`
+	Check     []string `json:"check,omitempty"`
+}
+
+// FileMode is a file's permission bits, written in octal ("0644").
+type FileMode uint32
+
+// MarshalText writes the mode in octal.
+func (m FileMode) MarshalText() ([]byte, error) { return []byte(fmt.Sprintf("%04o", uint32(m))), nil }
+
+// UnmarshalText reads an octal mode of at most 0777.
+func (m *FileMode) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 8, 32)
+	if err != nil || v > 0o777 {
+		return fmt.Errorf("mode %q: accepted: octal 0000 to 0777", b)
+	}
+	*m = FileMode(v)
+	return nil
 }
 
 // Port is one port the role serves (a role definition's ports entry).
@@ -78,4 +135,18 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+// MaxRoleName is the longest role name: a node's role travels in its
+// certificate inside every gossip message, which memberlist caps at 512
+// bytes.
+const MaxRoleName = 32
+
+var roleNameRe = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+
+// ValidRoleName reports whether s is a role name: lower-case letters,
+// digits and '-', starting with a letter, at most MaxRoleName long (the
+// name of a role file, roles/NAME.yaml).
+func ValidRoleName(s string) bool {
+	return len(s) <= MaxRoleName && roleNameRe.MatchString(s)
 }

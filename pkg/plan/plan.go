@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -42,9 +43,15 @@ type Plan struct {
 	Ports           []spec.Port       `json:"ports,omitempty" yaml:"ports,omitempty"`
 	Health          spec.Health       `json:"health" yaml:"health"`
 	Discover        []string          `json:"discover,omitempty" yaml:"discover,omitempty"`
-	Outputs         []string          `json:"outputs" yaml:"outputs"`
-	Disk            spec.Disk         `json:"disk" yaml:"disk"`
-	Kernel          spec.Kernel       `json:"kernel" yaml:"kernel"`
+	// DiscoverPorts are the ports of each discovered role, from its role
+	// file: where this role's clients connect.
+	DiscoverPorts map[string][]spec.Port `json:"discover_ports,omitempty" yaml:"discover_ports,omitempty"`
+	VIPs          bool                   `json:"vips,omitempty" yaml:"vips,omitempty"`
+	Exporters     []spec.Exporter        `json:"exporters,omitempty" yaml:"exporters,omitempty"`
+	Render        []spec.RenderService   `json:"render,omitempty" yaml:"render,omitempty"`
+	Outputs       []string               `json:"outputs" yaml:"outputs"`
+	Disk          spec.Disk              `json:"disk" yaml:"disk"`
+	Kernel        spec.Kernel            `json:"kernel" yaml:"kernel"`
 
 	// Positions of the packages in their definition files, so that a build
 	// error about a package can say where it was asked for.
@@ -126,6 +133,9 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 		Ports:           append([]spec.Port(nil), role.Ports...),
 		Health:          role.Health,
 		Discover:        sortedCopy(role.Discover),
+		VIPs:            role.VIPs,
+		Exporters:       append([]spec.Exporter(nil), role.Exporters...),
+		Render:          append([]spec.RenderService(nil), role.Render...),
 		Exclude:         append([]string(nil), im.Exclude...),
 		Include:         append([]string(nil), im.Include...),
 		Prune:           append([]string(nil), role.Prune...),
@@ -143,9 +153,17 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 	if len(p.Outputs) == 0 {
 		p.Outputs = []string{"oci"}
 	}
-	for i := range p.Ports {
-		if p.Ports[i].Protocol == "" {
-			p.Ports[i].Protocol = "tcp"
+	p.Ports = withProtocol(p.Ports)
+	for _, d := range p.Discover {
+		peer, _, err := cat.Role(d)
+		if err != nil {
+			return nil, rsrc.Errorf("discover", "%v", err)
+		}
+		if len(peer.Ports) > 0 {
+			if p.DiscoverPorts == nil {
+				p.DiscoverPorts = map[string][]spec.Port{}
+			}
+			p.DiscoverPorts[d] = withProtocol(append([]spec.Port(nil), peer.Ports...))
 		}
 	}
 	for _, m := range []struct{ what, v string }{{"mirror", opts.Mirror}, {"security mirror", opts.SecurityMirror}} {
@@ -383,4 +401,52 @@ func (p *Plan) Digest() string {
 	}
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// withProtocol fills the protocol of each port: tcp when unset.
+func withProtocol(ports []spec.Port) []spec.Port {
+	for i := range ports {
+		if ports[i].Protocol == "" {
+			ports[i].Protocol = "tcp"
+		}
+	}
+	return ports
+}
+
+// RoleInfo is the role.json of the image of p: what the agent needs to
+// know about the role.
+func (p *Plan) RoleInfo() imagemeta.RoleInfo {
+	info := imagemeta.RoleInfo{Role: p.Role, Image: p.Image, Options: p.Options, Services: p.Services,
+		Health: imagemeta.Health(p.Health), Discover: p.Discover, VIPs: p.VIPs}
+	if p.Ports != nil {
+		info.Ports = metaPorts(p.Ports)
+	}
+	for role, ports := range p.DiscoverPorts {
+		if info.DiscoverPorts == nil {
+			info.DiscoverPorts = map[string][]imagemeta.Port{}
+		}
+		info.DiscoverPorts[role] = metaPorts(ports)
+	}
+	for _, e := range p.Exporters {
+		info.Exporters = append(info.Exporters, imagemeta.Exporter(e))
+	}
+	for _, s := range p.Render {
+		rs := imagemeta.RenderService{Service: s.Service, Reload: s.Reload}
+		for _, f := range s.Files {
+			rs.Files = append(rs.Files, imagemeta.RenderFile{
+				Template: f.Template, From: f.From, Path: f.Path, Mode: imagemeta.FileMode(f.Mode),
+				Owner: f.Owner, Group: f.Group, Sensitive: f.Sensitive, Check: f.Check,
+			})
+		}
+		info.Render = append(info.Render, rs)
+	}
+	return info
+}
+
+func metaPorts(ports []spec.Port) []imagemeta.Port {
+	out := make([]imagemeta.Port, len(ports))
+	for i, port := range ports {
+		out[i] = imagemeta.Port(port)
+	}
+	return out
 }

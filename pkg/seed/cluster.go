@@ -222,7 +222,7 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 			return src.Errorf(f+".name", "%q is a duplicate node name; every node needs its own", n.Name)
 		}
 		names[n.Name] = true
-		if !config.IsRole(n.Role) {
+		if !slices.Contains(config.Roles, n.Role) {
 			return src.Errorf(f+".role", "unknown role %q; accepted: %s", n.Role, strings.Join(config.Roles, ", "))
 		}
 		if n.Address == "" {

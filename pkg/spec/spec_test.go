@@ -38,7 +38,7 @@ func TestRoleErrors(t *testing.T) {
 	}{
 		{"syntax", "name: lb\ndescription: a: b\n", "roles/lb.yaml:2: invalid YAML: mapping values are not allowed in this context"},
 		{"tab", "name: lb\n\tpackages: [a]\n", "roles/lb.yaml:2: invalid YAML: found a tab character"},
-		{"unknown field", "name: lb\npakages: [x]\n", `roles/lb.yaml:2:1: field "pakages": unknown field here; accepted: description, discover, files, health, image, name, options, packages, ports, prune, services`},
+		{"unknown field", "name: lb\npakages: [x]\n", `roles/lb.yaml:2:1: field "pakages": unknown field here; accepted: description, discover, exporters, files, health, image, name, options, packages, ports, prune, render, services, vips`},
 		{"nested unknown", "name: lb\nhealth: {type: tcp, port: 80, paht: /x}\n", `roles/lb.yaml:2:31: field "health.paht": unknown field in health; accepted: command, interval, path, port, type`},
 		{"wrong type", "name: lb\nhealth: {type: tcp, port: eighty}\n", `roles/lb.yaml:2:27: field "health.port": expected a whole number, got "eighty"`},
 		{"list expected", "name: lb\npackages: haproxy\nhealth: {type: tcp, port: 1}\n", `roles/lb.yaml:2:11: field "packages": expected a list, got "haproxy"`},
@@ -63,6 +63,19 @@ func TestRoleErrors(t *testing.T) {
 		{"prune class", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/[ab]\"]\n", `field "prune[0]"`},
 		{"prune dotdot", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/../etc\"]\n", `field "prune[0]"`},
 		{"prune root", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/\"]\n", `field "prune[0]"`},
+		// Issue 12: what the agent renders is data in the role file.
+		{"render no file", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: haproxy}]\n", `field "render[0].files": a rendered service needs at least one file`},
+		{"render template and from", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: a.tmpl, from: tls-key, path: /etc/x}]}]\n", `field "render[0].files[0]": give a template or from, not both`},
+		{"render from", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{from: password, path: /etc/x}]}]\n", `field "render[0].files[0].from": "password" is not accepted; accepted: tls-cert, tls-key`},
+		{"render template path", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: ../a.tmpl, path: /etc/x}]}]\n", `field "render[0].files[0].template"`},
+		{"render path", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: a.tmpl, path: etc/x}]}]\n", `field "render[0].files[0].path"`},
+		{"render twice", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: a.tmpl, path: /etc/x}, {template: b.tmpl, path: /etc/x}]}]\n", `field "render[0].files[1].path": "/etc/x" is rendered twice`},
+		{"render check candidate", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: a.tmpl, path: /etc/x, check: [haproxy, -c]}]}]\n", `field "render[0].files[0].check": the checker does not name the file`},
+		{"render check shell", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: a.tmpl, path: /etc/x, check: [sh, -c, \"x {candidate}; id\"]}]}]\n", `field "render[0].files[0].check[2]"`},
+		{"render reload empty", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: a.tmpl, path: /etc/x}], reload: [[]]}]\n", `field "render[0].reload[0]": an empty command`},
+		{"render mode", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: a.tmpl, path: /etc/x, mode: 04755}]}]\n", `field "render[0].files[0].mode"`},
+		{"exporter path", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: metrics}]\n", `field "exporters[0].path"`},
+		{"exporter port", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 0, path: /metrics}]\n", `field "exporters[0].port"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -302,4 +315,20 @@ func FuzzParseImage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRoleNameLength: a role name travels in every node's signed gossip
+// metadata (issue 12), so it has at most 32 characters.
+func TestRoleNameLength(t *testing.T) {
+	long := "r" + strings.Repeat("x", 32)
+	c := &Catalog{Roles: []Folder{{FS: fstest.MapFS{
+		long + ".yaml":      {Data: []byte("name: " + long + "\nhealth: {type: tcp, port: 1}\n")},
+		long[:32] + ".yaml": {Data: []byte("name: " + long[:32] + "\nhealth: {type: tcp, port: 1}\n")},
+	}, Label: "roles"}}}
+	if _, _, err := c.Role(long); err == nil || !strings.Contains(err.Error(), "a role name has at most 32") {
+		t.Errorf("a 33-character role: %v", err)
+	}
+	if _, _, err := c.Role(long[:32]); err != nil {
+		t.Errorf("a 32-character role: %v", err)
+	}
 }

@@ -21,6 +21,15 @@ type Role struct {
 	Health      Health   `yaml:"health" json:"health"`
 	Discover    []string `yaml:"discover" json:"discover,omitempty"`
 	Options     []Option `yaml:"options" json:"options,omitempty"`
+	// VIPs says the role holds the cluster's virtual addresses (the agent
+	// requires at least one and renders them).
+	VIPs bool `yaml:"vips" json:"vips,omitempty"`
+	// Exporters are the role's metrics endpoints on the node itself, which
+	// the monitoring agent scrapes.
+	Exporters []Exporter `yaml:"exporters" json:"exporters,omitempty"`
+	// Render lists the services whose files the agent renders on the node
+	// from the role's templates, with their checkers and reload commands.
+	Render []RenderService `yaml:"render" json:"render,omitempty"`
 	// Prune lists paths (globs) removed from the root after the packages
 	// are installed: state that must be made per node on first boot.
 	Prune []string `yaml:"prune" json:"prune,omitempty"`
@@ -43,6 +52,41 @@ type Port struct {
 	Port     int    `yaml:"port" json:"port"`
 	Protocol string `yaml:"protocol" json:"protocol,omitempty"` // tcp (default) or udp
 }
+
+// Exporter is one metrics endpoint of a role, on the node itself.
+type Exporter struct {
+	Name string `yaml:"name" json:"name"`
+	Port int    `yaml:"port" json:"port"`
+	Path string `yaml:"path" json:"path"`
+}
+
+// RenderService is one service whose files the agent renders on the node.
+type RenderService struct {
+	// Service names what the files are for (haproxy, nginx, ...).
+	Service string       `yaml:"service" json:"service"`
+	Files   []RenderFile `yaml:"files" json:"files"`
+	// Reload are the commands run, in order, after a file changed.
+	Reload [][]string `yaml:"reload" json:"reload,omitempty"`
+}
+
+// RenderFile is one file the agent renders: from a template of the role
+// (under /usr/share/imgforge/templates/ROLE), or from a value the agent
+// holds (From: tls-cert, tls-key).
+type RenderFile struct {
+	Template  string `yaml:"template" json:"template,omitempty"`
+	From      string `yaml:"from" json:"from,omitempty"`
+	Path      string `yaml:"path" json:"path"`
+	Mode      Mode   `yaml:"mode" json:"mode,omitempty"`
+	Owner     string `yaml:"owner" json:"owner,omitempty"`
+	Group     string `yaml:"group" json:"group,omitempty"`
+	Sensitive bool   `yaml:"sensitive" json:"sensitive,omitempty"`
+	// Check is the command that validates the file, with {candidate} for
+	// its path.
+	Check []string `yaml:"check" json:"check,omitempty"`
+}
+
+// RenderFrom are the values a RenderFile may take instead of a template.
+var RenderFrom = []string{"tls-cert", "tls-key"}
 
 // Health says how to tell that the role's service works.
 type Health struct {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/imgforge/imgforge/pkg/format"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 var (
@@ -44,6 +45,9 @@ func validName(s string) bool { return nameRe.MatchString(s) }
 func (r *Role) Validate(src Source, known []string) error {
 	if !validName(r.Name) {
 		return src.Errorf("name", "%q is not a valid name; use lower-case letters, digits and '-', starting with a letter", r.Name)
+	}
+	if !imagemeta.ValidRoleName(r.Name) {
+		return src.Errorf("name", "%q is %d characters long; a role name has at most %d (it travels in every node's signed gossip metadata)", r.Name, len(r.Name), imagemeta.MaxRoleName)
 	}
 	if r.Image != "" && !validName(r.Image) {
 		return src.Errorf("image", "%q is not a valid image name", r.Image)
@@ -82,6 +86,12 @@ func (r *Role) Validate(src Source, known []string) error {
 		if !slices.Contains(known, d) {
 			return src.Errorf(fmt.Sprintf("discover[%d]", i), "unknown role %q; known roles: %s", d, strings.Join(known, ", "))
 		}
+	}
+	if err := validateExporters(src, r.Exporters); err != nil {
+		return err
+	}
+	if err := validateRender(src, r.Render); err != nil {
+		return err
 	}
 	for i, g := range r.Prune {
 		if !globRe.MatchString(g) || path.Clean(g) != g || g == "/" {
@@ -274,6 +284,110 @@ func (im *Image) Validate(src Source) error {
 	}
 	if strings.ContainsAny(im.Kernel.Cmdline, "\n\r") {
 		return src.Errorf("kernel.cmdline", "must be one line")
+	}
+	return nil
+}
+
+// argRe is what a checker or reload command's word may hold: no spaces,
+// quotes, '$' or control characters (the agent runs them without a shell,
+// but they are shown in logs and status).
+var argRe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_{}-]+( [A-Za-z0-9@%+=:,./_{}-]+)*$`)
+
+// templateRe is a template's name inside the role's templates folder.
+var templateRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func validateExporters(src Source, exps []Exporter) error {
+	seen := map[string]bool{}
+	for i, e := range exps {
+		f := fmt.Sprintf("exporters[%d]", i)
+		if !validName(e.Name) {
+			return src.Errorf(f+".name", "%q is not a valid exporter name; use lower-case letters, digits and '-'", e.Name)
+		}
+		if seen[e.Name] {
+			return src.Errorf(f+".name", "exporter %q is listed twice", e.Name)
+		}
+		seen[e.Name] = true
+		if e.Port < 1 || e.Port > 65535 {
+			return src.Errorf(f+".port", "%d is out of range; accepted: 1 to 65535", e.Port)
+		}
+		if !strings.HasPrefix(e.Path, "/") || !globRe.MatchString(e.Path) || strings.ContainsAny(e.Path, "*?") {
+			return src.Errorf(f+".path", "%q is not accepted: an absolute URL path such as /metrics", e.Path)
+		}
+	}
+	return nil
+}
+
+func validateCommand(src Source, field string, argv []string, candidate bool) error {
+	if len(argv) == 0 {
+		return src.Errorf(field, "an empty command; give the program and its arguments")
+	}
+	has := false
+	for j, a := range argv {
+		if !argRe.MatchString(a) {
+			return src.Errorf(fmt.Sprintf("%s[%d]", field, j), "%q is not accepted: letters, digits and @%%+=:,./_{}- only, words apart by one space (no shell runs it)", a)
+		}
+		has = has || strings.Contains(a, "{candidate}")
+	}
+	if candidate && !has {
+		return src.Errorf(field, "the checker does not name the file: put {candidate} where its path goes")
+	}
+	return nil
+}
+
+func validateRender(src Source, svcs []RenderService) error {
+	paths := map[string]bool{}
+	names := map[string]bool{}
+	for i, s := range svcs {
+		f := fmt.Sprintf("render[%d]", i)
+		if !validName(s.Service) {
+			return src.Errorf(f+".service", "%q is not a valid service name; use lower-case letters, digits and '-'", s.Service)
+		}
+		if names[s.Service] {
+			return src.Errorf(f+".service", "service %q is listed twice", s.Service)
+		}
+		names[s.Service] = true
+		if len(s.Files) == 0 {
+			return src.Errorf(f+".files", "a rendered service needs at least one file")
+		}
+		for j, c := range s.Reload {
+			if err := validateCommand(src, fmt.Sprintf("%s.reload[%d]", f, j), c, false); err != nil {
+				return err
+			}
+		}
+		for j, rf := range s.Files {
+			ff := fmt.Sprintf("%s.files[%d]", f, j)
+			switch {
+			case rf.Template == "" && rf.From == "":
+				return src.Errorf(ff, "give a template or from (accepted: %s)", strings.Join(RenderFrom, ", "))
+			case rf.Template != "" && rf.From != "":
+				return src.Errorf(ff, "give a template or from, not both")
+			case rf.Template != "" && !templateRe.MatchString(rf.Template):
+				return src.Errorf(ff+".template", "%q is not a template name in the role's templates folder (letters, digits, '.', '_', '-')", rf.Template)
+			case rf.From != "" && !slices.Contains(RenderFrom, rf.From):
+				return src.Errorf(ff+".from", "%q is not accepted; accepted: %s", rf.From, strings.Join(RenderFrom, ", "))
+			}
+			if !path.IsAbs(rf.Path) || path.Clean(rf.Path) != rf.Path || rf.Path == "/" || !globRe.MatchString(rf.Path) || strings.ContainsAny(rf.Path, "*?") {
+				return src.Errorf(ff+".path", "%q must be a clean absolute path on the node, such as /etc/foo.conf", rf.Path)
+			}
+			if paths[rf.Path] {
+				return src.Errorf(ff+".path", "%q is rendered twice", rf.Path)
+			}
+			paths[rf.Path] = true
+			if rf.Mode > 0o777 {
+				return src.Errorf(ff+".mode", "%04o is not accepted; accepted: 0000 to 0777", uint32(rf.Mode))
+			}
+			if rf.Owner != "" && !accountRe.MatchString(rf.Owner) {
+				return src.Errorf(ff+".owner", "%q is not a user name or number", rf.Owner)
+			}
+			if rf.Group != "" && !accountRe.MatchString(rf.Group) {
+				return src.Errorf(ff+".group", "%q is not a group name or number", rf.Group)
+			}
+			if rf.Check != nil {
+				if err := validateCommand(src, ff+".check", rf.Check, true); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }

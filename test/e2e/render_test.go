@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/render"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // roleRoots unpacks the OCI image of each role: from the shared cold
@@ -153,7 +154,12 @@ func TestRenderCheckers(t *testing.T) {
 	for _, role := range allRoles {
 		t.Run(role, func(t *testing.T) {
 			root := roots[role]
-			r := &render.Renderer{Templates: renderTemplates(root), Current: os.DirFS(root), Rand: rand.Reader, Now: time.Now}
+			// What to render, check and reload is the image's role.json.
+			ri, err := imagemeta.ReadRoleInfo(filepath.Join(root, imagemeta.RolePath))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &render.Renderer{Templates: renderTemplates(root), Current: os.DirFS(root), Rand: rand.Reader, Now: time.Now, Role: &ri}
 			run := &chrootRunner{root: root}
 			a := &render.Applier{Root: root, Runner: run}
 			type variant struct {

@@ -101,7 +101,7 @@ func TestParseErrors(t *testing.T) {
 		name, doc, old, new, want string
 	}{
 		{"unknown field", web, "  role: web", "  role: web\n  rol: web", `user-data:8:3: field "imgforge.rol": unknown field in imgforge; accepted: app, cluster, database, db, discovery, identity, monitoring, node, role, tls, vips`},
-		{"unknown role", web, "role: web", "role: cache", `field "imgforge.role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"not a role name", web, "role: web", "role: Cache", `field "imgforge.role": "Cache" is not a role name; accepted: a role name`},
 		{"cluster", web, "cluster: shop", "cluster: Shop", `field "imgforge.cluster": "Shop" is not a cluster name`},
 		{"app on db", db, "role: db", "role: db\n  app: {runtime: uwsgi}", `field "imgforge.app": is only for roles app (its runtime) and web (the app tier's runtime), and this node's role is db`},
 		{"app runtime on web", web, "role: web", "role: web\n  app: {runtime: cgi}", `field "imgforge.app.runtime": "cgi" is not accepted; accepted: php-fpm, uwsgi`},
@@ -124,7 +124,7 @@ func TestParseErrors(t *testing.T) {
 		{"key not base64", web, "key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "key: '!!!'", `is not base64`},
 		{"join garbage", web, "join: [10.10.0.11,", "join: [10.10.0.300,", `field "imgforge.discovery.gossip.join[0]": "10.10.0.300" is not an address`},
 		{"gossip port", web, "port: 7946", "port: 70000", `field "imgforge.discovery.gossip.port": 70000 is out of range`},
-		{"static role", db, "role: app, address", "role: cache, address", `field "imgforge.discovery.static.members[1].role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"static role", db, "role: app, address", "role: ca_che, address", `field "imgforge.discovery.static.members[1].role": "ca_che" is not a role name; accepted: a role name`},
 		{"static address", db, "address: 10.10.0.31}", "address: 10.10.0.31/24}", `field "imgforge.discovery.static.members[1].address": "10.10.0.31/24" is not an IP address`},
 		{"static dup address", db, "address: 10.10.0.31}", "address: 10.10.0.41}", `field "imgforge.discovery.static.members[1].address": 10.10.0.41 is listed twice`},
 		{"static mode on app", db, "address: 10.10.0.31}", "address: 10.10.0.31, mode: primary}", `field "imgforge.discovery.static.members[1].mode": is only for db members`},

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/identity"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -42,8 +43,12 @@ const (
 // GossipKeySize is the length of the decoded gossip key (AES-256).
 const GossipKeySize = 32
 
-// IsRole reports whether r is a known role.
-func IsRole(r string) bool { return slices.Contains(Roles, r) }
+// IsRole reports whether r is a role name. Roles are data (roles/NAME.yaml):
+// the agent checks a node's against its image's role.json.
+func IsRole(r string) bool { return imagemeta.ValidRoleName(r) }
+
+// AcceptRole says what a role name is.
+var AcceptRole = fmt.Sprintf("a role name (a role file's: lower-case letters, digits and '-', starting with a letter, at most %d characters), such as lb, web, app or db", imagemeta.MaxRoleName)
 
 func (c *Config) validate(src spec.Source) error {
 	f := func(field string) string { return Section + "." + field }
@@ -51,7 +56,7 @@ func (c *Config) validate(src spec.Source) error {
 		return src.Errorf(f("cluster"), "%q is not a cluster name; accepted: %s", c.Cluster, acceptCluster)
 	}
 	if !IsRole(c.Role) {
-		return src.Errorf(f("role"), "unknown role %q; accepted: %s", c.Role, strings.Join(Roles, ", "))
+		return src.Errorf(f("role"), "%q is not a role name; accepted: %s", c.Role, AcceptRole)
 	}
 	if c.App != nil {
 		if c.Role != "app" && c.Role != "web" {
@@ -242,7 +247,7 @@ func (s *Static) validate(src spec.Source, field string) error {
 		}
 		names[m.Name] = true
 		if !IsRole(m.Role) {
-			return src.Errorf(mf+".role", "unknown role %q; accepted: %s", m.Role, strings.Join(Roles, ", "))
+			return src.Errorf(mf+".role", "%q is not a role name; accepted: %s", m.Role, AcceptRole)
 		}
 		a, err := ParseMemberAddress(m.Address)
 		if err != nil {
@@ -290,7 +295,7 @@ func (d *DNS) validate(src spec.Source, field string) error {
 	for i, r := range d.Records {
 		rf := fmt.Sprintf("%s.records[%d]", field, i)
 		if !IsRole(r.Role) {
-			return src.Errorf(rf+".role", "unknown role %q; accepted: %s", r.Role, strings.Join(Roles, ", "))
+			return src.Errorf(rf+".role", "%q is not a role name; accepted: %s", r.Role, AcceptRole)
 		}
 		if (r.Name == "") == (r.SRV == "") {
 			return src.Errorf(rf, "give exactly one of name (A/AAAA records) and srv (an SRV record)")

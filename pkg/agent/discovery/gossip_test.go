@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/imgforge/imgforge/pkg/agent/identity"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -105,6 +106,31 @@ func signed(t testing.TB, id *identity.Node, m Meta) []byte {
 	return b
 }
 
+// v1 makes b a version 1 envelope with the role code of web (2) before
+// the flags, as the agents before issue 12 wrote it.
+func v1(b []byte) []byte {
+	out := []byte{1, b[1] + 1, 2}
+	return append(out, b[2:]...)
+}
+
+// TestMetaRoleIsTheCertificates: the role of a member is the one its
+// certificate names, whatever the signer says: a stolen app identity
+// relabelled web is an app member.
+func TestMetaRoleIsTheCertificates(t *testing.T) {
+	shop := clusterCA(t, "shop")
+	id := shop.node(t, "app", "app-7")
+	cp := *id
+	cp.Role = "web"
+	b := signed(t, &cp, Meta{Role: "web", Address: netip.MustParseAddr("10.0.0.7"), Port: 7946, Healthy: true})
+	m, _, err := NewMetaVerifier(identity.NewVerifier(shop.ca.Cert), nil).ParseMeta("app-7", nil, 0, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Role != "app" {
+		t.Fatalf("role %q; want app, the certificate's", m.Role)
+	}
+}
+
 // renamed is id signing as another node, as a thief of its seed would.
 func renamed(id *identity.Node, name string) *identity.Node {
 	cp := *id
@@ -141,11 +167,13 @@ func TestGossipRejectsForgedMembers(t *testing.T) {
 		log      string // what the honest member logs, "" for a wrong key (memberlist drops it before)
 	}{
 		{"no-cert", "127.0.2.10", oldJSON(t, map[string]any{"c": "shop", "r": "web", "a": "127.0.2.10", "h": true}), testKey, `member "no-cert": metadata is not imgforge's signed metadata`},
-		{"empty-cert", "127.0.2.11", append([]byte{1, 8, 2, 1, port >> 8, port & 0xff, 127, 0, 2, 11, 0, 0}, make([]byte, 64)...), testKey, `member "empty-cert": certificate not from the cluster CA: no certificate`},
+		{"empty-cert", "127.0.2.11", append([]byte{2, 7, 1, port >> 8, port & 0xff, 127, 0, 2, 11, 0, 0}, make([]byte, 64)...), testKey, `member "empty-cert": certificate not from the cluster CA: no certificate`},
 		{"other-ca", "127.0.2.12", signed(t, clusterCA(t, "other:shop").node(t, "web", "other-ca"), web("127.0.2.12", port)), testKey, `member "other-ca": certificate not from the cluster CA`},
 		{"other-cluster", "127.0.2.13", signed(t, clusterCA(t, "shop2").node(t, "web", "other-cluster"), web("127.0.2.13", port)), testKey, `member "other-cluster": certificate not from the cluster CA`},
-		// A stolen app identity, signing metadata that claims web.
-		{"other-role", "127.0.2.14", signed(t, shop.node(t, "app", "other-role"), web("127.0.2.14", port)), testKey, `member "other-role": certificate names another node or role`},
+		// A stolen app identity, signing metadata of version 1, whose role
+		// code claims web: the role is the certificate's since version 2
+		// (TestMetaRoleIsTheCertificates), and version 1 is refused.
+		{"other-role", "127.0.2.14", v1(signed(t, shop.node(t, "app", "other-role"), Meta{Role: "app", Address: netip.MustParseAddr("127.0.2.14"), Port: port, Healthy: true})), testKey, `member "other-role": metadata is not imgforge's signed metadata`},
 		// A stolen web-9 identity, signing metadata for another name.
 		{"other-name", "127.0.2.15", signed(t, renamed(shop.node(t, "web", "web-9"), "other-name"), web("127.0.2.15", port)), testKey, `member "other-name": certificate names another node or role`},
 		{"bad-sig", "127.0.2.16", badSig(signed(t, shop.node(t, "web", "bad-sig"), web("127.0.2.16", port))), testKey, `member "bad-sig": bad signature`},
@@ -322,7 +350,8 @@ func TestMetaFits(t *testing.T) {
 		t.Fatal(err)
 	}
 	max := 0
-	for _, role := range Roles {
+	// The longest role name is as legal as the four of the repository.
+	for _, role := range []string{"lb", "web", "app", "db", "r" + strings.Repeat("x", imagemeta.MaxRoleName-1)} {
 		nc, nk, err := ca.Issue(r, role, name, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -332,9 +361,7 @@ func TestMetaFits(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := Meta{Role: role, Address: netip.MustParseAddr("fd00:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), Port: 65535, Healthy: true}
-		if role == "db" {
-			m.Mode = "replica"
-		}
+		m.Mode = "replica"
 		b, err := EncodeMeta(id, m)
 		if err != nil {
 			t.Fatal(err)

@@ -16,30 +16,30 @@ import (
 	"github.com/imgforge/imgforge/pkg/agent/identity"
 )
 
-// Roles are the roles a gossip member may advertise.
-var Roles = identity.Roles
-
 var memberNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Meta is what a member advertises about itself in its memberlist node
 // metadata, signed with its node key. Its name is its memberlist name and
 // its cluster the CA's; both are in the signed text.
 type Meta struct {
+	// Role is the role its certificate names: the envelope does not
+	// repeat it.
 	Role    string
 	Address netip.Addr
 	Port    uint16 // the gossip port it listens on
-	Mode    string // db: primary or replica
+	Mode    string // primary or replica, for a role that has them
 	Healthy bool
 }
 
-// The signed metadata envelope, version 1. memberlist caps node metadata
-// at memberlist.MetaMaxSize (512) bytes, so it is binary:
+// The signed metadata envelope, version 2. memberlist caps node metadata
+// at memberlist.MetaMaxSize (512) bytes, so it is binary. The member's
+// role is the one its certificate names (OU=ROLE), so roles are names,
+// not codes: any role name (imagemeta.ValidRoleName) travels.
 //
 //	offset    size  field
-//	0         1     version, 1
-//	1         1     P, the length of the payload (8 or 20)
+//	0         1     version, 2
+//	1         1     P, the length of the payload (7 or 19)
 //	2         P     payload:
-//	                  1  role: 1 lb, 2 web, 3 app, 4 db
 //	                  1  flags: bit 0 healthy; bits 1-2 mode: 0 none,
 //	                     1 primary, 2 replica; other bits 0
 //	                  2  gossip port, big-endian
@@ -49,15 +49,15 @@ type Meta struct {
 //	4+P+C     64    Ed25519 signature by the certificate's key over
 //	                metaContext || cluster || 0 || name || 0 || bytes [0, 2+P)
 //
-// Nothing may follow. The largest (63-character cluster and node names,
-// an IPv6 address) is 475 bytes (TestMetaFits).
+// Nothing may follow. The largest (63-character cluster and node names, a
+// 32-character role name, an IPv6 address) is under 512 bytes
+// (TestMetaFits). Version 1 carried a role code (1 lb, 2 web, 3 app, 4 db)
+// and is refused.
 const (
-	metaVersion = 1
-	metaContext = "imgforge gossip metadata v1\x00"
+	metaVersion = 2
+	metaContext = "imgforge gossip metadata v2\x00"
 	sigSize     = ed25519.SignatureSize
 )
-
-var roleCodes = map[string]byte{"lb": 1, "web": 2, "app": 3, "db": 4}
 
 var modeCodes = map[string]byte{"": 0, "primary": 1, "replica": 2}
 
@@ -83,9 +83,8 @@ func signedText(cluster, name string, head []byte) []byte {
 // EncodeMeta signs m as the member id names (its cluster and name) and
 // returns the envelope.
 func EncodeMeta(id *identity.Node, m Meta) ([]byte, error) {
-	role, ok := roleCodes[m.Role]
-	if !ok {
-		return nil, fmt.Errorf("unknown role %q", m.Role)
+	if m.Role != id.Role {
+		return nil, fmt.Errorf("role %q, but the certificate names %q", m.Role, id.Role)
 	}
 	mode, ok := modeCodes[m.Mode]
 	if !ok {
@@ -99,7 +98,7 @@ func EncodeMeta(id *identity.Node, m Meta) ([]byte, error) {
 		flags |= 1
 	}
 	addr := m.Address.Unmap().AsSlice()
-	payload := append([]byte{role, flags, byte(m.Port >> 8), byte(m.Port)}, addr...)
+	payload := append([]byte{flags, byte(m.Port >> 8), byte(m.Port)}, addr...)
 	b := []byte{metaVersion, byte(len(payload))}
 	b = append(b, payload...)
 	sig := id.Sign(signedText(id.Cluster, id.Name, b))
@@ -189,32 +188,26 @@ func (v *MetaVerifier) ParseMeta(name string, from net.IP, port uint16, data []b
 	if err != nil {
 		return fail(ReasonCert, "%v", err)
 	}
-	var m Meta
-	if p != 8 && p != 20 {
+	m := Meta{Role: claims.Role}
+	if p != 7 && p != 19 {
 		return fail(ReasonPayload, "a payload of %d bytes", p)
 	}
 	var ok bool
-	if m.Role, ok = codeName(roleCodes, payload[0]); !ok {
-		return fail(ReasonPayload, "unknown role code %d", payload[0])
-	}
-	flags := payload[1]
+	flags := payload[0]
 	if m.Mode, ok = codeName(modeCodes, flags>>1); !ok || flags&^7 != 0 {
 		return fail(ReasonPayload, "unknown flags %#x", flags)
 	}
-	if m.Mode != "" && m.Role != "db" {
-		return fail(ReasonPayload, "mode %s for role %s", m.Mode, m.Role)
-	}
 	m.Healthy = flags&1 == 1
-	m.Port = binary.BigEndian.Uint16(payload[2:4])
-	a, _ := netip.AddrFromSlice(payload[4:])
-	if p == 20 && a.Is4In6() {
+	m.Port = binary.BigEndian.Uint16(payload[1:3])
+	a, _ := netip.AddrFromSlice(payload[3:])
+	if p == 19 && a.Is4In6() {
 		return fail(ReasonPayload, "an IPv4-mapped address")
 	}
 	if a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || m.Port == 0 {
 		return fail(ReasonPayload, "address %s port %d", a, m.Port)
 	}
 	m.Address = a
-	if claims.Name != name || claims.Role != m.Role || claims.Cluster != v.cluster {
+	if claims.Name != name || claims.Cluster != v.cluster {
 		return fail(ReasonIdentity, "it claims %s %s of cluster %s; its certificate says %s", m.Role, name, v.cluster, claims)
 	}
 	if !ed25519.Verify(cert.PublicKey.(ed25519.PublicKey), signedText(v.cluster, name, head), sig) {

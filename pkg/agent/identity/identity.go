@@ -28,9 +28,10 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Validity of what Issue and NewCA make.
@@ -44,9 +45,6 @@ const (
 	// its own ends sooner than this.
 	RenewBefore = 90 * 24 * time.Hour
 )
-
-// Roles a node certificate may name.
-var Roles = []string{"lb", "web", "app", "db"}
 
 // Claims are what a node certificate says about its holder.
 type Claims struct {
@@ -163,8 +161,8 @@ func Cluster(ca *x509.Certificate) string {
 // Backdate) for NodeValidity but not beyond the CA's own end, and returns
 // them as PEM.
 func (ca *CA) Issue(r io.Reader, role, name string, now time.Time) (certPEM, keyPEM []byte, err error) {
-	if !slices.Contains(Roles, role) {
-		return nil, nil, fmt.Errorf("unknown role %q", role)
+	if !imagemeta.ValidRoleName(role) {
+		return nil, nil, fmt.Errorf("%q is not a role name (lower-case letters, digits and '-', starting with a letter, at most %d)", role, imagemeta.MaxRoleName)
 	}
 	pub, key, err := ed25519.GenerateKey(r)
 	if err != nil {
@@ -268,7 +266,7 @@ func (v *Verifier) verify(cert *x509.Certificate, now time.Time) (Claims, error)
 		return Claims{}, errors.New("the certificate's key is not Ed25519")
 	}
 	s := cert.Subject
-	if len(s.OrganizationalUnit) != 1 || !slices.Contains(Roles, s.OrganizationalUnit[0]) || s.CommonName == "" || len(s.Organization) != 0 {
+	if len(s.OrganizationalUnit) != 1 || !imagemeta.ValidRoleName(s.OrganizationalUnit[0]) || s.CommonName == "" || len(s.Organization) != 0 {
 		return Claims{}, errors.New("the certificate's subject is not OU=ROLE, CN=NODE")
 	}
 	return Claims{Cluster: Cluster(v.ca), Role: s.OrganizationalUnit[0], Name: s.CommonName}, nil

@@ -88,8 +88,13 @@ func TestIssueAndVerify(t *testing.T) {
 	if _, err := ParseNode(certPEM, certPEM, keyPEM); err == nil || !strings.HasPrefix(err.Error(), "ca: ") {
 		t.Errorf("a node certificate as the CA: %v", err)
 	}
-	if _, _, err := ca.Issue(r, "cache", "x", now); err == nil {
-		t.Error("an unknown role was issued")
+	for _, role := range []string{"Cache", "ca che", "cache\n", "", strings.Repeat("r", 33)} {
+		if _, _, err := ca.Issue(r, role, "x", now); err == nil {
+			t.Errorf("a role named %q was issued", role)
+		}
+	}
+	if _, _, err := ca.Issue(r, "cache", "x", now); err != nil {
+		t.Errorf("a role that is data (cache): %v", err)
 	}
 }
 

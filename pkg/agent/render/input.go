@@ -8,17 +8,10 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
-)
 
-// The roles this package renders.
-const (
-	RoleLB  = "lb"
-	RoleWeb = "web"
-	RoleApp = "app"
-	RoleDB  = "db"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Node is one machine of the stack as discovery sees it.
@@ -26,15 +19,19 @@ type Node struct {
 	// Name is the node's host name: letters, digits, '-' and '.', as in
 	// DNS. It names haproxy servers and peers and the monitoring labels.
 	Name string
-	// Role is lb, web, app or db.
+	// Role is the node's role (a role name: roles/NAME.yaml).
 	Role string
 	// Address is where the other nodes reach it.
 	Address netip.Addr
-	// ID is the db server_id (1 to 4294967295); 0 derives it from the
-	// address (the low 32 bits).
+	// ID is the node's numeric id (MariaDB's server_id, 1 to
+	// 4294967295); 0 derives it from the address (the low 32 bits).
 	ID uint32
-	// Primary marks the db primary among the db members.
+	// Primary marks the primary among the members of its role (a node
+	// whose mode is not replica).
 	Primary bool
+	// Port is the port discovery gave for the node (an SRV record's); 0
+	// means its role's first port.
+	Port uint16
 }
 
 // VIP is one virtual address keepalived floats between the lb nodes.
@@ -124,12 +121,6 @@ const (
 	minPassword = 8
 )
 
-// knownOptions are the values each option may take.
-var knownOptions = map[string][]string{
-	"runtime": {"php-fpm", "uwsgi"},
-	"mode":    {"primary", "replica"},
-}
-
 func validName(s string) error {
 	if len(s) == 0 || len(s) > 253 {
 		return fmt.Errorf("%q is not a host name: 1 to 253 characters", s)
@@ -170,8 +161,8 @@ func validNode(n Node, where string) error {
 	if err := validName(n.Name); err != nil {
 		return fmt.Errorf("%s.name: %w", where, err)
 	}
-	if !slices.Contains([]string{RoleLB, RoleWeb, RoleApp, RoleDB}, n.Role) {
-		return fmt.Errorf("%s.role: %q is not a role; accepted: lb, web, app, db", where, n.Role)
+	if !roleName.MatchString(n.Role) {
+		return fmt.Errorf("%s.role: %q is not a role name; accepted: lower-case letters, digits and '-', starting with a letter", where, n.Role)
 	}
 	if err := validAddr(n.Address); err != nil {
 		return fmt.Errorf("%s.address: %w", where, err)
@@ -236,12 +227,8 @@ func (in *Input) Validate() error {
 		ids[id] = i
 	}
 	for _, k := range sortedKeys(in.Options) {
-		accepted, ok := knownOptions[k]
-		if !ok {
-			continue // options of other roles (or future ones) are not rendered
-		}
-		if !slices.Contains(accepted, in.Options[k]) {
-			return fmt.Errorf("options.%s: %q; accepted: %s", k, in.Options[k], strings.Join(accepted, ", "))
+		if !roleName.MatchString(k) || !optionValue.MatchString(in.Options[k]) {
+			return fmt.Errorf("options.%s: %q; accepted: an option name and a value of lower-case letters, digits, '.' and '-'", k, in.Options[k])
 		}
 	}
 	if in.TLS != nil {
@@ -257,45 +244,25 @@ func (in *Input) Validate() error {
 			return err
 		}
 	}
-	return in.validateRole()
+	return nil
 }
 
-// validateRole checks what the node's own role needs.
-func (in *Input) validateRole() error {
-	switch in.Self.Role {
-	case RoleLB:
-		if len(in.VIPs) == 0 {
-			return fmt.Errorf("vips: the lb role needs at least one VIP")
-		}
-		for i, n := range in.Members[RoleLB] {
-			if n.Address.Is4() != in.Self.Address.Is4() {
-				return fmt.Errorf("members[lb][%d].address: %s is not of the family of this node's address %s", i, n.Address, in.Self.Address)
-			}
-		}
-	case RoleApp:
-		if in.DB.User == "" {
-			return fmt.Errorf("db.user: the app role needs the database account")
-		}
-	case RoleDB:
-		if in.MemoryBytes < minMemory {
-			return fmt.Errorf("memory_bytes: %d; the db role needs at least %d (256 MiB)", in.MemoryBytes, minMemory)
-		}
-		if in.Options["mode"] == "replica" && in.DB.ReplicationUser == "" {
-			return fmt.Errorf("db.replication_user: a replica needs the replication account")
-		}
-		if in.Self.ID == 0 && serverID(in.Self) == 0 {
-			return fmt.Errorf("self.id: 0, and the address %s gives no server_id either; give an id from 1 to 4294967295", in.Self.Address)
-		}
+// optionValue is what a role option's value may be (a choice name).
+var optionValue = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
+
+// validateData checks what the role ri needs of in: VIPs of the node's
+// family when the role holds them.
+func (in *Input) validateData(ri *imagemeta.RoleInfo) error {
+	if !ri.VIPs {
+		return nil
 	}
-	var primaries []string
-	for _, n := range in.Members[RoleDB] {
-		if n.Primary && !slices.Contains(primaries, n.Name) {
-			primaries = append(primaries, n.Name)
-		}
+	if len(in.VIPs) == 0 {
+		return fmt.Errorf("vips: the %s role holds the VIPs and needs at least one", ri.Role)
 	}
-	if len(primaries) > 1 {
-		sort.Strings(primaries)
-		return fmt.Errorf("members[db]: %d primaries (%s); accepted: one", len(primaries), strings.Join(primaries, ", "))
+	for i, n := range in.Members[ri.Role] {
+		if n.Address.Is4() != in.Self.Address.Is4() {
+			return fmt.Errorf("members[%s][%d].address: %s is not of the family of this node's address %s", ri.Role, i, n.Address, in.Self.Address)
+		}
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ func TestValidateRejects(t *testing.T) {
 		{"empty name", func(in *render.Input) { in.Members["web"][0].Name = "" }, "members[web][0].name"},
 		{"leading hyphen", func(in *render.Input) { in.Members["web"][0].Name = "-web" }, "not a host name"},
 		{"brace in a name", func(in *render.Input) { in.Members["web"][0].Name = "web}" }, "not a host name"},
-		{"unknown role", func(in *render.Input) { in.Self.Role = "cache" }, "self.role"},
+		{"bad role name", func(in *render.Input) { in.Self.Role = "cache\nx" }, "self.role"},
 		{"member of another role", func(in *render.Input) { in.Members["web"][0].Role = "app" }, `members[web][0].role: "app"`},
 		{"no address", func(in *render.Input) { in.Members["web"][0].Address = netip.Addr{} }, "members[web][0].address: no address"},
 		{"unspecified address", func(in *render.Input) { in.Members["web"][0].Address = netip.MustParseAddr("0.0.0.0") }, "not a unicast"},
@@ -46,8 +46,7 @@ func TestValidateRejects(t *testing.T) {
 		{"router ids collide", func(in *render.Input) {
 			in.VIPs = append(in.VIPs, render.VIP{Address: netip.MustParseAddr("192.0.2.11"), Prefix: 24, Interface: "eth0", RouterID: 51})
 		}, "vips[1].router_id: 51 is also"},
-		{"lb without VIP", func(in *render.Input) { in.VIPs = nil }, "at least one VIP"},
-		{"bad runtime", func(in *render.Input) { in.Options = map[string]string{"runtime": "node"} }, `options.runtime: "node"; accepted: php-fpm, uwsgi`},
+		{"newline in an option", func(in *render.Input) { in.Options = map[string]string{"runtime": "php-fpm\n}"} }, `options.runtime: "php-fpm\n}"; accepted: an option name and a value of lower-case letters, digits, '.' and '-'`},
 		{"quote in a password", func(in *render.Input) { in.DB = render.DB{User: "app", Password: "pass'; DROP"} }, "db.user password"},
 		{"short password", func(in *render.Input) { in.DB = render.DB{User: "app", Password: "short"} }, "8 to 256"},
 		{"bad db user", func(in *render.Input) { in.DB = render.DB{User: "app'@'%", Password: "password1"} }, "db.user"},
@@ -69,11 +68,6 @@ func TestValidateRejects(t *testing.T) {
 			other, _ := render.SelfSigned(rand.Reader, now, "x", netip.MustParseAddr("192.0.2.1"))
 			in.TLS = &render.TLS{CertPEM: testPairOnce(t).CertPEM, KeyPEM: other.KeyPEM}
 		}, "tls:"},
-		{"two db primaries", func(in *render.Input) {
-			d := nodes("db", 3)
-			d[0].Primary, d[2].Primary = true, true
-			in.Members["db"] = d
-		}, "2 primaries (db-01, db-03)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -96,19 +90,27 @@ func TestValidateRejects(t *testing.T) {
 	}
 }
 
+// TestValidateRoleNeeds: what a role needs of the input is data (vips:
+// in its role file) or said by its templates (fail, memory, primary).
 func TestValidateRoleNeeds(t *testing.T) {
+	twoPrimaries := nodes("db", 3)
+	twoPrimaries[0].Primary, twoPrimaries[2].Primary = true, true
+	lb := goldenCases(t)["lb-alone-web0"]
+	lb.VIPs = nil
 	cases := []struct {
 		in   render.Input
 		want string
 	}{
+		{lb, "vips: the lb role holds the VIPs and needs at least one"},
+		{render.Input{Self: nodes("app", 1)[0], DB: render.DB{User: "shop", Password: "app-password-1"}, Members: map[string][]render.Node{"db": twoPrimaries}}, "members[db]: 2 primaries (db-01, db-03); accepted: one"},
 		{render.Input{Self: nodes("app", 1)[0]}, "db.user: the app role needs"},
 		{render.Input{Self: nodes("db", 1)[0], MemoryBytes: 1 << 20}, "memory_bytes"},
 		{render.Input{Self: nodes("db", 1)[0], MemoryBytes: 1 << 30, Options: map[string]string{"mode": "replica"}}, "a replica needs the replication account"},
 		{render.Input{Self: render.Node{Name: "db", Role: "db", Address: netip.MustParseAddr("2001:db8::")}, MemoryBytes: 1 << 30}, "self.id"},
 	}
 	for _, c := range cases {
-		if err := c.in.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("Validate(%s) = %v, want %q", c.in.Self.Role, err, c.want)
+		if _, err := renderer(t).Render(context.Background(), c.in); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Render(%s) = %v, want %q", c.in.Self.Role, err, c.want)
 		}
 	}
 }

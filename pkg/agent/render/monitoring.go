@@ -1,5 +1,7 @@
 package render
 
+import "fmt"
+
 // Where the monitoring files live on the node. The image's drop-ins
 // (images/default/prometheus-agent.conf, journal-upload.conf) point the
 // services at them.
@@ -20,18 +22,6 @@ const (
 
 type scrapeJob struct {
 	Name, Target, Path string
-}
-
-// roleJobs are the role services' metrics endpoints on the node itself.
-var roleJobs = map[string][]scrapeJob{
-	// haproxy's built-in exporter (frontend health in haproxy.cfg).
-	RoleLB: {{Name: "haproxy", Target: "127.0.0.1:8404", Path: "/metrics"}},
-	// prometheus-nginx-exporter, reading nginx's stub_status.
-	RoleWeb: {{Name: "nginx", Target: "127.0.0.1:9113", Path: "/metrics"}},
-	// prometheus-mysqld-exporter.
-	RoleDB: {{Name: "mysqld", Target: "127.0.0.1:9104", Path: "/metrics"}},
-	// Debian 12 packages no php-fpm or uWSGI exporter: node metrics only.
-	RoleApp: nil,
 }
 
 type promData struct {
@@ -58,7 +48,7 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 	if m.MetricsURL != "" {
 		d := promData{
 			Self: in.Self.Name, Role: in.Self.Role, URL: m.MetricsURL,
-			Jobs: append([]scrapeJob{{Name: "node", Target: "127.0.0.1:9100", Path: "/metrics"}}, roleJobs[in.Self.Role]...),
+			Jobs: append([]scrapeJob{{Name: "node", Target: "127.0.0.1:9100", Path: "/metrics"}}, r.jobs()...),
 		}
 		var files []File
 		if len(m.CAPEM) > 0 {
@@ -103,4 +93,15 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 		c.Services = append(c.Services, Service{Name: "systemd-journal-upload", Files: files, Then: [][]string{reload("systemd-journal-upload.service")}})
 	}
 	return nil
+}
+
+// jobs are the role's exporters, from its role.json.
+func (r *Renderer) jobs() []scrapeJob {
+	var out []scrapeJob
+	if r.Role != nil {
+		for _, e := range r.Role.Exporters {
+			out = append(out, scrapeJob{Name: e.Name, Target: fmt.Sprintf("127.0.0.1:%d", e.Port), Path: e.Path})
+		}
+	}
+	return out
 }

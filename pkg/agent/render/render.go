@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Candidate in a File's Check is replaced by the path of the candidate
@@ -66,13 +68,18 @@ type Renderer struct {
 	// Rand and Now make the self-signed certificate.
 	Rand io.Reader
 	Now  func() time.Time
+	// Role is the node's role.json: what is rendered, checked and
+	// reloaded, from which templates (ROLE/NAME under Templates).
+	Role *imagemeta.RoleInfo
 }
 
-// ErrUnknownRole is returned for a role this package has no renderer for.
-var ErrUnknownRole = errors.New("no renderer for this role")
+// ErrUnknownRole is returned when the image's role.json (Renderer.Role)
+// lists nothing to render.
+var ErrUnknownRole = errors.New("the image's role.json lists no files to render")
 
-// Render validates in and renders the configuration of in.Self's role,
-// plus the monitoring every node runs.
+// Render validates in and renders the configuration of in.Self's role
+// as its role.json (Renderer.Role) lists it, plus the monitoring every
+// node runs.
 func (r *Renderer) Render(ctx context.Context, in Input) (*Config, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -84,20 +91,20 @@ func (r *Renderer) Render(ctx context.Context, in Input) (*Config, error) {
 		return nil, fmt.Errorf("invalid input: %w", err)
 	}
 	c := &Config{Role: in.Self.Role}
-	var err error
-	switch in.Self.Role {
-	case RoleLB:
-		err = r.lb(c, &in)
-	case RoleWeb:
-		err = r.web(c, &in)
-	case RoleApp:
-		err = r.app(c, &in)
-	case RoleDB:
-		err = r.db(c, &in)
-	default:
-		err = fmt.Errorf("role %q: %w", in.Self.Role, ErrUnknownRole)
+	ri := r.Role
+	if ri == nil || len(ri.Render) == 0 {
+		return nil, fmt.Errorf("role %q: %w", in.Self.Role, ErrUnknownRole)
 	}
-	if err != nil {
+	if ri.Role != in.Self.Role {
+		return nil, fmt.Errorf("invalid input: self.role: %q, but this is the %s image", in.Self.Role, ri.Role)
+	}
+	if err := ValidateRole(ri); err != nil {
+		return nil, fmt.Errorf("the image's role.json: %w", err)
+	}
+	if err := in.validateData(ri); err != nil {
+		return nil, fmt.Errorf("invalid input: %w", err)
+	}
+	if err := r.renderRole(c, &in, ri); err != nil {
 		return nil, err
 	}
 	if err := r.monitoring(c, &in); err != nil {
@@ -108,6 +115,12 @@ func (r *Renderer) Render(ctx context.Context, in Input) (*Config, error) {
 
 // execute renders templates/NAME with data.
 func (r *Renderer) execute(name string, data any) ([]byte, error) {
+	return r.executeFuncs(name, data, nil)
+}
+
+// executeFuncs renders templates/NAME with data and the functions fm
+// besides join and json.
+func (r *Renderer) executeFuncs(name string, data any, fm template.FuncMap) ([]byte, error) {
 	b, err := fs.ReadFile(r.Templates, name)
 	if err != nil {
 		return nil, fmt.Errorf("reading template: %w", err)
@@ -115,7 +128,7 @@ func (r *Renderer) execute(name string, data any) ([]byte, error) {
 	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
 		"join": strings.Join,
 		"json": jsonString,
-	}).Parse(string(b))
+	}).Funcs(fm).Parse(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("parsing template %s: %w", name, err)
 	}
@@ -134,6 +147,8 @@ func jsonString(s string) (string, error) {
 	err := enc.Encode(s)
 	return strings.TrimSuffix(b.String(), "\n"), err
 }
+
+func modeOf(m imagemeta.FileMode) fs.FileMode { return fs.FileMode(m) & fs.ModePerm }
 
 // reload is the command that makes a unit read its configuration again.
 func reload(unit string) []string {

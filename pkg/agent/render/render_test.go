@@ -12,12 +12,16 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/imgforge/imgforge/images"
 	"github.com/imgforge/imgforge/pkg/agent/render"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
 	"github.com/imgforge/imgforge/roles"
 )
 
@@ -50,9 +54,53 @@ func templates(t testing.TB) fs.FS {
 
 var now = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-func renderer(t testing.TB) *render.Renderer {
+// testRenderer renders each input with the role.json of its role, as the
+// images of the repository's roles (roles/*.yaml) carry it.
+type testRenderer struct {
+	render.Renderer
+	roles map[string]*imagemeta.RoleInfo
+}
+
+func (r *testRenderer) Render(ctx context.Context, in render.Input) (*render.Config, error) {
+	rr := r.Renderer
+	rr.Role = r.roles[in.Self.Role]
+	return rr.Render(ctx, in)
+}
+
+var (
+	roleInfosOnce sync.Once
+	roleInfos     map[string]*imagemeta.RoleInfo
+	roleInfosErr  error
+)
+
+// repoRoles are the role.json of the repository's roles.
+func repoRoles(t testing.TB) map[string]*imagemeta.RoleInfo {
 	t.Helper()
-	return &render.Renderer{Templates: templates(t), Rand: rand.Reader, Now: func() time.Time { return now }}
+	roleInfosOnce.Do(func() {
+		cat := &spec.Catalog{Roles: []spec.Folder{{FS: roles.FS, Label: "roles"}}, Images: []spec.Folder{{FS: images.FS, Label: "images"}}}
+		roleInfos = map[string]*imagemeta.RoleInfo{}
+		for _, name := range cat.RoleNames() {
+			p, err := plan.Resolve(cat, name, plan.Options{})
+			if err != nil {
+				roleInfosErr = err
+				return
+			}
+			ri := p.RoleInfo()
+			roleInfos[name] = &ri
+		}
+	})
+	if roleInfosErr != nil {
+		t.Fatal(roleInfosErr)
+	}
+	return roleInfos
+}
+
+func renderer(t testing.TB) *testRenderer {
+	t.Helper()
+	return &testRenderer{
+		Renderer: render.Renderer{Templates: templates(t), Rand: rand.Reader, Now: func() time.Time { return now }},
+		roles:    repoRoles(t),
+	}
 }
 
 // nodes makes n nodes of a role: ROLE-01..., at 10.0.R.1....

@@ -158,7 +158,7 @@ func TestAppDBJSON(t *testing.T) {
 	}
 }
 
-func webFiles(t *testing.T, r *render.Renderer, in render.Input) (cert, key []byte) {
+func webFiles(t *testing.T, r *testRenderer, in render.Input) (cert, key []byte) {
 	t.Helper()
 	c, err := r.Render(context.Background(), in)
 	if err != nil {
@@ -166,9 +166,9 @@ func webFiles(t *testing.T, r *render.Renderer, in render.Input) (cert, key []by
 	}
 	for _, f := range c.Services[0].Files {
 		switch f.Path {
-		case render.TLSCertPath:
+		case "/etc/imgforge/tls/tls.crt":
 			cert = f.Data
-		case render.TLSKeyPath:
+		case "/etc/imgforge/tls/tls.key":
 			if f.Mode != 0o600 || f.Owner != "root" || !f.Sensitive {
 				t.Errorf("key file %o %s sensitive=%v, want 0600 root", f.Mode, f.Owner, f.Sensitive)
 			}
