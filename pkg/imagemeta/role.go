@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"regexp"
 	"strconv"
+
+	"github.com/imgforge/imgforge/pkg/names"
 )
 
 // RolePath is where an imgforge image says which role it was built for.
@@ -137,16 +138,12 @@ func marshal(v any) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// MaxRoleName is the longest role name: a node's role travels in its
-// certificate inside every gossip message, which memberlist caps at 512
-// bytes.
-const MaxRoleName = 32
-
-var roleNameRe = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+// MaxRoleName is the longest role name (see package names).
+const MaxRoleName = names.MaxRole
 
 // ValidRoleName reports whether s is a role name: lower-case letters,
 // digits and '-', starting with a letter, at most MaxRoleName long (the
 // name of a role file, roles/NAME.yaml).
 func ValidRoleName(s string) bool {
-	return len(s) <= MaxRoleName && roleNameRe.MatchString(s)
+	return names.Role(s)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/names"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -101,10 +102,8 @@ type ClusterNode struct {
 }
 
 var (
-	clusterNameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	nodeNameRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	macRe         = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
-	roleOptions   = map[string]map[string][]string{"app": {"runtime": config.Runtimes}, "db": {"mode": config.DBModes}}
+	macRe       = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
+	roleOptions = map[string]map[string][]string{"app": {"runtime": config.Runtimes}, "db": {"mode": config.DBModes}}
 )
 
 // Defaults for a cluster file.
@@ -178,7 +177,7 @@ func reserved(subnet netip.Prefix, gateway string, a netip.Addr) string {
 }
 
 func (c *Cluster) validate(src spec.Source, dir string) error {
-	if !clusterNameRe.MatchString(c.Cluster) {
+	if !names.Cluster(c.Cluster) {
 		return src.Errorf("cluster", "%q is not a cluster name; accepted: lower-case letters, digits and '-', starting with a letter", c.Cluster)
 	}
 	if c.Network.Interface == "" {
@@ -208,20 +207,20 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 	if len(c.Nodes) == 0 {
 		return src.Errorf("nodes", "is empty; accepted: a list of {name, role, address}")
 	}
-	names := map[string]bool{}
+	seen := map[string]bool{}
 	addrs := map[netip.Addr]string{}
 	macs := map[string]string{}
 	primaries := 0
 	var appRuntime, appFirst string
 	for i, n := range c.Nodes {
 		f := fmt.Sprintf("nodes[%d]", i)
-		if !nodeNameRe.MatchString(n.Name) {
+		if !names.Node(n.Name) {
 			return src.Errorf(f+".name", "%q is not a node name; accepted: lower-case letters, digits and '-', at most 63", n.Name)
 		}
-		if names[n.Name] {
+		if seen[n.Name] {
 			return src.Errorf(f+".name", "%q is a duplicate node name; every node needs its own", n.Name)
 		}
-		names[n.Name] = true
+		seen[n.Name] = true
 		if !slices.Contains(config.Roles, n.Role) {
 			return src.Errorf(f+".role", "unknown role %q; accepted: %s", n.Role, strings.Join(config.Roles, ", "))
 		}
@@ -325,7 +324,7 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 	if hasLB && len(c.VIPs) == 0 {
 		return src.Errorf("vips", "the lb nodes need at least one VIP; accepted: a list of {address}")
 	}
-	if err := c.validateDiscovery(src, addrs, names); err != nil {
+	if err := c.validateDiscovery(src, addrs, seen); err != nil {
 		return err
 	}
 	if c.TLS != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/names"
 )
 
 // The HTTP paths of the server.
@@ -165,7 +166,7 @@ func firstComment(s string) string {
 // symbolic link.
 func (h handler) setFile(w http.ResponseWriter, r *http.Request, rest string) {
 	role, file, ok := strings.Cut(rest, "/")
-	if !ok || !roleRE.MatchString(role) || file == "" || strings.Contains(file, "/") || strings.HasPrefix(file, ".") {
+	if !ok || !names.Role(role) || file == "" || strings.Contains(file, "/") || strings.HasPrefix(file, ".") {
 		http.NotFound(w, r)
 		return
 	}

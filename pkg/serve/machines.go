@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/names"
 	"github.com/imgforge/imgforge/pkg/seed"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
@@ -47,7 +48,6 @@ type Machine struct {
 }
 
 var (
-	roleRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 )
 
@@ -60,7 +60,7 @@ func Roles(root string) ([]string, error) {
 	}
 	var roles []string
 	for _, e := range entries {
-		if !e.IsDir() || !roleRE.MatchString(e.Name()) {
+		if !e.IsDir() || !names.Role(e.Name()) {
 			continue
 		}
 		if fi, err := os.Stat(filepath.Join(root, e.Name(), "pxe", boot.PXEScript)); err == nil && fi.Mode().IsRegular() {

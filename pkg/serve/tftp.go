@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/pin/tftp/v3"
+
+	"github.com/imgforge/imgforge/pkg/names"
 )
 
 // AutoexecScript is the TFTP name of the script that sends iPXE to the
@@ -44,7 +46,7 @@ func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
 		f, err = openIn(s.cfg.Loaders, name)
 	} else {
 		parts := strings.Split(name, "/")
-		if len(parts) != 3 || !roleRE.MatchString(parts[0]) || parts[1] != "pxe" || strings.HasPrefix(parts[2], ".") {
+		if len(parts) != 3 || !names.Role(parts[0]) || parts[1] != "pxe" || strings.HasPrefix(parts[2], ".") {
 			return fmt.Errorf("%s: not served; TFTP serves the loaders, %s and ROLE/pxe/FILE", clean(name), AutoexecScript)
 		}
 		f, err = s.root.Open(name)

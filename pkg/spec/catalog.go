@@ -51,7 +51,7 @@ func (s Source) Errorf(field, format string, args ...any) *Error {
 	return &Error{File: p.File, Line: p.Line, Col: p.Col, Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-func names(folders []Folder) []string {
+func folderNames(folders []Folder) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, f := range folders {
@@ -69,10 +69,10 @@ func names(folders []Folder) []string {
 }
 
 // RoleNames lists every role the catalog defines.
-func (c *Catalog) RoleNames() []string { return names(c.Roles) }
+func (c *Catalog) RoleNames() []string { return folderNames(c.Roles) }
 
 // ImageNames lists every image the catalog defines.
-func (c *Catalog) ImageNames() []string { return names(c.Images) }
+func (c *Catalog) ImageNames() []string { return folderNames(c.Images) }
 
 func find(folders []Folder, kind, name string, known []string) (Folder, []byte, string, error) {
 	if !validName(name) {

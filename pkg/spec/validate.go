@@ -12,10 +12,10 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/names"
 )
 
 var (
-	nameRe    = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 	packageRe = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
 	unitRe    = regexp.MustCompile(`^[A-Za-z0-9@._:-]+$`)
 	accountRe = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,9})$`)
@@ -38,7 +38,7 @@ func leavesRoot(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
 }
 
-func validName(s string) bool { return nameRe.MatchString(s) }
+func validName(s string) bool { return names.Word(s) }
 
 // Validate checks every value of the role; known lists the role names
 // that discover may name.

@@ -18,6 +18,7 @@ import (
 	"net/textproto"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/names"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -340,7 +341,7 @@ func (c *Config) Complete(src spec.Source, id InstanceData, addrs []netip.Prefix
 	c.Node.InstanceID = id.InstanceID
 	if c.Node.Name == "" {
 		name := strings.ToLower(strings.SplitN(id.LocalHostname, ".", 2)[0])
-		if !nodeNameRe.MatchString(name) {
+		if !names.Node(name) {
 			return src.Errorf(Section+".node.name", "is not set and cloud-init's local-hostname %q is not a node name; accepted: %s", id.LocalHostname, acceptNodeName)
 		}
 		c.Node.Name = name

@@ -16,12 +16,11 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/agent/identity"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/names"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 var (
-	clusterRe   = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	nodeNameRe  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	interfaceRe = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
 	dbUserRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,31}$`)
 	// Secrets end up inside quoted SQL, JSON and YAML strings and HTTP
@@ -52,7 +51,7 @@ var AcceptRole = fmt.Sprintf("a role name (a role file's: lower-case letters, di
 
 func (c *Config) validate(src spec.Source) error {
 	f := func(field string) string { return Section + "." + field }
-	if !clusterRe.MatchString(c.Cluster) {
+	if !names.Cluster(c.Cluster) {
 		return src.Errorf(f("cluster"), "%q is not a cluster name; accepted: %s", c.Cluster, acceptCluster)
 	}
 	if !IsRole(c.Role) {
@@ -115,7 +114,7 @@ func (c *Config) validate(src spec.Source) error {
 }
 
 func (n *Node) validate(src spec.Source, field string) error {
-	if n.Name != "" && !nodeNameRe.MatchString(n.Name) {
+	if n.Name != "" && !names.Node(n.Name) {
 		return src.Errorf(field+".name", "%q is not a node name; accepted: %s", n.Name, acceptNodeName)
 	}
 	if n.Address != "" {
@@ -235,17 +234,17 @@ func validateMode(src spec.Source, field, role, mode string) error {
 }
 
 func (s *Static) validate(src spec.Source, field string) error {
-	names := map[string]bool{}
+	seen := map[string]bool{}
 	addrs := map[netip.Addr]bool{}
 	for i, m := range s.Members {
 		mf := fmt.Sprintf("%s.members[%d]", field, i)
-		if !nodeNameRe.MatchString(m.Name) {
+		if !names.Node(m.Name) {
 			return src.Errorf(mf+".name", "%q is not a node name; accepted: %s", m.Name, acceptNodeName)
 		}
-		if names[m.Name] {
+		if seen[m.Name] {
 			return src.Errorf(mf+".name", "%q is listed twice", m.Name)
 		}
-		names[m.Name] = true
+		seen[m.Name] = true
 		if !IsRole(m.Role) {
 			return src.Errorf(mf+".role", "%q is not a role name; accepted: %s", m.Role, AcceptRole)
 		}

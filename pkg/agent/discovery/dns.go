@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/imgforge/imgforge/pkg/names"
 )
 
 // Record names the members of one role in DNS: Name for A and AAAA
@@ -203,7 +205,7 @@ func SRVTargets(rrs []dns.RR) []SRVTarget {
 		}
 		label, _, _ := strings.Cut(strings.TrimSuffix(srv.Target, "."), ".")
 		name := strings.ToLower(label)
-		if !memberNameRe.MatchString(name) {
+		if !names.Node(name) {
 			continue
 		}
 		out = append(out, SRVTarget{Target: srv.Target, Name: name, Port: srv.Port})

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/imgforge/imgforge/pkg/names"
 )
 
 // dnsAnswers are packed DNS answers like a resolver sends: the seeds of
@@ -99,7 +101,7 @@ func FuzzDNSAnswer(f *testing.F) {
 			return
 		}
 		for _, tg := range SRVTargets(m.Answer) {
-			if !memberNameRe.MatchString(tg.Name) {
+			if !names.Node(tg.Name) {
 				t.Fatalf("member name %q from target %q", tg.Name, tg.Target)
 			}
 		}

@@ -63,7 +63,7 @@ func startMember(t testing.TB, name, role, ip string, join []string, lg *testLog
 	return g
 }
 
-func names(ms []Member) string {
+func memberNames(ms []Member) string {
 	var out []string
 	for _, m := range ms {
 		out = append(out, m.Name)
@@ -77,7 +77,7 @@ func TestGossipJoinHealthLeave(t *testing.T) {
 	seed := []string{lb.Addr().String()}
 	web1 := startMember(t, "web-1", "web", "127.0.1.2", seed, lg)
 	web2 := startMember(t, "web-2", "web", "127.0.1.3", seed, lg)
-	waitChange(t, lb, "both web members", func(s Set) bool { return names(s.Role("web")) == "web-1,web-2" })
+	waitChange(t, lb, "both web members", func(s Set) bool { return memberNames(s.Role("web")) == "web-1,web-2" })
 	waitChange(t, web2, "lb-1 and web-1 seen by web-2", func(s Set) bool { return s.Len() == 3 })
 
 	if err := web1.SetHealthy(false); err != nil {
@@ -88,7 +88,7 @@ func TestGossipJoinHealthLeave(t *testing.T) {
 	if err := web1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitChange(t, lb, "web-1 gone after leaving", func(s Set) bool { return names(s.Role("web")) == "web-2" })
+	waitChange(t, lb, "web-1 gone after leaving", func(s Set) bool { return memberNames(s.Role("web")) == "web-2" })
 
 	if err := web2.Kill(); err != nil {
 		t.Fatal(err)

@@ -8,15 +8,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 
 	"github.com/imgforge/imgforge/pkg/agent/identity"
+	"github.com/imgforge/imgforge/pkg/names"
 )
-
-var memberNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Meta is what a member advertises about itself in its memberlist node
 // metadata, signed with its node key. Its name is its memberlist name and
@@ -165,7 +163,7 @@ func (v *MetaVerifier) ParseMeta(name string, from net.IP, port uint16, data []b
 	fail := func(reason, format string, args ...any) (Meta, *x509.Certificate, error) {
 		return Meta{}, nil, &MetaError{Member: name, Reason: reason, Detail: fmt.Sprintf(format, args...)}
 	}
-	if !memberNameRe.MatchString(name) {
+	if !names.Node(name) {
 		return fail(ReasonName, "")
 	}
 	if len(data) < 2 || data[0] != metaVersion {

@@ -11,6 +11,7 @@ import (
 	"text/template"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/names"
 )
 
 // This file renders a role from data: the services, files, checkers and
@@ -111,7 +112,6 @@ type waitError struct{ reason string }
 func (e *waitError) Error() string { return "waiting: " + e.reason }
 
 var (
-	roleName     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 	templateName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	accountName  = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,9})$`)
 	commandWord  = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_{}-]+( [A-Za-z0-9@%+=:,./_{}-]+)*$`)
@@ -123,11 +123,11 @@ var (
 // names, template names, paths, owners and the checker and reload
 // commands, as pkg/spec does when the role file is read.
 func ValidateRole(ri *imagemeta.RoleInfo) error {
-	if !roleName.MatchString(ri.Role) {
+	if !names.Role(ri.Role) {
 		return fmt.Errorf("role: %q is not a role name (lower-case letters, digits and '-', starting with a letter)", ri.Role)
 	}
 	for i, d := range ri.Discover {
-		if !roleName.MatchString(d) {
+		if !names.Role(d) {
 			return fmt.Errorf("discover[%d]: %q is not a role name", i, d)
 		}
 	}
@@ -143,14 +143,14 @@ func ValidateRole(ri *imagemeta.RoleInfo) error {
 		return fmt.Errorf("ports: %w", err)
 	}
 	for i, e := range ri.Exporters {
-		if !roleName.MatchString(e.Name) || e.Port < 1 || e.Port > 65535 || !urlPath.MatchString(e.Path) {
+		if !names.Word(e.Name) || e.Port < 1 || e.Port > 65535 || !urlPath.MatchString(e.Path) {
 			return fmt.Errorf("exporters[%d]: a name (lower-case letters, digits, '-'), a port from 1 to 65535 and a path such as /metrics are needed", i)
 		}
 	}
 	paths := map[string]bool{}
 	for i, s := range ri.Render {
 		f := fmt.Sprintf("render[%d]", i)
-		if !roleName.MatchString(s.Service) {
+		if !names.Word(s.Service) {
 			return fmt.Errorf("%s.service: %q is not a service name", f, s.Service)
 		}
 		for j, c := range s.Reload {
@@ -189,7 +189,7 @@ func ValidateRole(ri *imagemeta.RoleInfo) error {
 
 func validPorts(ports []imagemeta.Port) error {
 	for i, p := range ports {
-		if !roleName.MatchString(p.Name) || p.Port < 1 || p.Port > 65535 {
+		if !names.Word(p.Name) || p.Port < 1 || p.Port > 65535 {
 			return fmt.Errorf("[%d]: a name (lower-case letters, digits, '-') and a port from 1 to 65535 are needed", i)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/names"
 )
 
 // Node is one machine of the stack as discovery sees it.
@@ -161,7 +162,7 @@ func validNode(n Node, where string) error {
 	if err := validName(n.Name); err != nil {
 		return fmt.Errorf("%s.name: %w", where, err)
 	}
-	if !roleName.MatchString(n.Role) {
+	if !names.Role(n.Role) {
 		return fmt.Errorf("%s.role: %q is not a role name; accepted: lower-case letters, digits and '-', starting with a letter", where, n.Role)
 	}
 	if err := validAddr(n.Address); err != nil {
@@ -227,7 +228,7 @@ func (in *Input) Validate() error {
 		ids[id] = i
 	}
 	for _, k := range sortedKeys(in.Options) {
-		if !roleName.MatchString(k) || !optionValue.MatchString(in.Options[k]) {
+		if !names.Word(k) || !optionValue.MatchString(in.Options[k]) {
 			return fmt.Errorf("options.%s: %q; accepted: an option name and a value of lower-case letters, digits, '.' and '-'", k, in.Options[k])
 		}
 	}
