@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/imgforge/imgforge/pkg/atomicfile"
 )
 
 // Runner runs a command on the node and gives its combined output. The
@@ -208,9 +210,9 @@ func (a *Applier) replace(ctx context.Context, root string, f File, uid, gid int
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", f.Path, err)
 	}
-	defer os.Remove(tmp) // a no-op once renamed
+	defer tmp.Abort() // a no-op once committed
 	if len(f.Check) > 0 {
-		candidate := filepath.Join(filepath.Dir(f.Path), filepath.Base(tmp))
+		candidate := filepath.Join(filepath.Dir(f.Path), filepath.Base(tmp.Name()))
 		argv := make([]string, len(f.Check))
 		for i, arg := range f.Check {
 			argv[i] = strings.ReplaceAll(arg, Candidate, candidate)
@@ -220,10 +222,10 @@ func (a *Applier) replace(ctx context.Context, root string, f File, uid, gid int
 			return fmt.Errorf("checking %s with %s: %w: %s", f.Path, argv[0], ErrCheck, orErr(line, err))
 		}
 	}
-	if err := os.Rename(tmp, target); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return fmt.Errorf("replacing %s: %w", f.Path, err)
 	}
-	return syncDir(filepath.Dir(target))
+	return nil
 }
 
 // restore puts the files of applied back as they were.
@@ -240,8 +242,7 @@ func (a *Applier) restore(root string, files []File, old []onDisk, applied []int
 		}
 		tmp, err := writeTemp(target, old[i].data, old[i].mode, old[i].uid, old[i].gid)
 		if err == nil {
-			err = os.Rename(tmp, target)
-			os.Remove(tmp)
+			err = tmp.Commit()
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", files[i].Path, err))
@@ -317,45 +318,28 @@ func readOnDisk(p string) onDisk {
 	return d
 }
 
-// writeTemp writes data to a new hidden file beside target (so renaming
-// it is atomic), with its mode and owners, synced.
-func writeTemp(target string, data []byte, mode fs.FileMode, uid, gid int) (string, error) {
-	dir := filepath.Dir(target)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+// writeTemp writes data to a new hidden file beside target (so that
+// committing it is atomic), with its mode and owners; the caller commits
+// or aborts it.
+func writeTemp(target string, data []byte, mode fs.FileMode, uid, gid int) (*atomicfile.File, error) {
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return nil, err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(target)+".imgforge-*")
+	f, err := atomicfile.Create(target, mode)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	name := f.Name()
-	err = f.Chmod(mode)
-	if err == nil && uid >= 0 {
+	if uid >= 0 {
 		err = f.Chown(uid, gid)
 	}
 	if err == nil {
 		_, err = f.Write(data)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		os.Remove(name)
-		return "", err
+		f.Abort()
+		return nil, err
 	}
-	return name, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return f, nil
 }
 
 func digest(b []byte) string {

@@ -26,7 +26,7 @@ type fakeRunner struct {
 func (f *fakeRunner) Run(_ context.Context, argv []string) ([]byte, error) {
 	f.ran = append(f.ran, strings.Join(argv, " "))
 	for _, a := range argv {
-		if strings.Contains(a, ".imgforge-") {
+		if strings.Contains(a, ".tmp-") {
 			if i := strings.Index(a, "="); i >= 0 {
 				a = a[i+1:]
 			}
@@ -96,7 +96,7 @@ func TestApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(run.ran, "; "); !strings.HasPrefix(got, "svc-check -f /etc/svc/.svc.conf.imgforge-") ||
+	if got := strings.Join(run.ran, "; "); !strings.HasPrefix(got, "svc-check -f /etc/svc/.svc.conf.tmp-") ||
 		!strings.HasSuffix(got, "systemctl reload-or-restart svc.service; systemctl reload-or-restart other.service") {
 		t.Errorf("commands: %s", got)
 	}
@@ -153,7 +153,7 @@ func TestApplyCheckFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	run.ran = nil
-	run.fail = map[string]string{"svc-check": "[NOTICE] starting\n[ALERT] parsing [/etc/svc/.svc.conf.imgforge-1:3]: unknown keyword 'x'\nFatal errors found"}
+	run.fail = map[string]string{"svc-check": "[NOTICE] starting\n[ALERT] parsing [/etc/svc/.svc.conf.tmp-1:3]: unknown keyword 'x'\nFatal errors found"}
 	rep, err := a.Apply(ctx, testConfig("v2"))
 	if err == nil || !errors.Is(err, render.ErrCheck) {
 		t.Fatalf("err = %v, want ErrCheck", err)
