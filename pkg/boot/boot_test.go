@@ -8,21 +8,21 @@ import (
 
 func TestNetCmdline(t *testing.T) {
 	v := Verity{RootHash: "ab12", Salt: "cd34", DataBlocks: 100, HashStart: 7}
-	got := NetCmdline("console=ttyS0,115200", v, "${imgforge-base}root.img", 413696)
-	want := "console=ttyS0,115200 boot=imgforge imgforge.root=${imgforge-base}root.img imgforge.roothash=ab12 imgforge.salt=cd34 imgforge.blocks=100 imgforge.hashstart=100 imgforge.size=413696"
+	got := NetCmdline("console=ttyS0,115200", v, "${imgforge-base}root.img", 413696, &Verity{RootHash: "ef56", Salt: "0a", DataBlocks: 3})
+	want := "console=ttyS0,115200 boot=imgforge imgforge.root=${imgforge-base}root.img imgforge.roothash=ab12 imgforge.salt=cd34 imgforge.blocks=100 imgforge.hashstart=100 imgforge.overlayhash=ef56 imgforge.overlaysalt=0a imgforge.overlayblocks=3 imgforge.size=413696"
 	if got != want {
 		t.Errorf("NetCmdline:\n got %s\nwant %s", got, want)
 	}
 }
 
 func TestIPXEScript(t *testing.T) {
-	s := string(IPXEScript("lb", "console=ttyS0 boot=imgforge imgforge.root=${imgforge-base}root.img"))
+	s := string(IPXEScript("lb", "console=ttyS0 boot=imgforge imgforge.root=${imgforge-base}root.img", true))
 	for _, want := range []string{
 		"#!ipxe\n",
 		"isset ${imgforge-base} || goto nobase\n",
 		// The initrd= name is how the kernel's EFI stub finds iPXE's initrd.
-		"kernel ${imgforge-base}vmlinuz initrd=initrd.img console=ttyS0 boot=imgforge imgforge.root=${imgforge-base}root.img BOOTIF=01-${netX/mac:hexhyp} ${imgforge-args} || goto failed\n",
-		"initrd ${imgforge-base}initrd.img || goto failed\n",
+		"kernel ${imgforge-base}vmlinuz initrd=initrd.img initrd=overlay.cpio console=ttyS0 boot=imgforge imgforge.root=${imgforge-base}root.img BOOTIF=01-${netX/mac:hexhyp} ${imgforge-args} || goto failed\n",
+		"initrd ${imgforge-base}initrd.img || goto failed\ninitrd ${imgforge-base}overlay.cpio || goto failed\n",
 		"boot || goto failed\n",
 	} {
 		if !strings.Contains(s, want) {
@@ -52,11 +52,11 @@ func TestScriptsParse(t *testing.T) {
 }
 
 func TestDigests(t *testing.T) {
-	got := Digests(ESP("t", "c", []byte("loader"), []byte("kernel"), []byte("initrd")))
-	if len(got) != 5 {
-		t.Fatalf("%d digests, want the ESP's 5 files: %v", len(got), got)
+	got := Digests(ESP([]byte("loader"), Slot{Name: "a", Gen: 1, Title: "t", Cmdline: "c", Kernel: []byte("kernel"), Initrd: []byte("initrd"), Overlay: []byte("overlay")}))
+	if len(got) != 6 {
+		t.Fatalf("%d digests, want the ESP's 6 files: %v", len(got), got)
 	}
-	if want := "sha256:6923dd1bc0460082c5d55a831908c24a282860b7f1cd6c2b79cf1bc8857c639c"; got["/imgforge/vmlinuz"] != want {
-		t.Errorf("kernel digest %q, want sha256(\"kernel\") %s", got["/imgforge/vmlinuz"], want)
+	if want := "sha256:6923dd1bc0460082c5d55a831908c24a282860b7f1cd6c2b79cf1bc8857c639c"; got["/imgforge/a/vmlinuz"] != want {
+		t.Errorf("kernel digest %q, want sha256(\"kernel\") %s", got["/imgforge/a/vmlinuz"], want)
 	}
 }

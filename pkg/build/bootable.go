@@ -26,7 +26,10 @@ import (
 
 const (
 	initramfsStage = "initramfs-v2"
-	rootfsStage    = "rootfs-v1"
+	// rootfs-v2: the root holds the base and role layers only; the
+	// overlay layer is its own image (overlayImageStage).
+	rootfsStage       = "rootfs-v2"
+	overlayImageStage = "overlayimg-v1"
 )
 
 // bootRecord is what the cache keeps of a base's boot files.
@@ -48,13 +51,27 @@ type rootRecord struct {
 	Verity   boot.Verity `json:"verity"`
 }
 
+// overlayImageRecord is what the cache keeps of a role's overlay image:
+// the cpio (the boot entry's second initrd) that holds it, and its verity
+// (its hash tree follows its data, so HashStart is its data blocks).
+type overlayImageRecord struct {
+	Cpio   string      `json:"cpio"`
+	Verity boot.Verity `json:"verity"`
+}
+
 // Bootable is a role's root filesystem and boot files, ready for a disk.
+// The root holds the base and the role; imgforge's own files (the overlay
+// layer: templates, units, the agent) are a small image of their own that
+// the initramfs stacks over it, so that editing them leaves the big root
+// byte for byte the same.
 type Bootable struct {
 	Kernel, Initrd, Bootloader string // blob paths
 	Isolinux, Ldlinux, IsoMBR  string // blob paths; empty: no BIOS boot
 	KernelVersion              string
 	Squashfs, Hash             string // blob paths
 	Verity                     boot.Verity
+	Overlay                    string // blob path of the overlay image's cpio
+	OverlayVerity              boot.Verity
 }
 
 const (
@@ -76,10 +93,15 @@ func (b *Builder) Bootable(ctx context.Context, im *Image) (*Bootable, error) {
 	if err != nil {
 		return nil, err
 	}
+	or, err := b.overlayImage(ctx, im)
+	if err != nil {
+		return nil, err
+	}
 	c := b.o.Cache
 	bt := &Bootable{
 		Kernel: c.BlobPath(br.Kernel), Initrd: c.BlobPath(br.Initrd), Bootloader: c.BlobPath(br.Bootloader),
 		KernelVersion: br.KernelVersion, Squashfs: c.BlobPath(rr.Squashfs), Hash: c.BlobPath(rr.Hash), Verity: rr.Verity,
+		Overlay: c.BlobPath(or.Cpio), OverlayVerity: or.Verity,
 	}
 	if br.Isolinux != "" {
 		bt.Isolinux, bt.Ldlinux, bt.IsoMBR = c.BlobPath(br.Isolinux), c.BlobPath(br.Ldlinux), c.BlobPath(br.IsoMBR)
@@ -237,12 +259,15 @@ func (b *Builder) rootfsStage() stage[rootfsKey, rootRecord] {
 	}
 }
 
-// rootfs flattens the image's layers into a squashfs and its hash tree.
+// rootfs flattens the image's layers, but the overlay, into a squashfs
+// and its hash tree.
 func (b *Builder) rootfs(ctx context.Context, im *Image) (rootRecord, error) {
 	p := im.Plan
 	var layers []string
 	for _, l := range im.Layers {
-		layers = append(layers, l.Record.Blob)
+		if l.Kind != "overlay" {
+			layers = append(layers, l.Record.Blob)
+		}
 	}
 	k := rootfsKey{Layers: layers, Epoch: p.SourceDateEpoch, Options: rootfs.Options, BootExclude: p.BootExclude, BootInclude: p.BootInclude, BaseTar: im.base.Tar}
 	rec, _, err := runStage(ctx, b, p.Role, b.rootfsStage(), k)
@@ -297,6 +322,88 @@ func (b *Builder) runRootfs(ctx context.Context, st *Stage, k rootfsKey, key str
 		return rec, "", err
 	}
 	return rec, fmt.Sprintf("squashfs %s, root hash %s", units.Bytes(fi.Size()), v.RootHash[:12]), nil
+}
+
+// overlayImageKey is what the overlay image is made of: the overlay
+// layer, without what boot_exclude names.
+type overlayImageKey struct {
+	Layer       string // the overlay layer's blob
+	Epoch       int64
+	Options     []string // tar2sqfs's settings
+	BootExclude []string
+	BootInclude []string
+}
+
+func (b *Builder) overlayImageStage() stage[overlayImageKey, overlayImageRecord] {
+	return stage[overlayImageKey, overlayImageRecord]{
+		name: "overlay image", version: overlayImageStage, run: b.runOverlayImage,
+		blobs:  func(r overlayImageRecord) []string { return []string{r.Cpio} },
+		cached: func(r overlayImageRecord) string { return r.Verity.RootHash[:12] },
+	}
+}
+
+// overlayImage makes the overlay image of im: the squashfs of its overlay
+// layer with its hash tree, in a cpio for the initramfs.
+func (b *Builder) overlayImage(ctx context.Context, im *Image) (overlayImageRecord, error) {
+	p := im.Plan
+	var blob string
+	for _, l := range im.Layers {
+		if l.Kind == "overlay" {
+			blob = l.Record.Blob
+		}
+	}
+	if blob == "" {
+		return overlayImageRecord{}, fmt.Errorf("role %s: the image has no overlay layer", p.Role)
+	}
+	k := overlayImageKey{Layer: blob, Epoch: p.SourceDateEpoch, Options: rootfs.Options, BootExclude: p.BootExclude, BootInclude: p.BootInclude}
+	rec, _, err := runStage(ctx, b, p.Role, b.overlayImageStage(), k)
+	return rec, err
+}
+
+func (b *Builder) runOverlayImage(ctx context.Context, st *Stage, k overlayImageKey, key string) (overlayImageRecord, string, error) {
+	var rec overlayImageRecord
+	tmp, err := b.o.Cache.TempDir("overlayimg-")
+	if err != nil {
+		return rec, "", err
+	}
+	defer removeAllQuiet(tmp)
+	tarPath := filepath.Join(tmp, "overlay.tar")
+	if err := gunzipTo(ctx, b.o.Cache.BlobPath(k.Layer), tarPath); err != nil {
+		return rec, "", err
+	}
+	st.Update("squashfs")
+	sq := filepath.Join(tmp, "overlay.squashfs")
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(layer.Flatten(ctx, pw, []string{tarPath}, layer.GlobFilter(k.BootExclude, k.BootInclude)))
+	}()
+	err = b.o.Tools.Squashfs(ctx, pr, sq, k.Epoch)
+	pr.CloseWithError(err)
+	if err != nil {
+		return rec, "", err
+	}
+	st.Update("dm-verity")
+	hash := filepath.Join(tmp, "overlay.verity")
+	v, err := b.o.Tools.Verity(ctx, sq, hash, rootfs.Salt(key))
+	if err != nil {
+		return rec, "", err
+	}
+	v.HashStart = v.DataBlocks
+	data, err := os.ReadFile(sq)
+	if err != nil {
+		return rec, "", err
+	}
+	tree, err := os.ReadFile(hash)
+	if err != nil {
+		return rec, "", err
+	}
+	img := append(data, tree...)
+	cpio := boot.Cpio([]boot.File{{Path: boot.OverlayPath, Mode: 0o444, Data: img}}, k.Epoch)
+	if rec.Cpio, err = b.o.Cache.PutBlob(cpio); err != nil {
+		return rec, "", err
+	}
+	rec.Verity = v
+	return rec, fmt.Sprintf("overlay image %s, root hash %s", units.Bytes(int64(len(img))), v.RootHash[:12]), nil
 }
 
 // moveBlob stores a file as a blob.

@@ -123,7 +123,7 @@ func artifactOf(ctx context.Context, path, format string) (imagemeta.Output, err
 // bootFileData reads the kernel, initrd and boot loader of a Bootable.
 func (bt *Bootable) bootFileData() (map[string][]byte, error) {
 	files := map[string][]byte{}
-	for name, src := range map[string]string{"kernel": bt.Kernel, "initrd": bt.Initrd, "loader": bt.Bootloader} {
+	for name, src := range map[string]string{"kernel": bt.Kernel, "initrd": bt.Initrd, "loader": bt.Bootloader, "overlay": bt.Overlay} {
 		data, err := os.ReadFile(src)
 		if err != nil {
 			return nil, fmt.Errorf("reading the %s: %w", name, err)

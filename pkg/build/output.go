@@ -121,7 +121,8 @@ func (j *outputJob) finish() {
 		os.Remove(j.rawPath())
 	}
 	if (j.isoCmdline != "" || j.pxeCmdline != "") && j.disk == nil {
-		j.disk = &imagemeta.Disk{KernelVersion: j.bootable.KernelVersion, Verity: j.bootable.Verity}
+		ov := j.bootable.OverlayVerity
+		j.disk = &imagemeta.Disk{KernelVersion: j.bootable.KernelVersion, Verity: j.bootable.Verity, OverlayVerity: &ov}
 	}
 	if j.isoCmdline != "" {
 		j.disk.ISOCmdline, j.disk.ISOESPFiles = j.isoCmdline, j.isoESP

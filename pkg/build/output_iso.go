@@ -51,13 +51,18 @@ func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Boot
 	if len(vol) > 32 {
 		vol = vol[:32]
 	}
-	cmdline := disk.ISOCmdline(p.Kernel.Cmdline, bt.Verity, vol)
+	ov := bt.OverlayVerity
+	cmdline := disk.ISOCmdline(p.Kernel.Cmdline, bt.Verity, vol, &ov)
+	// One entry, not counted: an ISO has no second slot to fall back to.
 	l := disk.ISOLayout{
 		VolumeID: vol, RootImage: rootImg, Epoch: p.SourceDateEpoch,
-		ESPFiles: boot.ESP("imgforge "+p.Role, cmdline, files["loader"], files["kernel"], files["initrd"]),
+		ESPFiles: boot.ESP(files["loader"], boot.Slot{
+			Name: "a", Gen: 1, Title: "imgforge " + p.Role, Cmdline: cmdline,
+			Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"],
+		}),
 	}
 	if bt.Isolinux != "" {
-		bios := &disk.BIOSBoot{Kernel: files["kernel"], Initrd: files["initrd"], Cmdline: cmdline}
+		bios := &disk.BIOSBoot{Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"], Cmdline: cmdline}
 		for _, x := range []struct {
 			dst *[]byte
 			src string

@@ -72,8 +72,12 @@ func (b *Builder) writePXE(ctx context.Context, dir string, im *Image, bt *Boota
 		return "", nil, err
 	}
 	size := arts[len(arts)-1].Size
-	cmdline := boot.NetCmdline(p.Kernel.Cmdline, bt.Verity, "${"+boot.IPXEBase+"}"+boot.PXERoot, size)
-	script := boot.IPXEScript(p.Role, cmdline)
+	if err := add(boot.PXEOverlay, "pxe-overlay", copyFrom(bt.Overlay)); err != nil {
+		return "", nil, err
+	}
+	ov := bt.OverlayVerity
+	cmdline := boot.NetCmdline(p.Kernel.Cmdline, bt.Verity, "${"+boot.IPXEBase+"}"+boot.PXERoot, size, &ov)
+	script := boot.IPXEScript(p.Role, cmdline, true)
 	if err := add(boot.PXEScript, "ipxe", func(w io.Writer) error { _, err := w.Write(script); return err }); err != nil {
 		return "", nil, err
 	}

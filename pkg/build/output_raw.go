@@ -36,14 +36,21 @@ func (b *Builder) writeRaw(ctx context.Context, path string, im *Image, bt *Boot
 	if err != nil {
 		return nil, err
 	}
+	ov := bt.OverlayVerity
 	cmdline := boot.Cmdline(p.Kernel.Cmdline, bt.Verity, boot.Devices{
 		Root: "PARTUUID=" + lower(ids.Root), Verity: "PARTUUID=" + lower(ids.Verity), State: "PARTUUID=" + lower(ids.State),
+		Slot: "a", Overlay: &ov,
 	})
-	l.ESPFiles = boot.ESP("imgforge "+p.Role, cmdline, files["loader"], files["kernel"], files["initrd"])
+	// The build fills slot A; its entry is not counted, since there is
+	// nothing yet to fall back to. An update adds slot B's, counted.
+	l.ESPFiles = boot.ESP(files["loader"], boot.Slot{
+		Name: "a", Gen: 1, Title: fmt.Sprintf("imgforge %s %s (slot a)", p.Role, imagemeta.Version(imageDigest)), Cmdline: cmdline,
+		Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"],
+	})
 	if _, err := disk.WriteRaw(ctx, path, l); err != nil {
 		return nil, fmt.Errorf("role %s: %w", p.Role, err)
 	}
-	return &imagemeta.Disk{KernelVersion: bt.KernelVersion, Verity: bt.Verity, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)}, nil
+	return &imagemeta.Disk{KernelVersion: bt.KernelVersion, Verity: bt.Verity, OverlayVerity: &ov, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)}, nil
 }
 
 func lower(s string) string { return string(bytes.ToLower([]byte(s))) }

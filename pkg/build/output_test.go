@@ -71,7 +71,7 @@ func TestFakeOutputs(t *testing.T) {
 		files   []string
 		gone    []string
 	}{
-		{[]string{"qcow2", "oci", "raw", "pxe"}, []string{"raw", "qcow2", "oci", "pxe-kernel", "pxe-initrd", "pxe-root", "ipxe", "spdx-json", "manifest", "sha256sums"},
+		{[]string{"qcow2", "oci", "raw", "pxe"}, []string{"raw", "qcow2", "oci", "pxe-kernel", "pxe-initrd", "pxe-root", "pxe-overlay", "ipxe", "spdx-json", "manifest", "sha256sums"},
 			[]string{"web.raw", "web.qcow2", "oci/index.json", "pxe/boot.ipxe"}, nil},
 		{[]string{"qcow2", "docker-archive"}, []string{"qcow2", "docker-archive", "spdx-json", "manifest", "sha256sums"},
 			[]string{"web.qcow2", "web.docker.tar"}, []string{"web.raw"}},

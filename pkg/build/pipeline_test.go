@@ -93,7 +93,8 @@ func TestStagesCached(t *testing.T) {
 			t.Errorf("first run: stage %s ended %q, want it built", st, ended[st])
 		}
 	}
-	want := map[string]int{"base": 1, "role": 1, "chroot": 1, "squashfs": 1, "verity": 1}
+	// squashfs and verity: the root and the overlay image.
+	want := map[string]int{"base": 1, "role": 1, "chroot": 1, "squashfs": 2, "verity": 2}
 	check := func(when string) {
 		t.Helper()
 		for k, n := range want {
@@ -116,12 +117,14 @@ func TestStagesCached(t *testing.T) {
 	}
 
 	edited, ended := runFake(t, c, tools, fakePlan("worker_processes 2;\n"))
-	for st, cached := range map[string]bool{"base": true, "packages": true, "initramfs": true, "overlay": false, "rootfs": false} {
+	// The root (base and role) stays as it was: only the overlay image
+	// is made again.
+	for st, cached := range map[string]bool{"base": true, "packages": true, "initramfs": true, "overlay": false, "rootfs": true, "overlay image": false} {
 		if strings.HasPrefix(ended[st], "cached") != cached {
 			t.Errorf("after a template edit: stage %s ended %q, want cached=%v", st, ended[st], cached)
 		}
 	}
-	want["squashfs"], want["verity"] = 2, 2
+	want["squashfs"], want["verity"] = 3, 3
 	check("after a template edit")
 	if edited == first {
 		t.Errorf("the template edit did not change the image %s", first)

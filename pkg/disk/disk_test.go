@@ -26,7 +26,7 @@ func fakeLayout(t *testing.T, size int64) Layout {
 	os.WriteFile(ver, bytes.Repeat([]byte{0xcd}, 8192), 0o644)
 	return Layout{
 		Size: size, ESPSize: 40 << 20, Root: root, Verity: ver, RootHash: testHash, Seed: "sha256:seed", Epoch: 1735689600,
-		ESPFiles: boot.ESP("imgforge test", "console=ttyS0 boot=imgforge", []byte("loader"), []byte("kernel"), []byte("initrd")),
+		ESPFiles: boot.ESP([]byte("loader"), boot.Slot{Name: "a", Gen: 1, Title: "imgforge test", Cmdline: "console=ttyS0 boot=imgforge", Kernel: []byte("kernel"), Initrd: []byte("initrd")}),
 	}
 }
 

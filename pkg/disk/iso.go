@@ -75,6 +75,7 @@ type BIOSBoot struct {
 	MBR      []byte // isohdpfx.bin, the hybrid MBR code
 	Kernel   []byte
 	Initrd   []byte
+	Overlay  []byte // the overlay image's cpio, a second initrd; nil: none
 	Cmdline  string
 }
 
@@ -87,13 +88,18 @@ const (
 	isolinuxBootCat = "/isolinux/boot.cat"
 	ISOKernelPath   = "/imgforge/vmlinuz"
 	ISOInitrdPath   = "/imgforge/initrd.img"
+	ISOOverlayPath  = "/imgforge/overlay.cpio"
 )
 
 // isolinuxConfig boots the kernel straight away, with ISOLINUX's own
 // messages on the serial port as well as the screen.
-func isolinuxConfig(cmdline string) string {
+func isolinuxConfig(cmdline string, overlay bool) string {
+	initrd := ISOInitrdPath
+	if overlay {
+		initrd += "," + ISOOverlayPath
+	}
 	return "SERIAL 0 115200\nDEFAULT imgforge\nPROMPT 0\nTIMEOUT 0\n" +
-		"LABEL imgforge\n  KERNEL " + ISOKernelPath + "\n  INITRD " + ISOInitrdPath + "\n  APPEND " + cmdline + "\n"
+		"LABEL imgforge\n  KERNEL " + ISOKernelPath + "\n  INITRD " + initrd + "\n  APPEND " + cmdline + "\n"
 }
 
 var volumeIDRe = regexp.MustCompile(`^[A-Z0-9_]{1,32}$`)
@@ -102,9 +108,9 @@ var volumeIDRe = regexp.MustCompile(`^[A-Z0-9_]{1,32}$`)
 // volumeID: the root image on the ISO, its hash tree in the same file
 // right after the squashfs (so hashstart is the squashfs's block count,
 // whatever v.HashStart says), no state partition (the overlay is a tmpfs).
-func ISOCmdline(base string, v boot.Verity, volumeID string) string {
+func ISOCmdline(base string, v boot.Verity, volumeID string, overlay *boot.Verity) string {
 	v.HashStart = v.DataBlocks
-	return boot.Cmdline(base, v, boot.Devices{Root: "LABEL=" + volumeID + ":" + ISORootPath})
+	return boot.Cmdline(base, v, boot.Devices{Root: "LABEL=" + volumeID + ":" + ISORootPath, Overlay: overlay})
 }
 
 // WriteISO writes the hybrid ISO l describes to path, which must not
@@ -149,14 +155,21 @@ func WriteISO(ctx context.Context, path string, l ISOLayout) error {
 		if strings.ContainsAny(b.Cmdline, "\n\r") {
 			return errors.New("writing an ISO: the kernel command line has a line break")
 		}
-		for i, f := range []struct {
+		files := []struct {
 			iso  string
 			data []byte
 		}{
 			{"", b.MBR}, // not a file of the ISO 9660 tree
-			{isolinuxBin, b.Isolinux}, {ldlinuxC32, b.Ldlinux}, {ISOLinuxConfig, []byte(isolinuxConfig(b.Cmdline))},
+			{isolinuxBin, b.Isolinux}, {ldlinuxC32, b.Ldlinux}, {ISOLinuxConfig, []byte(isolinuxConfig(b.Cmdline, b.Overlay != nil))},
 			{ISOKernelPath, b.Kernel}, {ISOInitrdPath, b.Initrd},
-		} {
+		}
+		if b.Overlay != nil {
+			files = append(files, struct {
+				iso  string
+				data []byte
+			}{ISOOverlayPath, b.Overlay})
+		}
+		for i, f := range files {
 			local := filepath.Join(tmp, fmt.Sprintf("bios-%d", i))
 			if err := os.WriteFile(local, f.data, 0o644); err != nil {
 				return fmt.Errorf("writing %s: %w", path, err)

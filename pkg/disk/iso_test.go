@@ -35,7 +35,7 @@ func TestISOCmdline(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ISOCmdline(tt.base, v, tt.volumeID); got != tt.want {
+			if got := ISOCmdline(tt.base, v, tt.volumeID, nil); got != tt.want {
 				t.Errorf("ISOCmdline =\n%s\nwant\n%s", got, tt.want)
 			}
 		})
@@ -64,7 +64,7 @@ func testISOLayout(t *testing.T, dir string, bootloader []byte, kernelSize int) 
 	}
 	v := boot.Verity{RootHash: strings.Repeat("0f", 32), Salt: "00", DataBlocks: 8}
 	kernel := bytes.Repeat([]byte("kernel "), kernelSize/7+1)[:kernelSize]
-	files := boot.ESP("imgforge test", ISOCmdline("console=ttyS0", v, "IMGFORGE_TEST"), bootloader, kernel, []byte("initrd"))
+	files := boot.ESP(bootloader, boot.Slot{Name: "a", Gen: 1, Title: "imgforge test", Cmdline: ISOCmdline("console=ttyS0", v, "IMGFORGE_TEST", nil), Kernel: kernel, Initrd: []byte("initrd")})
 	return ISOLayout{VolumeID: "IMGFORGE_TEST", ESPFiles: files, RootImage: root, Epoch: 1700000000}
 }
 
@@ -317,7 +317,7 @@ func TestFixFAT(t *testing.T) {
 	}
 	for _, size := range []int{0, 5 << 20, 40 << 20} {
 		t.Run(fmt.Sprintf("esp image %d", size), func(t *testing.T) {
-			files := boot.ESP("t", "cmdline", []byte("boot"), make([]byte, size), []byte("initrd"))
+			files := boot.ESP([]byte("boot"), boot.Slot{Name: "a", Gen: 1, Title: "t", Cmdline: "cmdline", Kernel: make([]byte, size), Initrd: []byte("initrd")})
 			img := filepath.Join(dir, fmt.Sprintf("esp-%d.img", size))
 			if err := WriteESPImage(img, files, 1700000000); err != nil {
 				t.Fatal(err)
@@ -331,7 +331,7 @@ func TestFixFAT(t *testing.T) {
 		os.WriteFile(verity, make([]byte, 4096), 0o644)
 		raw := filepath.Join(dir, "disk.raw")
 		l := Layout{
-			Size: 512 << 20, ESPSize: 256 << 20, ESPFiles: boot.ESP("t", "cmdline", []byte("boot"), []byte("kernel"), []byte("initrd")),
+			Size: 512 << 20, ESPSize: 256 << 20, ESPFiles: boot.ESP([]byte("boot"), boot.Slot{Name: "a", Gen: 1, Title: "t", Cmdline: "cmdline", Kernel: []byte("kernel"), Initrd: []byte("initrd")}),
 			Root: root, Verity: verity, RootHash: strings.Repeat("11", 32), Epoch: 1700000000,
 		}
 		if _, err := WriteRaw(context.Background(), raw, l); err != nil {
@@ -472,7 +472,7 @@ func TestWriteISOBIOS(t *testing.T) {
 		t.Errorf("partitions %+v, want the root and the ESP", table.Partitions)
 	}
 	for path, want := range map[string][]byte{
-		ISOLinuxConfig: []byte(isolinuxConfig(l.BIOS.Cmdline)),
+		ISOLinuxConfig: []byte(isolinuxConfig(l.BIOS.Cmdline, l.BIOS.Overlay != nil)),
 		ISOKernelPath:  l.BIOS.Kernel, ISOInitrdPath: l.BIOS.Initrd,
 		ldlinuxC32: l.BIOS.Ldlinux,
 	} {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // ManifestName is the manifest's file name in a build's output folder.
@@ -66,6 +67,9 @@ type Output struct {
 type Disk struct {
 	KernelVersion string       `json:"kernel_version"`
 	Verity        Verity       `json:"verity"`
+	// OverlayVerity is the overlay image's (imgforge's own files, the
+	// boot entry's second initrd); its hash tree follows its data.
+	OverlayVerity *Verity `json:"overlay_verity,omitempty"`
 	Cmdline       string       `json:"cmdline"`
 	Partitions    PartitionIDs `json:"partitions"`
 	ISOCmdline    string       `json:"iso_cmdline,omitempty"`
@@ -119,4 +123,14 @@ func ReadManifest(path string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
 	}
 	return m, nil
+}
+
+// Version is an image's version, as its partition labels and boot entries
+// carry it: the first 12 hex digits of its image digest ("sha256:HEX").
+func Version(imageDigest string) string {
+	h := strings.TrimPrefix(imageDigest, "sha256:")
+	if len(h) > 12 {
+		h = h[:12]
+	}
+	return h
 }

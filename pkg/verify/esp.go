@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/imgforge/imgforge/pkg/units"
@@ -24,11 +26,8 @@ import (
 
 // ESP paths the boot needs (see boot.ESP).
 const (
-	loaderPath = "/EFI/BOOT/BOOTX64.EFI"
-	loaderConf = "/loader/loader.conf"
-	entryPath  = "/loader/entries/imgforge.conf"
-	kernelPath = "/imgforge/vmlinuz"
-	initrdPath = "/imgforge/initrd.img"
+	loaderPath = boot.LoaderPath
+	loaderConf = boot.LoaderConf
 )
 
 // tool finds a program on PATH or, as for an ordinary user on Debian,
@@ -67,6 +66,7 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string, di
 	// may well be readable with a lost cluster.
 	files := map[string][]byte{}
 	sizes := map[string]int64{}
+	var entry string
 	ok := r.check(CheckESPFiles, func() (string, error) {
 		d, err := diskfs.Open(img, diskfs.WithOpenMode(diskfs.ReadOnly))
 		if err != nil {
@@ -80,7 +80,14 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string, di
 		if len(digests) == 0 {
 			return "", fmt.Errorf("the manifest records no digests of the ESP's files (%s): it was written by an older imgforge; build the image again", digestsFrom)
 		}
-		for _, p := range []string{loaderPath, loaderConf, entryPath, kernelPath, initrdPath} {
+		paths := []string{loaderPath, loaderConf}
+		for p := range digests {
+			if p != loaderPath && p != loaderConf {
+				paths = append(paths, p)
+			}
+		}
+		sort.Strings(paths[2:])
+		for _, p := range paths {
 			f, err := fs.OpenFile(p, os.O_RDONLY)
 			if err != nil {
 				return "", fmt.Errorf("the ESP has no %s", p)
@@ -90,7 +97,7 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string, di
 			h := sha256.New()
 			var w io.Writer = h
 			var kept bytes.Buffer
-			if p == loaderConf || p == entryPath {
+			if p == loaderConf || strings.HasPrefix(p, boot.EntriesDir+"/") {
 				w = io.MultiWriter(h, &kept)
 			}
 			n, err := io.Copy(w, f)
@@ -112,31 +119,69 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string, di
 				return "", fmt.Errorf("%s on the ESP (%d bytes) has %s; the manifest's %s says %s", p, n, got, digestsFrom, wantDigest)
 			}
 		}
-		return fmt.Sprintf("%s (%s), kernel (%s), initrd (%s), loader.conf, loader entry: sha256 as the manifest's %s",
-			loaderPath, units.Bytes(sizes[loaderPath]), units.Bytes(sizes[kernelPath]), units.Bytes(sizes[initrdPath]), digestsFrom), nil
+		var entries []string
+		var total int64
+		for p, n := range sizes {
+			total += n
+			if strings.HasPrefix(p, boot.EntriesDir+"/") {
+				entries = append(entries, p)
+			}
+		}
+		sort.Strings(entries)
+		if len(entries) == 0 {
+			return "", fmt.Errorf("the manifest's %s names no loader entry under %s", digestsFrom, boot.EntriesDir)
+		}
+		entry = entries[0]
+		return fmt.Sprintf("%d files (%s), loader entries %s: sha256 as the manifest's %s",
+			len(sizes), units.Bytes(total), strings.Join(entries, ", "), digestsFrom), nil
 	})
 	if !ok {
 		return
 	}
 	r.check(CheckLoaderEntry, func() (string, error) {
-		if !bytes.Contains(files[loaderConf], []byte("default imgforge.conf")) {
-			return "", fmt.Errorf("%s does not choose imgforge.conf as the default entry", loaderConf)
+		if string(files[loaderConf]) != boot.LoaderConfig {
+			return "", fmt.Errorf("%s is not imgforge's (%q)", loaderConf, boot.LoaderConfig)
 		}
-		e := map[string]string{}
-		for _, line := range strings.Split(string(files[entryPath]), "\n") {
+		e := map[string][]string{}
+		for _, line := range strings.Split(string(files[entry]), "\n") {
 			k, v, _ := strings.Cut(strings.TrimSpace(line), " ")
-			if k != "" && e[k] == "" {
-				e[k] = strings.TrimSpace(v)
+			if k != "" {
+				e[k] = append(e[k], strings.TrimSpace(v))
 			}
 		}
-		if e["linux"] != kernelPath || e["initrd"] != initrdPath {
-			return "", fmt.Errorf("the loader entry boots linux %q with initrd %q, not %s with %s", e["linux"], e["initrd"], kernelPath, initrdPath)
+		slot := slotOfEntry(entry)
+		f := boot.FilesOf(slot)
+		wantInitrd := []string{f.Initrd}
+		if _, ok := digests[f.Overlay]; ok {
+			wantInitrd = append(wantInitrd, f.Overlay)
 		}
-		if options := e["options"]; options != want {
+		if first(e["linux"]) != f.Kernel || strings.Join(e["initrd"], " ") != strings.Join(wantInitrd, " ") {
+			return "", fmt.Errorf("the loader entry %s boots linux %q with initrd %q, not %s with %s", entry, first(e["linux"]), e["initrd"], f.Kernel, wantInitrd)
+		}
+		if options := first(e["options"]); options != want {
 			return "", fmt.Errorf("the loader entry's options differ from %s: %s", wantFrom, firstDifference(options, want))
 		}
 		return "options equal " + wantFrom, nil
 	})
+}
+
+// slotOfEntry is the slot a loader entry file (imgforge-GEN-SLOT[+T].conf) boots.
+func slotOfEntry(p string) string {
+	n := strings.TrimSuffix(path.Base(p), ".conf")
+	if i := strings.IndexByte(n, '+'); i >= 0 {
+		n = n[:i]
+	}
+	if i := strings.LastIndexByte(n, '-'); i >= 0 {
+		return n[i+1:]
+	}
+	return n
+}
+
+func first(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[0]
 }
 
 // firstDifference says where two command lines first differ, word by

@@ -90,10 +90,10 @@ func ISO(ctx context.Context, isoPath, manifestPath string) (Report, error) {
 	}
 	want, wantFrom := m.Disk.ISOCmdline, "the manifest's iso_cmdline"
 	if want == "" {
-		want, wantFrom = disk.ISOCmdline(baseCmdline(m.Disk.Cmdline), m.Disk.Verity, volumeID), "the ISO command line made from the manifest's cmdline"
+		want, wantFrom = disk.ISOCmdline(baseCmdline(m.Disk.Cmdline), m.Disk.Verity, volumeID, m.Disk.OverlayVerity), "the ISO command line made from the manifest's cmdline"
 	} else {
 		r.check(CheckCmdline, func() (string, error) {
-			made := disk.ISOCmdline(baseCmdline(want), m.Disk.Verity, volumeID)
+			made := disk.ISOCmdline(baseCmdline(want), m.Disk.Verity, volumeID, m.Disk.OverlayVerity)
 			if want != made {
 				return "", fmt.Errorf("the manifest's iso_cmdline does not name the ISO's volume %s and the manifest's verity parameters: %s", volumeID, firstDifference(want, made))
 			}

@@ -111,7 +111,7 @@ func TestRaw(t *testing.T) {
 		}, CheckSquashfs, "no squashfs superblock (hsqs) at the start of the root"},
 		{"wrong cmdline", func(t *testing.T, im verifytest.Image) {
 			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Cmdline += " quiet" })
-		}, CheckLoaderEntry, `the loader entry's options differ from the manifest's cmdline: word 10: missing "quiet"`},
+		}, CheckLoaderEntry, `the loader entry's options differ from the manifest's cmdline: word 11: missing "quiet"`},
 		{"wrong root hash", func(t *testing.T, im verifytest.Image) {
 			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Verity.RootHash = strings.Repeat("0", 64) })
 		}, CheckCmdline, "the manifest's cmdline has imgforge.roothash="},
@@ -144,13 +144,13 @@ func TestRaw(t *testing.T) {
 		{"one byte of the kernel on the ESP", func(t *testing.T, im verifytest.Image) {
 			flipAll(t, im, []byte("fake kernel"))
 			im.UpdateDigest(t)
-		}, CheckESPFiles, "/imgforge/vmlinuz on the ESP (11 bytes) has sha256:"},
+		}, CheckESPFiles, "/imgforge/a/vmlinuz on the ESP (11 bytes) has sha256:"},
 		{"one byte of the loader on the ESP", func(t *testing.T, im verifytest.Image) {
 			flipAll(t, im, []byte("fake systemd-boot"))
 			im.UpdateDigest(t)
 		}, CheckESPFiles, "/EFI/BOOT/BOOTX64.EFI on the ESP (17 bytes) has sha256:"},
 		{"another digest in the manifest", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ESPFiles["/imgforge/initrd.img"] = "sha256:00" })
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ESPFiles["/imgforge/a/initrd.img"] = "sha256:00" })
 		}, CheckESPFiles, "the manifest's esp_files says sha256:00"},
 		{"no ESP digests in the manifest", func(t *testing.T, im verifytest.Image) {
 			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ESPFiles = nil })
@@ -291,10 +291,10 @@ func TestISO(t *testing.T) {
 		{"one byte of the kernel", func(t *testing.T, im verifytest.Image) {
 			flipAll(t, im, []byte("fake kernel"))
 			im.UpdateDigest(t)
-		}, CheckESPFiles, "/imgforge/vmlinuz on the ESP (11 bytes) has sha256:"},
+		}, CheckESPFiles, "/imgforge/a/vmlinuz on the ESP (11 bytes) has sha256:"},
 		{"another loader entry digest", func(t *testing.T, im verifytest.Image) {
-			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ISOESPFiles["/loader/entries/imgforge.conf"] = "sha256:00" })
-		}, CheckESPFiles, "/loader/entries/imgforge.conf on the ESP"},
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ISOESPFiles["/loader/entries/imgforge-0001-a.conf"] = "sha256:00" })
+		}, CheckESPFiles, "/loader/entries/imgforge-0001-a.conf on the ESP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

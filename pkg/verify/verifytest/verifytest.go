@@ -112,7 +112,8 @@ func pseudoRandom(n int) []byte {
 }
 
 func espFiles(cmdline string) []boot.File {
-	return boot.ESP("imgforge test", cmdline, []byte("fake systemd-boot"), []byte("fake kernel"), []byte("fake initrd"))
+	return boot.ESP([]byte("fake systemd-boot"), boot.Slot{Name: "a", Gen: 1, Title: "imgforge test", Cmdline: cmdline,
+		Kernel: []byte("fake kernel"), Initrd: []byte("fake initrd")})
 }
 
 // Raw writes a raw disk, test.raw, and its manifest.json into dir.
@@ -130,6 +131,7 @@ func Raw(t testing.TB, dir string) Image {
 	}
 	cmdline := boot.Cmdline(BaseCmdline, v, boot.Devices{
 		Root: "PARTUUID=" + strings.ToLower(ids.Root), Verity: "PARTUUID=" + strings.ToLower(ids.Verity), State: "PARTUUID=" + strings.ToLower(ids.State),
+		Slot: "a",
 	})
 	l.ESPFiles = espFiles(cmdline)
 	im := Image{Path: filepath.Join(dir, "test.raw"), Manifest: filepath.Join(dir, "manifest.json")}
@@ -164,7 +166,7 @@ func ISO(t testing.TB, dir string) Image {
 	img := filepath.Join(dir, "root.img")
 	concat(t, img, sq, hash)
 	im := Image{Path: filepath.Join(dir, "test.iso"), Manifest: filepath.Join(dir, "manifest.json")}
-	cmdline := disk.ISOCmdline(BaseCmdline, v, VolumeID)
+	cmdline := disk.ISOCmdline(BaseCmdline, v, VolumeID, nil)
 	l := disk.ISOLayout{VolumeID: VolumeID, ESPFiles: espFiles(cmdline), RootImage: img, Epoch: Epoch,
 		BIOS: &disk.BIOSBoot{Isolinux: pseudoRandom(4096), Ldlinux: pseudoRandom(1000), MBR: make([]byte, 512),
 			Kernel: []byte("fake kernel"), Initrd: []byte("fake initrd"), Cmdline: cmdline}}
