@@ -87,11 +87,11 @@ func Cmdline(base string, v Verity, d Devices) string {
 // Slot is one A/B slot's boot entry on the ESP: its kernel set and the
 // command line that boots its root.
 type Slot struct {
-	Name    string // a or b
-	Gen     int    // the entry's generation: the highest one that still has tries boots
-	Tries   int    // boot counting: tries left (0: the entry is not counted)
-	Title   string
-	Cmdline string
+	Name                    string // a or b
+	Gen                     int    // the entry's generation: the highest one that still has tries boots
+	Tries                   int    // boot counting: tries left (0: the entry is not counted)
+	Title                   string
+	Cmdline                 string
 	Kernel, Initrd, Overlay []byte // Overlay: the cpio of the overlay image; nil for none
 }
 
@@ -193,7 +193,7 @@ const (
 	PXERoot   = "root.img"
 	// PXEOverlay is the overlay image's cpio, the second initrd.
 	PXEOverlay = "overlay.cpio"
-	PXEScript = "boot.ipxe"
+	PXEScript  = "boot.ipxe"
 )
 
 // IPXEScript is the iPXE script of role's PXE set: it boots the set's kernel

@@ -65,11 +65,11 @@ type Output struct {
 // section): the kernel, the dm-verity parameters, and the kernel command
 // lines and partition UUIDs of the disk, ISO and netboot outputs.
 type Disk struct {
-	KernelVersion string       `json:"kernel_version"`
-	Verity        Verity       `json:"verity"`
+	KernelVersion string `json:"kernel_version"`
+	Verity        Verity `json:"verity"`
 	// OverlayVerity is the overlay image's (imgforge's own files, the
 	// boot entry's second initrd); its hash tree follows its data.
-	OverlayVerity *Verity `json:"overlay_verity,omitempty"`
+	OverlayVerity *Verity      `json:"overlay_verity,omitempty"`
 	Cmdline       string       `json:"cmdline"`
 	Partitions    PartitionIDs `json:"partitions"`
 	ISOCmdline    string       `json:"iso_cmdline,omitempty"`
