@@ -49,15 +49,22 @@ func newSeedCmd(c *common) *cobra.Command {
 			if c.output != "text" && c.output != "json" {
 				return fmt.Errorf("--output %q: accepted: text, json", c.output)
 			}
+			cat, err := c.catalog()
+			if err != nil {
+				return err
+			}
+			roles, err := seed.LoadRoles(cat)
+			if err != nil {
+				return err
+			}
 			var cl *seed.Cluster
-			var err error
 			if clusterFile != "" {
 				for _, name := range []string{"cluster-name", "name", "address", "gateway", "dns", "vip", "mac", "join", "discovery", "ssh-key"} {
 					if cmd.Flags().Changed(name) {
 						return fmt.Errorf("--%s is for one node; with --cluster the nodes come from the file", name)
 					}
 				}
-				cl, err = seed.LoadCluster(clusterFile)
+				cl, err = seed.LoadCluster(clusterFile, roles)
 			} else {
 				one.Role = args[0]
 				for _, p := range sshKeyFiles {
@@ -67,7 +74,7 @@ func newSeedCmd(c *common) *cobra.Command {
 					}
 					one.SSHKeys = append(one.SSHKeys, string(trimNewline(b)))
 				}
-				cl, err = seed.SingleCluster(one)
+				cl, err = seed.SingleCluster(one, roles)
 				err = seedFlagError(err)
 			}
 			if err != nil {
