@@ -111,6 +111,7 @@ func newSeedCmd(c *common) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&out, "out", "", "output folder")
 	f.StringVar(&clusterFile, "cluster", "", "topology file (YAML; see docs/agent.md)")
+	f.StringVar(&c.rolesDir, "roles", "", "folder of role definitions overriding the embedded ones (default ./roles when present): what each node's user-data holds comes from its role file")
 	f.StringVar(&one.Cluster, "cluster-name", "imgforge", "one node: the cluster's name")
 	f.StringVar(&one.Name, "name", "", "one node: its name (default ROLE-1)")
 	f.StringVar(&one.Address, "address", "", "one node: its address with prefix, such as 10.10.0.21/24 (default DHCP)")
