@@ -88,6 +88,9 @@ func Probe(h imagemeta.Health, timeout time.Duration) func(ctx context.Context) 
 // names and values the settings can carry, defaults among the values, and
 // the mode option's values among the member modes discovery carries.
 func validateBootOptions(ri imagemeta.RoleInfo) error {
+	if v, ok := ri.Options[config.ModeOption]; ok && !slices.Contains(config.MemberModes, v) {
+		return fmt.Errorf("options.%s: %q is not a member mode, which discovery shares; accepted: %s", config.ModeOption, v, strings.Join(config.MemberModes, ", "))
+	}
 	for i, o := range ri.BootOptions {
 		f := fmt.Sprintf("boot_options[%d]", i)
 		if !namerules.Word(o.Name) {

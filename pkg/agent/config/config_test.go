@@ -106,6 +106,7 @@ func TestParseErrors(t *testing.T) {
 		{"option name", web, "role: web", "role: web\n  options: {Run_time: uwsgi}", `user-data:8:23: field "imgforge.options.Run_time": "Run_time" is not an option name`},
 		{"option value", web, "role: web", "role: web\n  options: {runtime: 'PHP FPM'}", `user-data:8:22: field "imgforge.options.runtime": "PHP FPM" is not an option value; accepted: lower-case letters`},
 		{"legacy option value", dns, "runtime: uwsgi", "runtime: UWSGI", `user-data:5:18: field "imgforge.app.runtime": "UWSGI" is not an option value`},
+		{"mode option", db, "mode: replica}", "mode: standby}", `user-data:5:14: field "imgforge.db.mode": "standby" is not a member mode; accepted: primary, replica`},
 		{"option twice", dns, "role: app", "role: app\n  options: {runtime: uwsgi}", `field "imgforge.app.runtime": is also set as imgforge.options.runtime; accepted: one of them`},
 		{"legacy not a mapping", dns, "app: {runtime: uwsgi}", "app: uwsgi", `field "imgforge.app": is not a mapping; accepted: option names and values`},
 		{"node name", web, "    name: web-1", "    name: Web_1", `field "imgforge.node.name": "Web_1" is not a node name`},

@@ -100,6 +100,10 @@ func (c *Config) validateOptions(src spec.Source) error {
 		if v := c.Options[k]; !optionValue.MatchString(v) {
 			return errorf(k, "%q is not an option value; accepted: %s", v, acceptOptionValue)
 		}
+		// The mode option is what discovery shares: whatever the role.
+		if v := c.Options[k]; k == ModeOption && !slices.Contains(MemberModes, v) {
+			return errorf(k, "%q is not a member mode; accepted: %s", v, strings.Join(MemberModes, ", "))
+		}
 	}
 	return nil
 }

@@ -41,7 +41,8 @@ func TestCheckRole(t *testing.T) {
 		{"app other runtime", dns, "", "", appInfo, `field "imgforge.app.runtime": the user-data says uwsgi but this image was built with runtime=php-fpm; accepted: php-fpm`},
 		{"app creds missing", dns, "  database: {user: shop, password: app-password-1}\n", "", imagemeta.RoleInfo{Role: "app", Options: map[string]string{"runtime": "uwsgi"}, Credentials: []string{"database"}}, `field "imgforge.database": role app needs the application's database account; accepted: user and password`},
 		{"db", db, "", "", dbInfo, ""},
-		{"db mode", db, "mode: replica}", "mode: standby}", dbInfo, `field "imgforge.db.mode": standby is not accepted by role db; accepted: primary, replica`},
+		{"db mode", db, "mode: replica}", "mode: primary}", imagemeta.RoleInfo{Role: "db", Credentials: []string{"database"},
+			BootOptions: []imagemeta.BootOption{{Name: "mode", Values: []string{"replica"}, Default: "replica"}}}, `field "imgforge.db.mode": primary is not accepted by role db; accepted: replica`},
 		// The web test document's identity is a web node's: the roles
 		// below are web by name and what the test needs by their data.
 		{"mode on a role without", web, "role: web", "role: web\n  db: {mode: replica}", imagemeta.RoleInfo{Role: "web"}, `field "imgforge.db.mode": role web has no option mode; accepted: none`},
