@@ -49,7 +49,8 @@ type ClusterVIP struct {
 }
 
 // ClusterDiscovery is the agent's discovery block, with defaults: method
-// gossip, join = the lb nodes (or the first node), key generated.
+// gossip, join = the nodes of a role with vips: true, the lb nodes (or the
+// first node), key generated.
 type ClusterDiscovery struct {
 	Method string         `yaml:"method"`
 	Gossip *ClusterGossip `yaml:"gossip"`
@@ -64,8 +65,9 @@ type ClusterGossip struct {
 	Key  *string  `yaml:"key"`
 }
 
-// ClusterTLS gives the web nodes a certificate: files relative to the
-// cluster file, or self_signed (the default).
+// ClusterTLS gives the nodes of a role that renders the TLS pair (web) a
+// certificate: files relative to the cluster file, or self_signed (the
+// default).
 type ClusterTLS struct {
 	CertFile   string `yaml:"cert_file"`
 	KeyFile    string `yaml:"key_file"`

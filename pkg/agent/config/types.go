@@ -43,17 +43,19 @@ type Config struct {
 	// Options are the node's role options (imgforge.options): a role's
 	// boot options (its role.json's boot_options), or the image's choice of
 	// a build option repeated. CompleteFromRole fills the rest.
-	Options map[string]string `yaml:"options,omitempty" json:"options,omitempty"`
-	// optionFields names where each option was written, for messages:
-	// options.NAME, or an earlier spelling (see LegacyOptionSections).
+	Options    map[string]string `yaml:"options,omitempty" json:"options,omitempty"`
+	Node       Node              `yaml:"node" json:"node"`
+	VIPs       []VIP             `yaml:"vips,omitempty" json:"vips,omitempty"`
+	Discovery  Discovery         `yaml:"discovery" json:"discovery"`
+	TLS        *TLS              `yaml:"tls,omitempty" json:"tls,omitempty"`
+	Database   *Database         `yaml:"database,omitempty" json:"database,omitempty"`
+	Monitoring *Monitoring       `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
+	Identity   *Identity         `yaml:"identity,omitempty" json:"identity,omitempty"`
+
+	// optionFields names where an option given in an earlier spelling was
+	// written (runtime -> app.runtime, see LegacyOptionSections), for
+	// messages; the others are options.NAME.
 	optionFields map[string]string
-	Node         Node        `yaml:"node" json:"node"`
-	VIPs         []VIP       `yaml:"vips,omitempty" json:"vips,omitempty"`
-	Discovery    Discovery   `yaml:"discovery" json:"discovery"`
-	TLS          *TLS        `yaml:"tls,omitempty" json:"tls,omitempty"`
-	Database     *Database   `yaml:"database,omitempty" json:"database,omitempty"`
-	Monitoring   *Monitoring `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
-	Identity     *Identity   `yaml:"identity,omitempty" json:"identity,omitempty"`
 }
 
 // Node is the node's identity. Name defaults to cloud-init's
