@@ -46,7 +46,7 @@ func TestCLIErrors(t *testing.T) {
 		{"unknown role", []string{"plan", "cache"}, nil, `role "cache": known roles: app, db, lb, web`},
 		{"no agent", []string{"plan", "lb"}, map[string]string{"IMGFORGE_AGENT": filepath.Join(dir, "none")}, `reading the agent binary that IMGFORGE_AGENT names: open ` + filepath.Join(dir, "none")},
 		{"unknown role in build", []string{"build", "lb", "cache"}, nil, `known roles: app, db, lb, web`},
-		{"unknown field", []string{"plan", "--roles", roles, "lb"}, nil, roles + `/lb.yaml:3:1: field "pakages": unknown field here; accepted: description, discover`},
+		{"unknown field", []string{"plan", "--roles", roles, "lb"}, nil, roles + `/lb.yaml:3:1: field "pakages": unknown field here; accepted: credentials, description, discover`},
 		{"bad format", []string{"build", "--format", "oci,floppy", "lb"}, nil, `--format: unknown output format "floppy"; known: oci, docker-archive`},
 		{"bad set", []string{"plan", "--set", "runtime", "app"}, nil, `--set "runtime": expected OPTION=VALUE`},
 		{"bad option", []string{"plan", "--set", "runtime=rails", "app"}, nil, `"rails" is not a choice; accepted: php-fpm, uwsgi`},

@@ -49,15 +49,22 @@ func newSeedCmd(c *common) *cobra.Command {
 			if c.output != "text" && c.output != "json" {
 				return fmt.Errorf("--output %q: accepted: text, json", c.output)
 			}
+			cat, err := c.catalog()
+			if err != nil {
+				return err
+			}
+			roles, err := seed.LoadRoles(cat)
+			if err != nil {
+				return err
+			}
 			var cl *seed.Cluster
-			var err error
 			if clusterFile != "" {
 				for _, name := range []string{"cluster-name", "name", "address", "gateway", "dns", "vip", "mac", "join", "discovery", "ssh-key"} {
 					if cmd.Flags().Changed(name) {
 						return fmt.Errorf("--%s is for one node; with --cluster the nodes come from the file", name)
 					}
 				}
-				cl, err = seed.LoadCluster(clusterFile)
+				cl, err = seed.LoadCluster(clusterFile, roles)
 			} else {
 				one.Role = args[0]
 				for _, p := range sshKeyFiles {
@@ -67,7 +74,7 @@ func newSeedCmd(c *common) *cobra.Command {
 					}
 					one.SSHKeys = append(one.SSHKeys, string(trimNewline(b)))
 				}
-				cl, err = seed.SingleCluster(one)
+				cl, err = seed.SingleCluster(one, roles)
 				err = seedFlagError(err)
 			}
 			if err != nil {
@@ -104,6 +111,7 @@ func newSeedCmd(c *common) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&out, "out", "", "output folder")
 	f.StringVar(&clusterFile, "cluster", "", "topology file (YAML; see docs/agent.md)")
+	f.StringVar(&c.rolesDir, "roles", "", "folder of role definitions overriding the embedded ones (default ./roles when present): what each node's user-data holds comes from its role file")
 	f.StringVar(&one.Cluster, "cluster-name", "imgforge", "one node: the cluster's name")
 	f.StringVar(&one.Name, "name", "", "one node: its name (default ROLE-1)")
 	f.StringVar(&one.Address, "address", "", "one node: its address with prefix, such as 10.10.0.21/24 (default DHCP)")

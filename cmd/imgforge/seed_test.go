@@ -43,7 +43,7 @@ func TestSeedErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"seed", "cache", "--out", t.TempDir()}, `ROLE: unknown role "cache"; accepted: lb, web, app, db`},
+		{[]string{"seed", "cache", "--out", t.TempDir()}, `ROLE: unknown role "cache"; accepted: app, db, lb, web`},
 		{[]string{"seed", "lb", "--address", "10.0.2.15/24", "--vip", "10.0.3.1", "--out", t.TempDir()}, `--vip: 10.0.3.1 is outside the subnet 10.0.2.0/24`},
 		{[]string{"seed", "web", "--address", "10.0.2.15", "--out", t.TempDir()}, `--address: "10.0.2.15": accepted: an address with its prefix length`},
 		{[]string{"seed", "web", "--name", "Web", "--out", t.TempDir()}, `--name: "Web" is not a node name`},

@@ -193,20 +193,16 @@ func (a *Agent) Reload() {
 // Ready is closed once the agent has valid settings and runs discovery.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
-// SelfMember is the member a configuration describes.
+// SelfMember is the member a configuration describes: its mode is the
+// node's mode option, if its role has one.
 func SelfMember(c *config.Config, healthy bool) (discovery.Member, error) {
 	p, err := config.ParseNodeAddress(c.Node.Address)
 	if err != nil {
 		return discovery.Member{}, err
 	}
-	m := discovery.Member{Name: c.Node.Name, Role: c.Role, Address: p.Addr(), Healthy: healthy}
-	if c.Role == "db" {
-		m.Mode = "primary"
-		if c.DB != nil && c.DB.Mode != "" {
-			m.Mode = c.DB.Mode
-		}
-	}
-	return m, nil
+	// The mode is the node's mode option, which CompleteFromRole filled
+	// from the role's declared default when the user-data left it out.
+	return discovery.Member{Name: c.Node.Name, Role: c.Role, Address: p.Addr(), Mode: c.Mode(), Healthy: healthy}, nil
 }
 
 // healthSetter is implemented by discovery backends that advertise health.

@@ -24,7 +24,6 @@ import (
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/identity"
-	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -191,13 +190,23 @@ func startAgent(t *testing.T, role, name string, n int) *node {
 	ud := userData(t, role, name, n, roleExtra(role, n))
 	rec := newRecorder()
 	snapFile := &SnapshotFile{Path: filepath.Join(t.TempDir(), "snapshot.json")}
+	ri := repoRole(t, role)
 	a := New(Options{
+		// As the daemon loads: the settings, checked against and
+		// completed from the image's role.json.
 		Load: func() (*config.Config, error) {
 			c, src, err := config.Parse("user-data", []byte(ud))
 			if err != nil {
 				return nil, err
 			}
-			return c, c.Complete(src, config.InstanceData{InstanceID: name}, nil)
+			if err := c.Complete(src, config.InstanceData{InstanceID: name}, nil); err != nil {
+				return nil, err
+			}
+			if err := CheckRole(c, *ri); err != nil {
+				return nil, err
+			}
+			CompleteFromRole(c, *ri)
+			return c, nil
 		},
 		Renderer: Renderers{rec, snapFile},
 		Debounce: 50 * time.Millisecond,
@@ -611,23 +620,39 @@ func TestRetryAfterAndResync(t *testing.T) {
 	<-done
 }
 
+// TestCompleteFromRole: the mode a db node advertises comes from its
+// role's data (the mode option's default, the image's choice), not from
+// the agent's code; the user-data's choice wins.
 func TestCompleteFromRole(t *testing.T) {
-	app := &config.Config{Role: "app"}
-	CompleteFromRole(app, imagemeta.RoleInfo{Role: "app", Options: map[string]string{"runtime": "uwsgi"}})
-	if app.App == nil || app.App.Runtime != "uwsgi" {
-		t.Errorf("app runtime %+v, want the image's uwsgi", app.App)
+	db := repoRole(t, "db")
+	for _, tt := range []struct {
+		name    string
+		options map[string]string
+		def     string
+		want    string
+	}{
+		{"default", nil, "primary", "primary"},
+		{"image built as replica", nil, "replica", "replica"},
+		{"user-data", map[string]string{"mode": "replica"}, "primary", "replica"},
+	} {
+		ri := *db
+		ri.BootOptions = slices.Clone(ri.BootOptions)
+		ri.BootOptions[0].Default = tt.def
+		ri.Options = map[string]string{"mode": tt.def}
+		c := &config.Config{Role: "db", Options: tt.options, Node: config.Node{Name: "db-2", Address: "10.0.0.42/24"},
+			Database: &config.Database{User: "shop", Password: "app-password-1", ReplicationUser: "repl", ReplicationPassword: "repl-password-1"}}
+		if err := CheckRole(c, ri); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		CompleteFromRole(c, ri)
+		if self, err := SelfMember(c, true); err != nil || self.Mode != tt.want {
+			t.Errorf("%s: self %+v, %v: want it to advertise %s", tt.name, self, err, tt.want)
+		}
 	}
-	db := &config.Config{Role: "db", DB: &config.DB{Mode: "primary"}}
-	CompleteFromRole(db, imagemeta.RoleInfo{Role: "db", Options: map[string]string{"mode": "replica"}})
-	if db.DB.Mode != "primary" {
-		t.Errorf("the settings' mode was overridden: %s", db.DB.Mode)
-	}
-	db.DB = nil
-	CompleteFromRole(db, imagemeta.RoleInfo{Role: "db", Options: map[string]string{"mode": "replica"}})
-	if db.DB == nil || db.DB.Mode != "replica" {
-		t.Errorf("db mode %+v, want the image's replica", db.DB)
-	}
-	if self, err := SelfMember(&config.Config{Role: "db", DB: db.DB, Node: config.Node{Name: "db-2", Address: "10.0.0.42/24"}}, true); err != nil || self.Mode != "replica" {
-		t.Errorf("self %+v, %v: want it to advertise replica", self, err)
+	web := repoRole(t, "web")
+	c := &config.Config{Role: "web", Node: config.Node{Name: "web-1", Address: "10.0.0.21/24"}}
+	CompleteFromRole(c, *web)
+	if self, err := SelfMember(c, true); err != nil || self.Mode != "" || c.Options["runtime"] != "php-fpm" {
+		t.Errorf("web: self %+v, options %v, %v: want no mode and the runtime's default", self, c.Options, err)
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/render"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	namerules "github.com/imgforge/imgforge/pkg/names"
 )
 
 // ReadRoleInfo reads the image's role.json at path (imagemeta.RolePath
@@ -27,33 +29,21 @@ func ReadRoleInfo(path string) (imagemeta.RoleInfo, error) {
 	if err := render.ValidateRole(&ri); err != nil {
 		return ri, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := validateBootOptions(ri); err != nil {
+		return ri, fmt.Errorf("%s: %w", path, err)
+	}
 	return ri, nil
 }
 
-// CheckRole reports settings made for another image: a role, or an app
-// runtime, that the image was not built with.
-func CheckRole(c *config.Config, ri imagemeta.RoleInfo) error {
-	if c.Role != ri.Role {
-		return fmt.Errorf("field \"imgforge.role\": the user-data says %s but this is the %s image; boot the %s image or fix the seed", c.Role, ri.Role, c.Role)
-	}
-	if c.App != nil && c.App.Runtime != "" && ri.Options["runtime"] != "" && c.App.Runtime != ri.Options["runtime"] {
-		return fmt.Errorf("field \"imgforge.app.runtime\": the user-data says %s but this image was built with runtime=%s", c.App.Runtime, ri.Options["runtime"])
-	}
-	return nil
-}
+// CheckRole reports settings made for another image: a role, an option
+// the role does not declare or a value it does not accept, or what the
+// role needs and the settings lack (config.Config.CheckRole).
+func CheckRole(c *config.Config, ri imagemeta.RoleInfo) error { return c.CheckRole(ri) }
 
-// CompleteFromRole fills what the settings leave out from the options the
-// image was built with: the runtime option (imgforge.app.runtime) and the
-// mode option (imgforge.db.mode), whichever the image has. Call it after
+// CompleteFromRole fills the options the settings leave out from the
+// role's declared defaults and the image's choices. Call it after
 // CheckRole.
-func CompleteFromRole(c *config.Config, ri imagemeta.RoleInfo) {
-	if rt := ri.Options["runtime"]; rt != "" && (c.App == nil || c.App.Runtime == "") {
-		c.App = &config.App{Runtime: rt}
-	}
-	if m := ri.Options["mode"]; m != "" && (c.DB == nil || c.DB.Mode == "") {
-		c.DB = &config.DB{Mode: m}
-	}
-}
+func CompleteFromRole(c *config.Config, ri imagemeta.RoleInfo) { c.CompleteFromRole(ri) }
 
 // Probe returns a check of the role's service on this machine, as its
 // role.json's health says: an HTTP GET answered 2xx, a TCP connect, or a
@@ -92,4 +82,31 @@ func Probe(h imagemeta.Health, timeout time.Duration) func(ctx context.Context) 
 		}
 		return false
 	}
+}
+
+// validateBootOptions checks the options role.json lets user-data set:
+// names and values the settings can carry, defaults among the values, and
+// the mode option's values among the member modes discovery carries.
+func validateBootOptions(ri imagemeta.RoleInfo) error {
+	if v, ok := ri.Options[config.ModeOption]; ok && !slices.Contains(config.MemberModes, v) {
+		return fmt.Errorf("options.%s: %q is not a member mode, which discovery shares; accepted: %s", config.ModeOption, v, strings.Join(config.MemberModes, ", "))
+	}
+	for i, o := range ri.BootOptions {
+		f := fmt.Sprintf("boot_options[%d]", i)
+		if !namerules.Word(o.Name) {
+			return fmt.Errorf("%s.name: %q; accepted: lower-case letters, digits and '-', starting with a letter", f, o.Name)
+		}
+		if len(o.Values) == 0 {
+			return fmt.Errorf("%s.values: empty; accepted: the values the option accepts", f)
+		}
+		if !slices.Contains(o.Values, o.Default) {
+			return fmt.Errorf("%s.default: %q is not among its values; accepted: %s", f, o.Default, strings.Join(o.Values, ", "))
+		}
+		for _, v := range o.Values {
+			if o.Name == config.ModeOption && !slices.Contains(config.MemberModes, v) {
+				return fmt.Errorf("%s.values: %q is not a member mode, which discovery shares; accepted for option %s: %s", f, v, config.ModeOption, strings.Join(config.MemberModes, ", "))
+			}
+		}
+	}
+	return nil
 }

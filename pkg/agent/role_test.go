@@ -44,6 +44,24 @@ func TestReadRoleInfo(t *testing.T) {
 	if _, err := ReadRoleInfo(shell); err == nil || !strings.Contains(err.Error(), "render[0].files[0].check") {
 		t.Errorf("a checker with a shell line: %v", err)
 	}
+	// Boot options: what user-data may say is checked before it is used.
+	for _, tt := range []struct {
+		name string
+		ri   imagemeta.RoleInfo
+		want string
+	}{
+		{"own option", imagemeta.RoleInfo{Role: "cache", BootOptions: []imagemeta.BootOption{{Name: "balance", Values: []string{"random", "round-robin"}, Default: "random"}}}, ""},
+		{"no values", imagemeta.RoleInfo{Role: "cache", BootOptions: []imagemeta.BootOption{{Name: "balance", Default: "random"}}}, "boot_options[0].values: empty"},
+		{"default not a value", imagemeta.RoleInfo{Role: "cache", BootOptions: []imagemeta.BootOption{{Name: "balance", Values: []string{"random"}, Default: "fast"}}}, `boot_options[0].default: "fast" is not among its values; accepted: random`},
+		{"option name", imagemeta.RoleInfo{Role: "cache", BootOptions: []imagemeta.BootOption{{Name: "Balance", Values: []string{"random"}, Default: "random"}}}, `boot_options[0].name: "Balance"`},
+		{"mode values", imagemeta.RoleInfo{Role: "cache", BootOptions: []imagemeta.BootOption{{Name: "mode", Values: []string{"leader", "follower"}, Default: "leader"}}}, `boot_options[0].values: "leader" is not a member mode, which discovery shares; accepted for option mode: primary, replica`},
+		{"built mode", imagemeta.RoleInfo{Role: "cache", Options: map[string]string{"mode": "leader"}}, `options.mode: "leader" is not a member mode`},
+	} {
+		_, err := ReadRoleInfo(write(tt.name+".json", tt.ri))
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
 	if _, err := ReadRoleInfo(filepath.Join(dir, "none.json")); err == nil || !strings.Contains(err.Error(), "reading the role file") {
 		t.Errorf("no role file: %v", err)
 	}

@@ -246,8 +246,8 @@ func (r *RoleRenderer) input(s Snapshot) (render.Input, error) {
 //     from the cluster CA for that role and name) are rendered. Each
 //     member keeps the port discovery gave (an SRV record's) and is
 //     primary unless its mode is replica.
-//   - Options: the image's options (ri.Options), with the app runtime of
-//     the settings (imgforge.app.runtime) and the node's mode over them.
+//   - Options: the image's options (ri.Options), with the settings'
+//     (imgforge.options, checked against ri) over them.
 //   - VIPs when ri.VIPs; the TLS pair given (nil: self-signed), database
 //     credentials, monitoring endpoints and credentials, and memBytes as
 //     the RAM.
@@ -285,11 +285,8 @@ func RenderInput(s Snapshot, memBytes uint64, ri *imagemeta.RoleInfo) (render.In
 	for k, v := range ri.Options {
 		in.Options[k] = v
 	}
-	if c.App != nil && c.App.Runtime != "" {
-		in.Options["runtime"] = c.App.Runtime
-	}
-	if s.Self.Mode != "" {
-		in.Options["mode"] = s.Self.Mode
+	for k, v := range c.Options {
+		in.Options[k] = v
 	}
 	if ri.VIPs {
 		for i, v := range c.VIPs {
@@ -330,7 +327,7 @@ func commonInput(in *render.Input, c *config.Config) {
 // dataNode is a member as a role.json's render sees it: primary unless
 // its mode is replica, with the port discovery gave.
 func dataNode(m discovery.Member) render.Node {
-	return render.Node{Name: m.Name, Role: m.Role, Address: m.Address.Unmap(), Primary: m.Mode != "replica", Port: m.Port}
+	return render.Node{Name: m.Name, Role: m.Role, Address: m.Address.Unmap(), Primary: m.Mode != config.ModeReplica, Port: m.Port}
 }
 
 // MemTotal reads the machine's RAM in bytes from the text of /proc/meminfo.

@@ -273,7 +273,7 @@ func TestRoleRendererWeb(t *testing.T) {
 
 	// app-2 becomes healthy, and the app tier runs uWSGI.
 	c2 := *c
-	c2.App = &config.App{Runtime: "uwsgi"}
+	c2.Options = map[string]string{"runtime": "uwsgi"}
 	s = snapshot(t, &c2, true, member("app-1", "app", "10.10.0.31", true, ""), member("app-2", "app", "10.10.0.32", true, ""))
 	if err := n.rr.Render(t.Context(), s); err != nil {
 		t.Fatal(err)
@@ -317,7 +317,7 @@ func TestRoleRendererAppWaitsForPrimary(t *testing.T) {
 func TestRoleRendererDB(t *testing.T) {
 	n := newTestNode(t, imageTemplates(t), "db")
 	c := &config.Config{
-		Cluster: "shop", Role: "db", DB: &config.DB{Mode: "replica"}, Node: config.Node{Name: "db-2", ID: 7, Address: "10.10.0.42/24"},
+		Cluster: "shop", Role: "db", Options: map[string]string{"mode": "replica"}, Node: config.Node{Name: "db-2", ID: 7, Address: "10.10.0.42/24"},
 		Discovery: config.Discovery{Method: "static"},
 		Database:  &config.Database{User: "shop", Password: "app-password-1", ReplicationUser: "repl", ReplicationPassword: "repl-password-1"},
 	}

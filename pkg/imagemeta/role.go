@@ -34,6 +34,40 @@ type RoleInfo struct {
 	Exporters []Exporter `json:"exporters,omitempty"`
 	// Render lists the services whose files the agent renders.
 	Render []RenderService `json:"render,omitempty"`
+	// BootOptions are the role's options that a node's user-data may set
+	// (imgforge.options): the values each accepts and its default, the
+	// image's choice. The agent checks the user-data against them.
+	BootOptions []BootOption `json:"boot_options,omitempty"`
+	// Credentials are the shared accounts a node of the role needs from
+	// its user-data: database (imgforge.database.user and password),
+	// replication (its replication_user and replication_password).
+	Credentials []string `json:"credentials,omitempty"`
+}
+
+// BootOption is one option a node's user-data may set.
+type BootOption struct {
+	Name    string   `json:"name"`
+	Values  []string `json:"values"`
+	Default string   `json:"default"`
+}
+
+// Credential names, as role files list them (RoleInfo.Credentials).
+const (
+	CredentialDatabase    = "database"
+	CredentialReplication = "replication"
+)
+
+// Credentials lists the credentials a role may need.
+var Credentials = []string{CredentialDatabase, CredentialReplication}
+
+// BootOption returns the boot option called name.
+func (r RoleInfo) BootOption(name string) (BootOption, bool) {
+	for _, o := range r.BootOptions {
+		if o.Name == name {
+			return o, true
+		}
+	}
+	return BootOption{}, false
 }
 
 // Exporter is one metrics endpoint of the role, on the node itself.

@@ -49,9 +49,14 @@ type Plan struct {
 	VIPs          bool                   `json:"vips,omitempty" yaml:"vips,omitempty"`
 	Exporters     []spec.Exporter        `json:"exporters,omitempty" yaml:"exporters,omitempty"`
 	Render        []spec.RenderService   `json:"render,omitempty" yaml:"render,omitempty"`
-	Outputs       []string               `json:"outputs" yaml:"outputs"`
-	Disk          spec.Disk              `json:"disk" yaml:"disk"`
-	Kernel        spec.Kernel            `json:"kernel" yaml:"kernel"`
+	// BootOptions are the role's options a node's user-data may set, with
+	// the values each accepts; Options holds their defaults.
+	BootOptions []BootOption `json:"boot_options,omitempty" yaml:"boot_options,omitempty"`
+	// Credentials are the shared accounts the role's nodes need at boot.
+	Credentials []string    `json:"credentials,omitempty" yaml:"credentials,omitempty"`
+	Outputs     []string    `json:"outputs" yaml:"outputs"`
+	Disk        spec.Disk   `json:"disk" yaml:"disk"`
+	Kernel      spec.Kernel `json:"kernel" yaml:"kernel"`
 
 	// Positions of the packages in their definition files, so that a build
 	// error about a package can say where it was asked for.
@@ -79,6 +84,13 @@ type File struct {
 	Size   int64     `json:"size,omitempty" yaml:"size,omitempty"`
 	Digest string    `json:"digest,omitempty" yaml:"digest,omitempty"`
 	Source string    `json:"source" yaml:"source"` // where it came from, e.g. embedded:roles/lb/haproxy.cfg.tmpl
+}
+
+// BootOption is an option a node's user-data may set: its name and the
+// values it accepts (the image's choice is its default).
+type BootOption struct {
+	Name   string   `json:"name" yaml:"name"`
+	Values []string `json:"values" yaml:"values"`
 }
 
 // Options are what a caller chooses beyond the definitions.
@@ -134,6 +146,7 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 		Health:          role.Health,
 		Discover:        sortedCopy(role.Discover),
 		VIPs:            role.VIPs,
+		Credentials:     role.Credentials,
 		Exporters:       append([]spec.Exporter(nil), role.Exporters...),
 		Render:          append([]spec.RenderService(nil), role.Render...),
 		Exclude:         append([]string(nil), im.Exclude...),
@@ -219,6 +232,9 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 			p.Options = map[string]string{}
 		}
 		p.Options[o.Name] = v
+		if o.Boot {
+			p.BootOptions = append(p.BootOptions, BootOption{Name: o.Name, Values: o.ChoiceNames()})
+		}
 		field := fmt.Sprintf("options[%d].choices.%s", i, v)
 		pkgs = append(pkgs, ch.Packages...)
 		for j, pkg := range ch.Packages {
@@ -417,7 +433,10 @@ func withProtocol(ports []spec.Port) []spec.Port {
 // know about the role.
 func (p *Plan) RoleInfo() imagemeta.RoleInfo {
 	info := imagemeta.RoleInfo{Role: p.Role, Image: p.Image, Options: p.Options, Services: p.Services,
-		Health: imagemeta.Health(p.Health), Discover: p.Discover, VIPs: p.VIPs}
+		Health: imagemeta.Health(p.Health), Discover: p.Discover, VIPs: p.VIPs, Credentials: p.Credentials}
+	for _, o := range p.BootOptions {
+		info.BootOptions = append(info.BootOptions, imagemeta.BootOption{Name: o.Name, Values: o.Values, Default: p.Options[o.Name]})
+	}
 	if p.Ports != nil {
 		info.Ports = metaPorts(p.Ports)
 	}

@@ -28,6 +28,8 @@ type Cluster struct {
 	Monitoring        *ClusterMonitoring `yaml:"monitoring"`
 	SSHAuthorizedKeys []string           `yaml:"ssh_authorized_keys"`
 	Nodes             []ClusterNode      `yaml:"nodes"`
+
+	roles Roles // the definitions of the nodes' roles
 }
 
 // Network is the nodes' shared network. Empty Subnet means DHCP (only for
@@ -47,7 +49,8 @@ type ClusterVIP struct {
 }
 
 // ClusterDiscovery is the agent's discovery block, with defaults: method
-// gossip, join = the lb nodes (or the first node), key generated.
+// gossip, join = the nodes of a role with vips: true, the lb nodes (or the
+// first node), key generated.
 type ClusterDiscovery struct {
 	Method string         `yaml:"method"`
 	Gossip *ClusterGossip `yaml:"gossip"`
@@ -62,8 +65,9 @@ type ClusterGossip struct {
 	Key  *string  `yaml:"key"`
 }
 
-// ClusterTLS gives the web nodes a certificate: files relative to the
-// cluster file, or self_signed (the default).
+// ClusterTLS gives the nodes of a role that renders the TLS pair (web) a
+// certificate: files relative to the cluster file, or self_signed (the
+// default).
 type ClusterTLS struct {
 	CertFile   string `yaml:"cert_file"`
 	KeyFile    string `yaml:"key_file"`
@@ -98,29 +102,26 @@ type ClusterNode struct {
 	Address string            `yaml:"address"` // in the subnet; prefix from it
 	MAC     string            `yaml:"mac"`     // default: derived from cluster and node name
 	ID      uint32            `yaml:"id"`      // default: the low 32 bits of the address
-	Options map[string]string `yaml:"options"` // app: runtime; db: mode
+	Options map[string]string `yaml:"options"` // its role's options (the role file's), such as runtime or mode
 }
 
-var (
-	macRe       = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
-	roleOptions = map[string]map[string][]string{"app": {"runtime": config.Runtimes}, "db": {"mode": config.DBModes}}
-)
+var macRe = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
 
 // Defaults for a cluster file.
 const (
 	DefaultInterface = "eth0"
 	DefaultDBUser    = "imgforge"
 	DefaultReplUser  = "replication"
-	DefaultRuntime   = "php-fpm"
 )
 
-// ParseCluster reads a cluster file strictly and validates it. Errors
-// name the file, line, column and field and say what is accepted.
-func ParseCluster(file string, data []byte) (*Cluster, error) {
+// ParseCluster reads a cluster file strictly and validates it against
+// the role definitions roles. Errors name the file, line, column and field
+// and say what is accepted.
+func ParseCluster(file string, data []byte, roles Roles) (*Cluster, error) {
 	if len(data) > MaxClusterFile {
 		return nil, fmt.Errorf("%s: the cluster file is larger than %d bytes (1 MiB); accepted: a cluster file of at most 1 MiB", file, MaxClusterFile)
 	}
-	var c Cluster
+	c := Cluster{roles: roles}
 	src, err := spec.DecodeStrict(file, data, &c)
 	if err != nil {
 		return nil, err
@@ -131,23 +132,12 @@ func ParseCluster(file string, data []byte) (*Cluster, error) {
 	return &c, nil
 }
 
-// AppRuntime is the runtime of the cluster's app nodes (validated to be
-// one), DefaultRuntime when it has none.
-func (c *Cluster) AppRuntime() string {
-	for _, n := range c.Nodes {
-		if n.Role == "app" && n.Options["runtime"] != "" {
-			return n.Options["runtime"]
-		}
-	}
-	return DefaultRuntime
-}
-
 // MaxClusterFile is the largest cluster file accepted: far more than a
 // person writes, far less than would tie the tool up.
 const MaxClusterFile = 1 << 20
 
-// LoadCluster reads the cluster file at path.
-func LoadCluster(path string) (*Cluster, error) {
+// LoadCluster reads the cluster file at path (see ParseCluster).
+func LoadCluster(path string, roles Roles) (*Cluster, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading cluster file: %w", err)
@@ -157,7 +147,7 @@ func LoadCluster(path string) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading cluster file: %w", err)
 	}
-	return ParseCluster(path, data)
+	return ParseCluster(path, data, roles)
 }
 
 // reserved names what a of subnet is reserved for: "network" (the
@@ -210,8 +200,6 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 	seen := map[string]bool{}
 	addrs := map[netip.Addr]string{}
 	macs := map[string]string{}
-	primaries := 0
-	var appRuntime, appFirst string
 	for i, n := range c.Nodes {
 		f := fmt.Sprintf("nodes[%d]", i)
 		if !names.Node(n.Name) {
@@ -221,8 +209,8 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 			return src.Errorf(f+".name", "%q is a duplicate node name; every node needs its own", n.Name)
 		}
 		seen[n.Name] = true
-		if !slices.Contains(config.Roles, n.Role) {
-			return src.Errorf(f+".role", "unknown role %q; accepted: %s", n.Role, strings.Join(config.Roles, ", "))
+		if c.roles[n.Role] == nil {
+			return src.Errorf(f+".role", "unknown role %q; accepted: %s", n.Role, strings.Join(c.roles.names(), ", "))
 		}
 		if n.Address == "" {
 			if len(c.Nodes) > 1 || subnet.IsValid() {
@@ -258,40 +246,6 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 			macs[m] = n.Name
 			c.Nodes[i].MAC = m
 		}
-		for k, v := range n.Options {
-			accepted, ok := roleOptions[n.Role][k]
-			if !ok {
-				var known []string
-				for name := range roleOptions[n.Role] {
-					known = append(known, name)
-				}
-				acc := "none for role " + n.Role
-				if len(known) > 0 {
-					acc = strings.Join(known, ", ")
-				}
-				return src.Errorf(f+".options."+k, "unknown option for role %s; accepted: %s", n.Role, acc)
-			}
-			if !slices.Contains(accepted, v) {
-				return src.Errorf(f+".options."+k, "%q is not accepted; accepted: %s", v, strings.Join(accepted, ", "))
-			}
-		}
-		if n.Role == "app" {
-			rt := n.Options["runtime"]
-			if rt == "" {
-				rt = DefaultRuntime
-			}
-			if appRuntime == "" {
-				appRuntime, appFirst = rt, n.Name
-			} else if rt != appRuntime {
-				return src.Errorf(f+".options.runtime", "%q, but app node %s runs %s; the web nodes' nginx speaks one protocol to the app tier; accepted: the same runtime on every app node", rt, appFirst, appRuntime)
-			}
-		}
-		if n.Role == "db" && n.Options["mode"] != "replica" {
-			primaries++
-			if primaries > 1 {
-				return src.Errorf(f+".options.mode", "a second db primary; accepted: one primary, the other db nodes with mode: replica")
-			}
-		}
 	}
 	for i, v := range c.VIPs {
 		f := fmt.Sprintf("vips[%d]", i)
@@ -320,9 +274,8 @@ func (c *Cluster) validate(src spec.Source, dir string) error {
 			c.VIPs[i].Interface = c.Network.Interface
 		}
 	}
-	hasLB := slices.ContainsFunc(c.Nodes, func(n ClusterNode) bool { return n.Role == "lb" })
-	if hasLB && len(c.VIPs) == 0 {
-		return src.Errorf("vips", "the lb nodes need at least one VIP; accepted: a list of {address}")
+	if err := c.validateRoles(src); err != nil {
+		return err
 	}
 	if err := c.validateDiscovery(src, addrs, seen); err != nil {
 		return err

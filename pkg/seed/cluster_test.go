@@ -35,7 +35,7 @@ func readCluster(t *testing.T) (string, []byte) {
 }
 
 func TestGenerateGolden(t *testing.T) {
-	c, err := LoadCluster("testdata/cluster.yaml")
+	c, err := LoadCluster("testdata/cluster.yaml", testRoles(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestGenerateGolden(t *testing.T) {
 }
 
 func TestGenerateRerunIsStable(t *testing.T) {
-	c, err := LoadCluster("testdata/cluster.yaml")
+	c, err := LoadCluster("testdata/cluster.yaml", testRoles(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestClusterErrors(t *testing.T) {
 		{"vip is the broadcast", "address: 10.10.0.100", "address: 10.10.0.255", `testdata/cluster.yaml:9:14: field "vips[0].address": 10.10.0.255 is the broadcast address of 10.10.0.0/24`},
 		{"duplicate address", "address: 10.10.0.22}", "address: 10.10.0.21}", `testdata/cluster.yaml:27:39: field "nodes[3].address": 10.10.0.21 is a duplicate node address (also web-1's)`},
 		{"duplicate name", "name: web-2,", "name: web-1,", `field "nodes[3].name": "web-1" is a duplicate node name`},
-		{"unknown role", "role: app,", "role: cache,", `testdata/cluster.yaml:28:25: field "nodes[4].role": unknown role "cache"; accepted: lb, web, app, db`},
+		{"unknown role", "role: app,", "role: cache,", `testdata/cluster.yaml:28:25: field "nodes[4].role": unknown role "cache"; accepted: app, db, lb, web`},
 		{"empty key", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    key: \"\"", `field "discovery.gossip.key": is empty; accepted: the base64 of 32 random bytes, or leave the field out and imgforge seed makes one`},
 		{"bad key", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    key: c2hvcnQ=", `field "discovery.gossip.key": decodes to 5 bytes`},
 		{"join unreachable", "join: [lb-1, lb-2]", "join: [lb-1, 10.10.0.99]", `field "discovery.gossip.join[1]": 10.10.0.99 is unreachable: no node has that address; accepted: a node's name or address (lb-1, lb-2, web-1, web-2, app-1, db-1)`},
@@ -178,11 +178,12 @@ func TestClusterErrors(t *testing.T) {
 		{"subnet", "subnet: 10.10.0.0/24", "subnet: 10.10.0.5/24", `field "network.subnet": "10.10.0.5/24" is not a network`},
 		{"mac", `mac: "52:54:00:0a:00:0b"`, `mac: "53:54:00:0a:00:0b"`, `field "nodes[0].mac": "53:54:00:0a:00:0b" is not a unicast MAC address`},
 		{"option", "options: {runtime: php-fpm}", "options: {runtime: cgi}", `field "nodes[4].options.runtime": "cgi" is not accepted; accepted: php-fpm, uwsgi`},
-		{"option on web", "role: web, address: 10.10.0.21}", "role: web, address: 10.10.0.21, options: {runtime: uwsgi}}", `field "nodes[2].options.runtime": unknown option for role web; accepted: none for role web`},
-		{"no vip", "vips:\n  - address: 10.10.0.100\n", "", `field "vips": the lb nodes need at least one VIP`},
+		{"option on web", "role: web, address: 10.10.0.21}", "role: web, address: 10.10.0.21, options: {runtime: uwsgi}}", `field "nodes[2].options.runtime": is the app nodes' runtime, which imgforge seed gives the web nodes; accepted: leave it out and set it on the app nodes`},
+		{"option on lb", "{name: lb-2, role: lb, address: 10.10.0.12}", "{name: lb-2, role: lb, address: 10.10.0.12, options: {mode: primary}}", `field "nodes[1].options.mode": unknown option for role lb; accepted: none for role lb`},
+		{"no vip", "vips:\n  - address: 10.10.0.100\n", "", `field "vips": the lb nodes hold the cluster's VIPs (vips: true in their role file) and need at least one`},
 		{"unknown field", "cluster: shop", "cluster: shop\nclustr: shop", `testdata/cluster.yaml:4:1: field "clustr": unknown field here; accepted: cluster, database, discovery, monitoring, network, nodes, ssh_authorized_keys, tls, vips`},
 		{"two primaries", "id: 1}", "id: 1}\n  - {name: db-2, role: db, address: 10.10.0.42}", `field "nodes[6].options.mode": a second db primary`},
-		{"two app runtimes", "options: {runtime: php-fpm}}", "options: {runtime: php-fpm}}\n  - {name: app-2, role: app, address: 10.10.0.32, options: {runtime: uwsgi}}", `field "nodes[5].options.runtime": "uwsgi", but app node app-1 runs php-fpm; the web nodes' nginx speaks one protocol to the app tier`},
+		{"two app runtimes", "options: {runtime: php-fpm}}", "options: {runtime: php-fpm}}\n  - {name: app-2, role: app, address: 10.10.0.32, options: {runtime: uwsgi}}", `field "nodes[5].options.runtime": "uwsgi", but app node app-1 has php-fpm; the web nodes follow the app nodes' runtime; accepted: the same runtime on every app node`},
 		{"logs without cert", "  logs_cert_file: journal-client.crt   # a test pair, relative to this file\n  logs_key_file: journal-client.key\n", "", `field "monitoring.logs_cert_file": is missing; systemd-journal-upload authenticates to logs_url with a client certificate`},
 		{"logs cert without key", "  logs_key_file: journal-client.key\n", "", `field "monitoring.logs_key_file": is missing; logs_cert_file needs its key`},
 		{"logs key without cert", "  logs_cert_file: journal-client.crt   # a test pair, relative to this file\n", "", `field "monitoring.logs_cert_file": is missing; logs_key_file needs its certificate`},
@@ -195,7 +196,7 @@ func TestClusterErrors(t *testing.T) {
 			if !strings.Contains(s, tt.old) {
 				t.Fatalf("no %q in the sample", tt.old)
 			}
-			_, err := ParseCluster(file, []byte(strings.Replace(s, tt.old, tt.new, 1)))
+			_, err := ParseCluster(file, []byte(strings.Replace(s, tt.old, tt.new, 1)), testRoles(t))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got  %v\nwant %s", err, tt.want)
 			}
@@ -215,7 +216,7 @@ func TestClusterFileSize(t *testing.T) {
 	if err := os.WriteFile(p, big, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadCluster(p)
+	_, err := LoadCluster(p, testRoles(t))
 	if err == nil || !strings.Contains(err.Error(), p+": the cluster file is larger than 1048576 bytes (1 MiB); accepted: a cluster file of at most 1 MiB") {
 		t.Errorf("got %v", err)
 	}
@@ -225,7 +226,7 @@ func TestClusterFileSize(t *testing.T) {
 // behind: not secrets.yaml, not the earlier nodes' seeds; and a failed
 // re-run leaves the earlier run's files as they were.
 func TestGenerateAllOrNothing(t *testing.T) {
-	c, err := LoadCluster("testdata/cluster.yaml")
+	c, err := LoadCluster("testdata/cluster.yaml", testRoles(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestGenerateAllOrNothing(t *testing.T) {
 // TestSecretsFileRefused: a secrets.yaml that others may read, or that is
 // a symbolic link, is refused with what to do; nothing is written.
 func TestSecretsFileRefused(t *testing.T) {
-	c, err := LoadCluster("testdata/cluster.yaml")
+	c, err := LoadCluster("testdata/cluster.yaml", testRoles(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func TestSecretsFileRefused(t *testing.T) {
 // from the cluster CA for its name and role; a re-run keeps them; a node
 // whose role changed gets a new one.
 func TestGenerateIdentities(t *testing.T) {
-	c, err := LoadCluster("testdata/cluster.yaml")
+	c, err := LoadCluster("testdata/cluster.yaml", testRoles(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +441,7 @@ func TestGenerateLogsPair(t *testing.T) {
 	}
 	other := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	file := filepath.Join(dir, "cluster.yaml")
-	c, err := ParseCluster(file, base)
+	c, err := ParseCluster(file, base, testRoles(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,8 +464,8 @@ func TestGenerateLogsPair(t *testing.T) {
 	if cfg.Monitoring == nil || cfg.Monitoring.LogsCert != string(crt) || cfg.Monitoring.LogsKey == "" {
 		t.Errorf("web-1's monitoring does not carry the logs pair: %+v", cfg.Monitoring)
 	}
-	if cfg.App == nil || cfg.App.Runtime != "php-fpm" {
-		t.Errorf("web-1's app runtime = %+v, want php-fpm (the app nodes')", cfg.App)
+	if cfg.Options["runtime"] != "php-fpm" {
+		t.Errorf("web-1's runtime option = %v, want php-fpm (the app nodes')", cfg.Options)
 	}
 
 	if err := os.Remove(filepath.Join(dir, "journal-client.key")); err != nil {
@@ -492,7 +493,7 @@ func TestDeriveMAC(t *testing.T) {
 }
 
 func TestSingle(t *testing.T) {
-	c, err := SingleCluster(Single{Role: "lb", Address: "10.0.2.15/24", Gateway: "10.0.2.2", VIPs: []string{"10.0.2.100"}})
+	c, err := SingleCluster(Single{Role: "lb", Address: "10.0.2.15/24", Gateway: "10.0.2.2", VIPs: []string{"10.0.2.100"}}, testRoles(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +510,7 @@ func TestSingle(t *testing.T) {
 		t.Errorf("network-config:\n%s", nc)
 	}
 	// DHCP when no address is given.
-	c, err = SingleCluster(Single{Role: "web", Name: "w"})
+	c, err = SingleCluster(Single{Role: "web", Name: "w"}, testRoles(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,12 +529,12 @@ func TestSingle(t *testing.T) {
 		s    Single
 		want string
 	}{
-		{Single{Role: "cache"}, `field "nodes[0].role": unknown role "cache"; accepted: lb, web, app, db`},
+		{Single{Role: "cache"}, `field "nodes[0].role": unknown role "cache"; accepted: app, db, lb, web`},
 		{Single{Role: "lb", Address: "10.0.2.15/24", VIPs: []string{"10.9.9.9"}}, `10.9.9.9 is outside the subnet 10.0.2.0/24`},
 		{Single{Role: "web", Address: "10.0.2.15"}, `field "nodes[0].address": "10.0.2.15": accepted: an address with its prefix length`},
 		{Single{Role: "web", Name: "Web"}, `field "nodes[0].name": "Web" is not a node name`},
 	} {
-		if _, err := SingleCluster(tt.s); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := SingleCluster(tt.s, testRoles(t)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v: got %v, want %q", tt.s, err, tt.want)
 		}
 	}

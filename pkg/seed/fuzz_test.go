@@ -18,8 +18,9 @@ func FuzzParseCluster(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte("cluster: a\nnodes: [{name: w, role: web}]\n"))
 	f.Add([]byte("cluster: a\nnetwork: {subnet: fd00::/64}\nnodes: [{name: d, role: db, address: 'fd00::5'}]\ndiscovery: {method: static}\n"))
+	roles := testRoles(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseCluster("c.yaml", data)
+		c, err := ParseCluster("c.yaml", data, roles)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "c.yaml") {
 				t.Fatalf("bad error %q", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/identity"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -444,27 +445,17 @@ func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS, mon *co
 			cfg.Node.ID = config.AddressID(a)
 		}
 	}
-	switch n.Role {
-	case "app":
-		cfg.App = &config.App{Runtime: n.Options["runtime"]}
-		if cfg.App.Runtime == "" {
-			cfg.App.Runtime = DefaultRuntime
-		}
-	case "db":
-		cfg.DB = &config.DB{Mode: n.Options["mode"]}
-		if cfg.DB.Mode == "" {
-			cfg.DB.Mode = "primary"
-		}
-	case "lb":
+	role := c.roles[n.Role]
+	cfg.Options = c.options(n)
+	if role.VIPs {
 		for _, v := range c.VIPs {
 			cfg.VIPs = append(cfg.VIPs, config.VIP{Address: v.Address, Prefix: v.Prefix, Interface: v.Interface})
 		}
-	case "web":
-		cfg.TLS = tls
-		// nginx speaks FastCGI to php-fpm and the uwsgi protocol to uWSGI.
-		cfg.App = &config.App{Runtime: c.AppRuntime()}
 	}
-	if n.Role == "app" || n.Role == "db" {
+	if rendersTLS(role) {
+		cfg.TLS = tls
+	}
+	if needs(role, imagemeta.CredentialDatabase) || needs(role, imagemeta.CredentialReplication) {
 		user, repl := DefaultDBUser, DefaultReplUser
 		if c.Database != nil && c.Database.User != "" {
 			user = c.Database.User
@@ -472,8 +463,11 @@ func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS, mon *co
 		if c.Database != nil && c.Database.ReplicationUser != "" {
 			repl = c.Database.ReplicationUser
 		}
-		cfg.Database = &config.Database{User: user, Password: sec.DatabasePassword}
-		if n.Role == "db" {
+		cfg.Database = &config.Database{}
+		if needs(role, imagemeta.CredentialDatabase) {
+			cfg.Database.User, cfg.Database.Password = user, sec.DatabasePassword
+		}
+		if needs(role, imagemeta.CredentialReplication) {
 			cfg.Database.ReplicationUser, cfg.Database.ReplicationPassword = repl, sec.ReplicationPassword
 		}
 	}
@@ -486,14 +480,7 @@ func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS, mon *co
 			if m.Address == "" {
 				return nil, fmt.Errorf("node %s: static discovery needs every node's address", m.Name)
 			}
-			mode := ""
-			if m.Role == "db" {
-				mode = m.Options["mode"]
-				if mode == "" {
-					mode = "primary"
-				}
-			}
-			st.Members = append(st.Members, config.StaticMember{Name: m.Name, Role: m.Role, Address: m.Address, Mode: mode})
+			st.Members = append(st.Members, config.StaticMember{Name: m.Name, Role: m.Role, Address: m.Address, Mode: c.mode(m)})
 		}
 		cfg.Discovery.Static = st
 	case config.MethodDNS:
@@ -510,7 +497,8 @@ func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS, mon *co
 }
 
 // joinAddresses resolves the join list to addresses: names become the
-// nodes' addresses; by default every lb node, or the first node.
+// nodes' addresses; by default every node of a role that holds the VIPs
+// (the lb nodes), or the first node.
 func joinAddresses(c *Cluster) []string {
 	byName := map[string]string{}
 	for _, n := range c.Nodes {
@@ -528,7 +516,7 @@ func joinAddresses(c *Cluster) []string {
 		return out
 	}
 	for _, n := range c.Nodes {
-		if n.Role == "lb" && n.Address != "" {
+		if c.roles[n.Role].VIPs && n.Address != "" {
 			out = append(out, n.Address)
 		}
 	}
@@ -601,7 +589,7 @@ type Single struct {
 
 // SingleCluster turns a one-node description into a validated Cluster,
 // so that it goes through the same checks as a cluster file.
-func SingleCluster(s Single) (*Cluster, error) {
+func SingleCluster(s Single, roles Roles) (*Cluster, error) {
 	if s.Cluster == "" {
 		s.Cluster = "imgforge"
 	}
@@ -638,7 +626,7 @@ func SingleCluster(s Single) (*Cluster, error) {
 	// Validated as a cluster file named CommandLine, so that every check
 	// is the same; a front end names the fields of a refusal (a *spec.Error)
 	// its own way.
-	return ParseCluster(CommandLine, b.Bytes())
+	return ParseCluster(CommandLine, b.Bytes(), roles)
 }
 
 // CommandLine is the file name of SingleCluster's errors.

@@ -13,6 +13,9 @@ import (
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"gopkg.in/yaml.v3"
+
+	"github.com/imgforge/imgforge/pkg/spec"
+	"github.com/imgforge/imgforge/roles"
 )
 
 var testTime = time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC)
@@ -172,4 +175,14 @@ func TestWriteISOXorriso(t *testing.T) {
 	if !strings.Contains(string(out), "Volume id    : 'cidata'") {
 		t.Errorf("xorriso does not report volume id cidata:\n%s", out)
 	}
+}
+
+// testRoles are the embedded role definitions.
+func testRoles(t testing.TB) Roles {
+	t.Helper()
+	r, err := LoadRoles(&spec.Catalog{Roles: []spec.Folder{{FS: roles.FS, Label: "embedded:roles"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

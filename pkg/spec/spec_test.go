@@ -38,7 +38,7 @@ func TestRoleErrors(t *testing.T) {
 	}{
 		{"syntax", "name: lb\ndescription: a: b\n", "roles/lb.yaml:2: invalid YAML: mapping values are not allowed in this context"},
 		{"tab", "name: lb\n\tpackages: [a]\n", "roles/lb.yaml:2: invalid YAML: found a tab character"},
-		{"unknown field", "name: lb\npakages: [x]\n", `roles/lb.yaml:2:1: field "pakages": unknown field here; accepted: description, discover, exporters, files, health, image, name, options, packages, ports, prune, render, services, vips`},
+		{"unknown field", "name: lb\npakages: [x]\n", `roles/lb.yaml:2:1: field "pakages": unknown field here; accepted: credentials, description, discover, exporters, files, health, image, name, options, packages, ports, prune, render, services, vips`},
 		{"nested unknown", "name: lb\nhealth: {type: tcp, port: 80, paht: /x}\n", `roles/lb.yaml:2:31: field "health.paht": unknown field in health; accepted: command, interval, path, port, type`},
 		{"wrong type", "name: lb\nhealth: {type: tcp, port: eighty}\n", `roles/lb.yaml:2:27: field "health.port": expected a whole number, got "eighty"`},
 		{"list expected", "name: lb\npackages: haproxy\nhealth: {type: tcp, port: 1}\n", `roles/lb.yaml:2:11: field "packages": expected a list, got "haproxy"`},
@@ -54,6 +54,8 @@ func TestRoleErrors(t *testing.T) {
 		{"duplicate key", "name: lb\nname: lb\n", `field "name": set twice`},
 		{"empty", "", "roles/lb.yaml: the file is empty"},
 		{"option default", "name: lb\nhealth: {type: tcp, port: 1}\noptions: [{name: rt, default: x, choices: {a: {}}}]\n", `field "options[0].default": "x" is not one of the choices; accepted: a`},
+		{"boot option with packages", "name: lb\nhealth: {type: tcp, port: 1}\noptions: [{name: rt, default: a, boot: true, choices: {a: {packages: [curl]}}}]\n", `field "options[0].choices.a": adds packages, files or services, but the option is chosen at boot (boot: true)`},
+		{"unknown credential", "name: lb\nhealth: {type: tcp, port: 1}\ncredentials: [ldap]\n", `field "credentials[0]": "ldap" is not accepted; accepted: database, replication`},
 		{"prune", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [var/lib]\n", `field "prune[0]"`},
 		// Finding 1 of issue 11: this became a shell hook on the build host.
 		{"prune shell", "name: lb\nhealth: {type: tcp, port: 1}\nprune: [\"/var/lib/x;touch${IFS}/tmp/PWNED\"]\n", `roles/lb.yaml:3:9: field "prune[0]": "/var/lib/x;touch${IFS}/tmp/PWNED" is not accepted: a prune glob is a clean absolute path other than / made of letters, digits, '/', '.', '_', '-', '+', '@', ':', ',' and the wildcards '*' and '?'`},

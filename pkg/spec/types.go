@@ -30,6 +30,10 @@ type Role struct {
 	// Render lists the services whose files the agent renders on the node
 	// from the role's templates, with their checkers and reload commands.
 	Render []RenderService `yaml:"render" json:"render,omitempty"`
+	// Credentials are the shared accounts the role's nodes need at boot:
+	// database (the application's account), replication (the replication
+	// account). imgforge seed gives them, the agent requires them.
+	Credentials []string `yaml:"credentials" json:"credentials,omitempty"`
 	// Prune lists paths (globs) removed from the root after the packages
 	// are installed: state that must be made per node on first boot.
 	Prune []string `yaml:"prune" json:"prune,omitempty"`
@@ -97,10 +101,15 @@ type Health struct {
 	Interval string   `yaml:"interval" json:"interval,omitempty"`
 }
 
-// Option is a build-time choice, such as the application runtime.
+// Option is a build-time choice, such as the application runtime. With
+// Boot, a node's user-data may choose it too (imgforge.options); the
+// image's choice is then the default, and its choices add nothing to the
+// image. An option named mode is the node's member mode, which discovery
+// shares with its peers: primary or replica.
 type Option struct {
 	Name    string            `yaml:"name" json:"name"`
 	Default string            `yaml:"default" json:"default"`
+	Boot    bool              `yaml:"boot" json:"boot,omitempty"`
 	Choices map[string]Choice `yaml:"choices" json:"choices"`
 }
 

@@ -129,7 +129,21 @@ func (r *Role) Validate(src Source, known []string) error {
 			if err := validateServices(src, cf+".services", ch.Services); err != nil {
 				return err
 			}
+			if o.Boot && (len(ch.Packages) > 0 || len(ch.Files) > 0 || len(ch.Services) > 0) {
+				return src.Errorf(cf, "adds packages, files or services, but the option is chosen at boot (boot: true); accepted: a boot option's choices with a description only")
+			}
 		}
+	}
+	seenCred := map[string]bool{}
+	for i, c := range r.Credentials {
+		f := fmt.Sprintf("credentials[%d]", i)
+		if !slices.Contains(imagemeta.Credentials, c) {
+			return src.Errorf(f, "%q is not accepted; accepted: %s", c, strings.Join(imagemeta.Credentials, ", "))
+		}
+		if seenCred[c] {
+			return src.Errorf(f, "%q is listed twice", c)
+		}
+		seenCred[c] = true
 	}
 	return nil
 }

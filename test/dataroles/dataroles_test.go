@@ -13,12 +13,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
 
+	"github.com/imgforge/imgforge/pkg/agent"
+	"github.com/imgforge/imgforge/pkg/agent/config"
+	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/render"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/imgforge"
@@ -207,5 +211,70 @@ func TestFrontDiscoversCache(t *testing.T) {
 	key := file(t, c, "/etc/imgforge/tls/tls.key")
 	if !key.Sensitive || key.Mode != 0o600 || !strings.Contains(string(key.Data), "PRIVATE KEY") {
 		t.Errorf("tls.key: sensitive %v, mode %v", key.Sensitive, key.Mode)
+	}
+}
+
+// TestCacheOptionIsData: the cache role declares its own option (balance)
+// in its role file; a node's user-data chooses it, the agent checks the
+// choice against role.json, fills the declared default when it is left
+// out, and the template renders with it, all with no Go change.
+func TestCacheOptionIsData(t *testing.T) {
+	ri, tm := image(t, "cache")
+	want := []imagemeta.BootOption{{Name: "balance", Values: []string{"random", "round-robin"}, Default: "round-robin"}}
+	if !reflect.DeepEqual(ri.BootOptions, want) {
+		t.Fatalf("role.json boot_options = %+v, want %+v", ri.BootOptions, want)
+	}
+	userData := func(options string) string {
+		return "#cloud-config\nimgforge:\n  cluster: shop\n  role: cache\n" + options +
+			"  node: {name: cache-1, address: 10.10.0.51/24}\n" +
+			"  discovery:\n    method: static\n    static:\n      members:\n" +
+			"        - {name: web-1, role: web, address: 10.10.0.21}\n"
+	}
+	for _, tt := range []struct {
+		name, options, want, err string
+	}{
+		{"default", "", "directors.round_robin()", ""},
+		{"chosen", "  options: {balance: random}\n", "directors.random();\n    web.add_backend(web_0, 1.0);", ""},
+		{"not accepted", "  options: {balance: fastest}\n", "", `field "imgforge.options.balance": fastest is not accepted by role cache; accepted: random, round-robin`},
+		{"undeclared", "  options: {runtime: uwsgi}\n", "", `field "imgforge.options.runtime": role cache has no option runtime; accepted: balance`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := config.Parse("user-data", []byte(userData(tt.options)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = agent.CheckRole(c, *ri)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("error %v, want %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			agent.CompleteFromRole(c, *ri)
+			self, err := agent.SelfMember(c, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			web := discovery.Member{Name: "web-1", Role: "web", Address: netip.MustParseAddr("10.10.0.21"), Healthy: true}
+			in, err := agent.RenderInput(agent.Snapshot{Config: c, Self: self, Members: discovery.NewSet([]discovery.Member{web}).With(self)}, 1<<30, ri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &render.Renderer{Templates: tm, Role: ri, Rand: rand.Reader, Now: time.Now}
+			out, err := r.Render(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vcl := file(t, out, "/etc/varnish/default.vcl")
+			if !strings.Contains(string(vcl.Data), tt.want) {
+				t.Fatalf("default.vcl lacks %q:\n%s", tt.want, vcl.Data)
+			}
+			if err := check(t, vcl); err != nil {
+				t.Fatalf("the checker refuses the rendered VCL: %v", err)
+			}
+		})
 	}
 }

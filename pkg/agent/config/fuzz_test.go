@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // FuzzParse feeds user-data to the whole reading path: MIME and gzip
@@ -22,6 +24,9 @@ func FuzzParse(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b)
+		// Options, in both spellings, and an option given twice.
+		f.Add([]byte(strings.Replace(string(b), "  role: ", "  options: {runtime: uwsgi, balance: random}\n  role: ", 1)))
+		f.Add([]byte(strings.Replace(string(b), "  role: ", "  db: {mode: replica}\n  app: {mode: primary}\n  role: ", 1)))
 	}
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/cloud-config\n\n#cloud-config\nimgforge: {}\n--B--\n"))
 	// Secrets where another kind of value belongs: errors once quoted them.
@@ -48,6 +53,13 @@ func FuzzParse(f *testing.F) {
 			}
 			if err := c.validate(src); err != nil {
 				t.Fatalf("validated twice with different results: %v", err)
+			}
+			// Checked against a role.json: one-line errors, no panic.
+			for _, ri := range []imagemeta.RoleInfo{webInfo, appInfo, dbInfo, lbInfo} {
+				ri.Role = c.Role
+				if err := c.CheckRole(ri); err != nil && strings.Contains(err.Error(), "\n") {
+					t.Fatalf("multi-line error: %q", err)
+				}
 			}
 			b, err := Marshal(c)
 			if err != nil {

@@ -46,14 +46,20 @@ func Parse(file string, data []byte) (*Config, spec.Source, error) {
 	if section == nil {
 		return nil, spec.Source{}, fmt.Errorf("%s: %w in the cloud-config; see docs/agent.md", file, ErrNoSection)
 	}
+	var fields map[string]string
 	if section.Kind == yaml.MappingNode {
 		shorthandTLS(section)
+		var err error
+		if fields, err = foldLegacyOptions(file, section); err != nil {
+			return nil, spec.Source{}, err
+		}
 	}
 	var c Config
 	src, err := spec.DecodeNodeQuiet(file, section, &c, Section)
 	if err != nil {
 		return nil, spec.Source{}, err
 	}
+	c.optionFields = fields
 	if err := c.validate(src); err != nil {
 		return nil, spec.Source{}, err
 	}

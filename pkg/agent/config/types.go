@@ -7,9 +7,6 @@ import (
 	"time"
 )
 
-// Roles are the roles a node may have, in the order messages list them.
-var Roles = []string{"lb", "web", "app", "db"}
-
 // Discovery methods.
 const (
 	MethodStatic = "static"
@@ -20,11 +17,20 @@ const (
 // Methods lists the discovery methods.
 var Methods = []string{MethodStatic, MethodDNS, MethodGossip}
 
-// Runtimes of the app role and modes of the db role.
-var (
-	Runtimes = []string{"php-fpm", "uwsgi"}
-	DBModes  = []string{"primary", "replica"}
+// ModeOption is the role option whose value a node shares with its peers
+// as its member mode (discovery's Member.Mode), for the roles that declare
+// it. Templates choose among members by it (the primary function).
+const ModeOption = "mode"
+
+// Member modes: discovery carries exactly these (gossip encodes them in
+// two bits). A member without a mode counts as primary.
+const (
+	ModePrimary = "primary"
+	ModeReplica = "replica"
 )
+
+// MemberModes lists the member modes.
+var MemberModes = []string{ModePrimary, ModeReplica}
 
 // DefaultGossipPort is the gossip port (TCP and UDP) when none is given.
 const DefaultGossipPort = 7946
@@ -32,29 +38,24 @@ const DefaultGossipPort = 7946
 // Config is the imgforge: section of a node's cloud-config, validated,
 // with the node's identity completed from cloud-init's instance data.
 type Config struct {
-	Cluster    string      `yaml:"cluster" json:"cluster"`
-	Role       string      `yaml:"role" json:"role"`
-	App        *App        `yaml:"app,omitempty" json:"app,omitempty"` // app: its runtime; web: the app tier's
-	DB         *DB         `yaml:"db,omitempty" json:"db,omitempty"`
-	Node       Node        `yaml:"node" json:"node"`
-	VIPs       []VIP       `yaml:"vips,omitempty" json:"vips,omitempty"`
-	Discovery  Discovery   `yaml:"discovery" json:"discovery"`
-	TLS        *TLS        `yaml:"tls,omitempty" json:"tls,omitempty"`
-	Database   *Database   `yaml:"database,omitempty" json:"database,omitempty"`
-	Monitoring *Monitoring `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
-	Identity   *Identity   `yaml:"identity,omitempty" json:"identity,omitempty"`
-}
+	Cluster string `yaml:"cluster" json:"cluster"`
+	Role    string `yaml:"role" json:"role"`
+	// Options are the node's role options (imgforge.options): a role's
+	// boot options (its role.json's boot_options), or the image's choice of
+	// a build option repeated. CompleteFromRole fills the rest.
+	Options    map[string]string `yaml:"options,omitempty" json:"options,omitempty"`
+	Node       Node              `yaml:"node" json:"node"`
+	VIPs       []VIP             `yaml:"vips,omitempty" json:"vips,omitempty"`
+	Discovery  Discovery         `yaml:"discovery" json:"discovery"`
+	TLS        *TLS              `yaml:"tls,omitempty" json:"tls,omitempty"`
+	Database   *Database         `yaml:"database,omitempty" json:"database,omitempty"`
+	Monitoring *Monitoring       `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
+	Identity   *Identity         `yaml:"identity,omitempty" json:"identity,omitempty"`
 
-// App holds the options of the app role. On an app node it is the node's
-// runtime; on a web node, the app tier's, which nginx speaks to (FastCGI
-// for php-fpm, the uwsgi protocol for uwsgi).
-type App struct {
-	Runtime string `yaml:"runtime,omitempty" json:"runtime"` // php-fpm (default) or uwsgi
-}
-
-// DB holds the options of the db role.
-type DB struct {
-	Mode string `yaml:"mode,omitempty" json:"mode"` // primary (default) or replica
+	// optionFields names where an option given in an earlier spelling was
+	// written (runtime -> app.runtime, see LegacyOptionSections), for
+	// messages; the others are options.NAME.
+	optionFields map[string]string
 }
 
 // Node is the node's identity. Name defaults to cloud-init's
@@ -67,7 +68,8 @@ type Node struct {
 	InstanceID string `yaml:"-" json:"instance_id,omitempty"`   // from cloud-init, never from user-data
 }
 
-// VIP is a virtual address the lb nodes carry between them.
+// VIP is a virtual address the nodes of a role with vips: true (lb)
+// carry between them.
 type VIP struct {
 	Address   string `yaml:"address" json:"address"`
 	Prefix    int    `yaml:"prefix" json:"prefix"`
@@ -93,7 +95,7 @@ type StaticMember struct {
 	Name    string `yaml:"name" json:"name"`
 	Role    string `yaml:"role" json:"role"`
 	Address string `yaml:"address" json:"address"`     // an IP address, no prefix
-	Mode    string `yaml:"mode,omitempty" json:"mode"` // db only: primary or replica
+	Mode    string `yaml:"mode,omitempty" json:"mode"` // its member mode, for a role with a mode option
 }
 
 // DNS finds members by polling DNS records.
@@ -109,7 +111,7 @@ type DNSRecord struct {
 	Role string `yaml:"role" json:"role"`
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	SRV  string `yaml:"srv,omitempty" json:"srv,omitempty"`
-	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"` // db only
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"` // the members' mode, for a role with a mode option
 }
 
 // Gossip finds members with an encrypted memberlist cluster.
@@ -119,7 +121,7 @@ type Gossip struct {
 	Key  string   `yaml:"key" json:"-"`               // base64 of 32 bytes (AES-256-GCM)
 }
 
-// TLS is the web tier's certificate: a PEM certificate chain and key, or
+// TLS is the certificate of a role that renders it (web): a PEM certificate chain and key, or
 // SelfSigned (written `tls: self-signed`), a pair made on first boot.
 type TLS struct {
 	Cert       string `yaml:"cert,omitempty" json:"-"`
@@ -127,7 +129,9 @@ type TLS struct {
 	SelfSigned bool   `yaml:"self_signed,omitempty" json:"self_signed"`
 }
 
-// Database holds the credentials the app and db roles share.
+// Database holds the shared database accounts: the application's
+// (credential database) and the replication account (credential
+// replication), for the roles whose role.json lists them.
 type Database struct {
 	User                string `yaml:"user,omitempty" json:"user"`
 	Password            string `yaml:"password,omitempty" json:"-"`

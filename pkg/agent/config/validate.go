@@ -57,27 +57,11 @@ func (c *Config) validate(src spec.Source) error {
 	if !IsRole(c.Role) {
 		return src.Errorf(f("role"), "%q is not a role name; accepted: %s", c.Role, AcceptRole)
 	}
-	if c.App != nil {
-		if c.Role != "app" && c.Role != "web" {
-			return src.Errorf(f("app"), "is only for roles app (its runtime) and web (the app tier's runtime), and this node's role is %s", c.Role)
-		}
-		if c.App.Runtime != "" && !slices.Contains(Runtimes, c.App.Runtime) {
-			return src.Errorf(f("app.runtime"), "%q is not accepted; accepted: %s", c.App.Runtime, strings.Join(Runtimes, ", "))
-		}
-	}
-	if c.DB != nil {
-		if c.Role != "db" {
-			return src.Errorf(f("db"), "is only for role db, and this node's role is %s", c.Role)
-		}
-		if c.DB.Mode != "" && !slices.Contains(DBModes, c.DB.Mode) {
-			return src.Errorf(f("db.mode"), "%q is not accepted; accepted: %s", c.DB.Mode, strings.Join(DBModes, ", "))
-		}
+	if err := c.validateOptions(src); err != nil {
+		return err
 	}
 	if err := c.Node.validate(src, f("node")); err != nil {
 		return err
-	}
-	if c.Role == "lb" && len(c.VIPs) == 0 {
-		return src.Errorf(f("vips"), "an lb node needs at least one VIP; accepted: a list of {address, prefix, interface}")
 	}
 	seenVIP := map[netip.Addr]bool{}
 	for i, v := range c.VIPs {
@@ -220,15 +204,11 @@ func (d *Discovery) validate(src spec.Source, field string) error {
 	}
 }
 
-func validateMode(src spec.Source, field, role, mode string) error {
-	if mode == "" {
-		return nil
-	}
-	if role != "db" {
-		return src.Errorf(field, "is only for db members")
-	}
-	if !slices.Contains(DBModes, mode) {
-		return src.Errorf(field, "%q is not accepted; accepted: %s", mode, strings.Join(DBModes, ", "))
+// validateMode checks a member's mode: one of the member modes; which
+// roles have one is their role files' business (an option named mode).
+func validateMode(src spec.Source, field, mode string) error {
+	if mode != "" && !slices.Contains(MemberModes, mode) {
+		return src.Errorf(field, "%q is not a member mode; accepted: %s", mode, strings.Join(MemberModes, ", "))
 	}
 	return nil
 }
@@ -256,7 +236,7 @@ func (s *Static) validate(src spec.Source, field string) error {
 			return src.Errorf(mf+".address", "%s is listed twice", a)
 		}
 		addrs[a] = true
-		if err := validateMode(src, mf+".mode", m.Role, m.Mode); err != nil {
+		if err := validateMode(src, mf+".mode", m.Mode); err != nil {
 			return err
 		}
 	}
@@ -304,7 +284,7 @@ func (d *DNS) validate(src spec.Source, field string) error {
 				return src.Errorf(rf+"."+n.k, "%q is not a DNS name; accepted: a name such as web.shop.internal", n.v)
 			}
 		}
-		if err := validateMode(src, rf+".mode", r.Role, r.Mode); err != nil {
+		if err := validateMode(src, rf+".mode", r.Mode); err != nil {
 			return err
 		}
 	}
@@ -389,16 +369,12 @@ func (t *TLS) validate(src spec.Source, field string) error {
 
 func (c *Config) validateDatabase(src spec.Source, field string) error {
 	d := c.Database
-	needApp := c.Role == "app" || c.Role == "db"
-	needRepl := c.Role == "db"
 	if d == nil {
-		if needApp {
-			return src.Errorf(field, "a %s node needs the database credentials; accepted: user, password, replication_user, replication_password", c.Role)
-		}
 		return nil
 	}
-	check := func(name, user, pass string, need bool) error {
-		if user == "" && pass == "" && !need {
+	// Which roles need which account is their role.json's (CheckRole).
+	check := func(name, user, pass string) error {
+		if user == "" && pass == "" {
 			return nil
 		}
 		if !dbUserRe.MatchString(user) {
@@ -409,10 +385,10 @@ func (c *Config) validateDatabase(src spec.Source, field string) error {
 		}
 		return nil
 	}
-	if err := check("", d.User, d.Password, needApp); err != nil {
+	if err := check("", d.User, d.Password); err != nil {
 		return err
 	}
-	if err := check("replication_", d.ReplicationUser, d.ReplicationPassword, needRepl); err != nil {
+	if err := check("replication_", d.ReplicationUser, d.ReplicationPassword); err != nil {
 		return err
 	}
 	if d.ReplicationUser != "" && d.ReplicationUser == d.User {
