@@ -37,7 +37,7 @@ func newRootCmd(stdout, stderr io.Writer, hup <-chan os.Signal) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(hup), newStatusCmd(), newCheckCmd())
+	root.AddCommand(newRunCmd(hup), newStatusCmd(), newCheckCmd(), newUpdateCmd())
 	return root
 }
 
