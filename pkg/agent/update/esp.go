@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // Paths on the ESP (see docs/agent.md and the slot layout).
@@ -24,9 +26,9 @@ const (
 
 // Files of a slot's kernel set on the ESP, in /imgforge/SLOT/.
 const (
-	KernelFile  = "vmlinuz"
-	InitrdFile  = "initrd.img"
-	OverlayFile = "overlay.cpio"
+	KernelFile  = imagemeta.BootKernel
+	InitrdFile  = imagemeta.BootInitrd
+	OverlayFile = imagemeta.BootOverlay
 )
 
 // entryRe matches imgforge's loader entries: imgforge-GEN-SLOT.conf,

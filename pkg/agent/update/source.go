@@ -14,13 +14,16 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
-// Files of an update set: what `imgforge serve` serves for a role's PXE
-// set and what `imgforge push` pushes as the boot artifact.
+// Files of an update set: what `imgforge serve` serves for a role's set
+// and what `imgforge push` pushes as the boot artifact (see package
+// imagemeta).
 const (
-	ManifestFile = "manifest.json"
-	RootFile     = "root.img" // the squashfs root, then its dm-verity hash tree
+	ManifestFile = imagemeta.BootManifest
+	RootFile     = imagemeta.BootRoot // the squashfs root, then its dm-verity hash tree
 )
 
 // Source gives the files of a new image.
@@ -31,15 +34,11 @@ type Source interface {
 	String() string
 }
 
-// The OCI boot artifact that `imgforge push` writes beside an image
-// (docs/agent.md): an OCI image manifest with this artifactType, an
-// empty config, one layer per file with the file's name in the
-// org.opencontainers.image.title annotation, the image's manifest as its
-// subject, tagged TAG + BootTagSuffix.
+// The boot artifact's type and tag (see package imagemeta).
 const (
-	BootArtifactType = "application/vnd.imgforge.boot.v1"
-	BootTagSuffix    = "-boot"
-	titleAnnotation  = "org.opencontainers.image.title"
+	BootArtifactType = imagemeta.BootArtifactType
+	BootTagSuffix    = imagemeta.BootTagSuffix
+	titleAnnotation  = imagemeta.BootTitleAnnotation
 )
 
 // NewSource picks the source of s: an http:// or https:// URL is the
