@@ -88,10 +88,10 @@ func get(ctx context.Context, c *http.Client, u string, hdr http.Header) (io.Rea
 	if err != nil {
 		return nil, 0, err
 	}
-	switch {
-	case resp.StatusCode == http.StatusOK:
+	switch resp.StatusCode {
+	case http.StatusOK:
 		return resp.Body, resp.ContentLength, nil
-	case resp.StatusCode == http.StatusNotFound:
+	case http.StatusNotFound:
 		resp.Body.Close()
 		return nil, 0, fmt.Errorf("GET %s: %w", u, fs.ErrNotExist)
 	default:
@@ -192,7 +192,7 @@ func (r *registrySource) fetch(ctx context.Context, u string, hdr http.Header) (
 		var se *statusError
 		if try == 0 && errors.As(err, &se) && se.code == http.StatusUnauthorized && strings.HasPrefix(se.auth, "Bearer ") {
 			if terr := r.getToken(ctx, se.auth); terr != nil {
-				return nil, 0, fmt.Errorf("%w (getting a token: %v)", err, terr)
+				return nil, 0, fmt.Errorf("%w (getting a token: %w)", err, terr)
 			}
 			continue
 		}

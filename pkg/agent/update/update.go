@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -237,7 +238,7 @@ func checkManifest(m *imagemeta.Manifest, role string) (*checked, error) {
 	if strings.ContainsFunc(m.Disk.Cmdline, func(r rune) bool { return unicode.IsControl(r) || r > unicode.MaxASCII }) {
 		return nil, errors.New("field disk.cmdline: holds control or non-ASCII characters")
 	}
-	if !slicesContains(strings.Fields(m.Disk.Cmdline), "boot=imgforge") {
+	if !slices.Contains(strings.Fields(m.Disk.Cmdline), "boot=imgforge") {
 		return nil, errors.New("field disk.cmdline: has no boot=imgforge")
 	}
 	c := &checked{role: m.Role, version: d[:12], rootHash: v.RootHash, digests: map[string]string{}}
@@ -254,15 +255,6 @@ func checkManifest(m *imagemeta.Manifest, role string) (*checked, error) {
 		c.digests[f] = sum
 	}
 	return c, nil
-}
-
-func slicesContains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // fileDigest finds the sha256 (hex) the manifest gives a file of the
@@ -340,7 +332,7 @@ func slotCmdline(base, slot string, root, verity, state GUID, v imagemeta.Verity
 			after = append(after, f)
 		}
 	}
-	out := append(before, "boot=imgforge", "imgforge.slot="+slot,
+	out := append(slices.Clone(before), "boot=imgforge", "imgforge.slot="+slot,
 		"imgforge.root=PARTUUID="+root.String(), "imgforge.verity=PARTUUID="+verity.String(),
 		"imgforge.roothash="+v.RootHash, "imgforge.salt="+v.Salt,
 		fmt.Sprintf("imgforge.blocks=%d", v.DataBlocks), "imgforge.hashstart=0")

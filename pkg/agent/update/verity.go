@@ -9,13 +9,12 @@ import (
 // BlockSize is the dm-verity data and hash block size imgforge uses.
 const BlockSize = 4096
 
-const hashesPerBlock = BlockSize / sha256.Size // 128: 7 bits per level
-
 // verityLevels gives the number of hash blocks of each level of the
 // hash tree of n data blocks, bottom (level 0, the hashes of the data)
 // first, as cryptsetup's hash_levels computes them.
 func verityLevels(n int64) []int64 {
 	var levels []int64
+	// A hash block holds BlockSize/sha256.Size = 128 = 1<<7 digests.
 	for l := 0; l < 9 && (n-1)>>(7*l) != 0; l++ {
 		div := int64(1) << (7 * (l + 1))
 		levels = append(levels, (n+div-1)/div)
