@@ -1,7 +1,9 @@
 package update
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand"
@@ -229,6 +231,17 @@ func readTestGPT(t *testing.T, disk string) *GPT {
 	}
 	if g.BackupStale {
 		t.Errorf("the backup GPT entries are stale")
+	}
+	raw, err := os.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(h []byte) []byte {
+		off := int64(binary.LittleEndian.Uint64(h[72:])) * g.Sector
+		return raw[off : off+int64(len(g.entries))]
+	}
+	if !bytes.Equal(at(g.primary), at(g.backup)) {
+		t.Errorf("the backup GPT entries differ from the primary ones")
 	}
 	d, err := diskfs.Open(disk, diskfs.WithOpenMode(diskfs.ReadOnly))
 	if err != nil {
