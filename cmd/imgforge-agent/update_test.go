@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,5 +39,33 @@ func TestUpdateNoRebootOnError(t *testing.T) {
 	}
 	if rebooted {
 		t.Error("a failed update rebooted the node")
+	}
+}
+
+// TestUpdateClientCA: with --ca, an https source is trusted only when
+// the CA signed its certificate.
+func TestUpdateClientCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+	other := filepath.Join(dir, "other.pem")
+	os.WriteFile(other, []byte("not a certificate"), 0o644)
+	c, err := httpClient(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("with the CA: %v", err)
+	}
+	resp.Body.Close()
+	c, _ = httpClient("")
+	if _, err := c.Get(srv.URL); err == nil {
+		t.Error("a certificate of an unknown CA was accepted without --ca")
+	}
+	if _, err := httpClient(other); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("a --ca file without a certificate: %v", err)
 	}
 }

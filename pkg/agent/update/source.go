@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
@@ -75,8 +76,45 @@ func (s *setSource) Open(ctx context.Context, name string) (io.ReadCloser, int64
 	return get(ctx, s.client, u.String(), nil)
 }
 
+// StallTimeout ends a download on which no byte arrived for this long
+// (a peer gone without closing the connection); the update fails and
+// leaves the node as it was.
+var StallTimeout = time.Minute
+
+// stallReader cancels its request when no Read returns bytes for
+// StallTimeout.
+type stallReader struct {
+	rc     io.ReadCloser
+	timer  *time.Timer
+	cancel context.CancelFunc
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.rc.Read(p)
+	if n > 0 {
+		s.timer.Reset(StallTimeout)
+	}
+	return n, err
+}
+
+func (s *stallReader) Close() error {
+	s.timer.Stop()
+	s.cancel()
+	return s.rc.Close()
+}
+
 // get GETs u; a 404 is an fs.ErrNotExist.
-func get(ctx context.Context, c *http.Client, u string, hdr http.Header) (io.ReadCloser, int64, error) {
+func get(ctx context.Context, c *http.Client, u string, hdr http.Header) (_ io.ReadCloser, _ int64, err error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(StallTimeout, func() {
+		cancel(fmt.Errorf("no byte arrived for %s", StallTimeout))
+	})
+	defer func() {
+		if err != nil {
+			timer.Stop()
+			cancel(nil)
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, 0, err
@@ -90,7 +128,7 @@ func get(ctx context.Context, c *http.Client, u string, hdr http.Header) (io.Rea
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		return resp.Body, resp.ContentLength, nil
+		return &stallReader{rc: resp.Body, timer: timer, cancel: func() { cancel(nil) }}, resp.ContentLength, nil
 	case http.StatusNotFound:
 		resp.Body.Close()
 		return nil, 0, fmt.Errorf("GET %s: %w", u, fs.ErrNotExist)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func update(t *testing.T, src, disk, esp, active string) (*Result, error) {
@@ -289,6 +290,46 @@ func TestUpdateRefuses(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "field role") {
 		t.Errorf("an image of another role: %v", err)
 	}
+	if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf" {
+		t.Errorf("entries %v", got)
+	}
+}
+
+// TestUpdateStalled: a server that stops sending half way without
+// closing the connection ends the update after StallTimeout.
+func TestUpdateStalled(t *testing.T) {
+	old := StallTimeout
+	StallTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { StallTimeout = old })
+	v1, v2 := makeImage(t, "lb", 1), makeImage(t, "lb", 2)
+	files := http.FileServer(http.Dir(v2.dir))
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/"+RootFile) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		b, _ := os.ReadFile(filepath.Join(v2.dir, RootFile))
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	disk, esp := makeDisk(t, v1)
+	start := time.Now()
+	_, err := update(t, srv.URL+"/", disk, esp, "a")
+	if err == nil {
+		t.Fatal("a stalled download succeeded")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the stalled update took %s", d)
+	}
+	t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
 	if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf" {
 		t.Errorf("entries %v", got)
 	}
