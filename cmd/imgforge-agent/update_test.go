@@ -62,7 +62,8 @@ func TestUpdateClientCA(t *testing.T) {
 	}
 	resp.Body.Close()
 	c, _ = httpClient("")
-	if _, err := c.Get(srv.URL); err == nil {
+	if resp, err := c.Get(srv.URL); err == nil {
+		resp.Body.Close()
 		t.Error("a certificate of an unknown CA was accepted without --ca")
 	}
 	if _, err := httpClient(other); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
