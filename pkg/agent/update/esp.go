@@ -40,6 +40,9 @@ type Entry struct {
 	Name string // file name in /loader/entries
 	Gen  int
 	Slot string
+	// Counting says the entry still has a boot counter: its boot was
+	// not marked good (yet).
+	Counting bool
 }
 
 // Entries lists imgforge's loader entries of the ESP mounted at esp, by
@@ -59,7 +62,7 @@ func Entries(esp string) ([]Entry, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, Entry{Name: de.Name(), Gen: gen, Slot: m[2]})
+		out = append(out, Entry{Name: de.Name(), Gen: gen, Slot: m[2], Counting: m[3] != ""})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Gen < out[j].Gen })
 	return out, nil

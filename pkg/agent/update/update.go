@@ -127,6 +127,13 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	}
 	logf("updating slot %s to %s %s (root hash %s) from %s; slot %s runs and is left alone", target.Name, n.role, n.version, n.rootHash, o.Source, active.Name)
 
+	if es, err := Entries(o.ESP); err == nil {
+		for _, e := range es {
+			if e.Slot == active.Name && e.Counting {
+				logf("warning: the running slot %s's entry %s still counts its boots (not marked good yet); if the new slot fails too, slot %s boots only while its tries last", active.Name, e.Name, active.Name)
+			}
+		}
+	}
 	// Nothing may boot the slot while it is written.
 	if err := clearSlot(o.ESP, target.Name); err != nil {
 		return nil, err
