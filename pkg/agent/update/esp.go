@@ -83,6 +83,12 @@ func clearSlot(esp, slot string) error {
 			return fmt.Errorf("removing the loader entry of slot %s: %w", slot, err)
 		}
 	}
+	// Files of an entry write cut short (writeFileSync's temporaries).
+	if tmps, err := filepath.Glob(filepath.Join(esp, entriesDir, tmpPrefix+"*")); err == nil {
+		for _, p := range tmps {
+			os.Remove(p)
+		}
+	}
 	if err := syncDir(filepath.Join(esp, entriesDir)); err != nil {
 		return err
 	}
@@ -92,11 +98,14 @@ func clearSlot(esp, slot string) error {
 	return syncDir(filepath.Join(esp, slotsDir))
 }
 
+// tmpPrefix starts the names of files being written on the ESP.
+const tmpPrefix = ".imgforge-tmp-"
+
 // writeFileSync writes a file whole: to a temporary name, synced, then
 // renamed over path, and the folder synced.
 func writeFileSync(path string, r io.Reader) (err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".imgforge-tmp-")
+	tmp, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
 		return err
 	}

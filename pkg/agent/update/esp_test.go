@@ -28,3 +28,26 @@ func TestEntries(t *testing.T) {
 		t.Error(entryName(12, "b"))
 	}
 }
+
+// TestClearSlot removes the slot's entries, kernel set and cut-short
+// entry writes, and nothing of the other slot.
+func TestClearSlot(t *testing.T) {
+	esp := t.TempDir()
+	for _, p := range []string{"loader/entries/imgforge-0001-a.conf", "loader/entries/imgforge-0002-b+3.conf", "loader/entries/imgforge-0003-b+0-3.conf",
+		"loader/entries/" + tmpPrefix + "123", "imgforge/a/vmlinuz", "imgforge/b/vmlinuz", "imgforge/b/initrd.img.part"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(esp, p)), 0o755)
+		os.WriteFile(filepath.Join(esp, p), []byte(p), 0o644)
+	}
+	if err := clearSlot(esp, "b"); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(espFiles(t, esp))
+	for _, p := range []string{"loader/entries/imgforge-0001-a.conf", "imgforge/a/vmlinuz"} {
+		if _, err := os.Stat(filepath.Join(esp, p)); err != nil {
+			t.Errorf("%s removed", p)
+		}
+	}
+	if n := len(espFiles(t, esp)); n != 2 {
+		t.Errorf("left %s", got)
+	}
+}
