@@ -161,7 +161,14 @@ func firstComment(s string) string {
 	return line
 }
 
-// setFile serves ROOT/ROLE/pxe/FILE, with HEAD and Range, through an
+// besideSet are the files of a build's output folder (ROOT/ROLE/FILE)
+// that /sets/ROLE/FILE serves when the PXE set has none of its own: with
+// them a set is also what imgforge-agent update reads (the manifest with
+// the root hash, and the overlay).
+var besideSet = map[string]bool{"manifest.json": true, "overlay.cpio": true}
+
+// setFile serves ROOT/ROLE/pxe/FILE (or, for the files of besideSet,
+// ROOT/ROLE/FILE), with HEAD and Range, through an
 // os.Root: nothing outside the root is reachable, by ".." or by a
 // symbolic link.
 func (h handler) setFile(w http.ResponseWriter, r *http.Request, rest string) {
@@ -171,6 +178,9 @@ func (h handler) setFile(w http.ResponseWriter, r *http.Request, rest string) {
 		return
 	}
 	f, err := h.s.root.Open(path.Join(role, "pxe", file))
+	if errors.Is(err, fs.ErrNotExist) && besideSet[file] {
+		f, err = h.s.root.Open(path.Join(role, file))
+	}
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			h.s.logf("refused %s: %v", clean(r.URL.Path), err)

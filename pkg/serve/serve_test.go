@@ -53,6 +53,13 @@ func testRoot(t *testing.T, size int) (string, [32]byte) {
 	if err := os.WriteFile(filepath.Join(root, "lb", "lb.raw"), []byte("SECRET-NOT-A-PXE-FILE"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The output folder's manifest and overlay are served with the set.
+	if err := os.WriteFile(filepath.Join(root, "lb", "manifest.json"), []byte(`{"role":"lb"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "web", "overlay.cpio"), []byte("070701 web overlay"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(filepath.Join(dir, "secret"), filepath.Join(root, "lb", "pxe", "escape")); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +203,10 @@ machines:
 		{"/seed/52-54-00-00-00-77/meta-data", 200, []string{`local-hostname: "node-000077"`}},
 		{"/seed/52-54-00-00-00-02/../../lb/lb.raw", 404, nil},
 		{"/sets/web/boot.ipxe", 200, []string{"echo web"}},
+		{"/sets/lb/manifest.json", 200, []string{`{"role":"lb"}`}},
+		{"/sets/web/overlay.cpio", 200, []string{"web overlay"}},
+		{"/sets/web/manifest.json", 404, nil},
+		{"/sets/lb/lb.raw", 404, nil},
 		{"/nothing", 404, nil},
 	}
 	for _, tt := range tests {

@@ -6,7 +6,9 @@
 //
 // The root folder is a build's output folder: ROOT/ROLE/pxe/ holds the
 // PXE set of ROLE (vmlinuz, initrd.img, root.img, boot.ipxe; see
-// imgforge build --format pxe). The machines file (see Machines) maps MAC
+// imgforge build --format pxe); /sets/ROLE/ also serves the output
+// folder's manifest.json and overlay.cpio when the set has none, which
+// makes the set a source of imgforge-agent update. The machines file (see Machines) maps MAC
 // addresses to roles and seeds. A machine's iPXE fetches /boot.ipxe,
 // which chains /machines/MAC.ipxe, which sets the set's URL and the
 // machine's seed URL (ds=nocloud-net;s=.../seed/MAC/) and chains the set's

@@ -1,0 +1,480 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"unicode"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/names"
+)
+
+// Options say what to update and where.
+type Options struct {
+	Source Source
+	// Disk is the whole disk's device (or a disk image file in tests).
+	Disk string
+	// Active is the running slot (a or b); it is never written.
+	Active string
+	// ESP is the folder the ESP is mounted at.
+	ESP string
+	// Role, when set, is the node's role: an image of another role is
+	// refused.
+	Role string
+	// Logf gets progress lines; nil: none.
+	Logf func(format string, args ...any)
+}
+
+// Result is what an update did.
+type Result struct {
+	Slot     string `json:"slot"`
+	Entry    string `json:"entry"`
+	Role     string `json:"role"`
+	Version  string `json:"version"`
+	RootHash string `json:"root_hash"`
+	Bytes    int64  `json:"bytes"`
+}
+
+var (
+	// ErrRootHash is returned when the new root does not match the root
+	// hash of its manifest.
+	ErrRootHash = errors.New("the new root does not match the manifest's root hash")
+	// ErrActive is returned when the new image is the running one.
+	ErrActive = errors.New("the image is the active slot's already")
+)
+
+// maxManifest bounds the manifest.json read from a source.
+const maxManifest = 16 << 20
+
+// Update writes the image of o.Source into the slot that is not
+// o.Active, and makes it the next boot with boot counting:
+//
+//  1. it reads the new manifest and checks it against the disk (role,
+//     slot sizes);
+//  2. it removes the inactive slot's loader entry and kernel set from the
+//     ESP and labels the slot's partitions _empty, so that nothing boots
+//     the slot while it is written;
+//  3. it streams root.img (the squashfs, then its hash tree) into the
+//     slot's root partition, computing the dm-verity hash tree as it
+//     goes, and compares its root hash with the manifest's (and the tree
+//     with the downloaded one) before it writes the tree to the verity
+//     partition;
+//  4. it writes the kernel, the initramfs and overlay.cpio to the ESP,
+//     each checked against the manifest's digest;
+//  5. it labels the slot's partitions ROLE_VERSION with the PARTUUIDs of
+//     the new root hash (primary and backup GPT);
+//  6. last, it writes the loader entry imgforge-GEN-SLOT+3.conf, GEN one
+//     more than any entry's.
+//
+// An error or an interruption at any step before the last leaves the
+// active slot, its partitions and its entry as they were, and no entry
+// for the slot being written: the node boots its current slot.
+func Update(ctx context.Context, o Options) (*Result, error) {
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	disk, err := os.OpenFile(o.Disk, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the disk: %w", err)
+	}
+	defer disk.Close()
+	size, err := disk.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("sizing the disk: %w", err)
+	}
+	g, err := ReadGPT(disk, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Disk, err)
+	}
+	l, err := ReadLayout(g)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Disk, err)
+	}
+	active, err := l.Slot(o.Active)
+	if err != nil {
+		return nil, fmt.Errorf("the active slot: %w", err)
+	}
+	target, _ := l.Slot(Other(o.Active))
+
+	m, err := readManifest(ctx, o.Source)
+	if err != nil {
+		return nil, err
+	}
+	n, err := checkManifest(m, o.Role)
+	if err != nil {
+		return nil, fmt.Errorf("%s from %s: %w", ManifestFile, o.Source, err)
+	}
+	rootUUID, verityUUID := partUUIDs(n.rootHash)
+	if rootUUID == active.Root.UUID {
+		return nil, fmt.Errorf("%w (slot %s, root hash %s)", ErrActive, active.Name, n.rootHash)
+	}
+	dataBytes := m.Disk.Verity.DataBlocks * BlockSize
+	if dataBytes > target.Root.Size(g.Sector) {
+		return nil, fmt.Errorf("the new root (%d bytes) does not fit slot %s's root partition (%d bytes)", dataBytes, target.Name, target.Root.Size(g.Sector))
+	}
+	if ts := TreeSize(m.Disk.Verity.DataBlocks); ts > target.Verity.Size(g.Sector) {
+		return nil, fmt.Errorf("the new hash tree (%d bytes) does not fit slot %s's verity partition (%d bytes)", ts, target.Name, target.Verity.Size(g.Sector))
+	}
+	logf("updating slot %s to %s %s (root hash %s) from %s; slot %s runs and is left alone", target.Name, n.role, n.version, n.rootHash, o.Source, active.Name)
+
+	if es, err := Entries(o.ESP); err == nil {
+		for _, e := range es {
+			if e.Slot == active.Name && e.Counting {
+				logf("warning: the running slot %s's entry %s still counts its boots (not marked good yet); if the new slot fails too, slot %s boots only while its tries last", active.Name, e.Name, active.Name)
+			}
+		}
+	}
+	// Nothing may boot the slot while it is written.
+	if err := clearSlot(o.ESP, target.Name); err != nil {
+		return nil, err
+	}
+	if err := g.Rewrite(disk, EntryUpdate{Index: target.Root.Index, Label: EmptyLabel, UUID: target.Root.UUID},
+		EntryUpdate{Index: target.Verity.Index, Label: EmptyLabel, UUID: target.Verity.UUID}); err != nil {
+		return nil, fmt.Errorf("marking slot %s empty: %w", target.Name, err)
+	}
+
+	written, err := writeRoot(ctx, o.Source, disk, g.Sector, target, m.Disk.Verity, logf)
+	if err != nil {
+		return nil, err
+	}
+
+	dir := filepath.Join(o.ESP, slotsDir, target.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("making the kernel set's folder: %w", err)
+	}
+	files := []string{KernelFile, InitrdFile}
+	if n.overlay {
+		files = append(files, OverlayFile)
+	}
+	for _, f := range files {
+		if err := copyVerified(ctx, o.Source, f, n.digests[f], filepath.Join(dir, f)); err != nil {
+			return nil, fmt.Errorf("installing %s on the ESP: %w", f, err)
+		}
+	}
+
+	label := SlotLabel(n.role, n.version)
+	if err := g.Rewrite(disk, EntryUpdate{Index: target.Root.Index, Label: label, UUID: rootUUID},
+		EntryUpdate{Index: target.Verity.Index, Label: label, UUID: verityUUID}); err != nil {
+		return nil, fmt.Errorf("naming slot %s's partitions: %w", target.Name, err)
+	}
+
+	es, err := Entries(o.ESP)
+	if err != nil {
+		return nil, err
+	}
+	gen := 1
+	for _, e := range es {
+		gen = max(gen, e.Gen+1)
+	}
+	opts := slotCmdline(m.Disk.Cmdline, target.Name, rootUUID, verityUUID, l.State.UUID, m.Disk.Verity)
+	name := entryName(gen, target.Name)
+	text := entryText(n.role, n.version, target.Name, gen, n.overlay, opts)
+	if err := writeFileSync(filepath.Join(o.ESP, entriesDir, name), strings.NewReader(text)); err != nil {
+		return nil, fmt.Errorf("writing the loader entry: %w", err)
+	}
+	logf("slot %s holds %s %s; loader entry %s boots it next (%d tries, then slot %s again)", target.Name, n.role, n.version, name, Tries, active.Name)
+	return &Result{Slot: target.Name, Entry: name, Role: n.role, Version: n.version, RootHash: n.rootHash, Bytes: written}, nil
+}
+
+func readManifest(ctx context.Context, src Source) (*imagemeta.Manifest, error) {
+	rc, _, err := src.Open(ctx, ManifestFile)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s from %s: %w", ManifestFile, src, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s from %s: %w", ManifestFile, src, err)
+	}
+	if len(b) > maxManifest {
+		return nil, fmt.Errorf("%s from %s is larger than %d bytes", ManifestFile, src, maxManifest)
+	}
+	m, err := imagemeta.ParseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s from %s: %w", ManifestFile, src, err)
+	}
+	return m, nil
+}
+
+// checked is what checkManifest found.
+type checked struct {
+	role, version, rootHash string
+	overlay                 bool
+	digests                 map[string]string // file -> sha256 hex
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+func checkManifest(m *imagemeta.Manifest, role string) (*checked, error) {
+	if !names.Role(m.Role) {
+		return nil, fmt.Errorf("field role: %q is not a role name", m.Role)
+	}
+	if role != "" && m.Role != role {
+		return nil, fmt.Errorf("field role: the image is of role %s, this node is %s", m.Role, role)
+	}
+	d, ok := strings.CutPrefix(m.ImageDigest, "sha256:")
+	if !ok || len(d) != 64 || !isHex(d) {
+		return nil, fmt.Errorf("field image_digest: %q is not sha256:HEX", m.ImageDigest)
+	}
+	if m.Disk == nil {
+		return nil, errors.New("field disk: missing: the image is not bootable")
+	}
+	v := m.Disk.Verity
+	if len(v.RootHash) != 64 || !isHex(v.RootHash) || strings.ToLower(v.RootHash) != v.RootHash {
+		return nil, errors.New("field disk.verity.root_hash: want 64 lower-case hex digits")
+	}
+	if v.Salt == "" || !isHex(v.Salt) || len(v.Salt) > 512 {
+		return nil, errors.New("field disk.verity.salt: want hex digits")
+	}
+	if v.DataBlocks <= 0 {
+		return nil, fmt.Errorf("field disk.verity.data_blocks: %d, want > 0", v.DataBlocks)
+	}
+	if strings.ContainsFunc(m.Disk.Cmdline, func(r rune) bool { return unicode.IsControl(r) || r > unicode.MaxASCII }) {
+		return nil, errors.New("field disk.cmdline: holds control or non-ASCII characters")
+	}
+	if !slices.Contains(strings.Fields(m.Disk.Cmdline), "boot=imgforge") {
+		return nil, errors.New("field disk.cmdline: has no boot=imgforge")
+	}
+	c := &checked{role: m.Role, version: d[:12], rootHash: v.RootHash, digests: map[string]string{}}
+	c.overlay = strings.Contains(" "+m.Disk.Cmdline, " imgforge.overlayhash=")
+	files := []string{KernelFile, InitrdFile}
+	if c.overlay {
+		files = append(files, OverlayFile)
+	}
+	for _, f := range files {
+		sum := fileDigest(m, f)
+		if sum == "" {
+			return nil, fmt.Errorf("fields disk.esp_files and outputs: no sha256 of %s (want /imgforge/a/%s in esp_files or pxe/%s in outputs)", f, f, f)
+		}
+		c.digests[f] = sum
+	}
+	return c, nil
+}
+
+// fileDigest finds the sha256 (hex) the manifest gives a file of the
+// kernel set: on the disk's ESP (slot a, or the ESP of a disk without
+// slots), else in the PXE set.
+func fileDigest(m *imagemeta.Manifest, f string) string {
+	var cands []string
+	for _, p := range []string{"/" + slotsDir + "/a/" + f, "/" + slotsDir + "/" + f} {
+		cands = append(cands, m.Disk.ESPFiles[p])
+	}
+	for _, o := range m.Outputs {
+		if o.Path == "pxe/"+f {
+			cands = append(cands, o.Digest)
+		}
+	}
+	for _, c := range cands {
+		if h, ok := strings.CutPrefix(c, "sha256:"); ok && len(h) == 64 && isHex(h) {
+			return strings.ToLower(h)
+		}
+	}
+	return ""
+}
+
+// partUUIDs are the PARTUUIDs of a slot's root and verity partitions:
+// the first and the last 128 bits of its root hash, shaped as version 4
+// UUIDs (as the build names slot a).
+func partUUIDs(rootHash string) (root, verity GUID) {
+	raw, _ := hex.DecodeString(rootHash)
+	shape := func(b []byte) GUID {
+		u := bytes.Clone(b)
+		u[6] = (u[6] & 0x0f) | 0x40
+		u[8] = (u[8] & 0x3f) | 0x80
+		s := strings.ToUpper(fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]))
+		g, _ := ParseGUID(s)
+		return g
+	}
+	return shape(raw[:16]), shape(raw[16:])
+}
+
+// SlotLabel is a slot's PARTLABEL: ROLE_VERSION, the role shortened so
+// that the label has at most 36 UTF-16 characters.
+func SlotLabel(role, version string) string {
+	keep := gptNameChars - len(version) - 1
+	if r := []rune(role); len(r) > keep {
+		role = string(r[:max(keep, 0)])
+	}
+	return role + "_" + version
+}
+
+// slotKeys are the command-line arguments that name a slot's devices
+// and root; slotCmdline sets them for the new slot.
+var slotKeys = map[string]bool{
+	"imgforge.slot": true, "imgforge.root": true, "imgforge.verity": true, "imgforge.roothash": true,
+	"imgforge.salt": true, "imgforge.blocks": true, "imgforge.hashstart": true, "imgforge.state": true,
+	"imgforge.size": true,
+}
+
+// slotCmdline is the kernel command line of the new slot: the manifest's
+// disk command line with the slot's devices, root hash and the node's
+// state partition in place of the build's.
+func slotCmdline(base, slot string, root, verity, state GUID, v imagemeta.Verity) string {
+	var before, rest, after []string
+	seen := false
+	for _, f := range strings.Fields(base) {
+		k, _, _ := strings.Cut(f, "=")
+		switch {
+		case f == "boot=imgforge":
+			seen = true
+		case slotKeys[k]:
+		case !seen:
+			before = append(before, f)
+		case strings.HasPrefix(k, "imgforge."):
+			rest = append(rest, f)
+		default:
+			after = append(after, f)
+		}
+	}
+	out := append(slices.Clone(before), "boot=imgforge", "imgforge.slot="+slot,
+		"imgforge.root=PARTUUID="+root.String(), "imgforge.verity=PARTUUID="+verity.String(),
+		"imgforge.roothash="+v.RootHash, "imgforge.salt="+v.Salt,
+		fmt.Sprintf("imgforge.blocks=%d", v.DataBlocks), "imgforge.hashstart=0")
+	out = append(out, rest...)
+	out = append(out, "imgforge.state=PARTUUID="+state.String())
+	return strings.Join(append(out, after...), " ")
+}
+
+// copyVerified copies the named file of src to path, checked against
+// its sha256 before it takes the name.
+func copyVerified(ctx context.Context, src Source, name, want, path string) error {
+	rc, _, err := src.Open(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	tmp := path + ".part"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	_, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, rc})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("its sha256 is %s, the manifest says %s", got, want)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// writeRoot streams root.img into the slot: the data blocks to its root
+// partition, hashed as they pass; then it checks the root hash and the
+// downloaded tree against the computed ones, and writes the tree to the
+// verity partition. It returns the bytes read.
+func writeRoot(ctx context.Context, src Source, disk interface {
+	io.WriterAt
+	Sync() error
+}, sector int64, s Slot, v imagemeta.Verity, logf func(string, ...any)) (int64, error) {
+	h, err := newVerityHasher(v.Salt)
+	if err != nil {
+		return 0, err
+	}
+	rc, size, err := src.Open(ctx, RootFile)
+	if err != nil {
+		return 0, fmt.Errorf("fetching %s: %w", RootFile, err)
+	}
+	defer rc.Close()
+	dataBytes := v.DataBlocks * BlockSize
+	treeBytes := TreeSize(v.DataBlocks)
+	if size >= 0 && size != dataBytes+treeBytes {
+		return 0, fmt.Errorf("%s has %d bytes; the manifest's %d data blocks and their hash tree make %d", RootFile, size, v.DataBlocks, dataBytes+treeBytes)
+	}
+	r := ctxReader{ctx, rc}
+	buf := make([]byte, 1<<20)
+	base := s.Root.Offset(sector)
+	var done int64
+	next := int64(0)
+	for done < dataBytes {
+		n := min(int64(len(buf)), dataBytes-done)
+		got, rerr := io.ReadFull(r, buf[:n])
+		if rerr != nil {
+			// Whole blocks read so far are written, as they would be
+			// had the chunk been smaller: the slot is written in place.
+			n = int64(got) / BlockSize * BlockSize
+		}
+		for off := int64(0); off < n; off += BlockSize {
+			h.block(buf[off : off+BlockSize])
+		}
+		if _, err := disk.WriteAt(buf[:n], base+done); err != nil {
+			return done, fmt.Errorf("writing slot %s's root: %w", s.Name, err)
+		}
+		done += n
+		if rerr != nil {
+			return done, fmt.Errorf("reading %s at byte %d: %w", RootFile, done+int64(got)-n, unexpected(rerr))
+		}
+		if done >= next {
+			logf("slot %s: %d of %d MiB of the root written", s.Name, done>>20, dataBytes>>20)
+			next += 64 << 20
+		}
+	}
+	got := make([]byte, treeBytes)
+	if _, err := io.ReadFull(r, got); err != nil {
+		return done, fmt.Errorf("reading the hash tree of %s: %w", RootFile, unexpected(err))
+	}
+	done += treeBytes
+	var one [1]byte
+	if n, _ := io.ReadFull(r, one[:]); n != 0 {
+		return done, fmt.Errorf("%s is longer than the manifest's %d data blocks and their hash tree", RootFile, v.DataBlocks)
+	}
+	root, tree := h.sum()
+	if root != v.RootHash {
+		return done, fmt.Errorf("%w: computed %s, the manifest says %s", ErrRootHash, root, v.RootHash)
+	}
+	if !bytes.Equal(tree, got) {
+		return done, fmt.Errorf("%w: the hash tree in %s differs from the one computed from its data", ErrRootHash, RootFile)
+	}
+	if err := disk.Sync(); err != nil {
+		return done, fmt.Errorf("syncing slot %s's root: %w", s.Name, err)
+	}
+	if _, err := disk.WriteAt(tree, s.Verity.Offset(sector)); err != nil {
+		return done, fmt.Errorf("writing slot %s's hash tree: %w", s.Name, err)
+	}
+	if err := disk.Sync(); err != nil {
+		return done, fmt.Errorf("syncing slot %s's hash tree: %w", s.Name, err)
+	}
+	return done, nil
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -1,0 +1,336 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func update(t *testing.T, src, disk, esp, active string) (*Result, error) {
+	t.Helper()
+	s, err := NewSource(src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Update(context.Background(), Options{Source: s, Disk: disk, Active: active, ESP: esp, Logf: t.Logf})
+}
+
+func entryNames(t *testing.T, esp string) []string {
+	t.Helper()
+	es, err := Entries(esp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name)
+	}
+	return out
+}
+
+// checkSlot checks that slot holds im: its partitions' bytes, labels and
+// PARTUUIDs, its kernel set, and its loader entry.
+func checkSlot(t *testing.T, disk, esp, slot string, im *testImage, entry string) {
+	t.Helper()
+	g := readTestGPT(t, disk)
+	l, err := ReadLayout(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := l.Slot(slot)
+	b, err := os.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b[s.Root.Offset(512):s.Root.Offset(512)+int64(len(im.data))], im.data) {
+		t.Errorf("slot %s's root does not hold the new root", slot)
+	}
+	if !bytes.Equal(b[s.Verity.Offset(512):s.Verity.Offset(512)+int64(len(im.tree))], im.tree) {
+		t.Errorf("slot %s's verity partition does not hold the new hash tree", slot)
+	}
+	ru, vu := partUUIDs(im.manifest.Disk.Verity.RootHash)
+	label := im.manifest.Role + "_" + im.version()
+	if s.Root.UUID != ru || s.Verity.UUID != vu || s.Root.Label != label || s.Verity.Label != label {
+		t.Errorf("slot %s: partitions %s %q and %s %q, want %s and %s labelled %q", slot, s.Root.UUID, s.Root.Label, s.Verity.UUID, s.Verity.Label, ru, vu, label)
+	}
+	for _, f := range []string{KernelFile, InitrdFile, OverlayFile} {
+		got, err := os.ReadFile(filepath.Join(esp, "imgforge", slot, f))
+		want, _ := os.ReadFile(filepath.Join(im.dir, f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("ESP imgforge/%s/%s: %v, or not the set's", slot, f, err)
+		}
+	}
+	text, err := os.ReadFile(filepath.Join(esp, "loader/entries", entry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"title imgforge lb " + im.version() + " (slot " + slot + ")\n",
+		"linux /imgforge/" + slot + "/vmlinuz\n", "initrd /imgforge/" + slot + "/initrd.img\ninitrd /imgforge/" + slot + "/overlay.cpio\n",
+		"options console=ttyS0 boot=imgforge imgforge.slot=" + slot + " imgforge.root=PARTUUID=" + ru.String() +
+			" imgforge.verity=PARTUUID=" + vu.String() + " imgforge.roothash=" + im.manifest.Disk.Verity.RootHash +
+			" imgforge.salt=" + im.manifest.Disk.Verity.Salt + " imgforge.blocks=150 imgforge.hashstart=0 imgforge.overlayhash=",
+		" imgforge.state=PARTUUID=" + l.State.UUID.String() + " quiet\n",
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("entry %s lacks %q:\n%s", entry, want, text)
+		}
+	}
+}
+
+func TestUpdateWritesInactiveSlot(t *testing.T) {
+	v1, v2 := makeImage(t, "lb", 1), makeImage(t, "lb", 2)
+	disk, esp := makeDisk(t, v1)
+	before := takeSnapshot(t, disk, esp, "a")
+	res, err := update(t, serveSet(t, v2), disk, esp, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Slot != "b" || res.Entry != "imgforge-0002-b+3.conf" || res.Version != v2.version() {
+		t.Errorf("result %+v", res)
+	}
+	checkSlot(t, disk, esp, "b", v2, res.Entry)
+	after := takeSnapshot(t, disk, esp, "a")
+	if after.root != before.root || after.verity != before.verity || after.entries != before.entries {
+		t.Errorf("the active slot changed: %+v -> %+v", before, after)
+	}
+	for p, s := range before.esp {
+		if after.esp[p] != s {
+			t.Errorf("ESP file %s of the active slot changed", p)
+		}
+	}
+	if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf imgforge-0002-b+3.conf" {
+		t.Errorf("entries %v", got)
+	}
+}
+
+// cutServer serves im's set but drops the connection half way through
+// root.img.
+func cutServer(t *testing.T, im *testImage) string {
+	t.Helper()
+	files := http.FileServer(http.Dir(im.dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/"+RootFile) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		b, _ := os.ReadFile(filepath.Join(im.dir, RootFile))
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+// TestUpdateInterrupted cuts the download of the root half way: the
+// node must still boot its current slot. On a freshly built disk the
+// ESP is left exactly as it was; after an earlier update, the slot
+// being written loses its old entry (it is written over) and the active
+// slot keeps its own.
+func TestUpdateInterrupted(t *testing.T) {
+	v1, v2, v3 := makeImage(t, "lb", 1), makeImage(t, "lb", 2), makeImage(t, "lb", 3)
+	t.Run("fresh disk", func(t *testing.T) {
+		disk, esp := makeDisk(t, v1)
+		before := takeSnapshot(t, disk, esp, "a")
+		_, err := update(t, cutServer(t, v2), disk, esp, "a")
+		if err == nil {
+			t.Fatal("an update whose download broke succeeded")
+		}
+		t.Logf("error: %v", err)
+		after := takeSnapshot(t, disk, esp, "a")
+		if after.root != before.root || after.verity != before.verity || after.entries != before.entries {
+			t.Errorf("the active slot changed")
+		}
+		if len(after.esp) != len(before.esp) {
+			t.Errorf("ESP files %v, were %v", after.esp, before.esp)
+		}
+		for p, s := range before.esp {
+			if after.esp[p] != s {
+				t.Errorf("ESP file %s changed", p)
+			}
+		}
+		if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf" {
+			t.Errorf("entries %v, want only the active one", got)
+		}
+	})
+	t.Run("after an update", func(t *testing.T) {
+		disk, esp := makeDisk(t, v1)
+		if _, err := update(t, serveSet(t, v2), disk, esp, "a"); err != nil {
+			t.Fatal(err)
+		}
+		// The node booted slot b; slot a is written next.
+		before := takeSnapshot(t, disk, esp, "b")
+		if _, err := update(t, cutServer(t, v3), disk, esp, "b"); err == nil {
+			t.Fatal("an update whose download broke succeeded")
+		}
+		after := takeSnapshot(t, disk, esp, "b")
+		if after.root != before.root || after.verity != before.verity || after.entries != before.entries {
+			t.Errorf("the active slot changed")
+		}
+		if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0002-b+3.conf" {
+			t.Errorf("entries %v, want only the active slot's", got)
+		}
+		for p, s := range before.esp {
+			if strings.HasPrefix(p, "imgforge/b/") && after.esp[p] != s {
+				t.Errorf("ESP file %s of the active slot changed", p)
+			}
+		}
+		g := readTestGPT(t, disk)
+		if l, _ := ReadLayout(g); l.Slots[0].Root.Label != EmptyLabel {
+			t.Errorf("the half-written slot a is labelled %q, want %q", l.Slots[0].Root.Label, EmptyLabel)
+		}
+	})
+}
+
+func TestUpdateRootHashMismatch(t *testing.T) {
+	v1, v2 := makeImage(t, "lb", 1), makeImage(t, "lb", 2)
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T)
+	}{
+		{"data", func(t *testing.T) {
+			p := filepath.Join(v2.dir, RootFile)
+			b, _ := os.ReadFile(p)
+			b[5000] ^= 1
+			os.WriteFile(p, b, 0o644)
+		}},
+		{"manifest", func(t *testing.T) {
+			m := v2.manifest
+			d := *m.Disk
+			d.Verity.RootHash = strings.Repeat("0", 64)
+			m.Disk = &d
+			b, _ := m.Marshal()
+			os.WriteFile(filepath.Join(v2.dir, ManifestFile), b, 0o644)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v2 = makeImage(t, "lb", 2)
+			tc.tamper(t)
+			disk, esp := makeDisk(t, v1)
+			before := takeSnapshot(t, disk, esp, "a")
+			_, err := update(t, serveSet(t, v2), disk, esp, "a")
+			if !errors.Is(err, ErrRootHash) {
+				t.Fatalf("error %v, want %v", err, ErrRootHash)
+			}
+			after := takeSnapshot(t, disk, esp, "a")
+			if after.root != before.root || after.verity != before.verity || after.entries != before.entries {
+				t.Errorf("the active slot changed")
+			}
+			if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf" {
+				t.Errorf("entries %v", got)
+			}
+		})
+	}
+}
+
+// TestUpdateTwice: v1 -> v2 -> v3 alternates the slots, the fallback is
+// always the slot that ran, and the ESP never holds more than two
+// entries or kernel sets.
+func TestUpdateTwice(t *testing.T) {
+	v1, v2, v3, v4 := makeImage(t, "lb", 1), makeImage(t, "lb", 2), makeImage(t, "lb", 3), makeImage(t, "lb", 4)
+	disk, esp := makeDisk(t, v1)
+	active := "a"
+	for i, im := range []*testImage{v2, v3, v4} {
+		before := takeSnapshot(t, disk, esp, active)
+		res, err := update(t, serveSet(t, im), disk, esp, active)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Slot != Other(active) {
+			t.Errorf("update %d wrote slot %s while %s was active", i+1, res.Slot, active)
+		}
+		checkSlot(t, disk, esp, res.Slot, im, res.Entry)
+		after := takeSnapshot(t, disk, esp, active)
+		if after.root != before.root || after.verity != before.verity || after.entries != before.entries {
+			t.Errorf("update %d changed the active slot %s", i+1, active)
+		}
+		es, _ := Entries(esp)
+		if len(es) != 2 || es[0].Slot != active || es[1].Slot != res.Slot || es[1].Gen != i+2 {
+			t.Errorf("update %d: entries %+v, want the active slot's then the new one (gen %d)", i+1, es, i+2)
+		}
+		sets, _ := os.ReadDir(filepath.Join(esp, "imgforge"))
+		var names []string
+		for _, s := range sets {
+			names = append(names, s.Name())
+		}
+		sort.Strings(names)
+		if strings.Join(names, ",") != "a,b" {
+			t.Errorf("update %d: kernel sets %v", i+1, names)
+		}
+		// A good boot: systemd-bless-boot drops the counter.
+		os.Rename(filepath.Join(esp, "loader/entries", res.Entry), filepath.Join(esp, "loader/entries", strings.Replace(res.Entry, "+3", "", 1)))
+		active = res.Slot
+	}
+}
+
+func TestUpdateRefuses(t *testing.T) {
+	v1 := makeImage(t, "lb", 1)
+	web := makeImage(t, "web", 2)
+	disk, esp := makeDisk(t, v1)
+	if _, err := update(t, serveSet(t, v1), disk, esp, "a"); !errors.Is(err, ErrActive) {
+		t.Errorf("updating to the running image: %v, want %v", err, ErrActive)
+	}
+	s, _ := NewSource(serveSet(t, web), nil)
+	_, err := Update(context.Background(), Options{Source: s, Disk: disk, Active: "a", ESP: esp, Role: "lb"})
+	if err == nil || !strings.Contains(err.Error(), "field role") {
+		t.Errorf("an image of another role: %v", err)
+	}
+	if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf" {
+		t.Errorf("entries %v", got)
+	}
+}
+
+// TestUpdateStalled: a server that stops sending half way without
+// closing the connection ends the update after StallTimeout.
+func TestUpdateStalled(t *testing.T) {
+	old := StallTimeout
+	StallTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { StallTimeout = old })
+	v1, v2 := makeImage(t, "lb", 1), makeImage(t, "lb", 2)
+	files := http.FileServer(http.Dir(v2.dir))
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/"+RootFile) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		b, _ := os.ReadFile(filepath.Join(v2.dir, RootFile))
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	disk, esp := makeDisk(t, v1)
+	start := time.Now()
+	_, err := update(t, srv.URL+"/", disk, esp, "a")
+	if err == nil {
+		t.Fatal("a stalled download succeeded")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the stalled update took %s", d)
+	}
+	t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf" {
+		t.Errorf("entries %v", got)
+	}
+}
