@@ -564,7 +564,7 @@ func growFile(t *testing.T, p string, by int64) {
 }
 
 // checkStateFillsDisk reads the GPT of img and the ext4 superblock of its
-// state partition (4): both must reach (nearly) the end of the disk.
+// state partition (6, the last): both must reach (nearly) the end of the disk.
 func checkStateFillsDisk(t *testing.T, img string) {
 	t.Helper()
 	fh, err := os.Open(img)
@@ -582,7 +582,7 @@ func checkStateFillsDisk(t *testing.T, img string) {
 	}
 	var start, end uint64
 	for _, p := range table.Partitions {
-		if p.Index == 4 {
+		if p.Index == 6 {
 			start, end = p.Start, p.End
 		}
 	}
