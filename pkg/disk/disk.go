@@ -53,12 +53,13 @@ import (
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
-// Partition type GUIDs (Discoverable Partitions Specification, x86-64).
+// Partition type GUIDs (Discoverable Partitions Specification, x86-64),
+// defined in package imagemeta for the disk's readers too.
 const (
-	TypeESP        = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-	TypeRoot       = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
-	TypeRootVerity = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5"
-	TypeVar        = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
+	TypeESP        = imagemeta.TypeESP
+	TypeRoot       = imagemeta.TypeRoot
+	TypeRootVerity = imagemeta.TypeRootVerity
+	TypeVar        = imagemeta.TypeVar
 )
 
 const (

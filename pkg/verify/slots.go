@@ -156,7 +156,7 @@ func (r *run) checkStateFS(image string, p *gpt.Partition, uuid, label string) (
 	defer os.Remove(copyPath)
 	out, err := exec.CommandContext(r.ctx, "e2fsck", "-fn", copyPath).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("e2fsck -fn finds the state file system damaged: %v: %s", err, lastLine(out))
+		return "", fmt.Errorf("e2fsck -fn finds the state file system damaged: %w: %s", err, lastLine(out))
 	}
 	return fmt.Sprintf("ext4 %q, UUID %s, %s; e2fsck -fn: %s", label, got, units.Bytes(size), lastLine(out)), nil
 }
