@@ -465,9 +465,8 @@ write_files:
 // TestDBKeepsRowAcrossReboot writes a row on the first boot of a db disk,
 // powers it off, boots the same disk again and reads the row back. The
 // disk is made larger than the image before each boot, as an operator who
-// resizes a disk does: the first boot grows the empty state partition and
-// makes its file system, the second grows the partition and the file
-// system that holds the row.
+// resizes a disk does: each boot grows the state partition and its file
+// system (the empty ext4 the disk ships, then the one that holds the row).
 //
 // The power-down comes while a writer commits rows one by one (see
 // dbPersistUserData): every commit mariadb acknowledged before it must be
