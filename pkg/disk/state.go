@@ -40,8 +40,9 @@ const mke2fsConf = `[defaults]
 // uuid, the directory hash seed derived from it, owned by root, every
 // timestamp epoch. It runs the host's mke2fs (e2fsprogs) with its own
 // configuration and E2FSPROGS_FAKE_TIME, so that the same inputs give the
-// same bytes; the file is sparse (mke2fs writes only metadata, about
-// 0.5 MiB for a 1 GiB file system).
+// same bytes. The file is sparse where mke2fs could discard (punch holes);
+// its data is metadata and zeros, and copySparse writes only the
+// metadata (under 0.5 MiB for a 1 GiB file system) into the disk.
 //
 // go-diskfs (v1.9.4) can write ext4 too, but takes its directory hash
 // seed, journal UUID and timestamps from crypto/rand and the clock, and
@@ -73,7 +74,11 @@ func MakeState(ctx context.Context, path string, size int64, uuid string, epoch 
 	}
 	cmd := exec.CommandContext(ctx, bin, "-q", "-F", "-t", "ext4",
 		"-L", imagemeta.StateLabel, "-U", uuid,
-		"-E", "hash_seed="+UUID("state-fs-hash-seed", uuid)+",root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1",
+		// Not lazy: the inode tables and the journal are zeros either way
+		// (discarded, or written as zeros where the host's file system
+		// cannot punch holes) and marked so; lazy, their flags would
+		// depend on the host.
+		"-E", "hash_seed="+UUID("state-fs-hash-seed", uuid)+",root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0",
 		path, strconv.FormatInt(size/4096, 10))
 	// The caller's MKE2FS_* and E2FSPROGS_* settings would change the bytes.
 	for _, kv := range os.Environ() {
