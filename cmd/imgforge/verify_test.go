@@ -39,7 +39,7 @@ func TestVerify(t *testing.T) {
 		err    string   // in the error; empty: none
 	}{
 		{"role", []string{"verify", "--output-dir", out, "test"},
-			[]string{`(?m)^` + regexp.QuoteMeta(raw.Path) + ` \(manifest ` + regexp.QuoteMeta(raw.Manifest) + `\)$`, `(?m)^  ok\s+dm-verity\s+76 blocks match root hash`, `(?m)^all 14 checks passed$`}, ""},
+			[]string{`(?m)^` + regexp.QuoteMeta(raw.Path) + ` \(manifest ` + regexp.QuoteMeta(raw.Manifest) + `\)$`, `(?m)^  ok\s+dm-verity\s+76 blocks match root hash`, `(?m)^all 17 checks passed$`}, ""},
 		{"raw path", []string{"verify", raw.Path}, []string{`(?m)^  ok\s+loader-entry\s+options equal the manifest's cmdline$`}, ""},
 		{"manifest elsewhere", []string{"verify", raw.Path, "--manifest", elsewhere}, []string{`manifest ` + regexp.QuoteMeta(elsewhere)}, ""},
 		{"iso", []string{"verify", iso.Path}, []string{`(?m)^  ok\s+el-torito\s+volume IMGFORGE_TEST`, `(?m)^  ok\s+bios-entry\s+ISOLINUX boots`, `(?m)^all 13 checks passed$`}, ""},
@@ -47,7 +47,7 @@ func TestVerify(t *testing.T) {
 		{"no iso of a role", []string{"verify", "--output-dir", out, "--format", "iso", "test"}, nil,
 			"image " + filepath.Join(out, "test", "test.iso") + " not found: build role test first"},
 		{"failed check", []string{"verify", bad.Path},
-			[]string{`(?m)^  FAILED\s+loader-entry\s+the loader entry's options differ from the manifest's cmdline: word 11: missing "quiet"$`, `(?m)^1 of 14 checks failed$`},
+			[]string{`(?m)^  FAILED\s+loader-entry\s+the loader entry's options differ from the manifest's cmdline: word 11: missing "quiet"$`, `(?m)^1 of 17 checks failed$`},
 			bad.Path + `: verification failed: loader-entry: the loader entry's options differ from the manifest's cmdline: word 11: missing "quiet"`},
 		{"no such role", []string{"verify", "--output-dir", out, "nope"}, nil, "image " + filepath.Join(out, "nope", "nope.raw") + " not found: build role nope first"},
 		{"qcow2", []string{"verify", "--output-dir", out, "--format", "qcow2", "test"}, nil, "image " + qcow2 + ": verify reads raw disks and ISOs, not qcow2"},
@@ -91,7 +91,7 @@ func TestVerify(t *testing.T) {
 		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 			t.Fatalf("%v:\n%s", err, stdout)
 		}
-		if r.Image != bad.Path || r.Format != "raw" || r.OK || len(r.Checks) != 14 {
+		if r.Image != bad.Path || r.Format != "raw" || r.OK || len(r.Checks) != 17 {
 			t.Errorf("report %+v", r)
 		}
 		for _, c := range r.Checks {

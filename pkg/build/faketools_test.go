@@ -162,3 +162,12 @@ func (f *fakeTools) ConvertDisk(_ context.Context, raw, out, format string) erro
 	}
 	return os.WriteFile(out, fmt.Appendf(nil, "%s of a %d-byte raw disk\n", format, fi.Size()), 0o644)
 }
+
+// StateFS writes a sparse file of the size that names itself.
+func (f *fakeTools) StateFS(_ context.Context, out string, size int64, uuid string, _ int64) error {
+	f.called("statefs")
+	if err := os.WriteFile(out, []byte("fake ext4 "+uuid), 0o644); err != nil {
+		return err
+	}
+	return os.Truncate(out, size)
+}

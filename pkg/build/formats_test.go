@@ -90,7 +90,9 @@ func TestFormatGoldens(t *testing.T) {
 		Disk: &imagemeta.Disk{KernelVersion: "6.1.0-18-amd64",
 			Verity:     boot.Verity{RootHash: "aa", Salt: "bb", DataBlocks: 4096, HashStart: 4097},
 			Cmdline:    "console=ttyS0 boot=imgforge imgforge.root=PARTUUID=x&y",
-			Partitions: disk.IDs{Disk: "D", ESP: "E", Root: "R", Verity: "V", State: "S"},
+			Partitions: disk.IDs{Disk: "D", ESP: "E", Root: "R", Verity: "V", State: "S", RootB: "RB", VerityB: "VB", StateFS: "SF"},
+			Layout: &imagemeta.DiskLayout{SlotSize: 512 << 20, VeritySize: 5 << 20, Labels: imagemeta.PartitionLabels{
+				ESP: "esp", RootA: "web_0123456789ab", VerityA: "web_0123456789ab", RootB: "_empty", VerityB: "_empty", State: "imgforge-state"}},
 			ISOCmdline: "console=ttyS0 imgforge.root=LABEL=X:/root.img", PXECmdline: "imgforge.root=${imgforge-base}/root.img"},
 		Layers: []imagemeta.ManifestLayer{{Kind: "base", Digest: "sha256:7", DiffID: "sha256:8", Size: 10}, {Kind: "role", Digest: "sha256:9", DiffID: "sha256:a", Size: 11}},
 		Packages: []imagemeta.ManifestPackage{{Name: "nginx", Version: "1.22.1-9", Architecture: "amd64", Source: "nginx"},

@@ -3,16 +3,19 @@ package build
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/imgforge/imgforge/pkg/boot"
 	"github.com/imgforge/imgforge/pkg/disk"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/plan"
 )
 
 // rawOutput writes ROLE.raw: a UEFI-bootable GPT disk with the ESP
 // (systemd-boot, the kernel, the initramfs), the verified root, its hash
-// tree and an empty state partition. The qcow2 and vmdk outputs convert
+// tree, an empty slot B and the state partition with an empty ext4. The qcow2 and vmdk outputs convert
 // the same disk.
 var rawOutput = output{
 	format: "raw", needs: needBootable | needRaw,
@@ -29,12 +32,25 @@ func (b *Builder) writeRaw(ctx context.Context, path string, im *Image, bt *Boot
 		return nil, err
 	}
 	l := disk.Layout{
-		Size: int64(p.Disk.Size), ESPSize: int64(p.Disk.ESPSize), Root: bt.Squashfs, Verity: bt.Hash,
-		RootHash: bt.Verity.RootHash, Seed: imageDigest, Epoch: p.SourceDateEpoch,
+		Size: int64(p.Disk.Size), ESPSize: int64(p.Disk.ESPSize), SlotSize: int64(p.Disk.SlotSize),
+		Root: bt.Squashfs, Verity: bt.Hash, RootHash: bt.Verity.RootHash,
+		Label: imagemeta.SlotLabel(p.Role, imagemeta.Version(imageDigest)), Seed: imageDigest, Epoch: p.SourceDateEpoch,
 	}
 	ids, err := l.IDs()
 	if err != nil {
 		return nil, err
+	}
+	pl, err := l.Place()
+	if err != nil {
+		return nil, fmt.Errorf("role %s: %w", p.Role, diskSettingError(p, err))
+	}
+	// The state partition gets its empty ext4 made here, so that the
+	// first boot only grows it.
+	l.State = path + ".state"
+	os.Remove(l.State)
+	defer os.Remove(l.State)
+	if err := b.o.Tools.StateFS(ctx, l.State, pl.StateSize(), ids.StateFS, p.SourceDateEpoch); err != nil {
+		return nil, fmt.Errorf("role %s: %w", p.Role, err)
 	}
 	ov := bt.OverlayVerity
 	cmdline := boot.Cmdline(p.Kernel.Cmdline, bt.Verity, boot.Devices{
@@ -50,7 +66,31 @@ func (b *Builder) writeRaw(ctx context.Context, path string, im *Image, bt *Boot
 	if _, err := disk.WriteRaw(ctx, path, l); err != nil {
 		return nil, fmt.Errorf("role %s: %w", p.Role, err)
 	}
-	return &imagemeta.Disk{KernelVersion: bt.KernelVersion, Verity: bt.Verity, OverlayVerity: &ov, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)}, nil
+	return &imagemeta.Disk{KernelVersion: bt.KernelVersion, Verity: bt.Verity, OverlayVerity: &ov, Cmdline: cmdline, Partitions: ids, Layout: l.Info(), ESPFiles: boot.Digests(l.ESPFiles)}, nil
+}
+
+// diskSettingError names where the image definition set the disk size
+// or the slot size that a disk error is about: FILE:LINE:COL: field
+// "disk.slot_size": ... (it wraps err).
+func diskSettingError(p *plan.Plan, err error) error {
+	field := ""
+	switch {
+	case errors.Is(err, disk.ErrSlotTooSmall):
+		field = "disk.slot_size"
+	case errors.Is(err, disk.ErrTooSmall):
+		field = "disk.size"
+	default:
+		return err
+	}
+	pos, ok := p.DiskPos[field]
+	if !ok || pos.File == "" {
+		return fmt.Errorf("field %q: %w", field, err)
+	}
+	where := pos.File
+	if pos.Line > 0 {
+		where = fmt.Sprintf("%s:%d:%d", pos.File, pos.Line, pos.Col)
+	}
+	return fmt.Errorf("%s: field %q: %w", where, field, err)
 }
 
 func lower(s string) string { return string(bytes.ToLower([]byte(s))) }

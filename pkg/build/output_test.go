@@ -2,6 +2,8 @@ package build
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,7 +12,10 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/disk"
 	"github.com/imgforge/imgforge/pkg/format"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 // TestOutputsRegistry checks that every format of pkg/format has one
@@ -110,6 +115,61 @@ func TestFakeOutputs(t *testing.T) {
 		}
 		if !strings.Contains(string(m), `"Root"`) {
 			t.Errorf("%v: the manifest has no disk partitions: %s", tc.formats, m)
+		}
+	}
+}
+
+// TestRawSlotTooSmall: a root larger than disk.slot_size stops the raw
+// disk with an error at the setting, and the manifest of a good build
+// lists slot B and the state file system.
+func TestRawSlotTooSmall(t *testing.T) {
+	c, err := cache.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tools := newFakeTools()
+	for _, tc := range []struct {
+		slot spec.Size
+		want string
+	}{
+		{1 << 20, `role web: images/mine.yaml:12:14: field "disk.slot_size": the slot size 1MiB cannot hold the root filesystem of `},
+		{16 << 20, ""},
+	} {
+		b, err := New(context.Background(), Options{Cache: c, OutputDir: t.TempDir(), Tools: tools, Formats: []string{"raw"}, Progress: NewProgress(nil, time.Now)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The root holds the base and role layers (templates are in the
+		// overlay image): enough packages make it larger than a MiB.
+		p := fakePlan("worker_processes 1;\n")
+		for i := range 1000 {
+			p.Packages = append(p.Packages, fmt.Sprintf("padding-package-%04d", i))
+		}
+		p.Disk.SlotSize = tc.slot
+		p.DiskPos = map[string]spec.Pos{"disk.slot_size": {File: "images/mine.yaml", Line: 12, Col: 14, Field: "disk.slot_size"}}
+		b.releases[p.Distribution.Sources[0]] = "sha256:5555"
+		res, err := b.BuildOne(context.Background(), p)
+		if tc.want != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, disk.ErrSlotTooSmall) {
+				t.Errorf("slot %d: err = %v, want %q", tc.slot, err, tc.want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := imagemeta.ReadManifest(filepath.Join(res.Dir, "manifest.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, lay := m.Disk.Partitions, m.Disk.Layout
+		if ids.RootB == "" || ids.VerityB == "" || ids.StateFS == "" || lay == nil || lay.SlotSize != 16<<20 ||
+			lay.Labels.RootA != imagemeta.SlotLabel("web", imagemeta.Version(m.ImageDigest)) || lay.Labels.RootB != "_empty" {
+			t.Errorf("the manifest's disk lacks slot B or the labels: %+v %+v", ids, lay)
+		}
+		if tools.count("statefs") == 0 {
+			t.Error("the state file system was not made")
 		}
 	}
 }

@@ -34,7 +34,7 @@ func fakePlan(conf string) *plan.Plan {
 		Services: []string{"nginx"},
 		Ports:    []spec.Port{{Name: "http", Port: 80, Protocol: "tcp"}},
 		Outputs:  []string{"oci"},
-		Disk:     spec.Disk{Size: 128 << 20, ESPSize: 16 << 20},
+		Disk:     spec.Disk{Size: 128 << 20, ESPSize: 16 << 20, SlotSize: 16 << 20},
 	}
 }
 

@@ -6,12 +6,13 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/boot"
 	"github.com/imgforge/imgforge/pkg/debian"
+	"github.com/imgforge/imgforge/pkg/disk"
 	"github.com/imgforge/imgforge/pkg/rootfs"
 )
 
 // Tools runs the programs of the host a build needs: mmdebstrap (the
 // base, the role's packages, mkinitramfs in a chroot of the base),
-// tar2sqfs, veritysetup and qemu-img. The stages reach the host only
+// tar2sqfs, veritysetup, mke2fs and qemu-img. The stages reach the host only
 // through it, so that tests can run them with a fake that writes small
 // tars.
 type Tools interface {
@@ -28,6 +29,10 @@ type Tools interface {
 	Verity(ctx context.Context, data, hash, salt string) (boot.Verity, error)
 	// ConvertDisk writes the raw disk as format (qcow2, vmdk) to out.
 	ConvertDisk(ctx context.Context, raw, out, format string) error
+	// StateFS writes the empty ext4 file system of a raw disk's state
+	// partition, size bytes with the UUID uuid, to the new file out (see
+	// disk.MakeState).
+	StateFS(ctx context.Context, out string, size int64, uuid string, epoch int64) error
 }
 
 // HostTools are the Tools of the host; command is the mmdebstrap command
@@ -60,6 +65,10 @@ func (hostTools) Squashfs(ctx context.Context, r io.Reader, out string, epoch in
 
 func (hostTools) Verity(ctx context.Context, data, hash, salt string) (boot.Verity, error) {
 	return rootfs.Verity(ctx, data, hash, salt)
+}
+
+func (hostTools) StateFS(ctx context.Context, out string, size int64, uuid string, epoch int64) error {
+	return disk.MakeState(ctx, out, size, uuid, epoch)
 }
 
 func (hostTools) ConvertDisk(ctx context.Context, raw, out, format string) error {

@@ -14,7 +14,8 @@ import (
 // the disk: it must return context.Canceled within a second and leave no
 // disk behind.
 func TestWriteRawCancel(t *testing.T) {
-	l := fakeLayout(t, 5<<30)
+	l := fakeLayout(t, 9<<30)
+	l.SlotSize = 4 << 30
 	// A sparse 4 GiB root: reading it costs nothing, writing it takes a
 	// while.
 	if err := os.Truncate(l.Root, 4<<30); err != nil {

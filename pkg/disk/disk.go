@@ -1,18 +1,35 @@
 // Package disk writes imgforge's bootable disk images from files, with
 // go-diskfs: no loop devices, mounts or root are needed.
 //
-// A raw disk is a GPT with four partitions, typed after the Discoverable
-// Partitions Specification so that systemd and other tools recognise them:
+// A raw disk is a GPT with two root slots (A/B), typed after the
+// Discoverable Partitions Specification so that systemd-dissect,
+// systemd-sysupdate and other tools recognise them:
 //
-//	1 ESP          FAT32: systemd-boot, its loader entry, the kernel and initramfs
-//	2 root         the squashfs root filesystem, read only
-//	3 root-verity  its dm-verity hash tree; the root hash is on the kernel command line
-//	4 var (state)  left empty: the initramfs makes an ext4 file system on first boot
+//	1 ESP       PARTLABEL esp            FAT32: systemd-boot, its loader entry, the kernel and initramfs
+//	2 root-a    PARTLABEL ROLE_VERSION   the squashfs root filesystem, read only
+//	3 verity-a  PARTLABEL ROLE_VERSION   its dm-verity hash tree; the root hash is on the kernel command line
+//	4 root-b    PARTLABEL _empty         slot B: zeros (unwritten, sparse) until an update writes it
+//	5 verity-b  PARTLABEL _empty
+//	6 state     PARTLABEL imgforge-state a prebuilt empty ext4 (the /var of the node), grown at boot
 //
-// Every identifier is derived from the inputs (the root and verity
-// partition UUIDs from the root hash, as the specification suggests), and
-// every timestamp is SOURCE_DATE_EPOCH, so the same inputs give the same
-// bytes. The file is sparse: unwritten space costs nothing.
+// VERSION is the image version, the first 12 hex digits of the image
+// digest (see imagemeta.SlotLabel). Both slots have the same sizes: the
+// root partitions are the slot size (disk.slot_size in the image
+// definition), the verity partitions what the hash tree of a root of that
+// size needs. An update writes the inactive slot and renames its two
+// entries after the new version and root hash; the build always writes
+// slot A and leaves B empty ("_empty" is systemd-sysupdate's mark of a
+// free slot). The state partition is last, so that the initramfs can
+// grow it (and its file system, with resize2fs) to the end of a larger
+// disk.
+//
+// Every identifier is derived from the inputs (slot A's partition UUIDs
+// from the root hash, as the specification suggests; slot B's, the
+// disk's, the ESP's, the state partition's and its file system's from
+// the seed), and every timestamp is SOURCE_DATE_EPOCH, so the same inputs
+// give the same bytes. The file is sparse: unwritten space costs nothing,
+// and only the blocks of the state file system that are not zeros are
+// written.
 package disk
 
 import (
@@ -36,12 +53,13 @@ import (
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
-// Partition type GUIDs (Discoverable Partitions Specification, x86-64).
+// Partition type GUIDs (Discoverable Partitions Specification, x86-64),
+// defined in package imagemeta for the disk's readers too.
 const (
-	TypeESP        = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-	TypeRoot       = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
-	TypeRootVerity = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5"
-	TypeVar        = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
+	TypeESP        = imagemeta.TypeESP
+	TypeRoot       = imagemeta.TypeRoot
+	TypeRootVerity = imagemeta.TypeRootVerity
+	TypeVar        = imagemeta.TypeVar
 )
 
 const (
@@ -49,26 +67,77 @@ const (
 	mib    = 1 << 20
 	// MinState is the smallest state partition a disk is made with.
 	MinState = 64 * mib
+	// DefaultSlotSize is a root partition's size when the image
+	// definition does not set disk.slot_size.
+	DefaultSlotSize = 512 * mib
 )
 
-// ErrTooSmall is returned (wrapped) when the disk cannot hold the root.
-var ErrTooSmall = errors.New("disk size too small")
+// Errors Place returns (wrapped): the disk cannot hold the layout
+// (disk.size), or the root does not fit its slot (disk.slot_size).
+var (
+	ErrTooSmall     = errors.New("disk size too small")
+	ErrSlotTooSmall = errors.New("slot size too small")
+)
 
 type tooSmall string
 
 func (e tooSmall) Error() string        { return string(e) }
 func (e tooSmall) Is(target error) bool { return target == ErrTooSmall }
 
+type slotTooSmall string
+
+func (e slotTooSmall) Error() string        { return string(e) }
+func (e slotTooSmall) Is(target error) bool { return target == ErrSlotTooSmall }
+
 // Layout is what a raw disk holds.
 type Layout struct {
 	Size     int64       // the whole disk
 	ESPSize  int64       // the EFI system partition
+	SlotSize int64       // each root partition; 0 means DefaultSlotSize
 	ESPFiles []boot.File // files of the ESP
 	Root     string      // path of the squashfs root filesystem (a multiple of 4096 bytes)
 	Verity   string      // path of its hash tree
-	RootHash string      // hex; names the partitions
-	Seed     string      // more input for the other identifiers (the image digest)
-	Epoch    int64       // SOURCE_DATE_EPOCH
+	RootHash string      // hex; names slot A's partitions
+	Label    string      // slot A's PARTLABEL, imagemeta.SlotLabel(role, version)
+	// State is the path of the state file system, exactly Plan.StateSize()
+	// bytes (see MakeState); empty leaves the state partition unwritten.
+	State string
+	Seed  string // more input for the other identifiers (the image digest)
+	Epoch int64  // SOURCE_DATE_EPOCH
+}
+
+func (l *Layout) slotSize() int64 {
+	if l.SlotSize == 0 {
+		return DefaultSlotSize
+	}
+	return l.SlotSize
+}
+
+// VeritySize is the size of a verity partition for a root partition of
+// slotSize bytes: the dm-verity hash tree (4096-byte blocks, sha256, no
+// superblock) of that many bytes of data, rounded up to a MiB.
+func VeritySize(slotSize int64) int64 {
+	const block, perBlock = 4096, 4096 / sha256.Size
+	n := (slotSize + block - 1) / block
+	var blocks int64
+	for n > 1 {
+		n = (n + perBlock - 1) / perBlock
+		blocks += n
+	}
+	return alignUp(max(blocks, 1)*block, mib)
+}
+
+// Labels are the PARTLABELs the build writes.
+func (l *Layout) Labels() imagemeta.PartitionLabels {
+	return imagemeta.PartitionLabels{
+		ESP: imagemeta.ESPLabel, RootA: l.Label, VerityA: l.Label,
+		RootB: imagemeta.EmptySlotLabel, VerityB: imagemeta.EmptySlotLabel, State: imagemeta.StateLabel,
+	}
+}
+
+// Info is the manifest's description of the disk's layout.
+func (l *Layout) Info() *imagemeta.DiskLayout {
+	return &imagemeta.DiskLayout{SlotSize: l.slotSize(), VeritySize: VeritySize(l.slotSize()), Labels: l.Labels()}
 }
 
 // IDs are the identifiers a Layout gives its disk. They are the
@@ -106,11 +175,14 @@ func (l *Layout) IDs() (IDs, error) {
 		raw[i] = byte(v)
 	}
 	return IDs{
-		Disk:   UUID("disk", l.Seed),
-		ESP:    UUID("esp", l.Seed),
-		Root:   uuidFrom(raw[:16]),
-		Verity: uuidFrom(raw[16:]),
-		State:  UUID("state", l.Seed),
+		Disk:    UUID("disk", l.Seed),
+		ESP:     UUID("esp", l.Seed),
+		Root:    uuidFrom(raw[:16]),
+		Verity:  uuidFrom(raw[16:]),
+		State:   UUID("state", l.Seed),
+		RootB:   UUID("root-b", l.Seed),
+		VerityB: UUID("verity-b", l.Seed),
+		StateFS: UUID("state-fs", l.Seed),
 	}, nil
 }
 
@@ -118,10 +190,15 @@ func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
 
 // Plan is where each partition starts and ends, in sectors.
 type Plan struct {
-	ESP, Root, Verity, State [2]uint64 // first and last sector
+	ESP, Root, Verity, RootB, VerityB, State [2]uint64 // first and last sector
 }
 
+// StateSize is the state partition's size in bytes.
+func (p Plan) StateSize() int64 { return int64(p.State[1]-p.State[0]+1) * sector }
+
 // Place lays the partitions out on l.Size, or says how much is needed.
+// The root must fit its slot (ErrSlotTooSmall) and the slots and the
+// smallest state partition the disk (ErrTooSmall).
 func (l *Layout) Place() (Plan, error) {
 	rootSize, err := fileSize(l.Root)
 	if err != nil {
@@ -139,14 +216,24 @@ func (l *Layout) Place() (Plan, error) {
 		next = s + alignUp(size, mib)
 		return [2]uint64{uint64(s / sector), uint64(next/sector - 1)}
 	}
+	slot, vslot := l.slotSize(), VeritySize(l.slotSize())
+	if slot <= 0 || slot%mib != 0 {
+		return Plan{}, slotTooSmall(fmt.Sprintf("the slot size %d bytes is not a positive number of MiB", slot))
+	}
+	if rootSize > slot || verSize > vslot {
+		return Plan{}, slotTooSmall(fmt.Sprintf("the slot size %s cannot hold the root filesystem of %s: make it at least %s",
+			human(slot), human(rootSize), human(alignUp(rootSize, mib))))
+	}
 	p.ESP = place(l.ESPSize)
-	p.Root = place(rootSize)
-	p.Verity = place(verSize)
+	p.Root = place(slot)
+	p.Verity = place(vslot)
+	p.RootB = place(slot)
+	p.VerityB = place(vslot)
 	// 1 MiB at the end for the backup GPT.
 	need := next + MinState + mib
 	if l.Size < need {
-		return Plan{}, tooSmall(fmt.Sprintf("the disk size %s (disk.size in the image definition) cannot hold the root filesystem: it needs at least %s (ESP %s, root %s, hash tree %s, state %s)",
-			human(l.Size), human(alignUp(need, mib)), human(l.ESPSize), human(rootSize), human(verSize), human(MinState)))
+		return Plan{}, tooSmall(fmt.Sprintf("the disk size %s (disk.size in the image definition) cannot hold the two slots: it needs at least %s (ESP %s, two slots of %s with a hash tree of %s each, state %s)",
+			human(l.Size), human(alignUp(need, mib)), human(l.ESPSize), human(slot), human(vslot), human(MinState)))
 	}
 	p.State = [2]uint64{uint64(next / sector), uint64((l.Size-mib)/sector - 1)}
 	return p, nil
@@ -188,6 +275,24 @@ func writeRaw(ctx context.Context, path string, l Layout, created *bool) (IDs, e
 	if err != nil {
 		return ids, err
 	}
+	if err := checkLabel(l.Label); err != nil {
+		return ids, err
+	}
+	labels := l.Labels()
+	var state *os.File
+	if l.State != "" {
+		if state, err = os.Open(l.State); err != nil {
+			return ids, fmt.Errorf("reading the state file system: %w", err)
+		}
+		defer state.Close()
+		fi, err := state.Stat()
+		if err != nil {
+			return ids, err
+		}
+		if fi.Size() != pl.StateSize() {
+			return ids, fmt.Errorf("the state file system %s has %d bytes; its partition, %d", l.State, fi.Size(), pl.StateSize())
+		}
+	}
 	// go-diskfs reads SOURCE_DATE_EPOCH from the environment for FAT
 	// timestamps; it has no other way to be told.
 	os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(l.Epoch, 10))
@@ -208,10 +313,12 @@ func writeRaw(ctx context.Context, path string, l Layout, created *bool) (IDs, e
 		ProtectiveMBR:      true,
 		GUID:               ids.Disk,
 		Partitions: []*gpt.Partition{
-			{Index: 1, Start: pl.ESP[0], End: pl.ESP[1], Type: TypeESP, Name: "ESP", GUID: ids.ESP},
-			{Index: 2, Start: pl.Root[0], End: pl.Root[1], Type: TypeRoot, Name: "root-x86-64", GUID: ids.Root},
-			{Index: 3, Start: pl.Verity[0], End: pl.Verity[1], Type: TypeRootVerity, Name: "root-x86-64-verity", GUID: ids.Verity},
-			{Index: 4, Start: pl.State[0], End: pl.State[1], Type: TypeVar, Name: "imgforge-state", GUID: ids.State},
+			{Index: 1, Start: pl.ESP[0], End: pl.ESP[1], Type: TypeESP, Name: labels.ESP, GUID: ids.ESP},
+			{Index: 2, Start: pl.Root[0], End: pl.Root[1], Type: TypeRoot, Name: labels.RootA, GUID: ids.Root},
+			{Index: 3, Start: pl.Verity[0], End: pl.Verity[1], Type: TypeRootVerity, Name: labels.VerityA, GUID: ids.Verity},
+			{Index: 4, Start: pl.RootB[0], End: pl.RootB[1], Type: TypeRoot, Name: labels.RootB, GUID: ids.RootB},
+			{Index: 5, Start: pl.VerityB[0], End: pl.VerityB[1], Type: TypeRootVerity, Name: labels.VerityB, GUID: ids.VerityB},
+			{Index: 6, Start: pl.State[0], End: pl.State[1], Type: TypeVar, Name: labels.State, GUID: ids.State},
 		},
 	}
 	if err := d.Partition(table); err != nil {
@@ -225,7 +332,8 @@ func writeRaw(ctx context.Context, path string, l Layout, created *bool) (IDs, e
 		return ids, fmt.Errorf("writing %s: %w", path, err)
 	}
 	// The root and its hash tree go in as they are, at their partitions'
-	// offsets; the rest of each partition stays unwritten (sparse).
+	// offsets; the rest of each partition, and slot B, stay unwritten
+	// (sparse).
 	out, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return ids, err
@@ -248,10 +356,24 @@ func writeRaw(ctx context.Context, path string, l Layout, created *bool) (IDs, e
 			return ids, fmt.Errorf("writing %s into %s: %w", part.src, path, err)
 		}
 	}
+	if state != nil {
+		if err := copySparse(ctx, out, int64(pl.State[0])*sector, state); err != nil {
+			return ids, fmt.Errorf("writing the state file system into %s: %w", path, err)
+		}
+	}
 	if err := out.Close(); err != nil {
 		return ids, err
 	}
 	return ids, nil
+}
+
+// checkLabel checks that a slot label fits a GPT partition name and names
+// a version (see imagemeta.SlotLabel).
+func checkLabel(label string) error {
+	if _, _, ok := imagemeta.ParseSlotLabel(label); !ok || len(label) > imagemeta.MaxLabel {
+		return fmt.Errorf("slot A's label %q is not ROLE_VERSION (at most %d characters, VERSION %d hex digits)", label, imagemeta.MaxLabel, imagemeta.VersionLen)
+	}
+	return nil
 }
 
 // writeFAT makes a FAT32 file system on partition part and fills it.

@@ -333,6 +333,7 @@ func TestFixFAT(t *testing.T) {
 		l := Layout{
 			Size: 512 << 20, ESPSize: 256 << 20, ESPFiles: boot.ESP([]byte("boot"), boot.Slot{Name: "a", Gen: 1, Title: "t", Cmdline: "cmdline", Kernel: []byte("kernel"), Initrd: []byte("initrd")}),
 			Root: root, Verity: verity, RootHash: strings.Repeat("11", 32), Epoch: 1700000000,
+			SlotSize: 1 << 20, Label: "t_0123456789ab",
 		}
 		if _, err := WriteRaw(context.Background(), raw, l); err != nil {
 			t.Fatal(err)

@@ -173,3 +173,26 @@ func FuzzParseSums(f *testing.F) {
 		}
 	})
 }
+
+func TestSlotLabel(t *testing.T) {
+	for _, c := range []struct{ role, digest, want string }{
+		{"lb", "sha256:0123456789abcdef0123", "lb_0123456789ab"},
+		{"web", "0123456789abcdef", "web_0123456789ab"},
+		// 36 UTF-16 units at most: the role is shortened, never the version.
+		{"a-very-long-role-name-that-goes-on", "sha256:fedcba9876543210", "a-very-long-role-name-t_fedcba987654"},
+	} {
+		got := SlotLabel(c.role, Version(c.digest))
+		if got != c.want || len(got) > MaxLabel {
+			t.Errorf("SlotLabel(%q, Version(%q)) = %q, want %q", c.role, c.digest, got, c.want)
+		}
+		role, version, ok := ParseSlotLabel(got)
+		if !ok || version != Version(c.digest) || !strings.HasPrefix(c.role, role) {
+			t.Errorf("ParseSlotLabel(%q) = %q, %q, %v", got, role, version, ok)
+		}
+	}
+	for _, bad := range []string{EmptySlotLabel, "", "lb", "lb_", "_0123456789ab", "lb_0123456789aB", "lb_0123456789a", "lb_0123456789abc", "root-x86-64"} {
+		if r, v, ok := ParseSlotLabel(bad); ok {
+			t.Errorf("ParseSlotLabel(%q) = %q, %q, true; want not a version", bad, r, v)
+		}
+	}
+}

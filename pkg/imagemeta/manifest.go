@@ -72,7 +72,10 @@ type Disk struct {
 	OverlayVerity *Verity      `json:"overlay_verity,omitempty"`
 	Cmdline       string       `json:"cmdline"`
 	Partitions    PartitionIDs `json:"partitions"`
-	ISOCmdline    string       `json:"iso_cmdline,omitempty"`
+	// Layout is the raw disk's A/B layout: the slot sizes and the
+	// partition labels (absent in manifests of older builds).
+	Layout     *DiskLayout `json:"layout,omitempty"`
+	ISOCmdline string      `json:"iso_cmdline,omitempty"`
 	// ESPFiles and ISOESPFiles map every file of the raw disk's ESP and
 	// of the ISO's to its sha256 ("sha256:HEX"): the boot loader,
 	// loader.conf, the loader entry, the kernel and the initramfs.
@@ -94,8 +97,99 @@ type Verity struct {
 
 // PartitionIDs is a disk's GUID and its partitions' UUIDs, upper case as
 // in the GPT. (Its JSON keys are the Go field names, as they always were.)
+// Root and Verity are slot A's, which the build writes; RootB and VerityB
+// are the empty slot B's as the build leaves it (an update renames them
+// after its root hash); StateFS is the UUID of the prebuilt ext4 file
+// system in the state partition.
 type PartitionIDs struct {
 	Disk, ESP, Root, Verity, State string
+	RootB, VerityB, StateFS        string `json:",omitempty"`
+}
+
+// DiskLayout is the A/B layout of a raw disk, in partition order:
+//
+//	1 ESP        PARTLABEL esp
+//	2 root-a     PARTLABEL ROLE_VERSION  the built root
+//	3 verity-a   PARTLABEL ROLE_VERSION  its dm-verity hash tree
+//	4 root-b     PARTLABEL _empty        zeros, until an update writes it
+//	5 verity-b   PARTLABEL _empty
+//	6 state      PARTLABEL imgforge-state, a prebuilt empty ext4
+//
+// Both slots have the same sizes.
+type DiskLayout struct {
+	SlotSize   int64           `json:"slot_size"`   // bytes of each root partition
+	VeritySize int64           `json:"verity_size"` // bytes of each verity partition
+	Labels     PartitionLabels `json:"labels"`
+}
+
+// PartitionLabels are the GPT partition names (PARTLABELs) of a raw disk
+// as the build writes it.
+type PartitionLabels struct {
+	ESP     string `json:"esp"`
+	RootA   string `json:"root_a"`
+	VerityA string `json:"verity_a"`
+	RootB   string `json:"root_b"`
+	VerityB string `json:"verity_b"`
+	State   string `json:"state"`
+}
+
+// Partition type GUIDs of a raw disk (Discoverable Partitions
+// Specification, x86-64), for its writer (package disk) and its readers
+// (verify, the agent's update).
+const (
+	TypeESP        = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	TypeRoot       = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+	TypeRootVerity = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5"
+	TypeVar        = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
+)
+
+// Partition labels of a raw disk.
+const (
+	ESPLabel   = "esp"
+	StateLabel = "imgforge-state" // the state partition's and its ext4 file system's
+	// EmptySlotLabel marks a slot with no root (systemd-sysupdate's
+	// convention).
+	EmptySlotLabel = "_empty"
+	// MaxLabel is the length of a GPT partition name, in UTF-16 units.
+	MaxLabel = 36
+	// VersionLen is how many hex digits of the image digest make an
+	// image's version.
+	VersionLen = 12
+)
+
+// Version is an image's version: the first VersionLen hex digits of its
+// image digest ("sha256:HEX" or HEX).
+func Version(imageDigest string) string {
+	v := strings.TrimPrefix(imageDigest, "sha256:")
+	if len(v) > VersionLen {
+		v = v[:VersionLen]
+	}
+	return v
+}
+
+// SlotLabel is the PARTLABEL of a slot holding version of role:
+// ROLE_VERSION, the role shortened so that the whole fits the GPT's 36
+// UTF-16 units (role names are ASCII, see package names).
+func SlotLabel(role, version string) string {
+	if n := MaxLabel - len(version) - 1; len(role) > n {
+		role = role[:max(n, 0)]
+	}
+	return role + "_" + version
+}
+
+// ParseSlotLabel splits a slot's PARTLABEL into its role and version; ok
+// is false for an empty slot or a label that names no version.
+func ParseSlotLabel(label string) (role, version string, ok bool) {
+	i := strings.LastIndexByte(label, '_')
+	if i <= 0 || len(label)-i-1 != VersionLen {
+		return "", "", false
+	}
+	for _, c := range label[i+1:] {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return "", "", false
+		}
+	}
+	return label[:i], label[i+1:], true
 }
 
 // Marshal gives manifest.json's bytes.
@@ -123,14 +217,4 @@ func ReadManifest(path string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
 	}
 	return m, nil
-}
-
-// Version is an image's version, as its partition labels and boot entries
-// carry it: the first 12 hex digits of its image digest ("sha256:HEX").
-func Version(imageDigest string) string {
-	h := strings.TrimPrefix(imageDigest, "sha256:")
-	if len(h) > 12 {
-		h = h[:12]
-	}
-	return h
 }

@@ -61,9 +61,16 @@ type Plan struct {
 	// Positions of the packages in their definition files, so that a build
 	// error about a package can say where it was asked for.
 	PackagePos map[string]spec.Pos `json:"-" yaml:"-"`
+	// Positions of the disk settings ("disk.size", "disk.slot_size"), so
+	// that a build error about the disk can say where it was set.
+	DiskPos map[string]spec.Pos `json:"-" yaml:"-"`
 	// Content of the files, by digest; not part of the printed plan.
 	Blobs map[string][]byte `json:"-" yaml:"-"`
 }
+
+// DefaultSlotSize is disk.slot_size when the image definition does not
+// set it: each of a raw disk's two root partitions.
+const DefaultSlotSize = 512 << 20
 
 // Distribution is the resolved Debian release and its apt sources.
 type Distribution struct {
@@ -166,6 +173,10 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 	if len(p.Outputs) == 0 {
 		p.Outputs = []string{"oci"}
 	}
+	if p.Disk.SlotSize == 0 {
+		p.Disk.SlotSize = DefaultSlotSize
+	}
+	p.DiskPos = map[string]spec.Pos{"disk.size": isrc.At("disk.size"), "disk.slot_size": isrc.At("disk.slot_size")}
 	p.Ports = withProtocol(p.Ports)
 	for _, d := range p.Discover {
 		peer, _, err := cat.Role(d)

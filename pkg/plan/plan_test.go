@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -271,5 +272,39 @@ func TestSymlinkedSources(t *testing.T) {
 	}
 	if _, err := plan.Resolve(cat, "lb", *embedded(t)); err == nil || !strings.Contains(err.Error(), "path escapes") {
 		t.Errorf("a role file linked from outside: err = %v", err)
+	}
+}
+
+func TestSlotSize(t *testing.T) {
+	cat, _ := imgforge.Catalog("", "")
+	p, err := plan.Resolve(cat, "lb", *embedded(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos := p.DiskPos["disk.slot_size"]; p.Disk.SlotSize != 512<<20 || !strings.HasSuffix(pos.File, "images/default.yaml") || pos.Line == 0 {
+		t.Errorf("slot size %d at %v, want 512MiB at images/default.yaml:LINE", p.Disk.SlotSize, pos)
+	}
+	// An image definition that does not set it gets the default.
+	def, err := os.ReadFile("../../images/default.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := regexp.MustCompile(`(?m)^  slot_size: .*\n`).ReplaceAll(def, nil)
+	if bytes.Equal(mine, def) {
+		t.Fatal("images/default.yaml sets no disk.slot_size")
+	}
+	images := t.TempDir()
+	if err := os.CopyFS(images, os.DirFS("../../images")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(images, "default.yaml"), mine, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cat, _ = imgforge.Catalog("../../roles", images)
+	if p, err = plan.Resolve(cat, "lb", *embedded(t)); err != nil {
+		t.Fatal(err)
+	}
+	if pos := p.DiskPos["disk.slot_size"]; p.Disk.SlotSize != plan.DefaultSlotSize || pos.Line != 0 || !strings.HasSuffix(pos.File, "default.yaml") {
+		t.Errorf("unset: slot size %d at %+v, want the default", p.Disk.SlotSize, pos)
 	}
 }

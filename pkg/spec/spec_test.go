@@ -149,6 +149,8 @@ func TestImageErrors(t *testing.T) {
 		{"epoch", strings.Replace(base, "source_date_epoch: 1", "source_date_epoch: 0", 1), `field "source_date_epoch": must be a positive Unix time`},
 		{"output", base + "outputs: [oci, floppy]\n", `field "outputs[1]": unknown output format "floppy"; known: oci, docker-archive`},
 		{"size", base + "disk: {size: lots}\n", `field "disk.size": expected a size such as 2GiB`},
+		{"slot size", base + "disk: {size: 4GiB, slot_size: 1GiB}\n", ""},
+		{"slot size unit", base + "disk:\n  size: 4GiB\n  slot_size: 1000000\n", `images/default.yaml:7:14: field "disk.slot_size": 1000000 bytes is not a whole number of MiB`},
 		{"globs", base + "exclude: [/usr/share/doc/*, /lib/modules/*/kernel/lib/test_*]\ninclude: [/usr/share/doc/*/copyright]\nboot_exclude: [/boot/*, /usr/lib/udev/hwdb.d/*]\n", ""},
 		{"exclude newline", base + "exclude: [\"/usr/share/doc/*\\npath-include=/x\"]\n", `field "exclude[0]": "/usr/share/doc/*\npath-include=/x" is not accepted: a glob is an absolute path made of letters, digits`},
 		{"include return", base + "include: [\"/usr/share/doc\\r\"]\n", `field "include[0]"`},

@@ -156,10 +156,12 @@ type Distribution struct {
 	Security       *bool    `yaml:"security" json:"security,omitempty"` // SUITE-security; on when unset
 }
 
-// Disk sizes the bootable outputs.
+// Disk sizes the bootable outputs. A raw disk has two root slots (A, the
+// built image, and B, empty until an update) of SlotSize each.
 type Disk struct {
-	Size    Size `yaml:"size" json:"size,omitempty"`
-	ESPSize Size `yaml:"esp_size" json:"esp_size,omitempty"`
+	Size     Size `yaml:"size" json:"size,omitempty"`
+	ESPSize  Size `yaml:"esp_size" json:"esp_size,omitempty"`
+	SlotSize Size `yaml:"slot_size" json:"slot_size,omitempty"`
 }
 
 // Kernel holds the kernel command line of the bootable outputs.

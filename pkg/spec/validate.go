@@ -296,6 +296,9 @@ func (im *Image) Validate(src Source) error {
 			return src.Errorf(fmt.Sprintf("outputs[%d]", i), "unknown output format %q; known: %s", o, format.List())
 		}
 	}
+	if z := im.Disk.SlotSize; z%(1<<20) != 0 {
+		return src.Errorf("disk.slot_size", "%d bytes is not a whole number of MiB; accepted: a size such as 512MiB or 1GiB (unset: 512MiB)", z)
+	}
 	if strings.ContainsAny(im.Kernel.Cmdline, "\n\r") {
 		return src.Errorf("kernel.cmdline", "must be one line")
 	}

@@ -152,18 +152,32 @@ func partition(t *gpt.Table, index int) *gpt.Partition {
 	return nil
 }
 
-// checkPartition checks that partition index has the type and, unless
-// uuid is empty, the UUID.
-func checkPartition(t *gpt.Table, index int, typ, uuid string) (string, error) {
-	p := partition(t, index)
+// partSpec is what a partition of an imgforge disk must be.
+type partSpec struct {
+	index           int
+	name, typ, uuid string
+	label           string
+	size            int64 // 0: any
+}
+
+// checkPartition checks that a partition has the type, the label, the
+// size unless it is 0, and the UUID unless it is empty.
+func checkPartition(t *gpt.Table, want partSpec) (string, error) {
+	p := partition(t, want.index)
 	if p == nil {
-		return "", fmt.Errorf("there is no partition %d", index)
+		return "", fmt.Errorf("there is no partition %d", want.index)
 	}
-	if !strings.EqualFold(string(p.Type), typ) {
-		return "", fmt.Errorf("partition %d has type %s; want %s", index, strings.ToUpper(string(p.Type)), typ)
+	if !strings.EqualFold(string(p.Type), want.typ) {
+		return "", fmt.Errorf("partition %d has type %s; want %s", want.index, strings.ToUpper(string(p.Type)), want.typ)
 	}
-	if uuid != "" && !strings.EqualFold(p.GUID, uuid) {
-		return "", fmt.Errorf("partition %d has UUID %s; the manifest says %s", index, p.GUID, strings.ToUpper(uuid))
+	if want.uuid != "" && !strings.EqualFold(p.GUID, want.uuid) {
+		return "", fmt.Errorf("partition %d has UUID %s; the manifest says %s", want.index, p.GUID, strings.ToUpper(want.uuid))
 	}
-	return fmt.Sprintf("partition %d: type %s, UUID %s, %s", index, strings.ToUpper(string(p.Type)), p.GUID, units.Bytes(int64(p.Size))), nil
+	if p.Name != want.label {
+		return "", fmt.Errorf("partition %d is labelled %q; the manifest says %q", want.index, p.Name, want.label)
+	}
+	if want.size != 0 && int64(p.Size) != want.size {
+		return "", fmt.Errorf("partition %d has %s; the manifest's layout says %s", want.index, units.Bytes(int64(p.Size)), units.Bytes(want.size))
+	}
+	return fmt.Sprintf("partition %d: type %s, UUID %s, label %q, %s", want.index, strings.ToUpper(string(p.Type)), p.GUID, p.Name, units.Bytes(int64(p.Size))), nil
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,7 +34,7 @@ func Raw(ctx context.Context, imagePath, manifestPath string) (Report, error) {
 		return *r.report, fmt.Errorf("reading the image: %w", err)
 	}
 	defer f.Close()
-	ids, v := m.Disk.Partitions, m.Disk.Verity
+	ids, v, lay := m.Disk.Partitions, m.Disk.Verity, m.Disk.Layout
 
 	r.check(CheckDigest, func() (string, error) { return r.checkDigest(m, "raw") })
 	r.check(CheckProtectiveMBR, func() (string, error) { return checkMBR(f) })
@@ -46,27 +47,35 @@ func Raw(ctx context.Context, imagePath, manifestPath string) (Report, error) {
 		if !strings.EqualFold(t.GUID, ids.Disk) {
 			return "", fmt.Errorf("the disk GUID is %s; the manifest says %s", t.GUID, strings.ToUpper(ids.Disk))
 		}
-		if len(t.Partitions) != 4 {
-			return "", fmt.Errorf("the disk has %d partitions; an imgforge disk has 4 (ESP, root, root-verity, state)", len(t.Partitions))
+		if len(t.Partitions) != 6 {
+			return "", fmt.Errorf("the disk has %d partitions; an imgforge disk has 6 (ESP, root-a, verity-a, root-b, verity-b, state)", len(t.Partitions))
 		}
 		table = t
 		return reason, nil
 	})
 	partsOK := tableOK
-	if tableOK {
-		for _, p := range []struct {
-			index           int
-			name, typ, uuid string
-		}{
-			{1, "esp", disk.TypeESP, ids.ESP},
-			{2, "root", disk.TypeRoot, ids.Root},
-			{3, "verity", disk.TypeRootVerity, ids.Verity},
-			{4, "state", disk.TypeVar, ids.State},
+	if tableOK && lay == nil {
+		r.check(CheckLayout, func() (string, error) {
+			return "", errors.New("the manifest has no disk layout (slot size, partition labels): it was written by an imgforge without A/B slots; rebuild the image")
+		})
+		partsOK = false
+	}
+	if partsOK {
+		for _, p := range []partSpec{
+			{1, "esp", disk.TypeESP, ids.ESP, lay.Labels.ESP, 0},
+			{2, "root", disk.TypeRoot, ids.Root, lay.Labels.RootA, lay.SlotSize},
+			{3, "verity", disk.TypeRootVerity, ids.Verity, lay.Labels.VerityA, lay.VeritySize},
+			{6, "state", disk.TypeVar, ids.State, lay.Labels.State, 0},
 		} {
-			if !r.check(CheckPartition+p.name, func() (string, error) { return checkPartition(table, p.index, p.typ, p.uuid) }) {
+			if !r.check(CheckPartition+p.name, func() (string, error) { return checkPartition(table, p) }) {
 				partsOK = false
 			}
 		}
+		r.check(CheckLabels, func() (string, error) { return checkLabels(m, lay.Labels) })
+		r.check(CheckSlotB, func() (string, error) { return r.checkSlotB(f, table, m) })
+		r.check(CheckStateFS, func() (string, error) {
+			return r.checkStateFS(imagePath, partition(table, 6), ids.StateFS, lay.Labels.State)
+		})
 	}
 	r.check(CheckCmdline, func() (string, error) { return checkRawCmdline(m.Disk.Cmdline, ids, v) })
 	if !partsOK {

@@ -5,17 +5,26 @@
 // A check whose input an earlier check found broken (the partitions of
 // an unreadable GPT, say) is not run. The checks cover what a machine
 // needs to boot the image as it was built: the file's sha256 against the
-// manifest's outputs, the partition table and partition UUIDs, the
-// kernel command line, the ESP (fsck.vfat, the sha256 of each of its boot
-// files against the manifest's esp_files, the loader entry's options
-// against the manifest's cmdline), the squashfs (read in full
-// with sqfs2tar) and its dm-verity hash tree against the manifest's root
-// hash (veritysetup, as the boot does).
+// manifest's outputs; the partition table (six partitions: the ESP, slot
+// A's root and verity, slot B's, the state) with the partition UUIDs,
+// labels and slot sizes the manifest records; slot A's labels against
+// the manifest's role and version; slot B, either empty (labelled _empty,
+// the build's UUIDs, and zeros: only the allocated parts of the range,
+// found with SEEK_DATA, are read, the holes are zeros by definition) or
+// labelled with a version of the role (after an update; its content is
+// not checked, the manifest describes slot A only); the state partition's
+// prebuilt ext4 (UUID, label, e2fsck -fn); the kernel command line; the
+// ESP (fsck.vfat, the sha256 of each of its boot files against the
+// manifest's esp_files, the loader entry's options against the
+// manifest's cmdline); the squashfs (read in full with sqfs2tar) and its
+// dm-verity hash tree against the manifest's root hash (veritysetup, as
+// the boot does).
 //
 // Nothing is changed or mounted: the partitions the tools read are
 // copied into a temporary folder. The tools are fsck.vfat (dosfstools),
-// sqfs2tar (squashfs-tools-ng), veritysetup (cryptsetup-bin) and, for an
-// ISO, xorriso; a missing tool fails its check and says what to install.
+// e2fsck (e2fsprogs), sqfs2tar (squashfs-tools-ng), veritysetup
+// (cryptsetup-bin) and, for an ISO, xorriso; a missing tool fails its
+// check and says what to install.
 package verify
 
 import (
@@ -85,7 +94,11 @@ const (
 	CheckDigest        = "digest"
 	CheckProtectiveMBR = "protective-mbr"
 	CheckGPT           = "gpt"
+	CheckLayout        = "layout"     // the manifest has the disk's layout
 	CheckPartition     = "partition-" // + esp, root, verity, state
+	CheckLabels        = "labels"     // slot A's labels name the manifest's role and version
+	CheckSlotB         = "slot-b"
+	CheckStateFS       = "state-fs"
 	CheckCmdline       = "cmdline"
 	CheckElTorito      = "el-torito"
 	CheckESPFsck       = "esp-fsck"

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/verify/verifytest"
@@ -84,7 +87,7 @@ func squashfsEnd(t *testing.T, im verifytest.Image) int64 {
 
 var rawChecks = []string{
 	CheckDigest, CheckProtectiveMBR, CheckGPT, "partition-esp", "partition-root", "partition-verity", "partition-state",
-	CheckCmdline, CheckESPFsck, CheckESPFiles, CheckLoaderEntry, CheckRootImage, CheckSquashfs, CheckVerity,
+	CheckLabels, CheckSlotB, CheckStateFS, CheckCmdline, CheckESPFsck, CheckESPFiles, CheckLoaderEntry, CheckRootImage, CheckSquashfs, CheckVerity,
 }
 
 func TestRaw(t *testing.T) {
@@ -155,6 +158,51 @@ func TestRaw(t *testing.T) {
 		{"no ESP digests in the manifest", func(t *testing.T, im verifytest.Image) {
 			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.ESPFiles = nil })
 		}, CheckESPFiles, "the manifest records no digests of the ESP's files (esp_files)"},
+		// Issue 13: two slots, a prebuilt state file system.
+		{"slot B updated to another version", func(t *testing.T, im verifytest.Image) {
+			relabel(t, im, "test_fedcba987654", "test_fedcba987654", true)
+		}, "", ""},
+		{"slot B of another role", func(t *testing.T, im verifytest.Image) {
+			relabel(t, im, "other_fedcba987654", "other_fedcba987654", true)
+		}, CheckSlotB, `slot B holds role other (label "other_fedcba987654"); the disk is role test's`},
+		{"slot B labels differ", func(t *testing.T, im verifytest.Image) {
+			relabel(t, im, "_empty", "test_fedcba987654", false)
+		}, CheckSlotB, `slot B's root is labelled "_empty" and its verity "test_fedcba987654"`},
+		{"slot B labelled with no version", func(t *testing.T, im verifytest.Image) {
+			relabel(t, im, "root-x86-64", "root-x86-64", false)
+		}, CheckSlotB, `slot B is labelled "root-x86-64": neither _empty nor ROLE_VERSION`},
+		{"slot B with slot A's UUIDs", func(t *testing.T, im verifytest.Image) {
+			relabelUUID(t, im)
+		}, CheckSlotB, "slot B's partitions have slot A's UUIDs"},
+		{"empty slot B holds data", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, im.RootBOffset+verifytest.SlotSize-1)
+			im.UpdateDigest(t)
+		}, CheckSlotB, fmt.Sprintf("slot B is labelled _empty but byte %d of the slot is not zero", verifytest.SlotSize-1)},
+		{"another empty slot B UUID in the manifest", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Partitions.VerityB = "0B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C" })
+		}, CheckSlotB, "empty slot B's partition 5 has UUID "},
+		{"slot A label in the manifest", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Layout.Labels.RootA = "test_fedcba987654" })
+		}, "partition-root", `partition 2 is labelled "test_0123456789ab"; the manifest says "test_fedcba987654"`},
+		{"another version in the manifest", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.ImageDigest = "sha256:fedcba9876543210" })
+		}, CheckLabels, "are not those of role test version fedcba987654"},
+		{"no layout in the manifest", func(t *testing.T, im verifytest.Image) {
+			im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Layout = nil })
+		}, CheckLayout, "the manifest has no disk layout"},
+		{"state file system UUID", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, im.StateOffset+1024+0x68)
+			im.UpdateDigest(t)
+		}, CheckStateFS, "the state file system has UUID "},
+		{"no state file system", func(t *testing.T, im verifytest.Image) {
+			im.Flip(t, im.StateOffset+1024+0x38)
+			im.UpdateDigest(t)
+		}, CheckStateFS, "the state partition holds no ext4 file system"},
+		{"damaged state file system", func(t *testing.T, im verifytest.Image) {
+			// The first group descriptor (block 1): its block bitmap's address.
+			im.Flip(t, im.StateOffset+4096)
+			im.UpdateDigest(t)
+		}, CheckStateFS, "e2fsck -fn finds the state file system damaged"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,4 +435,45 @@ func flipAll(t *testing.T, im verifytest.Image, b []byte) {
 	if n == 0 {
 		t.Fatalf("%q is not in the image", b)
 	}
+}
+
+// relabel writes slot B's GPT entries as an update does: both labels,
+// and (newUUIDs) partition UUIDs of a new root hash, in the primary and
+// the backup GPT.
+func relabel(t *testing.T, im verifytest.Image, root, verity string, newUUIDs bool) {
+	t.Helper()
+	editGPT(t, im, func(tb *gpt.Table) {
+		tb.Partitions[3].Name, tb.Partitions[4].Name = root, verity
+		if newUUIDs {
+			tb.Partitions[3].GUID, tb.Partitions[4].GUID = "1B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C", "2B1C5D27-1E4F-4B4A-9F5E-4E4D2C6A7B8C"
+		}
+	})
+}
+
+func relabelUUID(t *testing.T, im verifytest.Image) {
+	t.Helper()
+	editGPT(t, im, func(tb *gpt.Table) {
+		tb.Partitions[3].Name, tb.Partitions[4].Name = "test_fedcba987654", "test_fedcba987654"
+		tb.Partitions[3].GUID, tb.Partitions[4].GUID = tb.Partitions[1].GUID, tb.Partitions[2].GUID
+	})
+}
+
+func editGPT(t *testing.T, im verifytest.Image, edit func(*gpt.Table)) {
+	t.Helper()
+	f, err := os.OpenFile(im.Path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tb, err := gpt.Read(f, 512, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(tb)
+	fi, _ := f.Stat()
+	if err := tb.Write(f, fi.Size()); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	im.UpdateDigest(t)
 }

@@ -424,29 +424,34 @@ func TestPush(t *testing.T) {
 	tool(t, "skopeo", "inspect", "--tls-verify=false", "docker://"+host+"/stack/lb:test")
 }
 
-// TestDiskTooSmall asks for a disk smaller than the root: a one-line error
-// that says how much is needed, and nothing written.
+// TestDiskTooSmall asks for a disk smaller than the two slots, then for a
+// slot smaller than the root: a one-line error at the setting that says
+// how much is needed, and nothing written.
 func TestDiskTooSmall(t *testing.T) {
 	f := cold(t, 0)
-	images := filepath.Join(t.TempDir(), "images")
-	copyTree(t, filepath.Join(repo, "images"), images)
-	p := filepath.Join(images, "default.yaml")
-	b, _ := os.ReadFile(p)
-	edited := strings.Replace(string(b), "  size: 2GiB", "  size: 100MiB", 1)
-	if edited == string(b) {
-		t.Fatal("could not edit the disk size")
+	for _, c := range []struct{ from, to, want string }{
+		{"  size: 2GiB", "  size: 100MiB", `images/default.yaml:\d+:9: field "disk.size": the disk size 100MiB \(disk.size in the image definition\) cannot hold the two slots: it needs at least \d+MiB`},
+		{"  slot_size: 512MiB", "  slot_size: 64MiB", `images/default.yaml:\d+:14: field "disk.slot_size": the slot size 64MiB cannot hold the root filesystem of \d+MiB: make it at least \d+MiB`},
+	} {
+		images := filepath.Join(t.TempDir(), "images")
+		copyTree(t, filepath.Join(repo, "images"), images)
+		p := filepath.Join(images, "default.yaml")
+		b, _ := os.ReadFile(p)
+		edited := strings.Replace(string(b), c.from, c.to, 1)
+		if edited == string(b) {
+			t.Fatalf("could not edit %q", c.from)
+		}
+		os.WriteFile(p, []byte(edited), 0o644)
+		out := t.TempDir()
+		r := imgforge(t, f.cache, workdir, "build", "--images", images, "--format", "raw", "--output-dir", out, "lb")
+		if r.code == 0 {
+			t.Fatalf("%q was accepted", c.to)
+		}
+		if !regexp.MustCompile(c.want).MatchString(lastLine(r.stderr)) {
+			t.Errorf("%s: error %q does not match %s", c.to, lastLine(r.stderr), c.want)
+		}
+		assertEmptyOutput(t, out)
 	}
-	os.WriteFile(p, []byte(edited), 0o644)
-	out := t.TempDir()
-	r := imgforge(t, f.cache, workdir, "build", "--images", images, "--format", "raw", "--output-dir", out, "lb")
-	if r.code == 0 {
-		t.Fatal("a 100MiB disk was accepted")
-	}
-	re := regexp.MustCompile(`the disk size 100MiB \(disk.size in the image definition\) cannot hold the root filesystem: it needs at least \d+MiB`)
-	if !re.MatchString(lastLine(r.stderr)) {
-		t.Errorf("error %q does not say how much is needed", lastLine(r.stderr))
-	}
-	assertEmptyOutput(t, out)
 }
 
 // TestVerify checks every role's raw disk and ISO with imgforge verify, and

@@ -42,13 +42,23 @@ type Image struct {
 	RootOffset int64
 	// ESPOffset is where the ESP starts in the image, in bytes.
 	ESPOffset int64
+	// RootBOffset and StateOffset are where slot B's root partition and
+	// the state partition start in a raw image, in bytes.
+	RootBOffset, StateOffset int64
 }
+
+// SlotSize is a raw image's slot size.
+const SlotSize = 2 << 20
+
+// ImageDigest is the manifests' image digest: the raw image's slot A
+// is labelled test_0123456789ab.
+const ImageDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // NeedTools skips the test when a tool the images or their checks need
 // is missing.
 func NeedTools(t testing.TB, iso bool) {
 	t.Helper()
-	tools := []string{"tar2sqfs", "sqfs2tar", "veritysetup", "fsck.vfat"}
+	tools := []string{"tar2sqfs", "sqfs2tar", "veritysetup", "fsck.vfat", "mke2fs", "e2fsck"}
 	if iso {
 		tools = append(tools, "xorriso")
 	}
@@ -122,11 +132,19 @@ func Raw(t testing.TB, dir string) Image {
 	NeedTools(t, false)
 	sq, hash, v := root(t, dir)
 	l := disk.Layout{
-		Size: 128 << 20, ESPSize: 40 << 20, Root: sq, Verity: hash,
-		RootHash: v.RootHash, Seed: "verifytest", Epoch: Epoch,
+		Size: 128 << 20, ESPSize: 40 << 20, SlotSize: SlotSize, Root: sq, Verity: hash,
+		RootHash: v.RootHash, Label: imagemeta.SlotLabel("test", imagemeta.Version(ImageDigest)), Seed: "verifytest", Epoch: Epoch,
 	}
 	ids, err := l.IDs()
 	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := l.Place()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.State = filepath.Join(dir, "state.ext4")
+	if err := disk.MakeState(context.Background(), l.State, pl.StateSize(), ids.StateFS, Epoch); err != nil {
 		t.Fatal(err)
 	}
 	cmdline := boot.Cmdline(BaseCmdline, v, boot.Devices{
@@ -138,11 +156,8 @@ func Raw(t testing.TB, dir string) Image {
 	if _, err := disk.WriteRaw(context.Background(), im.Path, l); err != nil {
 		t.Fatal(err)
 	}
-	pl, err := l.Place()
-	if err != nil {
-		t.Fatal(err)
-	}
 	im.ESPOffset, im.RootOffset = int64(pl.ESP[0])*512, int64(pl.Root[0])*512
+	im.RootBOffset, im.StateOffset = int64(pl.RootB[0])*512, int64(pl.State[0])*512
 	// Until WriteRaw does it itself, its ESP gets what go-diskfs misses.
 	f, err := os.OpenFile(im.Path, os.O_RDWR, 0)
 	if err != nil {
@@ -152,7 +167,7 @@ func Raw(t testing.TB, dir string) Image {
 		t.Fatal(err)
 	}
 	f.Close()
-	writeManifest(t, im, "raw", &imagemeta.Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, Cmdline: cmdline, Partitions: ids, ESPFiles: boot.Digests(l.ESPFiles)})
+	writeManifest(t, im, "raw", &imagemeta.Disk{KernelVersion: "6.1.0-test-amd64", Verity: v, Cmdline: cmdline, Partitions: ids, Layout: l.Info(), ESPFiles: boot.Digests(l.ESPFiles)})
 	return im
 }
 
@@ -205,7 +220,7 @@ func concat(t testing.TB, dst string, srcs ...string) {
 
 func writeManifest(t testing.TB, im Image, format string, d *imagemeta.Disk) {
 	t.Helper()
-	m := &imagemeta.Manifest{Role: "test", Outputs: []imagemeta.Output{{Path: filepath.Base(im.Path), Format: format}}, Disk: d}
+	m := &imagemeta.Manifest{Role: "test", ImageDigest: ImageDigest, Outputs: []imagemeta.Output{{Path: filepath.Base(im.Path), Format: format}}, Disk: d}
 	im.write(t, m)
 	im.UpdateDigest(t)
 }
