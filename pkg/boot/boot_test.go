@@ -1,7 +1,10 @@
 package boot
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -58,5 +61,41 @@ func TestDigests(t *testing.T) {
 	}
 	if want := "sha256:6923dd1bc0460082c5d55a831908c24a282860b7f1cd6c2b79cf1bc8857c639c"; got["/imgforge/a/vmlinuz"] != want {
 		t.Errorf("kernel digest %q, want sha256(\"kernel\") %s", got["/imgforge/a/vmlinuz"], want)
+	}
+}
+
+func TestPadInitrd(t *testing.T) {
+	for n := range 9 {
+		got := PadInitrd(make([]byte, n, n+4))
+		if len(got)%4 != 0 || len(got) < n || len(got) >= n+4 {
+			t.Errorf("PadInitrd(%d bytes) = %d bytes", n, len(got))
+		}
+	}
+}
+
+// TestCpio reads the archive back with cpio(1), as the kernel would
+// unpack it.
+func TestCpio(t *testing.T) {
+	cpio, err := exec.LookPath("cpio")
+	if err != nil {
+		t.Skip("no cpio")
+	}
+	data := Cpio([]File{{Path: OverlayPath, Mode: 0o444, Data: []byte("squashfs and hash tree")}}, 1735689600)
+	if len(data)%4 != 0 {
+		t.Errorf("archive of %d bytes, not a multiple of 4", len(data))
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(cpio, "-idm", "--quiet")
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(string(data))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cpio -id: %v: %s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, OverlayPath))
+	if err != nil || string(got) != "squashfs and hash tree" {
+		t.Fatalf("unpacked %q, %v", got, err)
+	}
+	if !bytes.Equal(data, Cpio([]File{{Path: OverlayPath, Mode: 0o444, Data: []byte("squashfs and hash tree")}}, 1735689600)) {
+		t.Error("the same files gave other bytes")
 	}
 }

@@ -54,3 +54,15 @@ func pad(b *bytes.Buffer) {
 		b.WriteByte(0)
 	}
 }
+
+// PadInitrd pads an initramfs with zeros to a multiple of 4 bytes. A boot
+// loader hands the kernel several initrds one after the other; the kernel
+// takes an archive that follows a compressed one for a cpio archive only
+// when it starts at a multiple of 4 bytes, and skips zeros before it
+// ("invalid magic at start of compressed archive" otherwise).
+func PadInitrd(b []byte) []byte {
+	if n := len(b) % 4; n != 0 {
+		b = append(b, make([]byte, 4-n)...)
+	}
+	return b
+}

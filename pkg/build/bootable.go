@@ -25,7 +25,9 @@ import (
 )
 
 const (
-	initramfsStage = "initramfs-v2"
+	// initramfs-v3: the initrd is padded to a multiple of 4 bytes (see
+	// boot.PadInitrd).
+	initramfsStage = "initramfs-v3"
 	// rootfs-v2: the root holds the base and role layers only; the
 	// overlay layer is its own image (overlayImageStage).
 	rootfsStage       = "rootfs-v2"
@@ -213,7 +215,7 @@ func (b *Builder) runInitramfs(ctx context.Context, st *Stage, k initramfsKey, _
 		dst  *string
 		data []byte
 	}
-	blobs := []blob{{&rec.Initrd, initrd}, {&rec.Kernel, files[kernelPrefix+rec.KernelVersion]}, {&rec.Bootloader, files[sdBootPath]}}
+	blobs := []blob{{&rec.Initrd, boot.PadInitrd(initrd)}, {&rec.Kernel, files[kernelPrefix+rec.KernelVersion]}, {&rec.Bootloader, files[sdBootPath]}}
 	// ISOLINUX is optional: without it the ISO boots with UEFI only.
 	if files[isolinuxPath] != nil && files[isoMBRPath] != nil && files[ldlinuxPath] != nil {
 		blobs = append(blobs, blob{&rec.Isolinux, files[isolinuxPath]}, blob{&rec.Ldlinux, files[ldlinuxPath]}, blob{&rec.IsoMBR, files[isoMBRPath]})
