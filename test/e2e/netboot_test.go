@@ -266,7 +266,9 @@ func TestNetbootTamperedRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	tool(t, "cp", "-a", filepath.Join(out, "lb", "pxe"), set)
-	flipByteAt(t, filepath.Join(set, "root.img"), 40*1024*1024+12345)
+	// haproxy's data: the root is verified on read.
+	rootImg := filepath.Join(set, "root.img")
+	flipByteAt(t, rootImg, squashfsFileOffset(t, rootImg, 0, "/usr/sbin/haproxy")+100)
 	if err := os.WriteFile(filepath.Join(root, "machines.yaml"), []byte("default: lb\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -274,19 +276,8 @@ func TestNetbootTamperedRoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	vm, _ := netboot(t, ctx, "lb-pxe-tampered", "52:54:00:1e:b0:02", port, nil)
-	line, err := vm.WaitFor(ctx, regexp.MustCompile(`imgforge: ROOT FILE SYSTEM VERIFICATION FAILED|reached multi-user\.target`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(line, "VERIFICATION FAILED") {
-		t.Fatalf("a tampered root booted: %s", line)
-	}
+	stopsAfterVerificationFailed(t, ctx, vm)
 	if !strings.Contains(log.String(), "GET /sets/lb/root.img 200") {
 		t.Errorf("the root image was not fetched from imgforge serve")
-	}
-	wait, cancelWait := context.WithTimeout(ctx, 20*time.Second)
-	defer cancelWait()
-	if _, err := vm.WaitFor(wait, regexp.MustCompile(`Welcome to|systemd\[1\]`)); err == nil {
-		t.Fatal("the boot went on after the verification failed")
 	}
 }
