@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +21,7 @@ import (
 // needs it, so a boot is marked good (systemd-bless-boot) only once the
 // role's service answers.
 func newHealthCmd() *cobra.Command {
-	var roleFile string
+	var roleFile, cmdlineFile string
 	var wait, interval time.Duration
 	var reboot bool
 	cmd := &cobra.Command{
@@ -32,6 +35,13 @@ func newHealthCmd() *cobra.Command {
 			ri, err := agent.ReadRoleInfo(roleFile)
 			if err != nil {
 				return err
+			}
+			if !cmd.Flags().Changed("wait") {
+				// The entry under trial says how long it waits
+				// (imgforge-agent update --trial).
+				if d, ok := trialOf(cmdlineFile); ok {
+					wait = d
+				}
 			}
 			ok := waitHealthy(cmd.Context(), agent.Probe(ri.Health, 5*time.Second), wait, interval)
 			if ok {
@@ -52,6 +62,7 @@ func newHealthCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the check to pass")
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "time between probes")
 	cmd.Flags().BoolVar(&reboot, "reboot-if-counted", false, "reboot when not healthy in time and this boot is counted")
+	cmd.Flags().StringVar(&cmdlineFile, "cmdline", "/proc/cmdline", "the kernel command line: imgforge.trial=SECONDS sets --wait when it is not given")
 	return cmd
 }
 
@@ -94,4 +105,23 @@ func newMountESPCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&efivars, "efivars", esp.EFIVars, "where efivarfs is mounted")
 	return cmd
+}
+
+// trialOf reads imgforge.trial=SECONDS (1 to 86400) from the kernel
+// command line in file.
+func trialOf(file string) (time.Duration, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "imgforge.trial="); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 86400 {
+				return 0, false
+			}
+			return time.Duration(n) * time.Second, true
+		}
+	}
+	return 0, false
 }

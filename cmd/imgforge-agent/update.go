@@ -52,6 +52,12 @@ func newUpdateCmd() *cobra.Command {
 				return fmt.Errorf("--output %q: accepted: text, json", output)
 			}
 			o.Source = args[0]
+			if o.Tries < 1 || o.Tries > 9 {
+				return fmt.Errorf("--tries %d: accepted: 1 to 9", o.Tries)
+			}
+			if o.Trial < 0 {
+				return fmt.Errorf("--trial %s: accepted: a positive duration such as 3m", o.Trial)
+			}
 			if roleFile != "" {
 				ri, err := agent.ReadRoleInfo(roleFile)
 				if err != nil {
@@ -87,6 +93,8 @@ func newUpdateCmd() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&reboot, "reboot", false, "reboot into the new slot once it is written")
+	fl.IntVar(&o.Tries, "tries", update.Tries, "boots the new slot gets to become healthy before systemd-boot falls back to the current one (1 to 9)")
+	fl.DurationVar(&o.Trial, "trial", 0, "how long a boot of the new slot waits for the role's health check before it reboots (0: 10m)")
 	fl.StringVar(&caFile, "ca", "", "PEM file of the CA that signs the source's TLS certificate (such as the cluster CA); empty: the system's")
 	fl.StringVar(&roleFile, "role-file", imagemeta.RolePath, "the image's role description: an image of another role is refused (empty: not checked)")
 	fl.StringVar(&o.ESP, "esp", "", "the folder where the ESP is mounted already (empty: mount it privately for the update)")

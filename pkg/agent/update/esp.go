@@ -156,6 +156,6 @@ func entryText(role, version, slot string, gen int, overlay bool, options string
 }
 
 // entryName is the file name of a new entry with boot counting.
-func entryName(gen int, slot string) string {
-	return fmt.Sprintf("imgforge-%04d-%s+%d.conf", gen, slot, Tries)
+func entryName(gen int, slot string, tries int) string {
+	return fmt.Sprintf("imgforge-%04d-%s+%d.conf", gen, slot, tries)
 }

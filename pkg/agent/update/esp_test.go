@@ -24,8 +24,8 @@ func TestEntries(t *testing.T) {
 	if got != want {
 		t.Errorf("entries %s, want %s", got, want)
 	}
-	if entryName(12, "b") != "imgforge-0012-b+3.conf" {
-		t.Error(entryName(12, "b"))
+	if entryName(12, "b", Tries) != "imgforge-0012-b+3.conf" {
+		t.Error(entryName(12, "b", Tries))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,6 +35,10 @@ type NodeOptions struct {
 	// update and unmounted after.
 	ESP  string
 	Logf func(format string, args ...any)
+	// Tries and Trial are the new entry's boot counting and health wait
+	// (see Options).
+	Tries int
+	Trial time.Duration
 }
 
 // ErrBusy is returned when another update runs on the node.
@@ -83,7 +88,7 @@ func OnNode(ctx context.Context, o NodeOptions) (*Result, error) {
 		}()
 		esp = dir
 	}
-	return Update(ctx, Options{Source: src, Disk: node.Disk, Active: node.Slot, ESP: esp, Role: o.Role, Logf: o.Logf})
+	return Update(ctx, Options{Source: src, Disk: node.Disk, Active: node.Slot, ESP: esp, Role: o.Role, Logf: o.Logf, Tries: o.Tries, Trial: o.Trial})
 }
 
 // MountESP mounts the vfat file system of dev at a new folder in dir

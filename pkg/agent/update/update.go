@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
@@ -32,6 +33,13 @@ type Options struct {
 	Role string
 	// Logf gets progress lines; nil: none.
 	Logf func(format string, args ...any)
+	// Tries is the new entry's boot counter (0: Tries): the boots it gets
+	// to reach boot-complete.target before systemd-boot falls back.
+	Tries int
+	// Trial, when not 0, is how long imgforge-health.service waits on a
+	// boot of the new entry for the role's health check before it
+	// reboots (imgforge.trial= on its command line; default 10 minutes).
+	Trial time.Duration
 }
 
 // Result is what an update did.
@@ -177,12 +185,19 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 		gen = max(gen, e.Gen+1)
 	}
 	opts := slotCmdline(m.Disk.Cmdline, target.Name, rootUUID, verityUUID, l.State.UUID, m.Disk.Verity)
-	name := entryName(gen, target.Name)
+	if o.Trial > 0 {
+		opts += fmt.Sprintf(" imgforge.trial=%d", int(o.Trial.Seconds()))
+	}
+	tries := o.Tries
+	if tries <= 0 {
+		tries = Tries
+	}
+	name := entryName(gen, target.Name, tries)
 	text := entryText(n.role, n.version, target.Name, gen, n.overlay, opts)
 	if err := writeFileSync(filepath.Join(o.ESP, entriesDir, name), strings.NewReader(text)); err != nil {
 		return nil, fmt.Errorf("writing the loader entry: %w", err)
 	}
-	logf("slot %s holds %s %s; loader entry %s boots it next (%d tries, then slot %s again)", target.Name, n.role, n.version, name, Tries, active.Name)
+	logf("slot %s holds %s %s; loader entry %s boots it next (%d tries, then slot %s again)", target.Name, n.role, n.version, name, tries, active.Name)
 	return &Result{Slot: target.Name, Entry: name, Role: n.role, Version: n.version, RootHash: n.rootHash, Bytes: written}, nil
 }
 
@@ -316,7 +331,7 @@ func SlotLabel(role, version string) string {
 var slotKeys = map[string]bool{
 	"imgforge.slot": true, "imgforge.root": true, "imgforge.verity": true, "imgforge.roothash": true,
 	"imgforge.salt": true, "imgforge.blocks": true, "imgforge.hashstart": true, "imgforge.state": true,
-	"imgforge.size": true,
+	"imgforge.size": true, "imgforge.trial": true,
 }
 
 // slotCmdline is the kernel command line of the new slot: the manifest's
