@@ -48,6 +48,9 @@ type bootOpts struct {
 	userData string
 	name     string
 	bios     bool // SeaBIOS rather than OVMF
+	// guestFwds relay connections from the guest to addresses in the
+	// user network (restrict=on lets nothing else out).
+	guestFwds []qemu.GuestForward
 }
 
 // boot starts a VM from disks with a NoCloud seed and user networking that
@@ -88,7 +91,7 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 	m := &qemu.Machine{
 		Name: o.name, MemoryMiB: 1024, CPUs: 2, Firmware: fw,
 		Disks: append(disks, qemu.Disk{Path: seedISO, Media: "cdrom"}),
-		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds}},
+		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds, GuestForwards: o.guestFwds}},
 	}
 	if o.bios {
 		m.Firmware = qemu.Firmware{}

@@ -1,0 +1,166 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/qemu"
+)
+
+// updateUserData drives TestUpdateRollback from inside the node, one step
+// per boot, with its state in /var (which the state partition keeps):
+// boot 1 (v1, slot a) updates to v2 from 10.0.2.100 and reboots; boot 2
+// (v2, slot b) waits until systemd-bless-boot marked the boot good, then
+// updates to v3 from 10.0.2.101 with one try and a 60 s trial; boot 3
+// (v3, slot a) never gets healthy (haproxy cannot bind), so
+// imgforge-health reboots it and systemd-boot, its try spent, falls back
+// to slot b; boot 4 is v2 again. Every boot prints what the test checks.
+const updateUserData = `#cloud-config
+write_files:
+  - path: /var/lib/cloud/scripts/per-boot/imgforge-test-update.sh
+    permissions: "0755"
+    content: |
+      #!/bin/sh
+      d=/var/lib/imgforge-test
+      mkdir -p $d
+      n=$(( $(cat $d/boots 2>/dev/null || echo 0) + 1 ))
+      echo $n >$d/boots
+      systemctl start imgforge-identity.service
+      slot=$(sed -n 's/.*imgforge\.slot=\([ab]\).*/\1/p' /proc/cmdline)
+      key=$(sha256sum /etc/ssh/ssh_host_ed25519_key.pub | cut -c1-16)
+      v2=$(grep -c 'imgforge-test v2' /etc/haproxy/haproxy.cfg)
+      echo "IMGFORGE-BOOT n=$n slot=$slot machine-id=$(cat /etc/machine-id) hostkey=$key v2=$v2" >/dev/console
+      case $n in
+      1)
+        imgforge-agent update http://10.0.2.100/sets/lb/ --reboot >/dev/console 2>&1 ||
+          echo "IMGFORGE-ERR: the update to v2 failed" >/dev/console
+        ;;
+      2)
+        i=0
+        until systemctl is-active -q systemd-bless-boot.service; do
+          i=$((i+1))
+          if [ $i -gt 600 ]; then
+            echo "IMGFORGE-ERR: the boot of v2 was not marked good: $(systemctl is-failed boot-complete.target imgforge-health.service imgforge-esp.service | tr '\n' ' ')" >/dev/console
+            exit 1
+          fi
+          sleep 2
+        done
+        echo "IMGFORGE-BLESSED entries: $(ls /efi/loader/entries | tr '\n' ' ')" >/dev/console
+        imgforge-agent update http://10.0.2.101/sets/lb/ --tries 1 --trial 60s --reboot >/dev/console 2>&1 ||
+          echo "IMGFORGE-ERR: the update to v3 failed" >/dev/console
+        ;;
+      esac
+`
+
+// TestUpdateRollback updates a running lb in place (issue 13): v1 → v2,
+// a template edit, through imgforge-agent update from imgforge serve; then
+// to v3, which builds but whose haproxy cannot start, and which must fall
+// back to v2 by itself. The node's machine-id and SSH host key survive
+// both, /etc is v2's after the update, and the v2 boot is marked good by
+// systemd-bless-boot once haproxy answers.
+func TestUpdateRollback(t *testing.T) {
+	needBootToServices(t)
+	t.Parallel()
+	f := cold(t, 0)
+	// v2 and v3: edits of the lb's first-boot haproxy.cfg, which is in
+	// the overlay image: both builds reuse the root.
+	build := func(name, edit string) string {
+		roles := filepath.Join(t.TempDir(), "roles")
+		copyTree(t, filepath.Join(repo, "roles"), roles)
+		cfg := filepath.Join(roles, "lb", "haproxy.cfg")
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := strings.Replace(string(b), "frontend health\n", "frontend health\n"+edit, 1)
+		if edited == string(b) {
+			t.Fatal("could not edit haproxy.cfg")
+		}
+		if err := os.WriteFile(cfg, []byte("# imgforge-test v2\n"+edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		root := filepath.Join(t.TempDir(), name)
+		res, _ := mustBuild(t, f.cache, root, "--roles", roles, "--format", "pxe", "lb")
+		for _, s := range res.Stages {
+			if s.Stage == "rootfs" && !strings.HasPrefix(s.Result, "cached") {
+				t.Errorf("%s: a template edit rebuilt the root (%s); only the overlay image should be made again", name, s.Result)
+			}
+		}
+		return root
+	}
+	v2 := build("v2", "    # the same service\n")
+	// haproxy -c accepts an address the machine does not have; haproxy
+	// cannot bind it at start.
+	v3 := build("v3", "    bind 192.0.2.99:8405\n")
+	port2, log2 := serve(t, v2)
+	port3, _ := serve(t, v3)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	start := time.Now()
+	vm, ports := boot(t, ctx, bootOpts{name: "lb-update", guest: []int{8404}, userData: updateUserData,
+		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.raw"), Snapshot: true}},
+		guestFwds: []qemu.GuestForward{
+			{Addr: "10.0.2.100:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port2, self)},
+			{Addr: "10.0.2.101:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port3, self)},
+		}})
+	type bootLine struct{ n, slot, id, key, v2 string }
+	next := func(want string) bootLine {
+		t.Helper()
+		// The console is searched from the start: each boot has its own line.
+		bootRE := regexp.MustCompile(`IMGFORGE-BOOT n=(` + want + `) slot=(\w*) machine-id=(\w*) hostkey=(\w*) v2=(\d)|IMGFORGE-ERR: .*`)
+		line, err := vm.WaitFor(ctx, bootRE)
+		if err != nil {
+			t.Fatalf("waiting for boot %s: %v", want, err)
+		}
+		m := bootRE.FindStringSubmatch(line)
+		if m[1] == "" {
+			t.Fatalf("boot %s: %s", want, line)
+		}
+		b := bootLine{m[1], m[2], m[3], m[4], m[5]}
+		t.Logf("boot %s: slot %s, machine-id %s, host key %s, v2 haproxy.cfg %s (after %s)", b.n, b.slot, b.id, b.key, b.v2, time.Since(start).Round(time.Second))
+		return b
+	}
+	first := next("1")
+	if first.slot != "a" || first.v2 != "0" || len(first.id) != 32 || first.key == "" {
+		t.Fatalf("the first boot: %+v", first)
+	}
+	same := func(b bootLine, slot, v2 string) {
+		t.Helper()
+		if b.slot != slot {
+			t.Errorf("boot %s from slot %q, want %s", b.n, b.slot, slot)
+		}
+		if b.v2 != v2 {
+			t.Errorf("boot %s: haproxy.cfg is v2's: %s, want %s", b.n, b.v2, v2)
+		}
+		if b.id != first.id || b.key != first.key {
+			t.Errorf("boot %s: machine-id %s and host key %s, want the first boot's %s and %s", b.n, b.id, b.key, first.id, first.key)
+		}
+	}
+	same(next("2"), "b", "1")
+	if !strings.Contains(log2.String(), "/sets/lb/root.img") {
+		t.Errorf("the update did not fetch the root from imgforge serve:\n%s", log2)
+	}
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`IMGFORGE-BLESSED entries: imgforge-0001-a\.conf imgforge-0002-b\.conf`)); err != nil {
+		t.Fatalf("the v2 boot was not marked good: %v", err)
+	}
+	third := next("3")
+	if third.slot != "a" {
+		t.Errorf("v3 booted from slot %q, want a", third.slot)
+	}
+	same(next("4"), "b", "1")
+	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
+		t.Fatalf("haproxy after the fallback: %v", err)
+	}
+}
