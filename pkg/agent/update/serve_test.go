@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/serve"
 )
 
@@ -28,6 +30,30 @@ func TestUpdateFromServe(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(pxe, "boot.ipxe"), []byte("#!ipxe\n"), 0o644)
+	// A set built with --format pxe alone: its manifest has the netboot's
+	// command line, not the disk's.
+	mf := filepath.Join(root, "lb", ManifestFile)
+	m, err := imagemeta.ReadManifest(mf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pxeWords []string
+	for _, w := range strings.Fields(m.Disk.Cmdline) {
+		switch {
+		case strings.HasPrefix(w, "imgforge.root="):
+			w = "imgforge.root=${imgforge-base}root.img"
+		case strings.HasPrefix(w, "imgforge.verity="), strings.HasPrefix(w, "imgforge.state="), strings.HasPrefix(w, "imgforge.slot="):
+			continue
+		}
+		pxeWords = append(pxeWords, w)
+	}
+	m.Disk.PXECmdline = strings.Join(append(pxeWords, "imgforge.size=4096"), " ")
+	m.Disk.Cmdline = ""
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(mf, b, 0o644)
 	s, err := serve.Listen(serve.Config{Root: root, HTTPAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)

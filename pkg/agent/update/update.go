@@ -2,6 +2,7 @@ package update
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -246,6 +247,14 @@ func checkManifest(m *imagemeta.Manifest, role string) (*checked, error) {
 	}
 	if m.Disk == nil {
 		return nil, errors.New("field disk: missing: the image is not bootable")
+	}
+	if m.Disk.Cmdline == "" {
+		// A build of the PXE set (or the ISO) alone has no disk command
+		// line; the slot's is made the same way from theirs, whose
+		// device and root arguments the slot's replace.
+		d := *m.Disk
+		d.Cmdline = cmp.Or(d.PXECmdline, d.ISOCmdline)
+		m.Disk = &d
 	}
 	v := m.Disk.Verity
 	if len(v.RootHash) != 64 || !isHex(v.RootHash) || strings.ToLower(v.RootHash) != v.RootHash {
