@@ -48,6 +48,9 @@ type bootOpts struct {
 	userData string
 	name     string
 	bios     bool // SeaBIOS rather than OVMF
+	// seedVirtio attaches the NoCloud seed as a read-only virtio disk, not
+	// an AHCI CD drive (the cloud kernel has no AHCI driver).
+	seedVirtio bool
 }
 
 // boot starts a VM from disks with a NoCloud seed and user networking that
@@ -85,9 +88,13 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 	for _, g := range o.guest {
 		fwds = append(fwds, qemu.Forward{HostAddr: "127.0.0.1", GuestPort: g})
 	}
+	seedDisk := qemu.Disk{Path: seedISO, Media: "cdrom"}
+	if o.seedVirtio {
+		seedDisk = qemu.Disk{Path: seedISO, ReadOnly: true}
+	}
 	m := &qemu.Machine{
 		Name: o.name, MemoryMiB: 1024, CPUs: 2, Firmware: fw,
-		Disks: append(disks, qemu.Disk{Path: seedISO, Media: "cdrom"}),
+		Disks: append(disks, seedDisk),
 		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds}},
 	}
 	if o.bios {
