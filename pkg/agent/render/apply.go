@@ -213,7 +213,7 @@ func (a *Applier) replace(ctx context.Context, root string, f File, uid, gid int
 	defer tmp.Abort() // a no-op once committed
 	if f.Validate != nil {
 		if err := f.Validate.Check(f.Data); err != nil {
-			return fmt.Errorf("checking %s with %s: %w: %s", f.Path, f.Validate.Name, ErrCheck, err)
+			return fmt.Errorf("checking %s with %s: %w: %w", f.Path, f.Validate.Name, ErrCheck, err)
 		}
 	}
 	if len(f.Check) > 0 {
