@@ -72,6 +72,7 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime 30s ./pkg/layer
 	$(GO) test -run '^$$' -fuzz FuzzDetectMirrors -fuzztime 30s ./pkg/plan
 	$(GO) test -run '^$$' -fuzz FuzzNoInjection -fuzztime 30s ./pkg/agent/render
+	$(GO) test -run '^$$' -fuzz FuzzPrometheusAgentCheck -fuzztime 30s ./pkg/agent/render
 	$(GO) test -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 30s ./pkg/agent/config
 	$(GO) test -run '^$$' -fuzz FuzzParseInstanceData -fuzztime 30s ./pkg/agent/config
 	$(GO) test -run '^$$' -fuzz FuzzParseMeta -fuzztime 30s ./pkg/agent/discovery

@@ -58,6 +58,10 @@ type Options struct {
 	Tools Tools
 	// ToolVersion is imgforge's version, written into manifests and SBOMs.
 	ToolVersion string
+	// ToolDigest identifies imgforge's code beyond ToolVersion: outputs
+	// written by other code are written again, not kept. The sha256 of
+	// the running executable when empty.
+	ToolDigest string
 	// Now tells the time, for stage timings only; time.Now when nil.
 	Now func() time.Time
 }

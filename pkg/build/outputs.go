@@ -99,6 +99,26 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 		return nil, err
 	}
 	final := filepath.Join(b.o.OutputDir, p.Role)
+	formats := b.formats(p)
+	inputs, err := b.inputsDigest(ctx, im, digest.String(), formats)
+	if err != nil {
+		st.Fail()
+		return nil, err
+	}
+	// A no-op build keeps the folder in place (output_state.go); any
+	// doubt about it means writing it again.
+	arts, err := b.unchanged(ctx, final, inputs, im, digest.String())
+	if err == nil {
+		for i := range arts {
+			arts[i].Path = filepath.Join(final, arts[i].Path)
+		}
+		st.Done(fmt.Sprintf("%s %s unchanged", final, digest))
+		return &imagemeta.Result{Role: p.Role, PlanDigest: p.Digest(), ImageDigest: digest.String(), Dir: final, Artifacts: arts}, nil
+	}
+	if ctx.Err() != nil {
+		st.Fail()
+		return nil, ctx.Err()
+	}
 	tmp, err := os.MkdirTemp(b.o.OutputDir, "."+p.Role+".tmp-")
 	if err != nil {
 		st.Fail()
@@ -113,7 +133,6 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 			os.RemoveAll(tmp)
 		}
 	}()
-	formats := b.formats(p)
 	outs, needs, err := planOutputs(formats)
 	if err != nil {
 		st.Fail()
@@ -201,6 +220,9 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 		sums.Size = fi.Size()
 	}
 	arts = append(arts, sums)
+	if err := writeState(tmp, inputs, sums.Digest); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

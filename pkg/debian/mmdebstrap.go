@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -172,6 +173,11 @@ func (b *Bootstrap) Env() []string {
 	return []string{packagesEnv + "=" + strings.Join(b.Packages, "\n")}
 }
 
+// MergedUsrHooks is mmdebstrap's hook folder that installs usr-is-merged
+// before the essential packages. Args adds it for a base whose packages
+// list usr-is-merged.
+const MergedUsrHooks = "/usr/share/mmdebstrap/hooks/merged-usr"
+
 // Args is the mmdebstrap command line for b; its hooks read Env.
 func (b *Bootstrap) Args() []string {
 	mode := "root"
@@ -201,6 +207,14 @@ func (b *Bootstrap) Args() []string {
 	undivert := `--customize-hook=rm -f "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs`
 	if b.On == "" {
 		args = append(args, "--variant=apt")
+		if slices.Contains(b.Packages, "usr-is-merged") {
+			// init-system-helpers (essential) needs usrmerge | usr-is-merged,
+			// and the essential set is installed before --include: without
+			// this hook apt takes usrmerge, and with it perl (about 50 MB),
+			// to merge a /usr that mmdebstrap has merged already. The hook
+			// installs usr-is-merged first.
+			args = append(args, "--hook-dir="+MergedUsrHooks)
+		}
 		if len(b.Packages) > 0 {
 			args = append(args, "--include="+strings.Join(b.Packages, ","))
 		}

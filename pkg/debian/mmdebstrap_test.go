@@ -16,6 +16,8 @@ func TestArgs(t *testing.T) {
 		Packages: []string{"systemd", "haproxy"}, Exclude: []string{"/usr/share/doc/*"}, Include: []string{"/usr/share/doc/*/copyright"},
 		DebCache: "/c/debs", ListsOut: "/t/lists", Output: "/t/root.tar",
 	}
+	merged := *base
+	merged.Packages = []string{"systemd", "usr-is-merged"}
 	on := *base
 	on.On, on.ListsIn, on.ListsOut, on.Rootless = "/c/base.tar", "/c/lists/x", "", true
 	tests := []struct {
@@ -27,7 +29,8 @@ func TestArgs(t *testing.T) {
 			"--mode=root", "--variant=apt", "--include=systemd,haproxy", "--dpkgopt=path-exclude=/usr/share/doc/*",
 			"--dpkgopt=path-include=/usr/share/doc/*/copyright", "--setup-hook=sync-in /c/debs /var/cache/apt/archives/",
 			"--customize-hook=sync-out /var/cache/apt/archives /c/debs", "--customize-hook=sync-out /var/lib/apt/lists /t/lists",
-		}, []string{"--skip=update", "--variant=custom"}},
+		}, []string{"--skip=update", "--variant=custom", "--hook-dir=" + MergedUsrHooks}},
+		{"base with usr-is-merged", &merged, []string{"--variant=apt", "--include=systemd,usr-is-merged", "--hook-dir=" + MergedUsrHooks}, nil},
 		{"on a base", &on, []string{
 			"--mode=unshare", "--variant=custom", "--setup-hook=tar-in /c/base.tar /", "--skip=update",
 			"--setup-hook=sync-in /c/lists/x /var/lib/apt/lists/",

@@ -51,6 +51,9 @@ type bootOpts struct {
 	// guestFwds relay connections from the guest to addresses in the
 	// user network (restrict=on lets nothing else out).
 	guestFwds []qemu.GuestForward
+	// seedVirtio attaches the NoCloud seed as a read-only virtio disk, not
+	// an AHCI CD drive (the cloud kernel has no AHCI driver).
+	seedVirtio bool
 }
 
 // boot starts a VM from disks with a NoCloud seed and user networking that
@@ -88,9 +91,13 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 	for _, g := range o.guest {
 		fwds = append(fwds, qemu.Forward{HostAddr: "127.0.0.1", GuestPort: g})
 	}
+	seedDisk := qemu.Disk{Path: seedISO, Media: "cdrom"}
+	if o.seedVirtio {
+		seedDisk = qemu.Disk{Path: seedISO, ReadOnly: true}
+	}
 	m := &qemu.Machine{
 		Name: o.name, MemoryMiB: 1024, CPUs: 2, Firmware: fw,
-		Disks: append(disks, qemu.Disk{Path: seedISO, Media: "cdrom"}),
+		Disks: append(disks, seedDisk),
 		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds, GuestForwards: o.guestFwds}},
 	}
 	if o.bios {

@@ -139,8 +139,9 @@ func e2eInput(t *testing.T, role string, n int, v6 bool, pair *render.TLS) rende
 // TestRenderCheckers renders each role's configuration with 0, 1 and 3
 // members (and IPv6 for lb and web), applies it inside the role's built
 // root, where the real checkers (haproxy -c, keepalived -t, nginx -t,
-// promtool check config, mariadbd --help) must accept it; then a broken
-// file, which they must refuse while the last good file stays.
+// mariadbd --help) and the agent's own Prometheus check must accept it;
+// then a broken file, which they must refuse while the last good file
+// stays.
 func TestRenderCheckers(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("chroot needs root")
@@ -188,7 +189,7 @@ func TestRenderCheckers(t *testing.T) {
 						if err != nil || string(b) != string(f.Data) {
 							t.Errorf("%s is not the rendered text (%v)", f.Path, err)
 						}
-						if f.Check != nil {
+						if f.Check != nil || f.Validate != nil {
 							checked++
 						}
 					}
@@ -199,7 +200,7 @@ func TestRenderCheckers(t *testing.T) {
 			// A broken file: the real checker refuses it, the good one stays.
 			for _, s := range last.Services {
 				for i, f := range s.Files {
-					if f.Check == nil {
+					if f.Check == nil && f.Validate == nil {
 						continue
 					}
 					t.Run(path.Base(f.Path), func(t *testing.T) {

@@ -211,6 +211,11 @@ func (a *Applier) replace(ctx context.Context, root string, f File, uid, gid int
 		return fmt.Errorf("writing %s: %w", f.Path, err)
 	}
 	defer tmp.Abort() // a no-op once committed
+	if f.Validate != nil {
+		if err := f.Validate.Check(f.Data); err != nil {
+			return fmt.Errorf("checking %s with %s: %w: %w", f.Path, f.Validate.Name, ErrCheck, err)
+		}
+	}
 	if len(f.Check) > 0 {
 		candidate := filepath.Join(filepath.Dir(f.Path), filepath.Base(tmp.Name()))
 		argv := make([]string, len(f.Check))

@@ -69,7 +69,7 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 		}
 		files = append(files, File{
 			Path: PrometheusConfigPath, Mode: 0o644, Owner: "root", Group: "root", Data: b,
-			Check: []string{"promtool", "check", "config", Candidate},
+			Validate: PrometheusAgentCheck, // the image has no promtool
 		})
 		c.Services = append(c.Services, Service{Name: "prometheus", Files: files, Then: [][]string{reload("prometheus.service")}})
 	}

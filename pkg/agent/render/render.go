@@ -34,6 +34,9 @@ type File struct {
 	// Check is the checker's command line, with Candidate for the file; nil
 	// when the service has no checker for it.
 	Check []string
+	// Validate checks the file in the agent itself, before Check; nil
+	// when nothing does.
+	Validate *Validator
 }
 
 // Service is the set of files one service reads and the commands that

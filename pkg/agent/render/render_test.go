@@ -236,6 +236,9 @@ func dump(c *render.Config) []byte {
 			if f.Check != nil {
 				fmt.Fprintf(&b, " check: %s", strings.Join(f.Check, " "))
 			}
+			if f.Validate != nil {
+				fmt.Fprintf(&b, " validate: %s", f.Validate.Name)
+			}
 			b.WriteString("\n")
 			if bytes.HasPrefix(f.Data, []byte("-----BEGIN ")) {
 				// Keys and certificates are made per test run.
