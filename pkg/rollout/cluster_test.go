@@ -332,7 +332,6 @@ func (c *testCluster) check(t *testing.T, want map[string]string) {
 	}
 }
 
-
 func (c *testCluster) nodeCert(n *testNode) (tls.Certificate, error) {
 	certPEM, keyPEM, err := c.ca.Issue(rand.Reader, n.role, n.name, time.Now())
 	if err != nil {
