@@ -228,10 +228,10 @@ func (r *run) role(ctx context.Context, im Image, res *Result) error {
 		}
 	}
 	r.o.Logf("role %s: %d nodes to update to %s (%d resumed), at most %d at a time", im.Role, len(resume)+len(fresh), im.Source, len(resume), r.o.MaxUnavailable)
-	queue := append(resume, fresh...)
 	var (
 		wg      sync.WaitGroup
-		done    = make(chan error, len(queue))
+		queue   = fresh
+		done    = make(chan error, len(resume)+len(fresh))
 		out     = len(resume) // nodes out of service now
 		running = 0
 		first   error
@@ -254,7 +254,6 @@ func (r *run) role(ctx context.Context, im Image, res *Result) error {
 	for _, n := range resume {
 		start(n, true)
 	}
-	queue = fresh
 	for running > 0 || (len(queue) > 0 && first == nil) {
 		for first == nil && len(queue) > 0 && out < r.o.MaxUnavailable {
 			start(queue[0], false)
@@ -390,7 +389,7 @@ func (e *rolledBack) Error() string { return "rolled back to " + e.version }
 func (r *run) waitBack(ctx context.Context, n Node, ns NodeState) error {
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
-	last := "no answer yet"
+	var last string
 	for {
 		st, err := r.peers[n.Name].Status(ctx)
 		switch {
