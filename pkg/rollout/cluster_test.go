@@ -15,6 +15,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/identity"
+	"github.com/imgforge/imgforge/pkg/agent/update"
 )
 
 // The test cluster: in-process nodes, each a real agent (agent.Agent)
@@ -192,8 +193,11 @@ func (n *testNode) boot(l net.Listener) {
 				return agent.UpdateResponse{}, fmt.Errorf("no image at %s", source)
 			}
 			n.c.mu.Lock()
+			defer n.c.mu.Unlock()
+			if v == n.version {
+				return agent.UpdateResponse{}, update.ErrActive
+			}
 			n.pending = v
-			n.c.mu.Unlock()
 			return agent.UpdateResponse{Slot: "b", Role: n.role, Version: v}, nil
 		},
 		Reboot: func() error { go n.reboot(); return nil },
@@ -342,4 +346,12 @@ func (c *testCluster) nodeCert(n *testNode) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return id.TLSCertificate(), nil
+}
+
+func (n *testNode) status(t *testing.T, c *testCluster) (agent.ControlStatus, error) {
+	op, err := c.ca.IssueOperator(rand.Reader, "test", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return agent.NewControlClient(n.addr, n.name, c.ca.Cert, op).Status(t.Context())
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent"
+	"github.com/imgforge/imgforge/pkg/agent/update"
 )
 
 // Node is a node of the cluster.
@@ -334,6 +335,16 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 			// The node still runs its image: put it back in service.
 			if _, uerr := c.Undrain(context.WithoutCancel(ctx)); uerr == nil {
 				_ = r.update(func(s *State) { delete(s.Nodes, n.Name) })
+			}
+			if strings.Contains(err.Error(), update.ErrActive.Error()) {
+				// The node runs this image already (the agent compares
+				// root hashes): nothing to do.
+				r.o.Logf("%s: runs the image of %s already", n.Name, im.Source)
+				_ = r.update(func(s *State) { s.Done[n.Name] = im.Source })
+				r.mu.Lock()
+				res.Skipped = append(res.Skipped, n.Name)
+				r.mu.Unlock()
+				return nil
 			}
 			return fail(fmt.Errorf("updating: %w", err))
 		}

@@ -191,3 +191,25 @@ func TestNodeCertificateCannotRollOut(t *testing.T) {
 	}
 	c.check(t, map[string]string{"web-1": v1, "web-2": v1})
 }
+
+// TestAlreadyOnImage: a node that runs the image already (updated by
+// hand) is put back in service and skipped, and the rollout goes on.
+func TestAlreadyOnImage(t *testing.T) {
+	c := newTestCluster(t, map[string]int{"web": 3})
+	c.mu.Lock()
+	c.nodes["web-2"].version = v2
+	c.mu.Unlock()
+	o := c.options(filepath.Join(t.TempDir(), StateFile), nil, Image{"web", "v2"})
+	res, err := Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Skipped, []string{"web-2"}) || len(res.Updated) != 2 {
+		t.Errorf("updated %v, skipped %v", res.Updated, res.Skipped)
+	}
+	st, err := c.nodes["web-2"].status(t, c)
+	if err != nil || st.Draining {
+		t.Errorf("web-2 after the rollout: %+v %v", st, err)
+	}
+	c.check(t, map[string]string{"web-1": v2, "web-2": v2, "web-3": v2})
+}
