@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -57,13 +58,20 @@ type ControlClient struct {
 func NewControlClient(addr, node string, ca *x509.Certificate, operator tls.Certificate) *ControlClient {
 	tr := &http.Transport{
 		Proxy: nil, TLSClientConfig: ControlClientTLS(ca, operator, node, nil),
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 10 * time.Second, DisableKeepAlives: true,
 	}
 	return &ControlClient{Addr: addr, HTTP: &http.Client{Transport: tr}}
 }
 
+// RequestTimeout bounds the control requests but the update (a node
+// that reboots may drop packets rather than refuse them).
+const RequestTimeout = 15 * time.Second
+
 // Status asks GET /v1/status.
 func (c *ControlClient) Status(ctx context.Context) (ControlStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	var st ControlStatus
 	err := c.do(ctx, http.MethodGet, ControlStatusPath, nil, &st)
 	return st, err
@@ -71,6 +79,8 @@ func (c *ControlClient) Status(ctx context.Context) (ControlStatus, error) {
 
 // Drain asks POST /v1/drain.
 func (c *ControlClient) Drain(ctx context.Context) (ControlStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	var st ControlStatus
 	err := c.do(ctx, http.MethodPost, ControlDrainPath, struct{}{}, &st)
 	return st, err
@@ -78,6 +88,8 @@ func (c *ControlClient) Drain(ctx context.Context) (ControlStatus, error) {
 
 // Undrain asks POST /v1/undrain.
 func (c *ControlClient) Undrain(ctx context.Context) (ControlStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	var st ControlStatus
 	err := c.do(ctx, http.MethodPost, ControlUndrainPath, struct{}{}, &st)
 	return st, err
