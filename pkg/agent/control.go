@@ -55,6 +55,9 @@ type ControlStatus struct {
 	// Rendered lists it healthy.
 	Discovers []string      `json:"discovers"`
 	Rendered  discovery.Set `json:"rendered"`
+	// Discovery is the node's discovery method; with gossip only
+	// verified members are rendered.
+	Discovery string `json:"discovery,omitempty"`
 	// ImageError says why Image could not be read.
 	ImageError string `json:"image_error,omitempty"`
 }
@@ -200,7 +203,7 @@ func (c *Control) Status() ControlStatus {
 	out := ControlStatus{
 		Node: c.o.Identity.Name, Role: c.o.Identity.Role, Image: c.img, Agent: st.Version,
 		Healthy: st.Self.Healthy && !st.Draining, Draining: st.Draining, Rendered: st.Rendered,
-		Discovers: append([]string{}, c.o.Discovers...),
+		Discovers: append([]string{}, c.o.Discovers...), Discovery: st.Discovery,
 	}
 	select {
 	case <-c.o.Agent.Ready():

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent"
+	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/update"
 )
 
@@ -453,9 +454,12 @@ func (r *run) peersOf(ctx context.Context, n Node) map[string]agent.ControlStatu
 	return out
 }
 
+// inRendered says whether st's last render holds n: healthy, and
+// verified when the peer's discovery checks identities (gossip renders
+// only verified members).
 func inRendered(st agent.ControlStatus, n Node) bool {
 	for _, m := range st.Rendered[n.Role] {
-		if m.Name == n.Name && m.Healthy {
+		if m.Name == n.Name && m.Healthy && (m.Verified || st.Discovery != config.MethodGossip) {
 			return true
 		}
 	}
