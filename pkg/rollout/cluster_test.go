@@ -171,7 +171,6 @@ func (n *testNode) boot(l net.Listener) {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{Cluster: "shop", Role: n.role, Node: config.Node{Name: n.name, Address: fmt.Sprintf("10.0.0.%d/24", n.n)}, Discovery: config.Discovery{Method: "test"}}
-	version := n.version
 	a := agent.New(agent.Options{
 		Load: func() (*config.Config, error) { return cfg, nil },
 		Discover: func(ctx context.Context, _ *config.Config, self discovery.Member, _ func(string, ...any)) (discovery.Discoverer, error) {
@@ -186,7 +185,11 @@ func (n *testNode) boot(l net.Listener) {
 	go func() { _ = a.Run(ctx); done <- struct{}{} }()
 	ctl, err := agent.NewControl(agent.ControlOptions{
 		Identity: id, Agent: a, Discovers: roleDiscovers[n.role],
-		Image: func() (agent.Image, error) { return agent.Image{Role: n.role, Version: version, Slot: "a"}, nil },
+		Image: func() (agent.Image, error) {
+			n.c.mu.Lock()
+			defer n.c.mu.Unlock()
+			return agent.Image{Role: n.role, Version: n.version, Slot: "a"}, nil
+		},
 		Update: func(_ context.Context, source string) (agent.UpdateResponse, error) {
 			v, ok := n.c.versions[source]
 			if !ok {

@@ -213,3 +213,29 @@ func TestAlreadyOnImage(t *testing.T) {
 	}
 	c.check(t, map[string]string{"web-1": v2, "web-2": v2, "web-3": v2})
 }
+
+// TestResumeUnrecordedUpdate: a run killed after the node took the update
+// but before the state said so finds the node on the new version and
+// does not update it again.
+func TestResumeUnrecordedUpdate(t *testing.T) {
+	c := newTestCluster(t, map[string]int{"web": 2})
+	c.mu.Lock()
+	c.nodes["web-1"].version = v2
+	c.mu.Unlock()
+	state := filepath.Join(t.TempDir(), StateFile)
+	st, _ := ReadState(state)
+	st.Nodes["web-1"] = NodeState{Role: "web", Source: "v2", Phase: PhaseDrained, OldVersion: v1}
+	if err := st.Write(state); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), c.options(state, nil, Image{"web", "v2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.drains, []string{"web-2"}) || !slices.Equal(res.Updated, []string{"web-1", "web-2"}) {
+		t.Errorf("drains %v, updated %v", c.drains, res.Updated)
+	}
+	if st, _ = ReadState(state); st.Versions["v2"] != v2 || len(st.Nodes) != 0 {
+		t.Errorf("state %+v", st)
+	}
+}
