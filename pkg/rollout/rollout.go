@@ -88,8 +88,8 @@ func (e *NodeError) Unwrap() error { return e.Err }
 
 // Result is what a rollout did.
 type Result struct {
-	Updated []string // nodes updated by this run, in the order they came back
-	Skipped []string // nodes already on their image
+	Updated []string `json:"updated"` // nodes updated by this run, in the order they came back
+	Skipped []string `json:"skipped"` // nodes already on their image
 }
 
 type run struct {
