@@ -101,10 +101,12 @@ type ControlOptions struct {
 	// Update installs source in the inactive slot (update.OnNode on a
 	// node).
 	Update func(ctx context.Context, source string) (UpdateResponse, error)
-	// Reboot reboots the node (systemctl reboot).
-	Reboot func() error
-	Now    func() time.Time
-	Logf   func(format string, args ...any)
+	// Reboot reboots the node (systemctl reboot), RebootDelay (default
+	// 500ms) after the update's answer, so that the answer gets out.
+	Reboot      func() error
+	RebootDelay time.Duration
+	Now         func() time.Time
+	Logf        func(format string, args ...any)
 }
 
 // Control is the agent's control endpoint: HTTPS with mutual TLS, which
@@ -134,6 +136,9 @@ func NewControl(o ControlOptions) (*Control, error) {
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
+	}
+	if o.RebootDelay <= 0 {
+		o.RebootDelay = 500 * time.Millisecond
 	}
 	if o.Image == nil {
 		o.Image = func() (Image, error) { return Image{}, errors.New("not known") }
@@ -254,7 +259,7 @@ func (c *Control) update(w http.ResponseWriter, r *http.Request) {
 		c.o.Logf("control: rebooting into slot %s (%s)", res.Slot, res.Version)
 		go func() {
 			// Let the answer reach the operator before the reboot.
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(c.o.RebootDelay)
 			if err := c.o.Reboot(); err != nil {
 				c.o.Logf("control: rebooting: %v", err)
 			}

@@ -203,7 +203,8 @@ func (n *testNode) boot(l net.Listener) {
 			n.pending = v
 			return agent.UpdateResponse{Slot: "b", Role: n.role, Version: v}, nil
 		},
-		Reboot: func() error { go n.reboot(); return nil },
+		Reboot:      func() error { go n.reboot(); return nil },
+		RebootDelay: 10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
