@@ -128,6 +128,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := lock(o.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := ReadState(o.StatePath)
 	if err != nil {
 		return nil, err

@@ -239,3 +239,21 @@ func TestResumeUnrecordedUpdate(t *testing.T) {
 		t.Errorf("state %+v", st)
 	}
 }
+
+// TestOneAtATime: a second rollout of the cluster is refused while one
+// runs.
+func TestOneAtATime(t *testing.T) {
+	state := filepath.Join(t.TempDir(), StateFile)
+	unlock, err := lock(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	c := newTestCluster(t, map[string]int{"web": 1})
+	if _, err := Run(t.Context(), c.options(state, nil, Image{"web", "v2"})); err == nil || !strings.Contains(err.Error(), "another imgforge rollout") {
+		t.Fatalf("got %v", err)
+	}
+	if len(c.drains) != 0 {
+		t.Errorf("drained %v", c.drains)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/imgforge/imgforge/pkg/atomicfile"
 )
 
@@ -56,6 +58,20 @@ type RolledBack struct {
 	Version string `json:"version,omitempty"`
 	Node    string `json:"node"`
 	Back    string `json:"back_on,omitempty"` // the version it came back on
+}
+
+// lock takes the state's lock (STATE.lock, flock): two rollouts of one
+// cluster at once would each keep their own count of nodes out.
+func lock(statePath string) (unlock func(), err error) {
+	f, err := os.OpenFile(statePath+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the rollout's lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another imgforge rollout of this cluster is running (%s is locked)", f.Name())
+	}
+	return func() { f.Close() }, nil
 }
 
 // ReadState reads the state file at path; a missing file is an empty
