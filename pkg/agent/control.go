@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -267,6 +268,14 @@ func (c *Control) update(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// logWriter sends each write to a Logf as one line.
+type logWriter func(format string, args ...any)
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -277,7 +286,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // ServeControl serves c over TLS on l until ctx ends.
 func ServeControl(ctx context.Context, l net.Listener, c *Control) error {
-	srv := &http.Server{Handler: c.Handler(), TLSConfig: c.TLSConfig(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: c.Handler(), TLSConfig: c.TLSConfig(), ReadHeaderTimeout: 5 * time.Second,
+		// Refused handshakes go to the agent's log.
+		ErrorLog: log.New(logWriter(c.o.Logf), "control endpoint: ", 0)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
