@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,6 +49,7 @@ type runFlags struct {
 	snapshot  string
 	root      string
 	templates string
+	control   string
 }
 
 func (f *runFlags) add(cmd *cobra.Command) {
@@ -113,6 +115,7 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 			defer cancel()
 			served := make(chan error, 1)
 			go func() { served <- agent.Serve(ctx, l, a) }()
+			go runControl(ctx, a, f.control, role, logger.Printf)
 			go func() {
 				for {
 					select {
@@ -139,6 +142,7 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&f.listen, "listen", agent.DefaultListen, "address of the status endpoint (GET /status, /metrics)")
+	cmd.Flags().StringVar(&f.control, "control", strconv.Itoa(agent.DefaultControlPort), "the control endpoint (imgforge rollout; mutual TLS, operator certificates of the cluster CA only): a port on the node's address, HOST:PORT, or off")
 	cmd.Flags().StringVar(&f.snapshot, "snapshot", agent.DefaultSnapshotPath, "where to write the current snapshot as JSON")
 	cmd.Flags().StringVar(&f.root, "root", "/", "the node's root file system, where the role's configuration is written")
 	cmd.Flags().StringVar(&f.templates, "templates", agent.TemplatesDir, "the image's templates (ROLE/ and common/)")

@@ -38,7 +38,7 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	c := &common{getenv: getenv}
-	root.AddCommand(newBuildCmd(c), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c))
+	root.AddCommand(newBuildCmd(c), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c))
 	return root
 }
 

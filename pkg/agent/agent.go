@@ -32,6 +32,10 @@ type Snapshot struct {
 	Config  *config.Config
 	Self    discovery.Member
 	Members discovery.Set
+	// Draining says the node is leaving service (the control endpoint's
+	// drain): it advertises itself unhealthy, and a role holding VIPs
+	// renders them at the lowest priority so that its peers take them.
+	Draining bool
 }
 
 // Renderer turns a snapshot into the role's configuration. It must leave
@@ -132,6 +136,7 @@ type Options struct {
 type Agent struct {
 	o      Options
 	reload chan struct{}
+	drain  chan struct{}
 
 	mu    sync.Mutex
 	st    state
@@ -152,6 +157,8 @@ type state struct {
 	renderErrors uint64
 	configErrors uint64
 	changes      uint64
+	draining     bool
+	rendered     discovery.Set // members of the last snapshot rendered without error
 }
 
 // New makes an agent.
@@ -177,7 +184,7 @@ func New(o Options) *Agent {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
-	return &Agent{o: o, reload: make(chan struct{}, 1), ready: make(chan struct{})}
+	return &Agent{o: o, reload: make(chan struct{}, 1), drain: make(chan struct{}, 1), ready: make(chan struct{})}
 }
 
 // Reload asks the running agent to read its settings again (SIGHUP).
@@ -188,6 +195,33 @@ func (a *Agent) Reload() {
 	case a.reload <- struct{}{}:
 	default:
 	}
+}
+
+// SetDraining takes the node out of service (true) or puts it back
+// (false): the running agent advertises itself unhealthy while it drains
+// and renders again with Snapshot.Draining set.
+func (a *Agent) SetDraining(d bool) {
+	a.mu.Lock()
+	a.st.draining = d
+	a.mu.Unlock()
+	select {
+	case a.drain <- struct{}{}:
+	default:
+	}
+}
+
+// Draining says whether the node is draining.
+func (a *Agent) Draining() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.st.draining
+}
+
+// Config is the running settings; nil before Ready.
+func (a *Agent) Config() *config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.st.cfg
 }
 
 // Ready is closed once the agent has valid settings and runs discovery.
@@ -222,7 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Unlock()
 		return err
 	}
-	healthy := a.checkHealth(ctx)
+	healthy := a.checkHealth(ctx) && !a.Draining()
 	self, err := SelfMember(cfg, healthy)
 	if err != nil {
 		return err
@@ -257,11 +291,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer resync.Stop()
 	render := func() {
 		pending = false
-		snap := Snapshot{Config: cfg, Self: self, Members: disc.Members().With(self)}
+		snap := Snapshot{Config: cfg, Self: self, Members: disc.Members().With(self), Draining: a.Draining()}
 		a.mu.Lock()
 		a.st.members = snap.Members
 		a.mu.Unlock()
-		if last != nil && last.Config == snap.Config && last.Self == snap.Self && last.Members.Equal(snap.Members) {
+		if last != nil && last.Config == snap.Config && last.Self == snap.Self && last.Draining == snap.Draining && last.Members.Equal(snap.Members) {
 			return
 		}
 		if err := a.o.Renderer.Render(ctx, snap); err != nil {
@@ -279,6 +313,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		last = &snap
 		a.mu.Lock()
+		a.st.rendered = snap.Members
 		a.st.renders++
 		a.st.lastRender = a.o.Now()
 		a.mu.Unlock()
@@ -304,7 +339,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			last = nil
 			render()
 		case <-health.C:
-			h := a.checkHealth(ctx)
+			h := a.checkHealth(ctx) && !a.Draining()
 			if h == self.Healthy {
 				continue
 			}
@@ -315,6 +350,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			if hs, ok := disc.(healthSetter); ok {
 				if err := hs.SetHealthy(h); err != nil {
 					a.o.Logf("advertising health %v: %v", h, err)
+				}
+			}
+			render()
+		case <-a.drain:
+			// Advertise the new health now, not at the next probe.
+			self.Healthy = a.checkHealth(ctx) && !a.Draining()
+			a.mu.Lock()
+			a.st.self = self
+			a.mu.Unlock()
+			if hs, ok := disc.(healthSetter); ok {
+				if err := hs.SetHealthy(self.Healthy); err != nil {
+					a.o.Logf("advertising health %v: %v", self.Healthy, err)
 				}
 			}
 			render()

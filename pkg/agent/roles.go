@@ -261,7 +261,7 @@ func RenderInput(s Snapshot, memBytes uint64, ri *imagemeta.RoleInfo) (render.In
 	}
 	self := dataNode(s.Self)
 	self.ID = c.Node.ID
-	in := render.Input{Self: self, Members: map[string][]render.Node{}, Options: map[string]string{}, MemoryBytes: memBytes}
+	in := render.Input{Self: self, Members: map[string][]render.Node{}, Options: map[string]string{}, MemoryBytes: memBytes, Draining: s.Draining}
 	needVerified := c.Discovery.Method == config.MethodGossip
 	roles := append([]string{ri.Role}, ri.Discover...)
 	for i, role := range roles {

@@ -33,6 +33,12 @@ type Status struct {
 	RenderErrors uint64           `json:"render_errors"`
 	ConfigErrors uint64           `json:"config_errors"`
 	Changes      uint64           `json:"discovery_changes"`
+	// Draining says the node is leaving service (the control endpoint's
+	// drain).
+	Draining bool `json:"draining,omitempty"`
+	// Rendered are the members of the last snapshot rendered without
+	// error: the peers this node's configuration holds now.
+	Rendered discovery.Set `json:"rendered"`
 }
 
 // Status returns the agent's state now.
@@ -44,7 +50,10 @@ func (a *Agent) Status() Status {
 		Version: a.o.Version, Self: st.self, Discovery: st.method, Members: st.members,
 		Started: st.started, LastRender: st.lastRender, LastError: st.lastError, LastErrorAt: st.lastErrorAt,
 		Renders: st.renders, RenderErrors: st.renderErrors, ConfigErrors: st.configErrors, Changes: st.changes,
-		Files: []RenderedFile{},
+		Files: []RenderedFile{}, Draining: st.draining, Rendered: st.rendered,
+	}
+	if s.Rendered == nil {
+		s.Rendered = discovery.Set{}
 	}
 	if s.Members == nil {
 		s.Members = discovery.Set{}

@@ -39,6 +39,8 @@ type Data struct {
 	TLS TLSData
 	// MemoryBytes is the machine's RAM.
 	MemoryBytes uint64
+	// Draining says the node is leaving service (vrrp gives priority 1).
+	Draining bool
 }
 
 // Member is one node as a template sees it.
@@ -233,7 +235,7 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 		return Member{Name: n.Name, Role: n.Role, Address: n.Address.String(), ID: serverID(n), Primary: n.Primary,
 			Ports: portsOf(n.Role, n.Port), addr: n.Address}
 	}
-	d := Data{Self: member(in.Self), Members: map[string][]Member{}, Options: map[string]string{}, MemoryBytes: in.MemoryBytes,
+	d := Data{Self: member(in.Self), Members: map[string][]Member{}, Options: map[string]string{}, MemoryBytes: in.MemoryBytes, Draining: in.Draining,
 		DB: DBData{Database: in.DB.database(), User: in.DB.User, Password: in.DB.Password,
 			ReplicationUser: in.DB.ReplicationUser, ReplicationPassword: in.DB.ReplicationPassword}}
 	for k, v := range in.Options {
@@ -271,7 +273,8 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 //     role, sorted by name: for VIP j the member at index (j mod N) is
 //     master (priority 250), the next one 249, and so on, so with two VIPs
 //     on two nodes each is master of one and either takes both when the
-//     other fails.
+//     other fails. A draining node holds every VIP at priority 1 (the
+//     others at least 2), so its peers take them over (preemption).
 //   - others ROLE: the members of ROLE but this node.
 //   - primary ROLE: the member of ROLE marked primary, or nil.
 //   - memory: the MariaDB sizes for the machine's RAM (MemorySettings).
@@ -290,7 +293,11 @@ func funcs(d *Data) template.FuncMap {
 			var out []VRRP
 			for j, v := range d.VIPs {
 				rank := ((self-j)%n + n) % n
-				out = append(out, VRRP{VIPData: v, Priority: max(1, 250-rank), Master: rank == 0})
+				if d.Draining {
+					out = append(out, VRRP{VIPData: v, Priority: 1})
+					continue
+				}
+				out = append(out, VRRP{VIPData: v, Priority: max(2, 250-rank), Master: rank == 0})
 			}
 			return out
 		},

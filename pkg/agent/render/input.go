@@ -102,6 +102,9 @@ type Input struct {
 	Monitoring *Monitoring
 	// MemoryBytes is the machine's RAM (db memory settings).
 	MemoryBytes uint64
+	// Draining says the node is leaving service: it holds its VIPs at
+	// the lowest priority, so that its peers take them.
+	Draining bool
 }
 
 var (

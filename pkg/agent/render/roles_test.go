@@ -264,3 +264,39 @@ func TestMissingTemplate(t *testing.T) {
 		t.Errorf("err = %v, want one naming the template", err)
 	}
 }
+
+// TestDrainingGivesUpVIPs: a draining lb node renders every VIP below
+// every other lb node's priority, so that they take its VIPs.
+func TestDrainingGivesUpVIPs(t *testing.T) {
+	lbs := nodes("lb", 3)
+	vips := []render.VIP{
+		{Address: netip.MustParseAddr("192.0.2.10"), Prefix: 24, Interface: "eth0"},
+		{Address: netip.MustParseAddr("192.0.2.11"), Prefix: 24, Interface: "eth0"},
+		{Address: netip.MustParseAddr("192.0.2.12"), Prefix: 24, Interface: "eth0"},
+	}
+	lowest := map[string]int{}
+	for _, self := range lbs {
+		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": lbs}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v, p := range vrrp(t, c.Services[1].Files[0].Data) {
+			if lowest[v] == 0 || p < lowest[v] {
+				lowest[v] = p
+			}
+		}
+	}
+	c, err := renderer(t).Render(context.Background(), render.Input{Self: lbs[0], VIPs: vips, Members: map[string][]render.Node{"lb": lbs}, Draining: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := vrrp(t, c.Services[1].Files[0].Data)
+	if len(got) != 3 {
+		t.Fatalf("draining: %d VIPs rendered, want 3", len(got))
+	}
+	for v, p := range got {
+		if p >= lowest[v] {
+			t.Errorf("VIP %s: draining priority %d, not below the others' lowest %d", v, p, lowest[v])
+		}
+	}
+}

@@ -1,0 +1,302 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/agent/discovery"
+	"github.com/imgforge/imgforge/pkg/agent/identity"
+)
+
+// DefaultControlPort is the control endpoint's port on the node's
+// address (imgforge-agent run --control).
+const DefaultControlPort = 9443
+
+// The control endpoint's paths.
+const (
+	ControlStatusPath  = "/v1/status"
+	ControlDrainPath   = "/v1/drain"
+	ControlUndrainPath = "/v1/undrain"
+	ControlUpdatePath  = "/v1/update"
+)
+
+// Image is the image a node runs: its version (the first 12 hex of the
+// image digest, from the running slot's partition label), its slot and
+// root hash (from the kernel command line).
+type Image struct {
+	Role     string `json:"role,omitempty"`
+	Version  string `json:"version"`
+	Slot     string `json:"slot,omitempty"`
+	RootHash string `json:"root_hash,omitempty"`
+}
+
+// ControlStatus is what GET /v1/status answers.
+type ControlStatus struct {
+	Node  string `json:"node"`
+	Role  string `json:"role"`
+	Image Image  `json:"image"`
+	// Agent is the agent's own version.
+	Agent   string `json:"agent,omitempty"`
+	Healthy bool   `json:"healthy"`
+	// Ready says the agent runs with valid settings and discovery.
+	Ready    bool `json:"ready"`
+	Draining bool `json:"draining"`
+	// Discovers are the roles this node's configuration holds (role.json's
+	// discover): a node of such a role is in service once this node's
+	// Rendered lists it healthy.
+	Discovers []string      `json:"discovers"`
+	Rendered  discovery.Set `json:"rendered"`
+	// Discovery is the node's discovery method; with gossip only
+	// verified members are rendered.
+	Discovery string `json:"discovery,omitempty"`
+	// ImageError says why Image could not be read.
+	ImageError string `json:"image_error,omitempty"`
+}
+
+// UpdateRequest is POST /v1/update's body.
+type UpdateRequest struct {
+	// Source is the image to install: the URL of a set served by
+	// imgforge serve, or an OCI reference (imgforge-agent update SOURCE).
+	Source string `json:"source"`
+	// Reboot boots the new slot once it is written (the default: a
+	// missing field reboots).
+	Reboot *bool `json:"reboot,omitempty"`
+}
+
+// UpdateResponse is POST /v1/update's answer, sent before the reboot.
+type UpdateResponse struct {
+	Slot     string `json:"slot"`
+	Role     string `json:"role"`
+	Version  string `json:"version"`
+	RootHash string `json:"root_hash"`
+	Reboot   bool   `json:"reboot"`
+}
+
+// ControlError is the body of every refused request.
+type ControlError struct {
+	Error string `json:"error"`
+}
+
+// ControlOptions configure the control endpoint.
+type ControlOptions struct {
+	// Identity is the node's (its certificate serves TLS); its CA is the
+	// only issuer of client certificates accepted.
+	Identity *identity.Node
+	// Agent answers status and drains; required.
+	Agent *Agent
+	// Image reads what the node runs (read once and kept: the running
+	// slot changes only with a reboot).
+	Image func() (Image, error)
+	// Discovers are the roles the node's role discovers (role.json).
+	Discovers []string
+	// Update installs source in the inactive slot (update.OnNode on a
+	// node).
+	Update func(ctx context.Context, source string) (UpdateResponse, error)
+	// Reboot reboots the node (systemctl reboot), RebootDelay (default
+	// 500ms) after the update's answer, so that the answer gets out.
+	Reboot      func() error
+	RebootDelay time.Duration
+	Now         func() time.Time
+	Logf        func(format string, args ...any)
+}
+
+// Control is the agent's control endpoint: HTTPS with mutual TLS, which
+// serves only clients with an operator certificate from the cluster CA
+// (identity.OperatorOrg). See docs/agent.md.
+type Control struct {
+	o        ControlOptions
+	verifier *identity.Verifier
+
+	imgOnce sync.Once
+	img     Image
+	imgErr  error
+
+	updating sync.Mutex
+}
+
+// NewControl makes the control endpoint.
+func NewControl(o ControlOptions) (*Control, error) {
+	if o.Identity == nil {
+		return nil, errors.New("control endpoint: the node has no identity (imgforge.identity): without it nothing could prove it commands the node")
+	}
+	if o.Agent == nil {
+		return nil, errors.New("control endpoint: no agent")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.RebootDelay <= 0 {
+		o.RebootDelay = 500 * time.Millisecond
+	}
+	if o.Image == nil {
+		o.Image = func() (Image, error) { return Image{}, errors.New("not known") }
+	}
+	return &Control{o: o, verifier: identity.NewVerifier(o.Identity.CA)}, nil
+}
+
+// TLSConfig is the server's TLS configuration: the node's certificate,
+// TLS 1.3, and a client certificate required that the cluster CA issued
+// to an operator; any other client fails the handshake.
+func (c *Control) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.o.Identity.TLSCertificate()},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    identity.Pool(c.o.Identity.CA),
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no client certificate")
+			}
+			_, err := c.verifier.VerifyOperator(cs.PeerCertificates[0], c.o.Now())
+			return err
+		},
+	}
+}
+
+// Handler serves the control API. It checks the operator certificate
+// again (the TLS configuration already did), so that it is safe behind
+// any listener.
+func (c *Control) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+ControlStatusPath, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, c.Status())
+	})
+	mux.HandleFunc("POST "+ControlDrainPath, func(w http.ResponseWriter, r *http.Request) {
+		c.o.Logf("control: %s: drain", operator(r))
+		c.o.Agent.SetDraining(true)
+		writeJSON(w, http.StatusOK, c.Status())
+	})
+	mux.HandleFunc("POST "+ControlUndrainPath, func(w http.ResponseWriter, r *http.Request) {
+		c.o.Logf("control: %s: undrain", operator(r))
+		c.o.Agent.SetDraining(false)
+		writeJSON(w, http.StatusOK, c.Status())
+	})
+	mux.HandleFunc("POST "+ControlUpdatePath, c.update)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			writeJSON(w, http.StatusUnauthorized, ControlError{"an operator client certificate from the cluster CA is required"})
+			return
+		}
+		name, err := c.verifier.VerifyOperator(r.TLS.PeerCertificates[0], c.o.Now())
+		if err != nil {
+			writeJSON(w, http.StatusForbidden, ControlError{err.Error()})
+			return
+		}
+		r.Header.Set("X-Imgforge-Operator", name)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func operator(r *http.Request) string { return r.Header.Get("X-Imgforge-Operator") }
+
+// Status is GET /v1/status's answer now.
+func (c *Control) Status() ControlStatus {
+	c.imgOnce.Do(func() { c.img, c.imgErr = c.o.Image() })
+	st := c.o.Agent.Status()
+	out := ControlStatus{
+		Node: c.o.Identity.Name, Role: c.o.Identity.Role, Image: c.img, Agent: st.Version,
+		Healthy: st.Self.Healthy && !st.Draining, Draining: st.Draining, Rendered: st.Rendered,
+		Discovers: append([]string{}, c.o.Discovers...), Discovery: st.Discovery,
+	}
+	select {
+	case <-c.o.Agent.Ready():
+		out.Ready = true
+	default:
+		out.Healthy = false
+	}
+	if c.imgErr != nil {
+		out.ImageError = c.imgErr.Error()
+	}
+	return out
+}
+
+func (c *Control) update(w http.ResponseWriter, r *http.Request) {
+	var req UpdateRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, ControlError{fmt.Sprintf("reading the update request: %v; accepted: {\"source\": URL or OCI reference}", err)})
+		return
+	}
+	if strings.TrimSpace(req.Source) == "" {
+		writeJSON(w, http.StatusBadRequest, ControlError{"source: empty; accepted: the URL of a set served by imgforge serve, or an OCI reference"})
+		return
+	}
+	if c.o.Update == nil {
+		writeJSON(w, http.StatusNotImplemented, ControlError{"this agent cannot update its node"})
+		return
+	}
+	if !c.updating.TryLock() {
+		writeJSON(w, http.StatusConflict, ControlError{"an update is running on this node"})
+		return
+	}
+	defer c.updating.Unlock()
+	c.o.Logf("control: %s: update from %s", operator(r), req.Source)
+	res, err := c.o.Update(r.Context(), req.Source)
+	if err != nil {
+		c.o.Logf("control: update from %s: %v", req.Source, err)
+		writeJSON(w, http.StatusInternalServerError, ControlError{fmt.Sprintf("updating from %s: %v", req.Source, err)})
+		return
+	}
+	res.Reboot = req.Reboot == nil || *req.Reboot
+	writeJSON(w, http.StatusOK, res)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	if res.Reboot && c.o.Reboot != nil {
+		c.o.Logf("control: rebooting into slot %s (%s)", res.Slot, res.Version)
+		go func() {
+			// Let the answer reach the operator before the reboot.
+			time.Sleep(c.o.RebootDelay)
+			if err := c.o.Reboot(); err != nil {
+				c.o.Logf("control: rebooting: %v", err)
+			}
+		}()
+	}
+}
+
+// logWriter sends each write to a Logf as one line.
+type logWriter func(format string, args ...any)
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// ServeControl serves c over TLS on l until ctx ends.
+func ServeControl(ctx context.Context, l net.Listener, c *Control) error {
+	srv := &http.Server{Handler: c.Handler(), TLSConfig: c.TLSConfig(), ReadHeaderTimeout: 5 * time.Second,
+		// Refused handshakes go to the agent's log.
+		ErrorLog: log.New(logWriter(c.o.Logf), "control endpoint: ", 0)}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("control endpoint: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/agent/config"
+)
+
+// startStatic runs an agent of web-1 with static discovery.
+func startStatic(t *testing.T, health func(context.Context) bool) (*Agent, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	a := New(Options{
+		Load: func() (*config.Config, error) {
+			c, src, err := config.Parse("user-data", []byte(staticUserData("        - {name: lb-1, role: lb, address: 10.0.0.11}\n")))
+			if err != nil {
+				return nil, err
+			}
+			return c, c.Complete(src, config.InstanceData{InstanceID: "web-1"}, nil)
+		},
+		Renderer: rec, Health: health, Debounce: 10 * time.Millisecond, HealthInterval: 20 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return a, rec
+}
+
+// startControl serves a control endpoint of node web-1 on loopback.
+func startControl(t *testing.T, ca *testCA, a *Agent, update func(context.Context, string) (UpdateResponse, error), reboots *atomic.Int32) string {
+	t.Helper()
+	c, err := NewControl(ControlOptions{
+		Identity: ca.node(t, "web", "web-1"), Agent: a, Update: update,
+		Image:  func() (Image, error) { return Image{Role: "web", Version: "0123456789ab", Slot: "a"}, nil },
+		Reboot: func() error { reboots.Add(1); return nil },
+		Logf:   t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeControl(ctx, l, c) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l.Addr().String()
+}
+
+func operatorCert(t *testing.T, ca *testCA) tls.Certificate {
+	t.Helper()
+	c, err := ca.ca.IssueOperator(rand.Reader, "test", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestControlAuth: only an operator certificate of the cluster's CA
+// commands a node; no certificate, a node's certificate (of any role) and
+// an operator certificate of another cluster are refused, for every
+// endpoint.
+func TestControlAuth(t *testing.T) {
+	ca := shopCA(t)
+	a, _ := startStatic(t, nil)
+	var reboots atomic.Int32
+	var updates atomic.Int32
+	addr := startControl(t, ca, a, func(context.Context, string) (UpdateResponse, error) {
+		updates.Add(1)
+		return UpdateResponse{Slot: "b", Version: "fedcba987654"}, nil
+	}, &reboots)
+	nodeCert := ca.node(t, "lb", "lb-1").TLSCertificate()
+	other := newTestCA(t, "shop") // same cluster name, another CA
+	tests := []struct {
+		name   string
+		client tls.Certificate
+		ok     bool
+	}{
+		{"operator", operatorCert(t, ca), true},
+		{"no certificate", tls.Certificate{}, false},
+		{"node certificate", nodeCert, false},
+		{"own node certificate", ca.node(t, "web", "web-1").TLSCertificate(), false},
+		{"operator of another CA", operatorCert(t, other), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewControlClient(addr, "web-1", ca.ca.Cert, tt.client)
+			if _, err := c.Status(t.Context()); (err == nil) != tt.ok {
+				t.Fatalf("status: %v, want ok=%v", err, tt.ok)
+			}
+			if _, err := c.Drain(t.Context()); (err == nil) != tt.ok {
+				t.Fatalf("drain: %v, want ok=%v", err, tt.ok)
+			}
+			if _, err := c.Update(t.Context(), "https://192.0.2.1/sets/web/"); (err == nil) != tt.ok {
+				t.Fatalf("update: %v, want ok=%v", err, tt.ok)
+			}
+			if _, err := c.Undrain(t.Context()); (err == nil) != tt.ok {
+				t.Fatalf("undrain: %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+	if n := updates.Load(); n != 1 {
+		t.Errorf("%d updates ran, want 1 (the operator's)", n)
+	}
+	// A client that talks to the wrong node is refused by the client.
+	c := NewControlClient(addr, "web-2", ca.ca.Cert, operatorCert(t, ca))
+	if _, err := c.Status(t.Context()); err == nil || !strings.Contains(err.Error(), "not web-2's") {
+		t.Errorf("asking web-2 at web-1's address: %v", err)
+	}
+}
+
+// TestControlHandlerNeedsTLS: the handler checks the operator itself,
+// behind any listener.
+func TestControlHandlerNeedsTLS(t *testing.T) {
+	ca := shopCA(t)
+	a, _ := startStatic(t, nil)
+	c, err := NewControl(ControlOptions{Identity: ca.node(t, "web", "web-1"), Agent: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*http.Request{
+		httptest.NewRequest(http.MethodGet, ControlStatusPath, nil),
+		httptest.NewRequest(http.MethodPost, ControlUpdatePath, strings.NewReader(`{"source":"x"}`)),
+	} {
+		w := httptest.NewRecorder()
+		c.Handler().ServeHTTP(w, r)
+		if w.Code != http.StatusUnauthorized {
+			t.Errorf("%s %s without TLS: HTTP %d", r.Method, r.URL.Path, w.Code)
+		}
+	}
+	if _, err := NewControl(ControlOptions{Agent: a}); err == nil {
+		t.Error("a control endpoint without the node's identity started")
+	}
+}
+
+// TestControlDrainUpdate: drain advertises the node unhealthy and renders
+// with Draining; undrain reverses it; update answers, then reboots.
+func TestControlDrainUpdate(t *testing.T) {
+	ca := shopCA(t)
+	a, rec := startStatic(t, nil)
+	var reboots atomic.Int32
+	addr := startControl(t, ca, a, func(_ context.Context, src string) (UpdateResponse, error) {
+		return UpdateResponse{Slot: "b", Role: "web", Version: "fedcba987654"}, nil
+	}, &reboots)
+	c := NewControlClient(addr, "web-1", ca.ca.Cert, operatorCert(t, ca))
+	st, err := c.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Healthy || st.Draining || st.Image.Version != "0123456789ab" || st.Node != "web-1" || st.Role != "web" {
+		t.Fatalf("status %+v", st)
+	}
+	if st, err = c.Drain(t.Context()); err != nil || !st.Draining || st.Healthy {
+		t.Fatalf("drain: %+v %v", st, err)
+	}
+	rec.waitRender(t, "a draining render", func(s Snapshot) bool { return s.Draining && !s.Self.Healthy })
+	if st, err = c.Undrain(t.Context()); err != nil || st.Draining {
+		t.Fatalf("undrain: %+v %v", st, err)
+	}
+	rec.waitRender(t, "a render in service", func(s Snapshot) bool { return !s.Draining && s.Self.Healthy })
+	res, err := c.Update(t.Context(), "https://192.0.2.1/sets/web/")
+	if err != nil || res.Version != "fedcba987654" || !res.Reboot {
+		t.Fatalf("update: %+v %v", res, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for reboots.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if reboots.Load() != 1 {
+		t.Errorf("%d reboots after the update", reboots.Load())
+	}
+	if _, err := c.Update(t.Context(), " "); err == nil {
+		t.Error("an update without a source was accepted")
+	}
+}

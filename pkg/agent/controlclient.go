@@ -1,0 +1,142 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/imgforge/imgforge/pkg/agent/identity"
+)
+
+// ControlClientTLS is the TLS configuration of a client of node's control
+// endpoint: it presents the operator certificate and accepts only the
+// node certificate the cluster CA issued to that node. (Node certificates
+// name the node in their subject, not in a DNS name, so the check is
+// identity.Verifier's rather than the TLS library's host name check.)
+func ControlClientTLS(ca *x509.Certificate, operator tls.Certificate, node string, now func() time.Time) *tls.Config {
+	if now == nil {
+		now = time.Now
+	}
+	v := identity.NewVerifier(ca)
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		Certificates:       []tls.Certificate{operator},
+		InsecureSkipVerify: true, // replaced by VerifyConnection below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the node sent no certificate")
+			}
+			claims, _, err := v.Verify(cs.PeerCertificates[0].Raw, now())
+			if err != nil {
+				return fmt.Errorf("the node's certificate: %w", err)
+			}
+			if claims.Name != node {
+				return fmt.Errorf("the certificate is node %s's, not %s's", claims.Name, node)
+			}
+			return nil
+		},
+	}
+}
+
+// ControlClient talks to one node's control endpoint.
+type ControlClient struct {
+	// Addr is HOST:PORT.
+	Addr string
+	// HTTP carries the requests; its transport holds ControlClientTLS.
+	HTTP *http.Client
+}
+
+// NewControlClient makes a client of node's control endpoint at addr.
+func NewControlClient(addr, node string, ca *x509.Certificate, operator tls.Certificate) *ControlClient {
+	tr := &http.Transport{
+		Proxy: nil, TLSClientConfig: ControlClientTLS(ca, operator, node, nil),
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second, DisableKeepAlives: true,
+	}
+	return &ControlClient{Addr: addr, HTTP: &http.Client{Transport: tr}}
+}
+
+// RequestTimeout bounds the control requests but the update (a node
+// that reboots may drop packets rather than refuse them).
+const RequestTimeout = 15 * time.Second
+
+// Status asks GET /v1/status.
+func (c *ControlClient) Status(ctx context.Context) (ControlStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	var st ControlStatus
+	err := c.do(ctx, http.MethodGet, ControlStatusPath, nil, &st)
+	return st, err
+}
+
+// Drain asks POST /v1/drain.
+func (c *ControlClient) Drain(ctx context.Context) (ControlStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	var st ControlStatus
+	err := c.do(ctx, http.MethodPost, ControlDrainPath, struct{}{}, &st)
+	return st, err
+}
+
+// Undrain asks POST /v1/undrain.
+func (c *ControlClient) Undrain(ctx context.Context) (ControlStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	var st ControlStatus
+	err := c.do(ctx, http.MethodPost, ControlUndrainPath, struct{}{}, &st)
+	return st, err
+}
+
+// Update asks POST /v1/update: the node writes source into its inactive
+// slot and reboots into it.
+func (c *ControlClient) Update(ctx context.Context, source string) (UpdateResponse, error) {
+	var res UpdateResponse
+	err := c.do(ctx, http.MethodPost, ControlUpdatePath, UpdateRequest{Source: source}, &res)
+	return res, err
+}
+
+func (c *ControlClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+c.Addr+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e ControlError
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, e.Error)
+		}
+		return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("the answer of %s %s is not JSON: %w", method, path, err)
+	}
+	return nil
+}
