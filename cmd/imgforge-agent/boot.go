@@ -52,7 +52,7 @@ func newHealthCmd() *cobra.Command {
 			if reboot && esp.Counted(esp.EFIVars) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "imgforge-agent: %v; this boot entry is on trial: rebooting\n", err)
 				if out, rerr := exec.Command("systemctl", "reboot").CombinedOutput(); rerr != nil {
-					return fmt.Errorf("%w; systemctl reboot: %v: %s", err, rerr, out)
+					return fmt.Errorf("%w; systemctl reboot: %w: %s", err, rerr, out)
 				}
 			}
 			return err

@@ -399,13 +399,13 @@ func (b *Builder) runOverlayImage(ctx context.Context, st *Stage, k overlayImage
 	if err != nil {
 		return rec, "", err
 	}
-	img := append(data, tree...)
-	cpio := boot.Cpio([]boot.File{{Path: boot.OverlayPath, Mode: 0o444, Data: img}}, k.Epoch)
+	data = append(data, tree...)
+	cpio := boot.Cpio([]boot.File{{Path: boot.OverlayPath, Mode: 0o444, Data: data}}, k.Epoch)
 	if rec.Cpio, err = b.o.Cache.PutBlob(cpio); err != nil {
 		return rec, "", err
 	}
 	rec.Verity = v
-	return rec, fmt.Sprintf("overlay image %s, root hash %s", units.Bytes(int64(len(img))), v.RootHash[:12]), nil
+	return rec, fmt.Sprintf("overlay image %s, root hash %s", units.Bytes(int64(len(data))), v.RootHash[:12]), nil
 }
 
 // moveBlob stores a file as a blob.
