@@ -123,9 +123,19 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s from %s: %w", ManifestFile, o.Source, err)
 	}
+	// The running image is its slot's label (ROLE_VERSION, the version
+	// from the image digest): an image that changed only imgforge's own
+	// files (the overlay image) has the running root hash but another
+	// version.
+	if active.Root.Label == SlotLabel(n.role, n.version) {
+		return nil, fmt.Errorf("%w (slot %s, %s)", ErrActive, active.Name, active.Root.Label)
+	}
 	rootUUID, verityUUID := partUUIDs(n.rootHash)
-	if rootUUID == active.Root.UUID {
-		return nil, fmt.Errorf("%w (slot %s, root hash %s)", ErrActive, active.Name, n.rootHash)
+	if rootUUID == active.Root.UUID || verityUUID == active.Verity.UUID {
+		// The same root in both slots: the partition UUIDs must differ
+		// all the same, or PARTUUID= would name either.
+		sum := sha256.Sum256([]byte(n.rootHash + ":slot-" + target.Name))
+		rootUUID, verityUUID = partUUIDs(hex.EncodeToString(sum[:]))
 	}
 	dataBytes := m.Disk.Verity.DataBlocks * BlockSize
 	if dataBytes > target.Root.Size(g.Sector) {

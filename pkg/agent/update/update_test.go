@@ -334,3 +334,39 @@ func TestUpdateStalled(t *testing.T) {
 		t.Errorf("entries %v", got)
 	}
 }
+
+// TestUpdateSameRoot: an image that changed only the overlay image (a
+// template edit) has the running root hash but another version. It is not
+// the running image; its slot gets partition UUIDs of its own, since two
+// partitions with one PARTUUID would make imgforge.root= name either.
+func TestUpdateSameRoot(t *testing.T) {
+	v1 := makeImage(t, "lb", 1)
+	disk, esp := makeDisk(t, v1)
+	v2 := makeImage(t, "lb", 1)
+	v2.manifest.ImageDigest = "sha256:" + strings.Repeat("e", 64)
+	mj, err := v2.manifest.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(v2.dir, ManifestFile), mj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := update(t, serveSet(t, v2), disk, esp, "a")
+	if err != nil {
+		t.Fatalf("an overlay-only update: %v", err)
+	}
+	l, err := ReadLayout(readTestGPT(t, disk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := l.Slots[0], l.Slots[1]
+	if a.Root.UUID == b.Root.UUID || a.Verity.UUID == b.Verity.UUID {
+		t.Errorf("both slots have partition UUIDs %s and %s", a.Root.UUID, a.Verity.UUID)
+	}
+	if b.Root.Label != SlotLabel("lb", "eeeeeeeeeeee") {
+		t.Errorf("slot b is labelled %q", b.Root.Label)
+	}
+	if !strings.Contains(res.Entry, "-b+") {
+		t.Errorf("entry %s", res.Entry)
+	}
+}
