@@ -82,8 +82,9 @@ fuzz: ## run every fuzz test for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzParseSums -fuzztime 30s ./pkg/imagemeta
 
 .PHONY: bench
-bench: ## benchmarks: lb against bare mmdebstrap, every role cold, warm and booted, lb netboot (about 25 minutes)
+bench: ## benchmarks: lb against bare mmdebstrap, every role cold, warm and booted, lb netboot, gossip clusters in-process (about 30 minutes)
 	$(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 90m ./test/e2e
+	$(GO) test -count=1 -run '^$$' -bench GossipConvergence -benchtime 3x -timeout 30m ./pkg/agent/discovery
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint, with the e2e build tag; the Packer plugin too

@@ -63,6 +63,7 @@ func OpenDiscovery(ctx context.Context, c *config.Config, self discovery.Member,
 		}
 		return discovery.NewGossip(ctx, discovery.GossipOptions{
 			Cluster: c.Cluster, Self: self, Port: d.Gossip.GossipPort(), Key: key, Join: join, Identity: id, Logf: logf,
+			Profile: d.Gossip.Profile,
 		})
 	}
 	return nil, fmt.Errorf("unknown discovery method %q", d.Method)

@@ -125,6 +125,7 @@ func TestParseErrors(t *testing.T) {
 		{"key not base64", web, "key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "key: '!!!'", `is not base64`},
 		{"join garbage", web, "join: [10.10.0.11,", "join: [10.10.0.300,", `field "imgforge.discovery.gossip.join[0]": "10.10.0.300" is not an address`},
 		{"gossip port", web, "port: 7946", "port: 70000", `field "imgforge.discovery.gossip.port": 70000 is out of range`},
+		{"gossip profile", web, "port: 7946", "port: 7946\n      profile: huge", `field "imgforge.discovery.gossip.profile": unknown gossip profile "huge"; accepted: lan, large`},
 		{"static role", db, "role: app, address", "role: ca_che, address", `field "imgforge.discovery.static.members[1].role": "ca_che" is not a role name; accepted: a role name`},
 		{"static address", db, "address: 10.10.0.31}", "address: 10.10.0.31/24}", `field "imgforge.discovery.static.members[1].address": "10.10.0.31/24" is not an IP address`},
 		{"static dup address", db, "address: 10.10.0.31}", "address: 10.10.0.41}", `field "imgforge.discovery.static.members[1].address": 10.10.0.41 is listed twice`},

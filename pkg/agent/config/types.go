@@ -119,7 +119,13 @@ type Gossip struct {
 	Port int      `yaml:"port,omitempty" json:"port"`
 	Join []string `yaml:"join,omitempty" json:"join"` // IP or IP:port (IPv6 as [addr]:port)
 	Key  string   `yaml:"key" json:"-"`               // base64 of 32 bytes (AES-256-GCM)
+	// Profile is the memberlist tuning, one of GossipProfiles; "" is lan.
+	Profile string `yaml:"profile,omitempty" json:"profile,omitempty"`
 }
+
+// GossipProfiles are the gossip profiles package discovery has (its test
+// checks the two lists agree; config does not import memberlist).
+var GossipProfiles = []string{"lan", "large"}
 
 // TLS is the certificate of a role that renders it (web): a PEM certificate chain and key, or
 // SelfSigned (written `tls: self-signed`), a pair made on first boot.

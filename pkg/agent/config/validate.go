@@ -198,7 +198,7 @@ func (d *Discovery) validate(src spec.Source, field string) error {
 		return d.DNS.validate(src, field+".dns")
 	default:
 		if d.Gossip == nil {
-			return src.Errorf(field, "method gossip needs a gossip: {key: ...} block; accepted: port, join, key")
+			return src.Errorf(field, "method gossip needs a gossip: {key: ...} block; accepted: port, join, key, profile")
 		}
 		return d.Gossip.validate(src, field+".gossip")
 	}
@@ -343,6 +343,9 @@ func (g *Gossip) validate(src spec.Source, field string) error {
 	}
 	if _, err := g.DecodeKey(); err != nil {
 		return src.Errorf(field+".key", "%v", err)
+	}
+	if g.Profile != "" && !slices.Contains(GossipProfiles, g.Profile) {
+		return src.Errorf(field+".profile", "unknown gossip profile %q; accepted: %s", g.Profile, strings.Join(GossipProfiles, ", "))
 	}
 	return nil
 }

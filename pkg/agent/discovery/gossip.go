@@ -35,14 +35,47 @@ type GossipOptions struct {
 	Join     []string
 	JoinWait time.Duration // between join attempts while alone; default 2s
 	Logf     func(format string, args ...any)
+	// Profile is the memberlist tuning: ProfileLAN (also "") or
+	// ProfileLarge.
+	Profile string
 	// Tune adjusts the memberlist configuration after imgforge's LAN
 	// defaults (tests and benchmarks use it).
 	Tune func(*memberlist.Config)
 }
 
+// The gossip profiles (imgforge.discovery.gossip.profile): lan, the
+// default, detects failures within seconds in clusters of up to a few
+// hundred members; large trades slower failure detection for members that
+// stay members when they are short of CPU, and less traffic, in clusters of
+// hundreds to thousands. docs/performance.md ("Gossip at scale") has the
+// measurements behind them.
+const (
+	ProfileLAN   = "lan"
+	ProfileLarge = "large"
+)
+
+// Profiles lists the accepted profiles.
+var Profiles = []string{ProfileLAN, ProfileLarge}
+
+// GossipConfig returns the memberlist configuration of a profile; "" is
+// lan.
+func GossipConfig(profile string) (*memberlist.Config, error) {
+	switch profile {
+	case "", ProfileLAN:
+		return LANConfig(), nil
+	case ProfileLarge:
+		return LargeConfig(), nil
+	}
+	return nil, fmt.Errorf("unknown gossip profile %q; accepted: %s", profile, strings.Join(Profiles, ", "))
+}
+
 // LANConfig is memberlist's LAN configuration tuned so that members see
 // joins within about a second and failures within a few: faster gossip
-// and probes than memberlist's defaults, a shorter push/pull interval.
+// and probes than memberlist's defaults, a shorter push/pull interval. It
+// does not compress: the messages are small and mostly signatures and
+// certificates, and compressing them (LZW, with a fresh 64 KiB table per
+// message) was a third of the CPU of a busy cluster. Receivers decompress
+// whatever arrives compressed, so members of either setting mix.
 func LANConfig() *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	c.GossipInterval = 100 * time.Millisecond
@@ -52,6 +85,24 @@ func LANConfig() *memberlist.Config {
 	c.PushPullInterval = 10 * time.Second
 	c.TCPTimeout = 2 * time.Second
 	c.DeadNodeReclaimTime = 10 * time.Second
+	c.EnableCompression = false
+	return c
+}
+
+// LargeConfig is the large profile: LANConfig with probes every 2 s that
+// allow a member 1.5 s to answer (lan: 250 ms, which members short of CPU
+// miss, and are declared dead, refute it, and flood the cluster with the
+// news), twice lan's suspicion, gossip every 200 ms to 4 members, and a
+// full state sync every 30 s (memberlist lengthens both suspicion and sync
+// with the size of the cluster).
+func LargeConfig() *memberlist.Config {
+	c := LANConfig()
+	c.ProbeInterval = 2 * time.Second
+	c.ProbeTimeout = 1500 * time.Millisecond
+	c.SuspicionMult = 8
+	c.GossipInterval = 200 * time.Millisecond
+	c.GossipNodes = 4
+	c.PushPullInterval = 30 * time.Second
 	return c
 }
 
@@ -108,7 +159,10 @@ func NewGossip(ctx context.Context, o GossipOptions) (*Gossip, error) {
 	if err := g.setMeta(o.Self.Healthy); err != nil {
 		return nil, err
 	}
-	c := LANConfig()
+	c, err := GossipConfig(o.Profile)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: %w", err)
+	}
 	c.Name = o.Self.Name
 	c.BindAddr = o.Self.Address.String()
 	c.BindPort = o.Port
