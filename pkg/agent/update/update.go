@@ -199,6 +199,13 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	if o.Trial > 0 {
 		opts += fmt.Sprintf(" imgforge.trial=%d", int(o.Trial.Seconds()))
 	}
+	// A boot of the new slot that stops (the initramfs cannot find or
+	// verify the root, a kernel panic) reboots after 30 s, so that it
+	// spends a try and systemd-boot falls back once they are spent;
+	// without it the machine would wait at the message for ever.
+	if !slices.ContainsFunc(strings.Fields(opts), func(f string) bool { return strings.HasPrefix(f, "panic=") }) {
+		opts += " panic=30"
+	}
 	tries := o.Tries
 	if tries <= 0 {
 		tries = Tries
@@ -373,12 +380,13 @@ func slotCmdline(base, slot string, root, verity, state GUID, v imagemeta.Verity
 			after = append(after, f)
 		}
 	}
+	// /dev/disk/by-partuuid names are lower case.
 	out := append(slices.Clone(before), "boot=imgforge", "imgforge.slot="+slot,
-		"imgforge.root=PARTUUID="+root.String(), "imgforge.verity=PARTUUID="+verity.String(),
+		"imgforge.root=PARTUUID="+strings.ToLower(root.String()), "imgforge.verity=PARTUUID="+strings.ToLower(verity.String()),
 		"imgforge.roothash="+v.RootHash, "imgforge.salt="+v.Salt,
 		fmt.Sprintf("imgforge.blocks=%d", v.DataBlocks), "imgforge.hashstart=0")
 	out = append(out, rest...)
-	out = append(out, "imgforge.state=PARTUUID="+state.String())
+	out = append(out, "imgforge.state=PARTUUID="+strings.ToLower(state.String()))
 	return strings.Join(append(out, after...), " ")
 }
 

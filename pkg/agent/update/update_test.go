@@ -76,10 +76,10 @@ func checkSlot(t *testing.T, disk, esp, slot string, im *testImage, entry string
 	for _, want := range []string{
 		"title imgforge lb " + im.version() + " (slot " + slot + ")\n",
 		"linux /imgforge/" + slot + "/vmlinuz\n", "initrd /imgforge/" + slot + "/initrd.img\ninitrd /imgforge/" + slot + "/overlay.cpio\n",
-		"options console=ttyS0 boot=imgforge imgforge.slot=" + slot + " imgforge.root=PARTUUID=" + ru.String() +
-			" imgforge.verity=PARTUUID=" + vu.String() + " imgforge.roothash=" + im.manifest.Disk.Verity.RootHash +
+		"options console=ttyS0 boot=imgforge imgforge.slot=" + slot + " imgforge.root=PARTUUID=" + strings.ToLower(ru.String()) +
+			" imgforge.verity=PARTUUID=" + strings.ToLower(vu.String()) + " imgforge.roothash=" + im.manifest.Disk.Verity.RootHash +
 			" imgforge.salt=" + im.manifest.Disk.Verity.Salt + " imgforge.blocks=150 imgforge.hashstart=0 imgforge.overlayhash=",
-		" imgforge.state=PARTUUID=" + l.State.UUID.String() + " quiet\n",
+		" imgforge.state=PARTUUID=" + strings.ToLower(l.State.UUID.String()) + " quiet panic=30\n",
 	} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("entry %s lacks %q:\n%s", entry, want, text)
