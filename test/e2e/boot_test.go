@@ -521,8 +521,15 @@ write_files:
         systemd-run --unit=imgforge-test-writer -p After=mariadb.service /bin/sh /var/lib/imgforge-test/writer.sh ||
           echo "IMGFORGE-ERR: starting the writer failed" >/dev/console
       else
-        sql IMGFORGE-ROW "SELECT v FROM t.r"
-        sql IMGFORGE-ROWS "SELECT MAX(id), COUNT(*) FROM t.w"
+        slot=$(sed -n 's/.*imgforge\.slot=\([ab]\).*/\1/p' /proc/cmdline)
+        sql "IMGFORGE-ROW slot=$slot" "SELECT v FROM t.r"
+        sql "IMGFORGE-ROWS slot=$slot" "SELECT MAX(id), COUNT(*) FROM t.w"
+        # The second boot updates the node in place to the test's db
+        # v2 (issue 13): its rows must be there on the new slot.
+        if [ "$slot" = a ]; then
+          imgforge-agent update http://10.0.2.100/sets/db/ --reboot >/dev/console 2>&1 ||
+            echo "IMGFORGE-ERR: the update to db v2 failed" >/dev/console
+        fi
       fi
 `
 
@@ -543,6 +550,13 @@ func TestDBKeepsRowAcrossReboot(t *testing.T) {
 	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(f.out, "db", "db.raw"), img).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
+	// db v2 for the update of the second boot: a template edit, so the
+	// build makes only its overlay image again.
+	v2port, _ := serve(t, buildEdited(t, f, "db", "db/templates/node.cnf.tmpl", "{{/* imgforge-test v2 */}}"))
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	const minAcks = 20
 	var lastAck int
 	for i := range 2 {
@@ -551,16 +565,20 @@ func TestDBKeepsRowAcrossReboot(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 		defer cancel()
 		start := time.Now()
-		vm, _ := boot(t, ctx, bootOpts{name: "db-persist", userData: dbPersistUserData, disks: []qemu.Disk{{Path: img}}})
+		o := bootOpts{name: "db-persist", userData: dbPersistUserData, disks: []qemu.Disk{{Path: img}}}
+		if i == 1 {
+			o.guestFwds = []qemu.GuestForward{{Addr: "10.0.2.100:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, v2port, self)}}
+		}
+		vm, _ := boot(t, ctx, o)
 		if i == 0 {
 			guestLine(t, ctx, vm, what, `IMGFORGE-WROTE:`)
 			guestLine(t, ctx, vm, what, fmt.Sprintf(`IMGFORGE-ACK %d$`, minAcks))
 			t.Logf("%s: the row written and %d rows acknowledged after %.0fs; powering down while the writer runs", what, minAcks, time.Since(start).Seconds())
 		} else {
-			if m := guestLine(t, ctx, vm, what, `IMGFORGE-ROW: (.*)$`); m[1] != "kept-across-reboot" {
+			if m := guestLine(t, ctx, vm, what, `IMGFORGE-ROW slot=a: (.*)$`); m[1] != "kept-across-reboot" {
 				t.Errorf("%s: the row is %q, want %q", what, m[1], "kept-across-reboot")
 			}
-			m := guestLine(t, ctx, vm, what, `IMGFORGE-ROWS: (.*)$`)
+			m := guestLine(t, ctx, vm, what, `IMGFORGE-ROWS slot=a: (.*)$`)
 			var maxID, count int
 			if _, err := fmt.Sscanf(m[1], "%d %d", &maxID, &count); err != nil {
 				t.Fatalf("%s: MAX(id), COUNT(*) of the written rows is %q: %v", what, m[1], err)
@@ -572,6 +590,15 @@ func TestDBKeepsRowAcrossReboot(t *testing.T) {
 			if count != maxID {
 				t.Errorf("%s: %d rows up to id %d: rows missing in between", what, count, maxID)
 			}
+			// The node updates itself to v2 and reboots into slot b:
+			// the database on the state partition is the same.
+			if m := guestLine(t, ctx, vm, what+" (v2, slot b)", `IMGFORGE-ROW slot=b: (.*)$`); m[1] != "kept-across-reboot" {
+				t.Errorf("%s: after the update the row is %q, want %q", what, m[1], "kept-across-reboot")
+			}
+			if m2 := guestLine(t, ctx, vm, what+" (v2, slot b)", `IMGFORGE-ROWS slot=b: (.*)$`); m2[1] != m[1] {
+				t.Errorf("%s: after the update MAX(id), COUNT(*) is %q, before it %q", what, m2[1], m[1])
+			}
+			t.Logf("%s: updated to db v2 in place; the rows are there (%.0fs)", what, time.Since(start).Seconds())
 		}
 		if !strings.Contains(vm.Console.String(), "imgforge: state partition") {
 			t.Fatalf("%s: the initramfs did not say it grew the state partition", what)

@@ -164,3 +164,23 @@ func TestUpdateRollback(t *testing.T) {
 		t.Fatalf("haproxy after the fallback: %v", err)
 	}
 }
+
+// buildEdited builds role's PXE set (and manifest) with file, a file of
+// the role's folder in a copy of roles/, prefixed with prefix, and
+// returns the output folder: a root for imgforge serve.
+func buildEdited(t *testing.T, f *fixture, role, file, prefix string) string {
+	t.Helper()
+	roles := filepath.Join(t.TempDir(), "roles")
+	copyTree(t, filepath.Join(repo, "roles"), roles)
+	p := filepath.Join(roles, file)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, append([]byte(prefix), b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), role+"-edited")
+	mustBuild(t, f.cache, out, "--roles", roles, "--format", "pxe", role)
+	return out
+}
