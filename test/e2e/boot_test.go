@@ -310,7 +310,7 @@ func TestBootRoles(t *testing.T) {
 			t.Logf("%s: service answered after %.0fs", role, time.Since(start).Seconds())
 			// The disk ships its state file system made (issue 14): the
 			// initramfs mounts it and makes none on the critical path.
-			if strings.Contains(vm.Console.String(), "first boot: making the state file system") {
+			if strings.Contains(vm.Console.String(), "imgforge: making the state file system") {
 				t.Errorf("%s: the initramfs made a state file system; the disk should ship one", role)
 			}
 		})
