@@ -293,20 +293,7 @@ func (b *Builder) runRootfs(ctx context.Context, st *Stage, k rootfsKey, key str
 		}
 		paths = append(paths, dst)
 	}
-	st.Update("squashfs")
-	sq := filepath.Join(tmp, "root.squashfs")
-	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(layer.Flatten(ctx, pw, paths, layer.GlobFilter(k.BootExclude, k.BootInclude)))
-	}()
-	err = b.o.Tools.Squashfs(ctx, pr, sq, k.Epoch)
-	pr.CloseWithError(err)
-	if err != nil {
-		return rec, "", err
-	}
-	st.Update("dm-verity")
-	hash := filepath.Join(tmp, "root.verity")
-	v, err := b.o.Tools.Verity(ctx, sq, hash, rootfs.Salt(key))
+	sq, hash, v, err := b.verifiedSquashfs(ctx, st, tmp, "root", paths, layer.GlobFilter(k.BootExclude, k.BootInclude), k.Epoch, rootfs.Salt(key))
 	if err != nil {
 		return rec, "", err
 	}
@@ -324,6 +311,27 @@ func (b *Builder) runRootfs(ctx context.Context, st *Stage, k rootfsKey, key str
 		return rec, "", err
 	}
 	return rec, fmt.Sprintf("squashfs %s, root hash %s", units.Bytes(fi.Size()), v.RootHash[:12]), nil
+}
+
+// verifiedSquashfs flattens the layer tars at paths (lowest first) through
+// filter into tmp/NAME.squashfs, and makes its dm-verity hash tree,
+// tmp/NAME.verity.
+func (b *Builder) verifiedSquashfs(ctx context.Context, st *Stage, tmp, name string, paths []string, filter layer.Filter, epoch int64, salt string) (sq, hash string, v boot.Verity, err error) {
+	st.Update("squashfs")
+	sq = filepath.Join(tmp, name+".squashfs")
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(layer.Flatten(ctx, pw, paths, filter))
+	}()
+	err = b.o.Tools.Squashfs(ctx, pr, sq, epoch)
+	pr.CloseWithError(err)
+	if err != nil {
+		return "", "", v, err
+	}
+	st.Update("dm-verity")
+	hash = filepath.Join(tmp, name+".verity")
+	v, err = b.o.Tools.Verity(ctx, sq, hash, salt)
+	return sq, hash, v, err
 }
 
 // overlayImageKey is what the overlay image is made of: the overlay
@@ -373,20 +381,7 @@ func (b *Builder) runOverlayImage(ctx context.Context, st *Stage, k overlayImage
 	if err := gunzipTo(ctx, b.o.Cache.BlobPath(k.Layer), tarPath); err != nil {
 		return rec, "", err
 	}
-	st.Update("squashfs")
-	sq := filepath.Join(tmp, "overlay.squashfs")
-	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(layer.Flatten(ctx, pw, []string{tarPath}, layer.GlobFilter(k.BootExclude, k.BootInclude)))
-	}()
-	err = b.o.Tools.Squashfs(ctx, pr, sq, k.Epoch)
-	pr.CloseWithError(err)
-	if err != nil {
-		return rec, "", err
-	}
-	st.Update("dm-verity")
-	hash := filepath.Join(tmp, "overlay.verity")
-	v, err := b.o.Tools.Verity(ctx, sq, hash, rootfs.Salt(key))
+	sq, hash, v, err := b.verifiedSquashfs(ctx, st, tmp, "overlay", []string{tarPath}, layer.GlobFilter(k.BootExclude, k.BootInclude), k.Epoch, rootfs.Salt(key))
 	if err != nil {
 		return rec, "", err
 	}

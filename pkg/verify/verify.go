@@ -38,6 +38,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
@@ -203,7 +204,7 @@ func (r *run) checkDigest(m *imagemeta.Manifest, format string) (string, error) 
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{r.ctx, f})
+	n, err := io.Copy(h, ctxio.Reader(r.ctx, f))
 	if err != nil {
 		return "", fmt.Errorf("reading the image: %w", err)
 	}
@@ -212,18 +213,6 @@ func (r *run) checkDigest(m *imagemeta.Manifest, format string) (string, error) 
 		return "", fmt.Errorf("the image is %d bytes with %s; the manifest's %s says %d bytes with %s", n, got, want.Path, want.Size, want.Digest)
 	}
 	return fmt.Sprintf("%d bytes, %s, as the manifest's %s", n, got, filepath.Base(want.Path)), nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // cmdlineParams reads the imgforge.* parameters of a kernel command

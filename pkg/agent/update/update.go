@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/names"
 )
@@ -405,7 +406,7 @@ func copyVerified(ctx context.Context, src Source, name, want, path string) erro
 		return err
 	}
 	defer os.Remove(tmp)
-	_, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, rc})
+	_, err = io.Copy(io.MultiWriter(f, h), ctxio.Reader(ctx, rc))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -422,18 +423,6 @@ func copyVerified(ctx context.Context, src Source, name, want, path string) erro
 		return err
 	}
 	return syncDir(filepath.Dir(path))
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // writeRoot streams root.img into the slot: the data blocks to its root
@@ -458,7 +447,7 @@ func writeRoot(ctx context.Context, src Source, disk interface {
 	if size >= 0 && size != dataBytes+treeBytes {
 		return 0, fmt.Errorf("%s has %d bytes; the manifest's %d data blocks and their hash tree make %d", RootFile, size, v.DataBlocks, dataBytes+treeBytes)
 	}
-	r := ctxReader{ctx, rc}
+	r := ctxio.Reader(ctx, rc)
 	buf := make([]byte, 1<<20)
 	base := s.Root.Offset(sector)
 	var done int64
