@@ -183,7 +183,7 @@ func netbootLB(t testing.TB, out string) netbootTimes {
 	start := time.Now()
 	var times netbootTimes
 	vm, ports := netboot(t, ctx, "lb-pxe", mac, port, []int{8404})
-	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`imgforge: verifying the root file system`)); err != nil {
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`imgforge: root file system verified on read`)); err != nil {
 		t.Fatal(err)
 	}
 	times.fetched = time.Since(start).Seconds()
@@ -195,6 +195,7 @@ func netbootLB(t testing.TB, out string) netbootTimes {
 		"GET /machines/52-54-00-1e-b0-01.ipxe 200",
 		"machine 52:54:00:1e:b0:01 boots role lb (machines file)",
 		"GET /sets/lb/root.img 200",
+		"GET /sets/lb/overlay.cpio 200",
 		"GET /seed/52-54-00-1e-b0-01/meta-data 200",
 		"GET /seed/52-54-00-1e-b0-01/user-data 200",
 	} {
