@@ -24,6 +24,7 @@ packages=(
   procps          # pgrep, in the tests
   iproute2        # ip: the cluster test's bridge in a network namespace
   varnish         # tests: varnishd -C checks the VCL of the data-only cache role (test/dataroles)
+  e2fsprogs       # mke2fs: the empty state file system every disk ships
   cpio            # tests: unpacks the overlay image's initrd (pkg/boot TestCpio)
 )
 missing=()
