@@ -3,6 +3,7 @@ package images_test
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/imgforge/imgforge/images"
@@ -47,5 +48,20 @@ func TestCloudFollowsDefault(t *testing.T) {
 	want.Outputs = slices.DeleteFunc(slices.Clone(def.Outputs), func(o string) bool { return o == "iso" || o == "docker-archive" })
 	if !reflect.DeepEqual(*cloud, want) {
 		t.Errorf("images/cloud.yaml is not images/default.yaml with the cloud kernel:\n got %+v\nwant %+v", *cloud, want)
+	}
+}
+
+// TestHealthUnitTakesTrial: imgforge-health.service must leave --wait to
+// the trial entry's imgforge.trial= (an explicit --wait overrides it, and
+// a failing update then waited 10 minutes before it fell back).
+func TestHealthUnitTakesTrial(t *testing.T) {
+	b, err := images.FS.ReadFile("default/imgforge-health.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "ExecStart=") && strings.Contains(line, "--wait") {
+			t.Errorf("imgforge-health.service passes --wait, which overrides imgforge.trial=: %s", line)
+		}
 	}
 }
