@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 const packerVersion = "1.11.2"
@@ -148,7 +150,7 @@ func digests(t *testing.T, dir string) map[string]string {
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		// The outputs, not the build's own record of them (it holds inode
 		// numbers and times, for no-op rebuilds).
-		if err != nil || !d.Type().IsRegular() || d.Name() == ".imgforge-state.json" {
+		if err != nil || !d.Type().IsRegular() || d.Name() == imagemeta.StateName {
 			return err
 		}
 		f, err := os.Open(p)

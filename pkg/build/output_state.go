@@ -43,7 +43,7 @@ import (
 // means a full build.
 
 // stateName is the state file's name in an output folder.
-const stateName = ".imgforge-state.json"
+const stateName = imagemeta.StateName
 
 // outputState is the state file.
 type outputState struct {

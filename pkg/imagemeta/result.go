@@ -26,6 +26,11 @@ type Result struct {
 // SumsName is the file name of the checksums in a build's output folder.
 const SumsName = "SHA256SUMS"
 
+// StateName is the file name of the build's own record of its outputs in
+// an output folder (for no-op rebuilds): not an output, and different on
+// every build, since it holds inode numbers and times.
+const StateName = ".imgforge-state.json"
+
 // MarshalSums gives SHA256SUMS's bytes for sums, which maps a file's path
 // (slash-separated, relative to the output folder) to its sha256 in hex:
 // one "SHA256  PATH" line per file, sorted by path, as sha256sum -c reads.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // syncBuffer is what the UI writes to, read while a build runs.
@@ -115,10 +117,10 @@ func TestRun(t *testing.T) {
 	}
 
 	// Every file of the folder, and nothing else; not the build's own
-	// record of its outputs (.imgforge-state.json, for no-op rebuilds).
+	// record of its outputs (imagemeta.StateName, for no-op rebuilds).
 	var want []string
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && d.Name() != ".imgforge-state.json" {
+		if err == nil && d.Type().IsRegular() && d.Name() != imagemeta.StateName {
 			want = append(want, p)
 		}
 		return err
