@@ -185,22 +185,35 @@ func (r *run) checkBIOS(xorriso, isoPath, want, wantFrom string) (string, error)
 	}
 	var sizes []string
 	for _, k := range []string{"KERNEL", "INITRD"} {
-		p := keys[k]
-		if p == "" {
+		if keys[k] == "" {
 			return "", fmt.Errorf("%s names no %s", cfgPath, strings.ToLower(k))
 		}
-		out, err := exec.CommandContext(r.ctx, xorriso, "-no_rc", "-indev", isoPath, "-find", p, "-exec", "report_lba").CombinedOutput()
-		m := reportLBALine.FindStringSubmatch(string(out))
-		if err != nil || m == nil {
-			return "", fmt.Errorf("%s boots %s %s, which is not on the ISO", cfgPath, strings.ToLower(k), p)
+		// INITRD may name several files, comma-separated (the overlay
+		// image's cpio is the second initrd); each must be on the ISO.
+		for _, p := range strings.Split(keys[k], ",") {
+			s, err := r.isoFileSize(xorriso, isoPath, cfgPath, strings.ToLower(k), p)
+			if err != nil {
+				return "", err
+			}
+			sizes = append(sizes, s)
 		}
-		n, _ := strconv.ParseInt(m[1], 10, 64)
-		if n == 0 {
-			return "", fmt.Errorf("%s boots %s %s, which is empty", cfgPath, strings.ToLower(k), p)
-		}
-		sizes = append(sizes, fmt.Sprintf("%s %s", p, units.Bytes(n)))
 	}
 	return fmt.Sprintf("ISOLINUX boots %s; its command line equals %s", strings.Join(sizes, " and "), wantFrom), nil
+}
+
+// isoFileSize says "PATH SIZE" for a file the ISOLINUX configuration
+// boots (what names its role), or why it cannot boot it.
+func (r *run) isoFileSize(xorriso, isoPath, cfgPath, what, p string) (string, error) {
+	out, err := exec.CommandContext(r.ctx, xorriso, "-no_rc", "-indev", isoPath, "-find", p, "-exec", "report_lba").CombinedOutput()
+	m := reportLBALine.FindStringSubmatch(string(out))
+	if err != nil || m == nil {
+		return "", fmt.Errorf("%s boots %s %s, which is not on the ISO", cfgPath, what, p)
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	if n == 0 {
+		return "", fmt.Errorf("%s boots %s %s, which is empty", cfgPath, what, p)
+	}
+	return fmt.Sprintf("%s %s", p, units.Bytes(n)), nil
 }
 
 // reportLBALine is xorriso's -exec report_lba line: its bytes column.

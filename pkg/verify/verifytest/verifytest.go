@@ -184,7 +184,7 @@ func ISO(t testing.TB, dir string) Image {
 	cmdline := disk.ISOCmdline(BaseCmdline, v, VolumeID, nil)
 	l := disk.ISOLayout{VolumeID: VolumeID, ESPFiles: espFiles(cmdline), RootImage: img, Epoch: Epoch,
 		BIOS: &disk.BIOSBoot{Isolinux: pseudoRandom(4096), Ldlinux: pseudoRandom(1000), MBR: make([]byte, 512),
-			Kernel: []byte("fake kernel"), Initrd: []byte("fake initrd"), Cmdline: cmdline}}
+			Kernel: []byte("fake kernel"), Initrd: []byte("fake initrd"), Overlay: []byte("fake overlay cpio"), Cmdline: cmdline}}
 	if err := disk.WriteISO(context.Background(), im.Path, l); err != nil {
 		t.Fatal(err)
 	}
