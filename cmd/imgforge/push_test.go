@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/oci"
@@ -151,5 +152,45 @@ func TestPushInsecureCLI(t *testing.T) {
 	stdout, _, err := runCLI(t, nil, "push", "lb", ref, "--output-dir", out, "--insecure")
 	if err != nil || stdout != host+"/stack/lb@"+digest+"\n" {
 		t.Errorf("with --insecure: %q %v", stdout, err)
+	}
+}
+
+// TestExamplesParse: every imgforge command line in a command's examples
+// names a command and only flags it has, with -o/--output text or json
+// (push's example once gave -o out, meaning --output-dir).
+func TestExamplesParse(t *testing.T) {
+	var walk func(*cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		ex := strings.ReplaceAll(c.Example, "\\\n", " ")
+		for _, line := range strings.Split(ex, "\n") {
+			for _, part := range strings.FieldsFunc(line, func(r rune) bool { return r == '&' || r == '|' || r == ';' }) {
+				f := strings.Fields(part)
+				if len(f) == 0 || f[0] != "imgforge" {
+					continue
+				}
+				n++
+				root := newRootCmd(io.Discard, io.Discard, func(string) string { return "" })
+				cmd, rest, err := root.Find(f[1:])
+				if err != nil || cmd == root {
+					t.Errorf("%s example %q: no such command: %v", c.Name(), part, err)
+					continue
+				}
+				if err := cmd.ParseFlags(rest); err != nil {
+					t.Errorf("%s example %q: %v", c.Name(), part, err)
+					continue
+				}
+				if o := cmd.Flags().Lookup("output"); o != nil && o.Value.String() != "text" && o.Value.String() != "json" {
+					t.Errorf("%s example %q: -o/--output %q; accepted: text, json", c.Name(), part, o.Value)
+				}
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd(io.Discard, io.Discard, func(string) string { return "" }))
+	if n < 10 {
+		t.Errorf("only %d example command lines found", n)
 	}
 }
