@@ -87,7 +87,7 @@ func ParseRefs(refs []string, insecure bool) ([]name.Tag, error) {
 			if _, derr := name.NewDigest(s); derr == nil {
 				return nil, fmt.Errorf("REF %q: %w: a digest cannot be pushed to; accepted: REGISTRY/REPO[:TAG], such as registry.example.com/stack/lb:2025-01", s, ErrRef)
 			}
-			return nil, fmt.Errorf("REF %q: %w; accepted: REGISTRY/REPO[:TAG], such as registry.example.com/stack/lb:2025-01 (%v)", s, ErrRef, err)
+			return nil, fmt.Errorf("REF %q: %w; accepted: REGISTRY/REPO[:TAG], such as registry.example.com/stack/lb:2025-01 (%w)", s, ErrRef, err)
 		}
 		tags = append(tags, t)
 	}
