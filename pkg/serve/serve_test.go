@@ -554,6 +554,9 @@ func TestTFTPDebianLoaders(t *testing.T) {
 			t.Errorf("%s: %d bytes served, the file has %d", name, len(got), len(want))
 		}
 	}
+	if !strings.Contains(log.String(), "(loaders from "+DefaultLoaders+": ipxe.efi, snponly.efi, undionly.kpxe, and ") {
+		t.Errorf("the log does not name the loaders:\n%s", log)
+	}
 	for _, name := range []string{"lb/pxe/escape", "lb/pxe/escape-rel", "qemu", "../../boot/ipxe.efi"} {
 		if b, err := fetch(name); err == nil {
 			t.Errorf("%s was served: %d bytes", name, len(b))

@@ -212,7 +212,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.tftpConn != nil {
 		t := s.newTFTP()
 		tftp = t
-		s.logf("tftp on %s (loaders from %s)", s.tftpConn.LocalAddr(), s.cfg.Loaders)
+		var have []string
+		for _, n := range Loaders {
+			if _, ok := s.loaders[n]; ok {
+				have = append(have, n)
+			}
+		}
+		s.logf("tftp on %s (loaders from %s: %s, and %d more files)", s.tftpConn.LocalAddr(), s.cfg.Loaders, strings.Join(have, ", "), len(s.loaders)-len(have))
 		go func() {
 			if err := t.Serve(s.tftpConn); err != nil {
 				errc <- fmt.Errorf("tftp: %w", err)
