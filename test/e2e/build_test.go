@@ -395,14 +395,15 @@ func flipByte(t testing.TB, p string) {
 	}
 }
 
-// TestPush pushes the lb image to an in-memory registry on loopback and
-// reads it back.
+// TestPush pushes the lb image that the build wrote to its output
+// folder (not a rebuild) to an in-memory registry on loopback and reads
+// it back.
 func TestPush(t *testing.T) {
 	f := cold(t, 0)
 	srv := httptest.NewServer(registry.New())
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	r := imgforge(t, f.cache, workdir, "push", "lb", host+"/stack/lb:test")
+	r := imgforge(t, f.cache, workdir, "push", "lb", host+"/stack/lb:test", "--output-dir", f.out)
 	if r.code != 0 {
 		t.Fatalf("push: exit %d\n%s", r.code, r.stderr)
 	}
