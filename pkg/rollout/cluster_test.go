@@ -116,7 +116,7 @@ type testNode struct {
 	n       int
 	addr    string
 	version string
-	pending string // the version written by the update, booted next
+	pending string   // the version written by the update, booted next
 	tries   []string // each update request's tries/trial
 	stop    func()
 }
