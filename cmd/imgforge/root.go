@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -38,7 +39,7 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	c := &common{getenv: getenv}
-	root.AddCommand(newBuildCmd(c), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c))
+	root.AddCommand(newBuildCmd(c), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c), newVersionCmd(c, debug.ReadBuildInfo))
 	return root
 }
 
@@ -101,8 +102,8 @@ func (c *common) planOptions() (plan.Options, error) {
 		}
 		s.Set[k] = v
 	}
-	if c.output != "text" && c.output != "json" {
-		return plan.Options{}, fmt.Errorf("--output %q: accepted: text, json", c.output)
+	if err := c.checkOutput(); err != nil {
+		return plan.Options{}, err
 	}
 	o, err := imgforge.ResolveOptions(s, c.getenv, os.DirFS("/"))
 	if se, ok := imgforge.AsSettingError(err); ok {
@@ -115,6 +116,14 @@ func (c *common) planOptions() (plan.Options, error) {
 		return o, se.Err // from the environment: the message names it
 	}
 	return o, err
+}
+
+// checkOutput checks the --output flag.
+func (c *common) checkOutput() error {
+	if c.output != "text" && c.output != "json" {
+		return fmt.Errorf("--output %q: accepted: text, json", c.output)
+	}
+	return nil
 }
 
 func (c *common) cachePath() (string, error) {
