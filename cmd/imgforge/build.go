@@ -33,7 +33,7 @@ func newBuildCmd(c *common) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, f := range formats {
 				if err := format.Check(f); err != nil {
-					return fmt.Errorf("--format: %w", err)
+					return usage(fmt.Errorf("--format: %w", err))
 				}
 			}
 			plans, err := c.plans(args)

@@ -40,6 +40,7 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root.SetErr(stderr)
 	c := &common{getenv: getenv}
 	root.AddCommand(newBuildCmd(c), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c), newVersionCmd(c, debug.ReadBuildInfo))
+	markUsageErrors(root)
 	return root
 }
 
@@ -95,7 +96,7 @@ func (c *common) planOptions() (plan.Options, error) {
 	for _, kv := range c.set {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return plan.Options{}, fmt.Errorf("--set %q: expected OPTION=VALUE, such as runtime=uwsgi", kv)
+			return plan.Options{}, usage(fmt.Errorf("--set %q: expected OPTION=VALUE, such as runtime=uwsgi", kv))
 		}
 		if s.Set == nil {
 			s.Set = map[string]string{}
@@ -109,9 +110,9 @@ func (c *common) planOptions() (plan.Options, error) {
 	if se, ok := imgforge.AsSettingError(err); ok {
 		switch {
 		case se.Setting == imgforge.SettingMirror:
-			return o, fmt.Errorf("--mirror: %w", se.Err)
+			return o, usage(fmt.Errorf("--mirror: %w", se.Err))
 		case se.Setting == imgforge.SettingSourceDateEpoch && c.epoch != 0:
-			return o, fmt.Errorf("--source-date-epoch: %w", se.Err)
+			return o, usage(fmt.Errorf("--source-date-epoch: %w", se.Err))
 		}
 		return o, se.Err // from the environment: the message names it
 	}
@@ -121,7 +122,7 @@ func (c *common) planOptions() (plan.Options, error) {
 // checkOutput checks the --output flag.
 func (c *common) checkOutput() error {
 	if c.output != "text" && c.output != "json" {
-		return fmt.Errorf("--output %q: accepted: text, json", c.output)
+		return usage(fmt.Errorf("--output %q: accepted: text, json", c.output))
 	}
 	return nil
 }

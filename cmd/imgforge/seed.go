@@ -41,13 +41,13 @@ func newSeedCmd(c *common) *cobra.Command {
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return errors.New("--out DIR is required")
+				return usage(errors.New("--out DIR is required"))
 			}
 			if (clusterFile == "") == (len(args) == 0) {
-				return errors.New("give a ROLE for one node, or --cluster FILE for a topology")
+				return usage(errors.New("give a ROLE for one node, or --cluster FILE for a topology"))
 			}
-			if c.output != "text" && c.output != "json" {
-				return fmt.Errorf("--output %q: accepted: text, json", c.output)
+			if err := c.checkOutput(); err != nil {
+				return err
 			}
 			cat, err := c.catalog()
 			if err != nil {
@@ -61,7 +61,7 @@ func newSeedCmd(c *common) *cobra.Command {
 			if clusterFile != "" {
 				for _, name := range []string{"cluster-name", "name", "address", "gateway", "dns", "vip", "mac", "join", "discovery", "ssh-key"} {
 					if cmd.Flags().Changed(name) {
-						return fmt.Errorf("--%s is for one node; with --cluster the nodes come from the file", name)
+						return usage(fmt.Errorf("--%s is for one node; with --cluster the nodes come from the file", name))
 					}
 				}
 				cl, err = seed.LoadCluster(clusterFile, roles)
@@ -164,5 +164,5 @@ func seedFlagError(err error) error {
 	if flag == "" {
 		return err
 	}
-	return fmt.Errorf("%s: %s", flag, se.Msg)
+	return usage(fmt.Errorf("%s: %s", flag, se.Msg))
 }
