@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime/debug"
 	"strings"
 
@@ -39,7 +40,7 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	c := &common{getenv: getenv}
-	root.AddCommand(newBuildCmd(c), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c), newVersionCmd(c, debug.ReadBuildInfo))
+	root.AddCommand(newBuildCmd(c), newDoctorCmd(c, exec.LookPath, os.Geteuid), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c), newVersionCmd(c, debug.ReadBuildInfo))
 	markUsageErrors(root)
 	return root
 }

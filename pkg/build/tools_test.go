@@ -1,0 +1,93 @@
+package build
+
+import (
+	"errors"
+	"os/exec"
+	"slices"
+	"testing"
+)
+
+func toolNames(ts []Tool) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+func TestRequiredTools(t *testing.T) {
+	tests := []struct {
+		formats  []string
+		rootless bool
+		command  string
+		want     []string
+	}{
+		{[]string{"oci"}, false, "", []string{"mmdebstrap"}},
+		{[]string{"oci", "docker-archive"}, true, "", []string{"mmdebstrap", "newuidmap", "newgidmap"}},
+		{[]string{"pxe"}, false, "", []string{"mmdebstrap", "tar2sqfs", "veritysetup"}},
+		{[]string{"raw"}, false, "", []string{"mmdebstrap", "tar2sqfs", "veritysetup", "mke2fs"}},
+		{[]string{"qcow2"}, false, "", []string{"mmdebstrap", "tar2sqfs", "veritysetup", "mke2fs", "qemu-img"}},
+		{[]string{"vmdk", "qcow2"}, false, "", []string{"mmdebstrap", "tar2sqfs", "veritysetup", "mke2fs", "qemu-img"}},
+		{[]string{"iso"}, false, "", []string{"mmdebstrap", "tar2sqfs", "veritysetup", "xorriso"}},
+		{[]string{"oci"}, false, "/opt/mmdebstrap", []string{"/opt/mmdebstrap"}},
+	}
+	for _, tt := range tests {
+		got, err := RequiredTools(tt.formats, tt.rootless, tt.command)
+		if err != nil {
+			t.Fatalf("%v: %v", tt.formats, err)
+		}
+		if names := toolNames(got); !slices.Equal(names, tt.want) {
+			t.Errorf("RequiredTools(%v, rootless=%v) = %v, want %v", tt.formats, tt.rootless, names, tt.want)
+		}
+		for _, tool := range got {
+			if tool.Package == "" || tool.For == "" {
+				t.Errorf("%s: no package or purpose", tool.Name)
+			}
+		}
+	}
+	if _, err := RequiredTools([]string{"floppy"}, false, ""); err == nil {
+		t.Error("no error for an unknown format")
+	}
+}
+
+func TestPreflight(t *testing.T) {
+	installed := func(names ...string) func(string) (string, error) {
+		return func(n string) (string, error) {
+			if slices.Contains(names, n) {
+				return "/usr/bin/" + n, nil
+			}
+			return "", &exec.Error{Name: n, Err: exec.ErrNotFound}
+		}
+	}
+	tests := []struct {
+		name     string
+		formats  []string
+		rootless bool
+		have     []string
+		want     string
+	}{
+		{"all there", []string{"raw", "iso"}, false, []string{"mmdebstrap", "tar2sqfs", "veritysetup", "mke2fs", "xorriso"}, ""},
+		{"oci needs no disk tools", []string{"oci"}, false, []string{"mmdebstrap"}, ""},
+		{"no mmdebstrap", []string{"oci"}, false, nil,
+			"missing programs: mmdebstrap (the Debian root, the role's packages and the initramfs); install them with: apt-get install mmdebstrap"},
+		{"rootless without uidmap", []string{"oci"}, true, []string{"mmdebstrap"},
+			"missing programs: newuidmap (mmdebstrap's unshare mode, when not run as root), newgidmap (mmdebstrap's unshare mode, when not run as root); install them with: apt-get install uidmap"},
+		{"qcow2 without qemu-utils", []string{"qcow2"}, false, []string{"mmdebstrap", "tar2sqfs", "veritysetup", "mke2fs"},
+			"missing programs: qemu-img (converting the raw disk); install them with: apt-get install qemu-utils"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Preflight(tt.formats, tt.rootless, "", installed(tt.have...))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var me *MissingToolsError
+			if !errors.As(err, &me) || err.Error() != tt.want {
+				t.Errorf("error %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
