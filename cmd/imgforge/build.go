@@ -22,6 +22,7 @@ func newBuildCmd(c *common) *cobra.Command {
 		outDir  string
 		formats []string
 		verbose bool
+		noCache bool
 	)
 	cmd := &cobra.Command{
 		Use:   "build ROLE...",
@@ -47,7 +48,7 @@ func newBuildCmd(c *common) *cobra.Command {
 			prog := progress(cmd)
 			req := imgforge.BuildRequest{
 				Plans: plans, CacheDir: cacheDir, OutputDir: outDir, Formats: formats,
-				Progress: prog, Rootless: os.Geteuid() != 0,
+				Progress: prog, Rootless: os.Geteuid() != 0, NoCache: noCache,
 			}
 			if verbose {
 				req.Log = cmd.ErrOrStderr()
@@ -79,5 +80,6 @@ func newBuildCmd(c *common) *cobra.Command {
 	cmd.Flags().StringVar(&outDir, "output-dir", "out", "folder the images are written to, one sub-folder per role")
 	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+format.List()+" (default: the image definition's outputs)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
+	cmd.Flags().BoolVar(&noCache, "no-cache", false, "run every stage again instead of using its cached result (downloaded .deb files are still reused; what it makes is cached)")
 	return cmd
 }

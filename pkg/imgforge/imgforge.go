@@ -90,6 +90,8 @@ type BuildRequest struct {
 	Progress  *build.Progress
 	Log       build.LogSink
 	Rootless  bool
+	// NoCache runs every stage again instead of using its cached result.
+	NoCache bool
 	// LookPath finds the host's programs for the preflight check
 	// (exec.LookPath when nil).
 	LookPath func(string) (string, error)
@@ -155,7 +157,7 @@ func Build(ctx context.Context, req BuildRequest) ([]*imagemeta.Result, error) {
 	defer c.Close()
 	b, err := build.New(ctx, build.Options{
 		Cache: c, OutputDir: req.OutputDir, Formats: req.Formats, Progress: req.Progress,
-		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version,
+		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version, NoCache: req.NoCache,
 	})
 	if err != nil {
 		return nil, err
