@@ -23,6 +23,7 @@ func newBuildCmd(c *common) *cobra.Command {
 		formats []string
 		verbose bool
 		noCache bool
+		progMode string
 	)
 	cmd := &cobra.Command{
 		Use:   "build ROLE...",
@@ -37,6 +38,9 @@ func newBuildCmd(c *common) *cobra.Command {
 					return usage(fmt.Errorf("--format: %w", err))
 				}
 			}
+			if err := checkProgress(progMode); err != nil {
+				return err
+			}
 			plans, err := c.plans(args)
 			if err != nil {
 				return err
@@ -45,7 +49,18 @@ func newBuildCmd(c *common) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			prog := progress(cmd)
+			var stages []roleStages
+			for _, p := range plans {
+				fs := formats
+				if len(fs) == 0 {
+					fs = p.Outputs
+				}
+				if n, err := build.StagesOf(fs); err == nil {
+					stages = append(stages, roleStages{Role: p.Role, Stages: n})
+				}
+			}
+			prog, stop := newProgress(cmd.ErrOrStderr(), progMode, stages)
+			defer stop()
 			req := imgforge.BuildRequest{
 				Plans: plans, CacheDir: cacheDir, OutputDir: outDir, Formats: formats,
 				Progress: prog, Rootless: os.Geteuid() != 0, NoCache: noCache,
@@ -80,6 +95,7 @@ func newBuildCmd(c *common) *cobra.Command {
 	cmd.Flags().StringVar(&outDir, "output-dir", "out", "folder the images are written to, one sub-folder per role")
 	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+format.List()+" (default: the image definition's outputs)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
+	cmd.Flags().StringVar(&progMode, "progress", progressAuto, "progress display: auto (a redrawn line on a terminal, else plain), plain (log lines, and a heartbeat every 30 s), quiet")
 	cmd.Flags().BoolVar(&noCache, "no-cache", false, "run every stage again instead of using its cached result (downloaded .deb files are still reused; what it makes is cached)")
 	return cmd
 }

@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ func TestBuildRecordAndPrune(t *testing.T) {
 	}
 	defer c.Close()
 	tools := newFakeTools()
+	var last *stageEnds
 	build := func(conf string, noCache bool) map[string]string {
 		t.Helper()
 		log := &stageEnds{ended: map[string]string{}}
@@ -32,9 +34,18 @@ func TestBuildRecordAndPrune(t *testing.T) {
 		if _, err := b.BuildOne(ctx, fakePlan(conf)); err != nil {
 			t.Fatal(err)
 		}
+		last = log
 		return log.ended
 	}
 	build("worker_processes 1;\n", false)
+	// The outputs stage names each file as it writes it; the stages are
+	// as many as StagesOf says.
+	if got, want := strings.Join(last.updates, "\n"), "outputs: writing oci\noutputs: writing sbom.spdx.json, manifest.json, SHA256SUMS"; !strings.Contains(got, want) {
+		t.Errorf("updates:\n%s\nwant them to hold\n%s", got, want)
+	}
+	if n, _ := StagesOf([]string{"oci"}); last.started != n {
+		t.Errorf("%d stages started, StagesOf says %d", last.started, n)
+	}
 	builds, err := c.Builds()
 	if err != nil || len(builds) != 1 {
 		t.Fatalf("builds %+v, %v", builds, err)
@@ -74,5 +85,32 @@ func TestBuildRecordAndPrune(t *testing.T) {
 	ended = build("worker_processes 1;\n", false)
 	if strings.HasPrefix(ended["overlay"], "cached") || !strings.HasPrefix(ended["base"], "cached") {
 		t.Errorf("the pruned overlay: %v, want it built again on the cached base", ended)
+	}
+}
+
+// TestStagesOfBootable: a bootable build reports as many stages as
+// StagesOf says, and the outputs stage names the PXE set.
+func TestStagesOfBootable(t *testing.T) {
+	ctx := context.Background()
+	c, err := cache.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	log := &stageEnds{ended: map[string]string{}}
+	b, err := New(ctx, Options{Cache: c, OutputDir: t.TempDir(), Tools: newFakeTools(), Progress: NewProgress(log.sink, time.Now), Formats: []string{"pxe"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := fakePlan("x\n")
+	b.releases[p.Distribution.Sources[0]] = "sha256:5555"
+	if _, err := b.BuildOne(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := StagesOf([]string{"pxe"}); log.started != n {
+		t.Errorf("%d stages started, StagesOf says %d", log.started, n)
+	}
+	if !slices.Contains(log.updates, "outputs: writing pxe/") {
+		t.Errorf("updates %q", log.updates)
 	}
 }

@@ -91,3 +91,25 @@ func TestPreflight(t *testing.T) {
 		})
 	}
 }
+
+func TestStagesOf(t *testing.T) {
+	for _, tt := range []struct {
+		formats []string
+		want    int
+	}{{[]string{"oci"}, 4}, {[]string{"oci", "docker-archive"}, 4}, {[]string{"raw"}, 7}, {[]string{"oci", "pxe"}, 7}, {[]string{"iso"}, 7}} {
+		if got, err := StagesOf(tt.formats); err != nil || got != tt.want {
+			t.Errorf("StagesOf(%v) = %d, %v; want %d", tt.formats, got, err, tt.want)
+		}
+	}
+}
+
+func TestOutputFile(t *testing.T) {
+	for _, tt := range []struct{ format, want string }{
+		{"oci", "oci"}, {"docker-archive", "lb.docker.tar"}, {"raw", "lb.raw"}, {"qcow2", "lb.qcow2"},
+		{"vmdk", "lb.vmdk"}, {"iso", "lb.iso"}, {"pxe", "pxe/"}, {"unknown", "unknown"},
+	} {
+		if got := outputFile(tt.format, "lb"); got != tt.want {
+			t.Errorf("outputFile(%q) = %q, want %q", tt.format, got, tt.want)
+		}
+	}
+}
