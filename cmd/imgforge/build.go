@@ -19,10 +19,10 @@ import (
 
 func newBuildCmd(c *common) *cobra.Command {
 	var (
-		outDir  string
-		formats []string
-		verbose bool
-		noCache bool
+		outDir   string
+		formats  []string
+		verbose  bool
+		noCache  bool
 		progMode string
 	)
 	cmd := &cobra.Command{
