@@ -60,6 +60,10 @@ packer-generate: ## regenerate the Packer plugin's HCL2 spec and docs (packer-sd
 	  awk 'NR==1 && /^---$$/ {fm=1; next} fm && /^---$$/ {fm=0; next} !fm' .docs/builders/imgforge.mdx \
 	    > .web-docs/components/builder/imgforge/README.md && rm -rf .docs
 
+.PHONY: man
+man: ## man pages of every command (cobra/doc) into out/man; man -l out/man/imgforge-build.1
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} $(GO) run ./cmd/imgforge man --dir out/man
+
 .PHONY: plugin
 plugin: ## build bin/packer-plugin-imgforge
 	cd $(PLUGIN) && $(GO) build -o ../bin/packer-plugin-imgforge .

@@ -42,6 +42,7 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root.SetErr(stderr)
 	c := &common{getenv: getenv}
 	root.AddCommand(newBuildCmd(c), newCacheCmd(c, time.Now), newDoctorCmd(c, exec.LookPath, os.Geteuid), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c), newVersionCmd(c, debug.ReadBuildInfo))
+	root.AddCommand(newManCmd(root, getenv))
 	registerCompletions(root, c)
 	markUsageErrors(root)
 	return root
