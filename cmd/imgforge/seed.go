@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -74,8 +75,13 @@ func newSeedCmd(c *common) *cobra.Command {
 					}
 					one.SSHKeys = append(one.SSHKeys, string(trimNewline(b)))
 				}
+				for i, v := range one.VIPs {
+					if slices.Contains(one.VIPs[:i], v) {
+						return usage(fmt.Errorf("--vip %s is given twice", v))
+					}
+				}
 				cl, err = seed.SingleCluster(one, roles)
-				err = seedFlagError(err)
+				err = seedFlagError(err, one)
 			}
 			if err != nil {
 				return err
@@ -138,16 +144,28 @@ func trimNewline(b []byte) []byte {
 var seedFlags = map[string]string{
 	"nodes[0].role": "ROLE", "nodes[0].name": "--name", "nodes[0].address": "--address", "nodes[0].mac": "--mac",
 	"network.gateway": "--gateway", "network.dns": "--dns", "cluster": "--cluster-name", "discovery.method": "--discovery",
-	"discovery.gossip.join": "--join", "ssh_authorized_keys": "--ssh-key",
+	"discovery.gossip.join": "--join", "ssh_authorized_keys": "--ssh-key", "vips": "--vip",
 }
 
 var seedVIPField = regexp.MustCompile(`^vips\[\d+\](\.(address|prefix))?$`)
 
+var seedVIPPrefix = regexp.MustCompile(`^vips\[(\d+)\]\.prefix$`)
+
 // seedFlagError names the flag behind a one-node seed's refused field.
-func seedFlagError(err error) error {
+func seedFlagError(err error, one seed.Single) error {
 	var se *spec.Error
 	if !errors.As(err, &se) || se.File != seed.CommandLine {
 		return err
+	}
+	if m := seedVIPPrefix.FindStringSubmatch(se.Field); m != nil {
+		// A VIP without its prefix takes the subnet's, which a node on
+		// DHCP does not have.
+		if i, _ := strconv.Atoi(m[1]); i < len(one.VIPs) && !strings.Contains(one.VIPs[i], "/") && one.Address == "" {
+			return usage(fmt.Errorf("--vip %s: without --address the node's subnet is unknown; give the VIP with its prefix length, such as %s/24", one.VIPs[i], one.VIPs[i]))
+		}
+	}
+	if se.Field == "vips" && len(one.VIPs) == 0 {
+		return usage(fmt.Errorf("--vip: role %s holds the cluster's VIPs and needs at least one: give --vip ADDRESS[/PREFIX]", one.Role))
 	}
 	flag, ok := seedFlags[se.Field]
 	switch {
@@ -164,5 +182,7 @@ func seedFlagError(err error) error {
 	if flag == "" {
 		return err
 	}
-	return usage(fmt.Errorf("%s: %s", flag, se.Msg))
+	// A one-node seed's join list cannot name nodes: only addresses.
+	msg := strings.TrimSuffix(se.Msg, "; accepted: a node's name or address")
+	return usage(fmt.Errorf("%s: %s", flag, msg))
 }
