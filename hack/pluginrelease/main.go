@@ -56,7 +56,7 @@ func main() {
 
 func run(name, describe, out string, platforms []string, epoch string) error {
 	if !nameRe.MatchString(name) || describe == "" || len(platforms) == 0 {
-		return errors.New("usage: pluginrelease -name NAME -describe HOST_BINARY -out DIR OS_ARCH=BINARY...")
+		return errors.New("usage: pluginrelease -name NAME -describe HOST_BINARY -out DIR OS_ARCH=BINARY [OS_ARCH=BINARY]")
 	}
 	b, err := exec.Command(describe, "describe").Output()
 	if err != nil {
