@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgforge/imgforge/pkg/build"
+	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 )
 
@@ -59,7 +60,11 @@ func newBuildCmd(c *common) *cobra.Command {
 					stages = append(stages, roleStages{Role: p.Role, Stages: n})
 				}
 			}
-			prog, stop := newProgress(cmd.ErrOrStderr(), progMode, stages)
+			var estimates map[string]map[string]float64
+			if cc, err := cache.Peek(cacheDir); err == nil {
+				estimates = cc.StageEstimates()
+			}
+			prog, stop := newProgress(cmd.ErrOrStderr(), progMode, stages, estimates)
 			defer stop()
 			req := imgforge.BuildRequest{
 				Plans: plans, CacheDir: cacheDir, OutputDir: outDir, Formats: formats,

@@ -41,7 +41,7 @@ func checkProgress(mode string) error {
 // progress reports a build's events on the command's standard error, as
 // log lines or, on a terminal, a redrawn line (what push uses).
 func progress(cmd *cobra.Command) *build.Progress {
-	p, stop := newProgress(cmd.ErrOrStderr(), progressAuto, nil)
+	p, stop := newProgress(cmd.ErrOrStderr(), progressAuto, nil, nil)
 	stop() // no ticking: nothing stops it later
 	return p
 }
@@ -49,14 +49,15 @@ func progress(cmd *cobra.Command) *build.Progress {
 // newProgress reports a build's events on stderr in mode: log lines (with a
 // heartbeat), nothing, or, on a terminal, the running stage's line redrawn
 // every second with "stage N/M" of stages, the number of stages each role's
-// build reports, in build order. stop ends the refreshing.
-func newProgress(stderr io.Writer, mode string, stages []roleStages) (p *build.Progress, stop func()) {
+// build reports, in build order, and an estimate of the stage's time from
+// estimates. stop ends the refreshing.
+func newProgress(stderr io.Writer, mode string, stages []roleStages, estimates map[string]map[string]float64) (p *build.Progress, stop func()) {
 	if mode == progressQuiet {
 		return build.NewProgress(nil, nil), func() {}
 	}
 	if mode == progressAuto {
 		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			t := &terminal{w: stderr, stages: stages}
+			t := &terminal{w: stderr, stages: stages, estimates: estimates}
 			return build.NewProgress(t.event, nil), every(terminalTick, t.tick)
 		}
 	}
@@ -142,6 +143,9 @@ type terminal struct {
 	// stages, when known, are the stages of each role's build, in build
 	// order: the line then starts with "stage N/M".
 	stages []roleStages
+	// estimates are how long each role's stages took when they last ran
+	// (cache.StageEstimates): the line then says "of ~Ns".
+	estimates map[string]map[string]float64
 
 	mu      sync.Mutex
 	drawn   bool        // a stage's line is on the screen, without its newline
@@ -212,7 +216,11 @@ func (t *terminal) clear() {
 }
 
 func (t *terminal) draw(e build.Event, now time.Time) {
-	line := fmt.Sprintf("%s %5.1fs %s", e.Prefix(), now.Sub(e.Started).Seconds(), e.Message)
+	elapsed := fmt.Sprintf("%5.1fs", now.Sub(e.Started).Seconds())
+	if est := t.estimate(e.Role, e.Stage); est >= 1 {
+		elapsed += fmt.Sprintf(" of ~%.0fs", est)
+	}
+	line := fmt.Sprintf("%s %s %s", e.Prefix(), elapsed, e.Message)
 	if total := t.total(); total > 0 {
 		n := min(t.done+t.inRole, total)
 		line = fmt.Sprintf("stage %d/%d ", n, total) + line
@@ -226,6 +234,15 @@ func (t *terminal) draw(e build.Event, now time.Time) {
 	fmt.Fprint(t.w, line)
 	t.drawn = true
 	t.current = e
+}
+
+// estimate is how long role's stage took when it last ran: in that role,
+// else in any; 0 when unknown.
+func (t *terminal) estimate(role, stage string) float64 {
+	if s, ok := t.estimates[role][stage]; ok {
+		return s
+	}
+	return t.estimates[""][stage]
 }
 
 func bar(got, total int64) string {

@@ -224,7 +224,7 @@ func TestProgressModes(t *testing.T) {
 		{progressAuto, "imgforge: hello\nweb    base      ok (0.0s)\n"}, // a buffer is no terminal
 	} {
 		var out bytes.Buffer
-		p, stop := newProgress(&out, tc.mode, []roleStages{{"web", 4}})
+		p, stop := newProgress(&out, tc.mode, []roleStages{{"web", 4}}, nil)
 		p.Note("hello")
 		p.Start("web", "base").Done("ok")
 		stop()
@@ -235,5 +235,24 @@ func TestProgressModes(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, nil, "build", "--progress", "fancy", "lb"); err == nil || err.Error() != `--progress "fancy": accepted: auto, plain, quiet` {
 		t.Errorf("build --progress fancy: %v", err)
+	}
+}
+
+// TestTerminalEstimate: a stage's line says how long it took when it last
+// ran, in the role or else in any.
+func TestTerminalEstimate(t *testing.T) {
+	var out bytes.Buffer
+	c := &clock{t: time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)}
+	term := &terminal{w: &out, estimates: map[string]map[string]float64{"lb": {"base": 85.4}, "": {"base": 70, "packages": 20, "overlay": 0.3}}}
+	p := build.NewProgress(term.event, c.now)
+	p.Start("lb", "base")
+	c.advance(2 * time.Second)
+	term.tick(c.now())
+	p.Start("web", "packages")
+	p.Start("web", "overlay") // under a second: no estimate
+	want := "lb     base        0.0s of ~85s " + clr + "lb     base        2.0s of ~85s " +
+		clr + "web    packages    0.0s of ~20s " + clr + "web    overlay     0.0s "
+	if got := out.String(); got != want {
+		t.Errorf("terminal\n  got  %q\n  want %q", got, want)
 	}
 }

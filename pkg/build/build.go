@@ -174,6 +174,7 @@ func (b *Builder) BuildOne(ctx context.Context, p *plan.Plan) (*imagemeta.Result
 	// used; without it the build's stages are still cached.
 	if err := b.o.Cache.RecordBuild(cache.BuildRecord{
 		Role: p.Role, Time: b.o.Now().UTC(), Image: res.ImageDigest, Plan: p.Digest(), Stages: b.takeUsed(p.Role),
+		Seconds: ranSeconds(b.o.Progress.Timings(), p.Role),
 	}); err != nil {
 		b.o.Progress.Note(fmt.Sprintf("cache: %v", err))
 	}
@@ -298,4 +299,20 @@ func (b *Builder) takeUsed(role string) []cache.StageRef {
 	refs := b.used[role]
 	delete(b.used, role)
 	return refs
+}
+
+// ranSeconds are the times of role's stages that ran rather than being
+// found in the cache, by stage name.
+func ranSeconds(timings []StageTime, role string) map[string]float64 {
+	out := map[string]float64{}
+	for _, t := range timings {
+		if t.Role != role || t.Result == "failed" || strings.HasPrefix(t.Result, "cached") || t.Stage == "outputs" && strings.HasSuffix(t.Result, " unchanged") {
+			continue
+		}
+		out[t.Stage] = t.Seconds
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

@@ -57,6 +57,11 @@ func TestBuildRecordAndPrune(t *testing.T) {
 	if got := strings.Join(stages, " "); got != "base-v1 role-v1 overlay-v2" {
 		t.Errorf("the build record names %q", got)
 	}
+	for _, st := range []string{"base", "packages", "overlay", "outputs"} {
+		if _, ok := builds[0].Seconds[st]; !ok {
+			t.Errorf("the build record has no time for %s: %v", st, builds[0].Seconds)
+		}
+	}
 
 	ended := build("worker_processes 1;\n", true)
 	for _, st := range []string{"base", "packages", "overlay"} {

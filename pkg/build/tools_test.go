@@ -113,3 +113,20 @@ func TestOutputFile(t *testing.T) {
 		}
 	}
 }
+
+func TestRanSeconds(t *testing.T) {
+	timings := []StageTime{
+		{Role: "lb", Stage: "base", Seconds: 85, Result: "3f2a, 240 MB compressed"},
+		{Role: "lb", Stage: "packages", Seconds: 0.2, Result: "cached 9c1e"},
+		{Role: "lb", Stage: "overlay", Seconds: 1, Result: "failed"},
+		{Role: "lb", Stage: "outputs", Seconds: 0.3, Result: "out/lb sha256:1 unchanged"},
+		{Role: "web", Stage: "base", Seconds: 80, Result: "made"},
+	}
+	got := ranSeconds(timings, "lb")
+	if len(got) != 1 || got["base"] != 85 {
+		t.Errorf("ranSeconds = %v, want only base 85", got)
+	}
+	if got := ranSeconds(timings[1:4], "lb"); got != nil {
+		t.Errorf("nothing ran: %v", got)
+	}
+}

@@ -35,6 +35,10 @@ type BuildRecord struct {
 	Plan  string    `json:"plan,omitempty"`  // the plan digest
 	// Stages are the stage records the build used, found or made.
 	Stages []StageRef `json:"stages"`
+	// Seconds is how long each stage that ran (not found in the cache)
+	// took, by its name in progress lines ("base"): a display estimates
+	// the next build's stages from it.
+	Seconds map[string]float64 `json:"seconds,omitempty"`
 	// Size is what the blobs the build's stage records name take, set by
 	// Builds (blobs shared with other builds count in each).
 	Size int64 `json:"size,omitempty"`
@@ -156,6 +160,33 @@ func (c *Cache) readBuilds() ([]BuildRecord, error) {
 		return b.Time.Compare(a.Time)
 	})
 	return out, nil
+}
+
+// StageEstimates returns, per role and stage name, how long the stage took
+// the last time it ran (rather than being found in the cache), from the
+// build records; the role "" holds each stage's time in any role, for a
+// role that never ran it. Records it cannot read are left out.
+func (c *Cache) StageEstimates() map[string]map[string]float64 {
+	builds, err := c.readBuilds()
+	if err != nil {
+		return nil
+	}
+	slices.SortStableFunc(builds, func(a, b BuildRecord) int { return b.Time.Compare(a.Time) }) // newest first
+	est := map[string]map[string]float64{"": {}}
+	for _, b := range builds {
+		if est[b.Role] == nil {
+			est[b.Role] = map[string]float64{}
+		}
+		for stage, s := range b.Seconds {
+			if _, ok := est[b.Role][stage]; !ok {
+				est[b.Role][stage] = s
+			}
+			if _, ok := est[""][stage]; !ok {
+				est[""][stage] = s
+			}
+		}
+	}
+	return est
 }
 
 // collectRecordRefs adds every string that the stage record ref holds to

@@ -287,3 +287,32 @@ func TestBuilds(t *testing.T) {
 		t.Errorf("usage JSON %s", b)
 	}
 }
+
+func TestStageEstimates(t *testing.T) {
+	c := open(t, t.TempDir())
+	for _, b := range []BuildRecord{
+		{Role: "lb", Time: pruneNow.Add(-2 * time.Hour), Seconds: map[string]float64{"base": 90, "packages": 20}},
+		{Role: "lb", Time: pruneNow.Add(-time.Hour), Seconds: map[string]float64{"overlay": 2}},
+		{Role: "lb", Time: pruneNow, Seconds: map[string]float64{"overlay": 3}},
+		{Role: "web", Time: pruneNow.Add(-3 * time.Hour), Seconds: map[string]float64{"base": 80, "packages": 30}},
+	} {
+		if err := c.RecordBuild(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	est := c.StageEstimates()
+	for _, tt := range []struct {
+		role, stage string
+		want        float64
+		ok          bool
+	}{
+		{"lb", "base", 90, true}, {"lb", "overlay", 3, true}, {"web", "packages", 30, true},
+		{"", "base", 90, true}, // the newest of any role
+		{"web", "overlay", 0, false}, {"", "rootfs", 0, false},
+	} {
+		got, ok := est[tt.role][tt.stage]
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s %s: %v %v, want %v %v", tt.role, tt.stage, got, ok, tt.want, tt.ok)
+		}
+	}
+}
