@@ -9,6 +9,8 @@ GOLANGCI_LINT := $(TOOLS_DIR)/bin/golangci-lint
 PLUGIN := packer-plugin-imgforge
 PACKER := $(TOOLS_DIR)/bin/packer
 PACKER_SDC := $(TOOLS_DIR)/bin/packer-sdc
+# The platforms make plugin-release builds the Packer plugin for (imgforge builds on Linux only).
+PLUGIN_ARCHES ?= amd64 arm64
 
 .DEFAULT_GOAL := help
 
@@ -60,9 +62,24 @@ packer-generate: ## regenerate the Packer plugin's HCL2 spec and docs (packer-sd
 	  awk 'NR==1 && /^---$$/ {fm=1; next} fm && /^---$$/ {fm=0; next} !fm' .docs/builders/imgforge.mdx \
 	    > .web-docs/components/builder/imgforge/README.md && rm -rf .docs
 
+.PHONY: man
+man: ## man pages of every command (cobra/doc) into out/man; man -l out/man/imgforge-build.1
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} $(GO) run ./cmd/imgforge man --dir out/man
+
 .PHONY: plugin
 plugin: ## build bin/packer-plugin-imgforge
 	cd $(PLUGIN) && $(GO) build -o ../bin/packer-plugin-imgforge .
+
+.PHONY: plugin-release
+plugin-release: ## the Packer plugin's release files in dist/ (per platform a zip, and SHA256SUMS), as packer plugins install fetches them from a GitHub release
+	rm -rf dist && mkdir -p dist/.bin
+	set -e; for arch in $(PLUGIN_ARCHES); do \
+	  (cd $(PLUGIN) && CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w -buildid=' -o ../dist/.bin/linux_$$arch .); \
+	done
+	cd $(PLUGIN) && $(GO) build -o ../dist/.bin/host .
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 315532800)} \
+	  $(GO) run ./hack/pluginrelease -name imgforge -describe dist/.bin/host -out dist $(foreach a,$(PLUGIN_ARCHES),linux_$(a)=dist/.bin/linux_$(a))
+	rm -rf dist/.bin
 
 .PHONY: fuzz
 fuzz: ## run every fuzz test for 30s each
@@ -101,4 +118,4 @@ golden: ## rewrite the golden files after reviewing a change
 
 .PHONY: clean
 clean: ## remove build outputs (not the cache)
-	rm -rf bin out
+	rm -rf bin out dist

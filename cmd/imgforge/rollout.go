@@ -38,13 +38,13 @@ func newRolloutCmd(c *common) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if clusterFile == "" {
-				return errors.New("--cluster FILE is required")
+				return usage(errors.New("--cluster FILE is required"))
 			}
 			if len(images) == 0 {
-				return errors.New("--image ROLE=SOURCE is required (repeatable)")
+				return usage(errors.New("--image ROLE=SOURCE is required (repeatable)"))
 			}
-			if c.output != "text" && c.output != "json" {
-				return fmt.Errorf("--output %q: accepted: text, json", c.output)
+			if err := c.checkOutput(); err != nil {
+				return err
 			}
 			for _, s := range images {
 				im, err := rollout.ParseImage(s)

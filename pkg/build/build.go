@@ -22,7 +22,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/format"
@@ -62,8 +64,12 @@ type Options struct {
 	// written by other code are written again, not kept. The sha256 of
 	// the running executable when empty.
 	ToolDigest string
-	// Now tells the time, for stage timings only; time.Now when nil.
+	// Now tells the time, for stage timings and build records; time.Now
+	// when nil.
 	Now func() time.Time
+	// NoCache runs every stage again instead of using its cached result
+	// (what it makes is still stored; downloaded .deb files are reused).
+	NoCache bool
 }
 
 // Builder builds plans. It is not safe for concurrent use.
@@ -72,6 +78,9 @@ type Builder struct {
 	mmdVersion string
 	releases   map[string]string // apt source -> InRelease digest, fetched once per Builder
 	verified   map[string]bool   // blobs already re-hashed by this Builder
+
+	usedMu sync.Mutex
+	used   map[string][]cache.StageRef // role -> the stage records its build used
 }
 
 // New checks the options and returns a Builder.
@@ -161,6 +170,14 @@ func (b *Builder) BuildOne(ctx context.Context, p *plan.Plan) (*imagemeta.Result
 		return nil, err
 	}
 	res.Seconds = b.o.Now().Sub(start).Seconds()
+	// The build record lets imgforge cache prune keep what this build
+	// used; without it the build's stages are still cached.
+	if err := b.o.Cache.RecordBuild(cache.BuildRecord{
+		Role: p.Role, Time: b.o.Now().UTC(), Image: res.ImageDigest, Plan: p.Digest(), Stages: b.takeUsed(p.Role),
+		Seconds: ranSeconds(b.o.Progress.Timings(), p.Role),
+	}); err != nil {
+		b.o.Progress.Note(fmt.Sprintf("cache: %v", err))
+	}
 	return res, nil
 }
 
@@ -261,4 +278,41 @@ func removeAllQuiet(p string) {
 	if p != "" {
 		os.RemoveAll(p)
 	}
+}
+
+// noteUsed records that role's build used the stage record ref.
+func (b *Builder) noteUsed(role string, ref cache.StageRef) {
+	b.usedMu.Lock()
+	defer b.usedMu.Unlock()
+	if b.used == nil {
+		b.used = map[string][]cache.StageRef{}
+	}
+	if !slices.Contains(b.used[role], ref) {
+		b.used[role] = append(b.used[role], ref)
+	}
+}
+
+// takeUsed returns and forgets the stage records role's build used.
+func (b *Builder) takeUsed(role string) []cache.StageRef {
+	b.usedMu.Lock()
+	defer b.usedMu.Unlock()
+	refs := b.used[role]
+	delete(b.used, role)
+	return refs
+}
+
+// ranSeconds are the times of role's stages that ran rather than being
+// found in the cache, by stage name.
+func ranSeconds(timings []StageTime, role string) map[string]float64 {
+	out := map[string]float64{}
+	for _, t := range timings {
+		if t.Role != role || t.Result == "failed" || strings.HasPrefix(t.Result, "cached") || t.Stage == "outputs" && strings.HasSuffix(t.Result, " unchanged") {
+			continue
+		}
+		out[t.Stage] = t.Seconds
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

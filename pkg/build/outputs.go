@@ -19,6 +19,7 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/dpkg"
+	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/oci"
 	"github.com/imgforge/imgforge/pkg/plan"
@@ -148,6 +149,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		st.Update("writing " + outputFile(o.format, p.Role))
 		if err := o.write(ctx, j); err != nil {
 			st.Fail()
 			return nil, err
@@ -160,6 +162,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	if err != nil {
 		return nil, fmt.Errorf("reading the image's package list: %w", err)
 	}
+	st.Update("writing sbom.spdx.json, " + imagemeta.ManifestName + ", " + imagemeta.SumsName)
 	doc := sbom.New(p.Role, digest.String(), epoch(p), b.o.ToolVersion, pkgs)
 	var sb bytes.Buffer
 	if err := doc.WriteJSON(&sb); err != nil {
@@ -338,4 +341,23 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// outputFile names what the writer of format writes for role, as
+// pkg/format's description of it does ("lb.raw", "lb/oci", "pxe/"), or
+// the format's name.
+func outputFile(name, role string) string {
+	for _, f := range format.All {
+		if f.Name != name {
+			continue
+		}
+		lp, rp := strings.LastIndexByte(f.Description, '('), strings.LastIndexByte(f.Description, ')')
+		if lp < 0 || rp < lp {
+			break
+		}
+		file := f.Description[lp+1 : rp]
+		file = strings.ReplaceAll(file, "ROLE/", "")
+		return strings.ReplaceAll(file, "ROLE", role)
+	}
+	return name
 }

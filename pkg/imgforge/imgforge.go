@@ -16,6 +16,7 @@ import (
 	"github.com/imgforge/imgforge/images"
 	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/spec"
@@ -85,11 +86,64 @@ type BuildRequest struct {
 	Progress  *build.Progress
 	Log       build.LogSink
 	Rootless  bool
+	// NoCache runs every stage again instead of using its cached result.
+	NoCache bool
+	// LookPath finds the host's programs for the preflight check
+	// (exec.LookPath when nil).
+	LookPath func(string) (string, error)
 }
 
-// Build opens the cache and builds every plan.
+// Formats are the output formats a build of req writes: req.Formats, else
+// every format a plan's image definition lists, in pkg/format's order.
+func (req BuildRequest) formats() []string {
+	if len(req.Formats) > 0 {
+		return req.Formats
+	}
+	want := map[string]bool{}
+	for _, p := range req.Plans {
+		for _, o := range p.Outputs {
+			want[o] = true
+		}
+	}
+	var out []string
+	for _, f := range format.Names() {
+		if want[f] {
+			out = append(out, f)
+			delete(want, f)
+		}
+	}
+	for f := range want { // unknown to pkg/format: the build refuses it
+		out = append(out, f)
+	}
+	return out
+}
+
+// Tools returns the host programs a build of req needs, each with the path
+// where it was found (empty when it is missing); imgforge doctor prints it.
+func Tools(req BuildRequest) ([]build.Tool, error) {
+	tools, err := build.RequiredTools(req.formats(), req.Rootless, "")
+	if err != nil {
+		return nil, err
+	}
+	build.FindTools(tools, req.lookPath())
+	return tools, nil
+}
+
+func (req BuildRequest) lookPath() func(string) (string, error) {
+	if req.LookPath != nil {
+		return req.LookPath
+	}
+	return exec.LookPath
+}
+
+// Build checks that the host has the programs it needs (a
+// *build.MissingToolsError names the Debian packages to install when not),
+// opens the cache and builds every plan.
 func Build(ctx context.Context, req BuildRequest) ([]*imagemeta.Result, error) {
 	if err := build.CheckOutputDir(req.OutputDir); err != nil {
+		return nil, err
+	}
+	if err := build.Preflight(req.formats(), req.Rootless, "", req.lookPath()); err != nil {
 		return nil, err
 	}
 	c, err := cache.Open(ctx, req.CacheDir)
@@ -99,7 +153,7 @@ func Build(ctx context.Context, req BuildRequest) ([]*imagemeta.Result, error) {
 	defer c.Close()
 	b, err := build.New(ctx, build.Options{
 		Cache: c, OutputDir: req.OutputDir, Formats: req.Formats, Progress: req.Progress,
-		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version,
+		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version, NoCache: req.NoCache,
 	})
 	if err != nil {
 		return nil, err
