@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -161,6 +162,17 @@ func (f *fakeTools) ConvertDisk(_ context.Context, raw, out, format string) erro
 		return err
 	}
 	return os.WriteFile(out, fmt.Appendf(nil, "%s of a %d-byte raw disk\n", format, fi.Size()), 0o644)
+}
+
+// SparseTar writes a line that names the file.
+func (f *fakeTools) SparseTar(_ context.Context, w io.Writer, dir, name string, _ int64) error {
+	f.called("tar")
+	fi, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "tar of %s, %d bytes\n", name, fi.Size())
+	return err
 }
 
 // StateFS writes a sparse file of the size that names itself.

@@ -43,6 +43,8 @@ func TestPlanOutputs(t *testing.T) {
 		{[]string{"qcow2"}, true, true},
 		{[]string{"vmdk", "iso"}, true, true},
 		{[]string{"raw"}, true, true},
+		{[]string{"vhd"}, true, true},
+		{[]string{"oci", "gce"}, true, true},
 	} {
 		outs, needs, err := planOutputs(tc.formats)
 		if err != nil {

@@ -12,7 +12,7 @@ import (
 
 // Tools runs the programs of the host a build needs: mmdebstrap (the
 // base, the role's packages, mkinitramfs in a chroot of the base),
-// tar2sqfs, veritysetup, mke2fs and qemu-img. The stages reach the host only
+// tar2sqfs, veritysetup, mke2fs, qemu-img and GNU tar. The stages reach the host only
 // through it, so that tests can run them with a fake that writes small
 // tars.
 type Tools interface {
@@ -27,8 +27,11 @@ type Tools interface {
 	Squashfs(ctx context.Context, r io.Reader, out string, epoch int64) error
 	// Verity writes the dm-verity hash tree of data to hash.
 	Verity(ctx context.Context, data, hash, salt string) (boot.Verity, error)
-	// ConvertDisk writes the raw disk as format (qcow2, vmdk) to out.
+	// ConvertDisk writes the raw disk as format (qcow2, vmdk, vhd) to out.
 	ConvertDisk(ctx context.Context, raw, out, format string) error
+	// SparseTar writes to w a tar of the file name in dir, stored sparse,
+	// owned by root, with the time epoch (see sparseTar).
+	SparseTar(ctx context.Context, w io.Writer, dir, name string, epoch int64) error
 	// StateFS writes the empty ext4 file system of a raw disk's state
 	// partition, size bytes with the UUID uuid, to the new file out (see
 	// disk.MakeState).
@@ -73,4 +76,8 @@ func (hostTools) StateFS(ctx context.Context, out string, size int64, uuid strin
 
 func (hostTools) ConvertDisk(ctx context.Context, raw, out, format string) error {
 	return qemuConvert(ctx, raw, out, format)
+}
+
+func (hostTools) SparseTar(ctx context.Context, w io.Writer, dir, name string, epoch int64) error {
+	return sparseTar(ctx, w, dir, name, epoch)
 }
