@@ -17,6 +17,7 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -142,7 +143,10 @@ type Image struct {
 	Plan     *plan.Plan
 	Layers   []builtLayer
 	Packages []byte // dpkg status of the image
-	Keys     map[string]string
+	// Docs are the image's copyright files and os-release, path to
+	// content (see docFiles).
+	Docs map[string]string
+	Keys map[string]string
 	// base is the base's record, whose uncompressed tar the boot stages
 	// start from, and baseKey its key.
 	base    layerRecord
@@ -193,6 +197,13 @@ func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
 		return nil, err
 	}
 	im.Packages = status
+	docs, err := b.o.Cache.ReadBlob(role.Docs)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(docs, &im.Docs); err != nil {
+		return nil, fmt.Errorf("%w: docs %s: %w", cache.ErrCorrupt, role.Docs, err)
+	}
 	return im, nil
 }
 

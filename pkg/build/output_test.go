@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -78,9 +79,9 @@ func TestFakeOutputs(t *testing.T) {
 		files   []string
 		gone    []string
 	}{
-		{[]string{"qcow2", "oci", "raw", "pxe"}, []string{"raw", "qcow2", "oci", "pxe-kernel", "pxe-initrd", "pxe-root", "pxe-overlay", "ipxe", "spdx-json", "manifest", "sha256sums"},
+		{[]string{"qcow2", "oci", "raw", "pxe"}, []string{"raw", "qcow2", "oci", "pxe-kernel", "pxe-initrd", "pxe-root", "pxe-overlay", "ipxe", "spdx-json", "cyclonedx-json", "manifest", "sha256sums"},
 			[]string{"web.raw", "web.qcow2", "oci/index.json", "pxe/boot.ipxe"}, nil},
-		{[]string{"qcow2", "docker-archive"}, []string{"qcow2", "docker-archive", "spdx-json", "manifest", "sha256sums"},
+		{[]string{"qcow2", "docker-archive"}, []string{"qcow2", "docker-archive", "spdx-json", "cyclonedx-json", "manifest", "sha256sums"},
 			[]string{"web.qcow2", "web.docker.tar"}, []string{"web.raw"}},
 	} {
 		out := t.TempDir()
@@ -118,6 +119,45 @@ func TestFakeOutputs(t *testing.T) {
 		if !strings.Contains(string(m), `"Root"`) {
 			t.Errorf("%v: the manifest has no disk partitions: %s", tc.formats, m)
 		}
+		checkFakeSBOM(t, filepath.Join(out, "web"))
+	}
+}
+
+// checkFakeSBOM checks what the SBOMs of a fake build read from its root
+// filesystem (issue 16): the release from os-release in the package
+// URLs, and the licence from a package's machine-readable copyright
+// file; a package without one says NOASSERTION.
+func checkFakeSBOM(t *testing.T, dir string) {
+	t.Helper()
+	var doc struct {
+		Packages []struct {
+			Name            string `json:"name"`
+			LicenseDeclared string `json:"licenseDeclared"`
+			ExternalRefs    []struct {
+				Locator string `json:"referenceLocator"`
+			} `json:"externalRefs"`
+		} `json:"packages"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "sbom.spdx.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	lic := map[string]string{}
+	for _, p := range doc.Packages[1:] {
+		lic[p.Name] = p.LicenseDeclared
+		if len(p.ExternalRefs) != 1 || !strings.Contains(p.ExternalRefs[0].Locator, "&distro=debian-12") {
+			t.Errorf("package %s: references %+v, want a purl with distro=debian-12", p.Name, p.ExternalRefs)
+		}
+	}
+	if lic["nginx"] != "GPL-2.0-or-later" || lic["systemd"] != "NOASSERTION" {
+		t.Errorf("declared licences %v, want nginx's from its copyright file and NOASSERTION for systemd", lic)
+	}
+	cdx, err := os.ReadFile(filepath.Join(dir, "sbom.cdx.json"))
+	if err != nil || !strings.Contains(string(cdx), `"specVersion": "1.6"`) {
+		t.Errorf("sbom.cdx.json: %v, %.200s", err, cdx)
 	}
 }
 
