@@ -151,6 +151,9 @@ type Image struct {
 	// start from, and baseKey its key.
 	base    layerRecord
 	baseKey string
+	// rootIndex is the blob of the layer.Index of the role's whole root
+	// filesystem.
+	rootIndex string
 }
 
 // BuildOne builds one plan and writes its outputs.
@@ -186,7 +189,7 @@ func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}, base: base, baseKey: baseKey}
+	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}, base: base, baseKey: baseKey, rootIndex: role.Index}
 	im.Layers = append(im.Layers, builtLayer{Kind: "base", Record: base})
 	if role.Blob != "" {
 		im.Layers = append(im.Layers, builtLayer{Kind: "role", Record: role})

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/disk"
 	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/layer"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -212,6 +214,36 @@ func TestRawSlotTooSmall(t *testing.T) {
 		}
 		if tools.count("statefs") == 0 {
 			t.Error("the state file system was not made")
+		}
+	}
+}
+
+func TestLinkedDoc(t *testing.T) {
+	idx := layer.Index{
+		"usr/share/doc/gcc-12-base":           {Type: tar.TypeDir},
+		"usr/share/doc/libstdc++6":            {Type: tar.TypeSymlink, Linkname: "gcc-12-base"},
+		"usr/share/doc/abs":                   {Type: tar.TypeSymlink, Linkname: "/usr/share/doc/gcc-12-base"},
+		"usr/share/doc/chain":                 {Type: tar.TypeSymlink, Linkname: "libstdc++6"},
+		"usr/share/doc/loop":                  {Type: tar.TypeSymlink, Linkname: "loop"},
+		"usr/share/doc/dangling":              {Type: tar.TypeSymlink, Linkname: "nothing"},
+		"usr/share/doc/escape":                {Type: tar.TypeSymlink, Linkname: "../../../../etc"},
+		"etc":                                 {Type: tar.TypeDir},
+		"usr/share/doc/plain":                 {Type: tar.TypeDir},
+		"usr/share/doc/gcc-12-base/copyright": {Type: tar.TypeReg},
+	}
+	for name, want := range map[string]string{
+		"libstdc++6": "usr/share/doc/gcc-12-base/copyright",
+		"abs":        "usr/share/doc/gcc-12-base/copyright",
+		"chain":      "usr/share/doc/gcc-12-base/copyright",
+		"loop":       "",
+		"dangling":   "",
+		"plain":      "", // its own copyright, if any, is read directly
+		"missing":    "",
+		// A link out of the doc folder names a file the Docs never hold.
+		"escape": "etc/copyright",
+	} {
+		if got := linkedDoc(idx, name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
 		}
 	}
 }

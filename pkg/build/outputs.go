@@ -1,6 +1,7 @@
 package build
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/dpkg"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/layer"
 	"github.com/imgforge/imgforge/pkg/oci"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/sbom"
@@ -270,6 +273,21 @@ func (b *Builder) sbomInput(ctx context.Context, im *Image, digest string, pkgs 
 			}
 		}
 	}
+	// Many packages' doc folder is a link to another package's of the
+	// same source (libstdc++6 -> gcc-12-base): its copyright is theirs.
+	if im.rootIndex != "" {
+		idx, err := b.readIndex(im.rootIndex)
+		if err != nil {
+			return in, err
+		}
+		for _, pk := range pkgs {
+			if _, ok := in.Copyright[pk.Name]; !ok {
+				if text, ok := im.Docs[linkedDoc(idx, pk.Name)]; ok {
+					in.Copyright[pk.Name] = []byte(text)
+				}
+			}
+		}
+	}
 	if im.base.Lists == "" {
 		return in, nil
 	}
@@ -298,6 +316,27 @@ func (b *Builder) sbomInput(ctx context.Context, im *Image, digest string, pkgs 
 		maps.Copy(in.Checksums, sums)
 	}
 	return in, nil
+}
+
+// linkedDoc is the path of the copyright file of the package name
+// whose /usr/share/doc/NAME is a symbolic link (to a few levels), or "".
+func linkedDoc(idx layer.Index, name string) string {
+	dir := "usr/share/doc/" + name
+	for range 4 {
+		e, ok := idx[dir]
+		if !ok || e.Type != tar.TypeSymlink {
+			break
+		}
+		if strings.HasPrefix(e.Linkname, "/") {
+			dir = layer.Clean(e.Linkname)
+		} else {
+			dir = layer.Clean(path.Join(path.Dir(dir), e.Linkname))
+		}
+		if e, ok := idx[dir]; ok && e.Type == tar.TypeDir {
+			return dir + "/copyright"
+		}
+	}
+	return ""
 }
 
 // swapDir puts the folder tmp at final atomically: it exchanges the two
