@@ -1,6 +1,7 @@
 package dpkg
 
 import (
+	"bytes"
 	"maps"
 	"strings"
 	"testing"
@@ -40,4 +41,24 @@ Package: not-a-new-stanza
 	if !maps.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+}
+
+// FuzzIndexDigests: whatever the index holds, only wanted keys come back,
+// each with the SHA256 of its stanza in lower case.
+func FuzzIndexDigests(f *testing.F) {
+	f.Add([]byte("Package: a\nVersion: 1\nArchitecture: all\nSHA256: AB\n\nPackage: b\nVersion: 2\nArchitecture: amd64\nSHA256: cd\n"))
+	f.Add([]byte("Package: a\n Version: 1\nArchitecture: all\nSHA256:\n"))
+	f.Add([]byte("\r\n\r\nPackage: a\r\nVersion: 1\r\nArchitecture: all\r\nSHA256: 00\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want := map[string]bool{"a 1 all": true, "b 2 amd64": true}
+		got, err := IndexDigests(bytes.NewReader(data), want)
+		if err != nil {
+			return
+		}
+		for k, v := range got {
+			if !want[k] || v == "" || v != strings.ToLower(v) {
+				t.Fatalf("%q: %q", k, v)
+			}
+		}
+	})
 }
