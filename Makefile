@@ -11,6 +11,7 @@ PACKER := $(TOOLS_DIR)/bin/packer
 PACKER_SDC := $(TOOLS_DIR)/bin/packer-sdc
 # The platforms make plugin-release builds the Packer plugin for (imgforge builds on Linux only).
 PLUGIN_ARCHES ?= amd64 arm64
+SYFT := $(TOOLS_DIR)/bin/syft
 
 .DEFAULT_GOAL := help
 
@@ -28,8 +29,8 @@ build: ## build bin/imgforge and bin/imgforge-agent (static, reproducible)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o bin/imgforge-agent ./cmd/imgforge-agent
 
 .PHONY: test
-test: ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
-	$(GO) test -count=1 ./...
+test: syft-tool ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
+	SYFT=$(SYFT) $(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags e2e -timeout 80m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
 	$(MAKE) test-packer
 
@@ -47,6 +48,10 @@ test-packer: packer-tools ## the Packer plugin: unit tests, generated-file drift
 	cd $(PLUGIN) && $(GO) test -count=1 -timeout 30m ./...
 	./hack/packer-check.sh $(TOOLS_DIR)
 	cd $(PLUGIN) && PACKER_ACC=1 PACKER=$(PACKER) $(GO) test -count=1 -timeout 60m -v -run 'TestAcc' . 2>&1 | ../hack/e2e-summary.sh
+
+.PHONY: syft-tool
+syft-tool: ## build syft into the tools dir (once; a few minutes): the SBOM tests read our SBOMs with it
+	./hack/syft-tool.sh $(TOOLS_DIR)
 
 .PHONY: packer-tools
 packer-tools: ## build packer v1.11.2 and packer-sdc into the tools dir (once; minutes)

@@ -13,7 +13,7 @@ import (
 )
 
 func TestDoctor(t *testing.T) {
-	all := []string{"mmdebstrap", "newuidmap", "newgidmap", "tar2sqfs", "veritysetup", "mke2fs", "qemu-img", "xorriso", "qemu-system-x86_64"}
+	all := []string{"mmdebstrap", "newuidmap", "newgidmap", "tar2sqfs", "veritysetup", "mke2fs", "qemu-img", "xorriso", "tar", "qemu-system-x86_64"}
 	without := func(missing ...string) func(string) (string, error) {
 		return func(n string) (string, error) {
 			if slices.Contains(all, n) && !slices.Contains(missing, n) {
@@ -32,7 +32,8 @@ func TestDoctor(t *testing.T) {
 		wantCode int
 	}{
 		{"all installed", []string{"doctor"}, 0, nil, "", []string{
-			"build of oci, docker-archive, raw, qcow2, vmdk, iso, pxe (as root):",
+			"build of oci, docker-archive, raw, qcow2, vmdk, vhd, gce, iso, pxe (as root):",
+			"  ok  tar          /usr/bin/tar",
 			"  ok  mmdebstrap   /usr/bin/mmdebstrap",
 			"  ok  xorriso      /usr/bin/xorriso",
 			"everything a build needs is installed",

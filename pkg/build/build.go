@@ -17,6 +17,7 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -151,11 +152,17 @@ type Image struct {
 	Plan     *plan.Plan
 	Layers   []builtLayer
 	Packages []byte // dpkg status of the image
-	Keys     map[string]string
+	// Docs are the image's copyright files and os-release, path to
+	// content (see docFiles).
+	Docs map[string]string
+	Keys map[string]string
 	// base is the base's record, whose uncompressed tar the boot stages
 	// start from, and baseKey its key.
 	base    layerRecord
 	baseKey string
+	// rootIndex is the blob of the layer.Index of the role's whole root
+	// filesystem.
+	rootIndex string
 }
 
 // BuildOne builds one plan and writes its outputs.
@@ -199,7 +206,7 @@ func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}, base: base, baseKey: baseKey}
+	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}, base: base, baseKey: baseKey, rootIndex: role.Index}
 	im.Layers = append(im.Layers, builtLayer{Kind: "base", Record: base})
 	if role.Blob != "" {
 		im.Layers = append(im.Layers, builtLayer{Kind: "role", Record: role})
@@ -210,6 +217,13 @@ func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
 		return nil, err
 	}
 	im.Packages = status
+	docs, err := b.o.Cache.ReadBlob(role.Docs)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(docs, &im.Docs); err != nil {
+		return nil, fmt.Errorf("%w: docs %s: %w", cache.ErrCorrupt, role.Docs, err)
+	}
 	return im, nil
 }
 

@@ -40,7 +40,7 @@ func TestBuildRecordAndPrune(t *testing.T) {
 	build("worker_processes 1;\n", false)
 	// The outputs stage names each file as it writes it; the stages are
 	// as many as StagesOf says.
-	if got, want := strings.Join(last.updates, "\n"), "outputs: writing oci\noutputs: writing sbom.spdx.json, manifest.json, SHA256SUMS"; !strings.Contains(got, want) {
+	if got, want := strings.Join(last.updates, "\n"), "outputs: writing oci\noutputs: writing sbom.spdx.json, sbom.cdx.json, manifest.json, SHA256SUMS"; !strings.Contains(got, want) {
 		t.Errorf("updates:\n%s\nwant them to hold\n%s", got, want)
 	}
 	if n, _ := StagesOf([]string{"oci"}); last.started != n {
@@ -54,7 +54,7 @@ func TestBuildRecordAndPrune(t *testing.T) {
 	for _, s := range builds[0].Stages {
 		stages = append(stages, s.Stage)
 	}
-	if got := strings.Join(stages, " "); got != "base-v1 role-v1 overlay-v2" {
+	if got := strings.Join(stages, " "); got != "base-v2 role-v3 overlay-v2" {
 		t.Errorf("the build record names %q", got)
 	}
 	for _, st := range []string{"base", "packages", "overlay", "outputs"} {

@@ -15,7 +15,7 @@ import (
 
 // Tools runs the programs of the host a build needs: mmdebstrap (the
 // base, the role's packages, mkinitramfs in a chroot of the base),
-// tar2sqfs, veritysetup, mke2fs and qemu-img. The stages reach the host only
+// tar2sqfs, veritysetup, mke2fs, qemu-img and GNU tar. The stages reach the host only
 // through it, so that tests can run them with a fake that writes small
 // tars.
 type Tools interface {
@@ -30,8 +30,11 @@ type Tools interface {
 	Squashfs(ctx context.Context, r io.Reader, out string, epoch int64) error
 	// Verity writes the dm-verity hash tree of data to hash.
 	Verity(ctx context.Context, data, hash, salt string) (boot.Verity, error)
-	// ConvertDisk writes the raw disk as format (qcow2, vmdk) to out.
+	// ConvertDisk writes the raw disk as format (qcow2, vmdk, vhd) to out.
 	ConvertDisk(ctx context.Context, raw, out, format string) error
+	// SparseTar writes to w a tar of the file name in dir, stored sparse,
+	// owned by root, with the time epoch (see sparseTar).
+	SparseTar(ctx context.Context, w io.Writer, dir, name string, epoch int64) error
 	// StateFS writes the empty ext4 file system of a raw disk's state
 	// partition, size bytes with the UUID uuid, to the new file out (see
 	// disk.MakeState).
@@ -98,6 +101,7 @@ var (
 	toolMke2fs      = Tool{Name: "mke2fs", Package: "e2fsprogs", For: "the state file system of the disks"}
 	toolQemuImg     = Tool{Name: "qemu-img", Package: "qemu-utils", For: "converting the raw disk"}
 	toolXorriso     = Tool{Name: "xorriso", Package: "xorriso", For: "the hybrid ISO"}
+	toolTar         = Tool{Name: "tar", Package: "tar", For: "the gce tarball (GNU tar's sparse archives)"}
 )
 
 // convertedFormats are the formats qemu-img converts the raw disk into.
@@ -132,6 +136,9 @@ func RequiredTools(formats []string, rootless bool, command string) ([]Tool, err
 	}
 	if slices.Contains(formats, "iso") {
 		tools = append(tools, toolXorriso)
+	}
+	if slices.Contains(formats, "gce") {
+		tools = append(tools, toolTar)
 	}
 	return tools, nil
 }
@@ -178,4 +185,9 @@ func Preflight(formats []string, rootless bool, command string, lookPath func(st
 		return &MissingToolsError{Missing: missing}
 	}
 	return nil
+}
+
+// SparseTar writes name, a file of dir, as a sparse GNU tar (see sparseTar).
+func (hostTools) SparseTar(ctx context.Context, w io.Writer, dir, name string, epoch int64) error {
+	return sparseTar(ctx, w, dir, name, epoch)
 }
