@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -244,11 +243,7 @@ func TestCluster(t *testing.T) {
 			<-vmSlots
 		}
 	})
-	// Images v2 and v3 for the rollout (step 3): template edits, so the
-	// builds make only the overlay image again.
-	v2 := buildVersion(t, f, "v2", rolloutV2)
-	v3 := buildVersion(t, f, "v3", rolloutV3)
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	vms := map[string]*qemu.VM{}
 	var stopMu sync.Mutex
@@ -402,92 +397,6 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("step 2: web-2 booted and got requests through the VIP after %.0fs", time.Since(t1).Seconds())
 
-	// Step 3: roll both lbs and both web nodes to v2 with imgforge rollout
-	// while a steady stream of requests from several sources goes to the
-	// VIP: not one may fail. Then v3 on the web nodes: its health check
-	// fails, so the first web node tried falls back to v2 by itself and
-	// the rollout stops, naming it; the VIP keeps answering.
-	setsURL := func(root, port string) string {
-		t.Helper()
-		p, _ := serve(t, root)
-		l, err := seg.listen("10.10.0.1:" + port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go relayListener(l, fmt.Sprintf("127.0.0.1:%d", p))
-		return "http://10.10.0.1:" + port + "/sets/"
-	}
-	v2URL, v3URL := setsURL(v2, "8080"), setsURL(v3, "8081")
-	rollout := func(args ...string) result {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", seg.ns, binary, "rollout",
-			"--cluster", filepath.Join(dir, "cluster.yaml"), "--secrets", filepath.Join(seeds, "secrets.yaml"), "--timeout", "15m"}, args...)...)
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		r := result{stdout: out.String(), stderr: errb.String()}
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("imgforge rollout: %v", err)
-		}
-		return r
-	}
-	st := startStream(ctx, fresh(), func(src string) error {
-		body, _, err := get(src, vip)
-		if err == nil && !strings.Contains(body, "hello from the imgforge database") {
-			err = fmt.Errorf("the VIP answered %q", body)
-		}
-		return err
-	})
-	t3 := time.Now()
-	r := rollout("--image", "lb="+v2URL+"lb/", "--image", "web="+v2URL+"web/")
-	if r.code != 0 {
-		t.Fatalf("rollout to v2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	for _, n := range []string{"lb-1", "lb-2", "web-1", "web-2"} {
-		if !strings.Contains(r.stdout, "updated "+n+"\n") {
-			t.Errorf("the rollout to v2 did not update %s:\n%s", n, r.stdout)
-		}
-	}
-	webImage := func(addr string) string {
-		t.Helper()
-		h, err := header("http://"+addr+"/health", "X-Imgforge-Image", seg)
-		if err != nil {
-			t.Fatalf("%s: %v", addr, err)
-		}
-		return h
-	}
-	for _, a := range []string{"10.10.0.21", "10.10.0.22"} {
-		if h := webImage(a); h != "v2" {
-			t.Errorf("web node %s answers with X-Imgforge-Image %q after the rollout, want v2", a, h)
-		}
-	}
-	sent, failed, gap, errs := st.counts()
-	t.Logf("step 3: lb-1, lb-2, web-1, web-2 rolled to v2 in %s; requests to the VIP during it: %d sent, %d failed, longest gap between answers %s",
-		time.Since(t3).Round(time.Second), sent, failed, gap.Round(time.Millisecond))
-	if failed > 0 {
-		t.Errorf("%d of %d requests failed during the rollout: %v", failed, sent, errs)
-	}
-	t4 := time.Now()
-	r = rollout("--image", "web="+v3URL+"web/", "--tries", "1", "--trial", "60s")
-	if r.code == 0 || !strings.Contains(r.stderr, "node web-1: came back on version") || !strings.Contains(r.stderr, "rolled back") {
-		t.Errorf("rollout to v3: exit %d, want a failure naming web-1 as rolled back:\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	if strings.Contains(r.stderr, "web-2: draining") {
-		t.Errorf("the rollout to v3 went on to web-2 after web-1 failed:\n%s", r.stderr)
-	}
-	if h := webImage("10.10.0.21"); h != "v2" {
-		t.Errorf("web-1 answers with X-Imgforge-Image %q after v3 failed, want v2 (its fallback)", h)
-	}
-	sent2, failed2, gap2, errs2 := st.stop()
-	t.Logf("step 3: v3 failed on web-1, which came back on v2 by itself, after %s; the rollout said: %s; requests during it: %d sent, %d failed, longest gap %s",
-		time.Since(t4).Round(time.Second), lastLine(r.stderr), sent2-sent, failed2-failed, gap2.Round(time.Millisecond))
-	if failed2 > failed {
-		t.Errorf("%d requests failed while v3 was tried: %v", failed2-failed, errs2)
-	}
-
 	// Which lb holds the VIP: the MAC the namespace learnt for it.
 	out, err := exec.Command("ip", "-n", seg.ns, "neigh", "show", "10.10.0.100").CombinedOutput()
 	if err != nil {
@@ -520,7 +429,7 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the VIP stopped answering after %s stopped: %v", holder, err)
 	}
-	t.Logf("step 4: %s (the VIP's holder) stopped; the VIP answered again after %.0fs", holder, time.Since(t2).Seconds())
+	t.Logf("step 3: %s (the VIP's holder) stopped; the VIP answered again after %.0fs", holder, time.Since(t2).Seconds())
 
 	// Every node pushed metrics and logs (the stopped lb did while it ran).
 	var addrs []string
@@ -541,149 +450,4 @@ func TestCluster(t *testing.T) {
 		t.Errorf("monitoring: %d pushes with wrong credentials", rec.badAuth)
 	}
 	t.Logf("monitoring: metrics and logs from all %d nodes", len(addrs))
-}
-
-// The rollout's images: v2 marks the web nodes' answers and the lbs'
-// configuration; v3 is v2 with a web health check that always fails.
-var (
-	rolloutV2 = map[string][2]string{
-		"lb/templates/haproxy.cfg.tmpl": {"global\n", "# imgforge-test v2\nglobal\n"},
-		"web/templates/nginx.conf.tmpl": {"        add_header X-Imgforge-Web $hostname always;\n",
-			"        add_header X-Imgforge-Web $hostname always;\n        add_header X-Imgforge-Image v2 always;\n"},
-	}
-	rolloutV3 = map[string][2]string{
-		"web/templates/nginx.conf.tmpl": {"            return 200 \"ok\\n\";\n", "            return 503 \"v3 fails its health check\\n\";\n"},
-	}
-)
-
-// buildVersion builds the PXE sets of the roles whose files edits change
-// (file: old text, new text, in a copy of roles/ with v2's edits under
-// v3's) into a folder imgforge serve reads, and returns it.
-func buildVersion(t *testing.T, f *fixture, name string, edits map[string][2]string) string {
-	t.Helper()
-	roles := filepath.Join(t.TempDir(), "roles")
-	copyTree(t, filepath.Join(repo, "roles"), roles)
-	all := []map[string][2]string{edits}
-	if name == "v3" {
-		all = []map[string][2]string{rolloutV2, edits}
-	}
-	var names []string
-	for _, e := range all {
-		for file, ed := range e {
-			p := filepath.Join(roles, file)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(b), ed[0]) {
-				t.Fatalf("%s: %q not found", file, ed[0])
-			}
-			if err := os.WriteFile(p, []byte(strings.Replace(string(b), ed[0], ed[1], 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if e := edits[file]; e != [2]string{} || name != "v3" {
-				names = append(names, strings.Split(file, "/")[0])
-			}
-		}
-	}
-	slices.Sort(names)
-	out := filepath.Join(t.TempDir(), name)
-	mustBuild(t, f.cache, out, append([]string{"--roles", roles, "--format", "pxe"}, slices.Compact(names)...)...)
-	return out
-}
-
-// relayListener copies connections accepted on l to addr, until l is
-// closed.
-func relayListener(l net.Listener, addr string) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			u, err := net.Dial("tcp", addr)
-			if err != nil {
-				return
-			}
-			defer u.Close()
-			go func() { _, _ = io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
-			_, _ = io.Copy(c, u)
-		}()
-	}
-}
-
-// header asks url from inside the segment's namespace and returns the
-// answer's header name.
-func header(url, name string, seg *segment) (string, error) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, "", addr) },
-		DisableKeepAlives: true,
-	}}
-	resp, err := client.Get(url)
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return resp.Header.Get(name), nil
-}
-
-// stream sends one request every 300 ms, from each source in turn, until
-// stopped, and counts them.
-type stream struct {
-	mu           sync.Mutex
-	sent, failed int
-	gap          time.Duration
-	errs         []string
-	cancel       context.CancelFunc
-	done         chan struct{}
-}
-
-func startStream(ctx context.Context, srcs []string, req func(src string) error) *stream {
-	ctx, cancel := context.WithCancel(ctx)
-	s := &stream{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		last := time.Now()
-		tick := time.NewTicker(300 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			err := req(srcs[i%len(srcs)])
-			s.mu.Lock()
-			s.sent++
-			if err != nil {
-				s.failed++
-				if len(s.errs) < 10 {
-					s.errs = append(s.errs, fmt.Sprintf("%s from %s: %v", time.Now().Format("15:04:05"), srcs[i%len(srcs)], err))
-				}
-			} else {
-				if d := time.Since(last); d > s.gap {
-					s.gap = d
-				}
-				last = time.Now()
-			}
-			s.mu.Unlock()
-		}
-	}()
-	return s
-}
-
-func (s *stream) counts() (sent, failed int, gap time.Duration, errs []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sent, s.failed, s.gap, slices.Clone(s.errs)
-}
-
-func (s *stream) stop() (sent, failed int, gap time.Duration, errs []string) {
-	s.cancel()
-	<-s.done
-	return s.counts()
 }
