@@ -105,7 +105,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		counted := false
 		// With IMGFORGE_E2E_LOGS, each node's journal is kept there (in
 		// the journal export format) for a person reading a run.
-		var keep io.Writer = io.Discard
+		keep := io.Discard
 		if d := os.Getenv("IMGFORGE_E2E_LOGS"); d != "" {
 			if f, err := os.OpenFile(filepath.Join(d, host+".journal"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
 				defer f.Close()
