@@ -44,14 +44,7 @@ func newCacheLsCmd(c *common) *cobra.Command {
 		Short: "List the builds the cache records, by role, newest first",
 		Long:  "ls lists the builds the cache records: role, time, image digest, and the size of the blobs the build used (blobs shared with other builds, such as the base, count in each).",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := c.checkOutput(); err != nil {
-				return err
-			}
-			dir, err := c.cachePath()
-			if err != nil {
-				return err
-			}
-			cc, err := cache.Peek(dir)
+			cc, err := c.peekCache()
 			if err != nil {
 				return err
 			}
@@ -86,14 +79,7 @@ func newCacheDuCmd(c *common) *cobra.Command {
 		Short: "Print the space each part of the cache takes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := c.checkOutput(); err != nil {
-				return err
-			}
-			dir, err := c.cachePath()
-			if err != nil {
-				return err
-			}
-			cc, err := cache.Peek(dir)
+			cc, err := c.peekCache()
 			if err != nil {
 				return err
 			}
@@ -116,7 +102,7 @@ func newCacheDuCmd(c *common) *cobra.Command {
 				{"lists", u.Lists, "apt lists of the bases"},
 				{"debs", u.Debs, strconv.Itoa(u.DebFiles) + " downloaded .deb files"},
 				{"tmp", u.Tmp, "work in progress"},
-				{"total", u.Total, dir},
+				{"total", u.Total, cc.Dir()},
 			} {
 				fmt.Fprintf(tw, "%s\t%10s\t%s\n", p.name, units.Bytes(p.n), p.what)
 			}
@@ -221,4 +207,17 @@ consistent cache: what names a file is removed before the file, so a later build
 	f.BoolVar(&debs, "debs", false, "remove every downloaded .deb file")
 	f.BoolVar(&dryRun, "dry-run", false, "say what would be removed, remove nothing")
 	return cmd
+}
+
+// peekCache checks --output and opens the cache to read it, without its
+// lock (ls and du do not wait for a running build).
+func (c *common) peekCache() (*cache.Cache, error) {
+	if err := c.checkOutput(); err != nil {
+		return nil, err
+	}
+	dir, err := c.cachePath()
+	if err != nil {
+		return nil, err
+	}
+	return cache.Peek(dir)
 }

@@ -440,21 +440,7 @@ func TestTFTP(t *testing.T) {
 	os.WriteFile(filepath.Join(loaders, "ipxe.efi"), []byte("MZ fake loader"), 0o644)
 	os.WriteFile(filepath.Join(filepath.Dir(loaders), "outside.efi"), []byte("SECRET"), 0o644)
 	s, log := start(t, Config{Root: root, TFTPAddr: "127.0.0.1:0", Loaders: loaders})
-	c, err := tftp.NewClient(s.TFTPAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetTimeout(2 * time.Second)
-	c.SetRetries(2)
-	fetch := func(name string) ([]byte, error) {
-		wt, err := c.Receive(name, "octet")
-		if err != nil {
-			return nil, err
-		}
-		var b bytes.Buffer
-		_, err = wt.WriteTo(&b)
-		return b.Bytes(), err
-	}
+	c, fetch := tftpFetch(t, s.TFTPAddr().String())
 	if b, err := fetch("ipxe.efi"); err != nil || string(b) != "MZ fake loader" {
 		t.Errorf("ipxe.efi: %q %v", b, err)
 	}
@@ -525,21 +511,7 @@ func TestTFTPDebianLoaders(t *testing.T) {
 	}
 	root, _ := testRoot(t, 4096)
 	s, log := start(t, Config{Root: root, TFTPAddr: "127.0.0.1:0", Loaders: DefaultLoaders})
-	c, err := tftp.NewClient(s.TFTPAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetTimeout(2 * time.Second)
-	c.SetRetries(2)
-	fetch := func(name string) ([]byte, error) {
-		wt, err := c.Receive(name, "octet")
-		if err != nil {
-			return nil, err
-		}
-		var b bytes.Buffer
-		_, err = wt.WriteTo(&b)
-		return b.Bytes(), err
-	}
+	_, fetch := tftpFetch(t, s.TFTPAddr().String())
 	for _, name := range Loaders {
 		want, err := os.ReadFile(filepath.Join(DefaultLoaders, name))
 		if err != nil {
@@ -656,5 +628,26 @@ func TestServeWarnsWithoutSets(t *testing.T) {
 	}
 	if strings.Contains(log2.String(), "WARNING") {
 		t.Errorf("a warning with sets:\n%s", log2)
+	}
+}
+
+// tftpFetch returns a client of the TFTP server at addr and a function
+// that reads a file with it.
+func tftpFetch(t *testing.T, addr string) (*tftp.Client, func(name string) ([]byte, error)) {
+	t.Helper()
+	c, err := tftp.NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTimeout(2 * time.Second)
+	c.SetRetries(2)
+	return c, func(name string) ([]byte, error) {
+		wt, err := c.Receive(name, "octet")
+		if err != nil {
+			return nil, err
+		}
+		var b bytes.Buffer
+		_, err = wt.WriteTo(&b)
+		return b.Bytes(), err
 	}
 }
