@@ -9,6 +9,9 @@ GOLANGCI_LINT := $(TOOLS_DIR)/bin/golangci-lint
 PLUGIN := packer-plugin-imgforge
 PACKER := $(TOOLS_DIR)/bin/packer
 PACKER_SDC := $(TOOLS_DIR)/bin/packer-sdc
+# The platforms make plugin-release builds the Packer plugin for (imgforge builds on Linux only).
+PLUGIN_ARCHES ?= amd64 arm64
+SYFT := $(TOOLS_DIR)/bin/syft
 
 .DEFAULT_GOAL := help
 
@@ -26,8 +29,8 @@ build: ## build bin/imgforge and bin/imgforge-agent (static, reproducible)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o bin/imgforge-agent ./cmd/imgforge-agent
 
 .PHONY: test
-test: ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
-	$(GO) test -count=1 ./...
+test: syft-tool ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
+	SYFT=$(SYFT) $(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags e2e -timeout 80m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
 	$(MAKE) test-packer
 
@@ -46,6 +49,10 @@ test-packer: packer-tools ## the Packer plugin: unit tests, generated-file drift
 	./hack/packer-check.sh $(TOOLS_DIR)
 	cd $(PLUGIN) && PACKER_ACC=1 PACKER=$(PACKER) $(GO) test -count=1 -timeout 60m -v -run 'TestAcc' . 2>&1 | ../hack/e2e-summary.sh
 
+.PHONY: syft-tool
+syft-tool: ## build syft into the tools dir (once; a few minutes): the SBOM tests read our SBOMs with it
+	./hack/syft-tool.sh $(TOOLS_DIR)
+
 .PHONY: packer-tools
 packer-tools: ## build packer v1.11.2 and packer-sdc into the tools dir (once; minutes)
 	./hack/packer-tools.sh $(TOOLS_DIR)
@@ -60,9 +67,24 @@ packer-generate: ## regenerate the Packer plugin's HCL2 spec and docs (packer-sd
 	  awk 'NR==1 && /^---$$/ {fm=1; next} fm && /^---$$/ {fm=0; next} !fm' .docs/builders/imgforge.mdx \
 	    > .web-docs/components/builder/imgforge/README.md && rm -rf .docs
 
+.PHONY: man
+man: ## man pages of every command (cobra/doc) into out/man; man -l out/man/imgforge-build.1
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} $(GO) run ./cmd/imgforge man --dir out/man
+
 .PHONY: plugin
 plugin: ## build bin/packer-plugin-imgforge
 	cd $(PLUGIN) && $(GO) build -o ../bin/packer-plugin-imgforge .
+
+.PHONY: plugin-release
+plugin-release: ## the Packer plugin's release files in dist/ (per platform a zip, and SHA256SUMS), as packer plugins install fetches them from a GitHub release
+	rm -rf dist && mkdir -p dist/.bin
+	set -e; for arch in $(PLUGIN_ARCHES); do \
+	  (cd $(PLUGIN) && CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w -buildid=' -o ../dist/.bin/linux_$$arch .); \
+	done
+	cd $(PLUGIN) && $(GO) build -o ../dist/.bin/host .
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 315532800)} \
+	  $(GO) run ./hack/pluginrelease -name imgforge -describe dist/.bin/host -out dist $(foreach a,$(PLUGIN_ARCHES),linux_$(a)=dist/.bin/linux_$(a))
+	rm -rf dist/.bin
 
 .PHONY: fuzz
 fuzz: ## run every fuzz test for 30s each
@@ -101,4 +123,4 @@ golden: ## rewrite the golden files after reviewing a change
 
 .PHONY: clean
 clean: ## remove build outputs (not the cache)
-	rm -rf bin out
+	rm -rf bin out dist

@@ -73,8 +73,12 @@ func runControl(ctx context.Context, a *agent.Agent, flag string, role *imagemet
 		o.Discovers, roleName = role.Discover, role.Role
 	}
 	client := sourceClient(id.CA)
-	o.Update = func(ctx context.Context, source string) (agent.UpdateResponse, error) {
-		res, err := update.OnNode(ctx, update.NodeOptions{Source: source, Client: client, Role: roleName, Logf: logf})
+	o.Update = func(ctx context.Context, req agent.UpdateRequest) (agent.UpdateResponse, error) {
+		trial, err := req.TrialDuration()
+		if err != nil {
+			return agent.UpdateResponse{}, err
+		}
+		res, err := update.OnNode(ctx, update.NodeOptions{Source: req.Source, Client: client, Role: roleName, Logf: logf, Tries: req.Tries, Trial: trial})
 		if err != nil {
 			return agent.UpdateResponse{}, err
 		}

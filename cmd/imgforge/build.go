@@ -14,14 +14,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgforge/imgforge/pkg/build"
+	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 )
 
 func newBuildCmd(c *common) *cobra.Command {
 	var (
-		outDir  string
-		formats []string
-		verbose bool
+		outDir   string
+		formats  []string
+		verbose  bool
+		noCache  bool
+		progMode string
 	)
 	cmd := &cobra.Command{
 		Use:   "build ROLE...",
@@ -33,8 +36,11 @@ func newBuildCmd(c *common) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, f := range formats {
 				if err := format.Check(f); err != nil {
-					return fmt.Errorf("--format: %w", err)
+					return usage(fmt.Errorf("--format: %w", err))
 				}
+			}
+			if err := checkProgress(progMode); err != nil {
+				return err
 			}
 			plans, err := c.plans(args)
 			if err != nil {
@@ -44,10 +50,25 @@ func newBuildCmd(c *common) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			prog := progress(cmd)
+			var stages []roleStages
+			for _, p := range plans {
+				fs := formats
+				if len(fs) == 0 {
+					fs = p.Outputs
+				}
+				if n, err := build.StagesOf(fs); err == nil {
+					stages = append(stages, roleStages{Role: p.Role, Stages: n})
+				}
+			}
+			var estimates map[string]map[string]float64
+			if cc, err := cache.Peek(cacheDir); err == nil {
+				estimates = cc.StageEstimates()
+			}
+			prog, stop := newProgress(cmd.ErrOrStderr(), progMode, stages, estimates)
+			defer stop()
 			req := imgforge.BuildRequest{
 				Plans: plans, CacheDir: cacheDir, OutputDir: outDir, Formats: formats,
-				Progress: prog, Rootless: os.Geteuid() != 0,
+				Progress: prog, Rootless: os.Geteuid() != 0, NoCache: noCache,
 			}
 			if verbose {
 				req.Log = cmd.ErrOrStderr()
@@ -79,5 +100,7 @@ func newBuildCmd(c *common) *cobra.Command {
 	cmd.Flags().StringVar(&outDir, "output-dir", "out", "folder the images are written to, one sub-folder per role")
 	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+format.List()+" (default: the image definition's outputs)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
+	cmd.Flags().StringVar(&progMode, "progress", progressAuto, "progress display: auto (a redrawn line on a terminal, else plain), plain (log lines, and a heartbeat every 30 s), quiet")
+	cmd.Flags().BoolVar(&noCache, "no-cache", false, "run every stage again instead of using its cached result (downloaded .deb files are still reused; what it makes is cached)")
 	return cmd
 }

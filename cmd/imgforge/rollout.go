@@ -38,13 +38,13 @@ func newRolloutCmd(c *common) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if clusterFile == "" {
-				return errors.New("--cluster FILE is required")
+				return usage(errors.New("--cluster FILE is required"))
 			}
 			if len(images) == 0 {
-				return errors.New("--image ROLE=SOURCE is required (repeatable)")
+				return usage(errors.New("--image ROLE=SOURCE is required (repeatable)"))
 			}
-			if c.output != "text" && c.output != "json" {
-				return fmt.Errorf("--output %q: accepted: text, json", c.output)
+			if err := c.checkOutput(); err != nil {
+				return err
 			}
 			for _, s := range images {
 				im, err := rollout.ParseImage(s)
@@ -95,6 +95,8 @@ func newRolloutCmd(c *common) *cobra.Command {
 	fl.IntVar(&o.MaxUnavailable, "max-unavailable", 1, "nodes of a role out of service at once, at most")
 	fl.StringSliceVar(&o.Include, "include", nil, "roles updated only when named: db")
 	fl.BoolVar(&o.Force, "force", false, "offer again an image that rolled back on a node")
+	fl.IntVar(&o.Tries, "tries", 0, "boot tries of each node's new slot, 1 to 9 (default: the agent's, 3)")
+	fl.DurationVar(&o.Trial, "trial", 0, "how long each boot of a new slot may take to get healthy before the node reboots (default: the agent's, 10m)")
 	fl.IntVar(&port, "port", agent.DefaultControlPort, "the agents' control endpoint port")
 	fl.DurationVar(&o.Timeout, "timeout", 20*time.Minute, "how long a node may take to come back after its update (its boot tries included)")
 	fl.DurationVar(&o.DrainTimeout, "drain-timeout", time.Minute, "how long to wait for peers to drop a draining node")

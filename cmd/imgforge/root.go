@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -38,7 +41,10 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	c := &common{getenv: getenv}
-	root.AddCommand(newBuildCmd(c), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c))
+	root.AddCommand(newBuildCmd(c), newCacheCmd(c, time.Now), newDoctorCmd(c, exec.LookPath, os.Geteuid), newPlanCmd(c), newPushCmd(c), newRolesCmd(c), newRolloutCmd(c), newRunCmd(c), newSeedCmd(c), newServeCmd(), newVerifyCmd(c), newVersionCmd(c, debug.ReadBuildInfo))
+	root.AddCommand(newManCmd(root, getenv))
+	registerCompletions(root, c)
+	markUsageErrors(root)
 	return root
 }
 
@@ -94,27 +100,35 @@ func (c *common) planOptions() (plan.Options, error) {
 	for _, kv := range c.set {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return plan.Options{}, fmt.Errorf("--set %q: expected OPTION=VALUE, such as runtime=uwsgi", kv)
+			return plan.Options{}, usage(fmt.Errorf("--set %q: expected OPTION=VALUE, such as runtime=uwsgi", kv))
 		}
 		if s.Set == nil {
 			s.Set = map[string]string{}
 		}
 		s.Set[k] = v
 	}
-	if c.output != "text" && c.output != "json" {
-		return plan.Options{}, fmt.Errorf("--output %q: accepted: text, json", c.output)
+	if err := c.checkOutput(); err != nil {
+		return plan.Options{}, err
 	}
 	o, err := imgforge.ResolveOptions(s, c.getenv, os.DirFS("/"))
 	if se, ok := imgforge.AsSettingError(err); ok {
 		switch {
 		case se.Setting == imgforge.SettingMirror:
-			return o, fmt.Errorf("--mirror: %w", se.Err)
+			return o, usage(fmt.Errorf("--mirror: %w", se.Err))
 		case se.Setting == imgforge.SettingSourceDateEpoch && c.epoch != 0:
-			return o, fmt.Errorf("--source-date-epoch: %w", se.Err)
+			return o, usage(fmt.Errorf("--source-date-epoch: %w", se.Err))
 		}
 		return o, se.Err // from the environment: the message names it
 	}
 	return o, err
+}
+
+// checkOutput checks the --output flag.
+func (c *common) checkOutput() error {
+	if c.output != "text" && c.output != "json" {
+		return usage(fmt.Errorf("--output %q: accepted: text, json", c.output))
+	}
+	return nil
 }
 
 func (c *common) cachePath() (string, error) {

@@ -84,10 +84,10 @@ func runImage(cmd *cobra.Command, arg string, f runFlags) error {
 		accel = qemu.AccelAuto
 	case qemu.AccelKVM, qemu.AccelTCG:
 	default:
-		return fmt.Errorf("--accel %q: accepted: auto, kvm, tcg", f.accel)
+		return usage(fmt.Errorf("--accel %q: accepted: auto, kvm, tcg", f.accel))
 	}
 	if f.memory < 64 || f.cpus < 1 {
-		return fmt.Errorf("--memory %d --cpus %d: want at least 64 MiB and 1 cpu", f.memory, f.cpus)
+		return usage(fmt.Errorf("--memory %d --cpus %d: want at least 64 MiB and 1 cpu", f.memory, f.cpus))
 	}
 	img, err := findImage(arg, f.format, f.outDir)
 	if err != nil {
@@ -213,7 +213,7 @@ func media(img imgforge.Image) string {
 // findImage checks the --format flag and finds the image.
 func findImage(arg, format, outDir string) (imgforge.Image, error) {
 	if format != "" && !slices.Contains(imgforge.ImageFormats, format) {
-		return imgforge.Image{}, fmt.Errorf("--format %q: accepted: %s", format, strings.Join(imgforge.ImageFormats, ", "))
+		return imgforge.Image{}, usage(fmt.Errorf("--format %q: accepted: %s", format, strings.Join(imgforge.ImageFormats, ", ")))
 	}
 	return imgforge.FindImage(arg, format, outDir)
 }
@@ -222,7 +222,7 @@ func findImage(arg, format, outDir string) (imgforge.Image, error) {
 func parseForwards(specs []string) ([]qemu.Forward, error) {
 	var fs []qemu.Forward
 	for _, s := range specs {
-		bad := fmt.Errorf("--forward %q: expected [ADDR:]HOST:GUEST[/tcp|/udp] with ports 1 to 65535, such as 8080:80", s)
+		bad := usage(fmt.Errorf("--forward %q: expected [ADDR:]HOST:GUEST[/tcp|/udp] with ports 1 to 65535, such as 8080:80", s))
 		f := qemu.Forward{Protocol: "tcp", HostAddr: "127.0.0.1"}
 		rest, proto, ok := strings.Cut(s, "/")
 		if ok {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -41,13 +42,13 @@ func newSeedCmd(c *common) *cobra.Command {
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return errors.New("--out DIR is required")
+				return usage(errors.New("--out DIR is required"))
 			}
 			if (clusterFile == "") == (len(args) == 0) {
-				return errors.New("give a ROLE for one node, or --cluster FILE for a topology")
+				return usage(errors.New("give a ROLE for one node, or --cluster FILE for a topology"))
 			}
-			if c.output != "text" && c.output != "json" {
-				return fmt.Errorf("--output %q: accepted: text, json", c.output)
+			if err := c.checkOutput(); err != nil {
+				return err
 			}
 			cat, err := c.catalog()
 			if err != nil {
@@ -61,7 +62,7 @@ func newSeedCmd(c *common) *cobra.Command {
 			if clusterFile != "" {
 				for _, name := range []string{"cluster-name", "name", "address", "gateway", "dns", "vip", "mac", "join", "discovery", "ssh-key"} {
 					if cmd.Flags().Changed(name) {
-						return fmt.Errorf("--%s is for one node; with --cluster the nodes come from the file", name)
+						return usage(fmt.Errorf("--%s is for one node; with --cluster the nodes come from the file", name))
 					}
 				}
 				cl, err = seed.LoadCluster(clusterFile, roles)
@@ -74,8 +75,13 @@ func newSeedCmd(c *common) *cobra.Command {
 					}
 					one.SSHKeys = append(one.SSHKeys, string(trimNewline(b)))
 				}
+				for i, v := range one.VIPs {
+					if slices.Contains(one.VIPs[:i], v) {
+						return usage(fmt.Errorf("--vip %s is given twice", v))
+					}
+				}
 				cl, err = seed.SingleCluster(one, roles)
-				err = seedFlagError(err)
+				err = seedFlagError(err, one)
 			}
 			if err != nil {
 				return err
@@ -138,16 +144,28 @@ func trimNewline(b []byte) []byte {
 var seedFlags = map[string]string{
 	"nodes[0].role": "ROLE", "nodes[0].name": "--name", "nodes[0].address": "--address", "nodes[0].mac": "--mac",
 	"network.gateway": "--gateway", "network.dns": "--dns", "cluster": "--cluster-name", "discovery.method": "--discovery",
-	"discovery.gossip.join": "--join", "ssh_authorized_keys": "--ssh-key",
+	"discovery.gossip.join": "--join", "ssh_authorized_keys": "--ssh-key", "vips": "--vip",
 }
 
 var seedVIPField = regexp.MustCompile(`^vips\[\d+\](\.(address|prefix))?$`)
 
+var seedVIPPrefix = regexp.MustCompile(`^vips\[(\d+)\]\.prefix$`)
+
 // seedFlagError names the flag behind a one-node seed's refused field.
-func seedFlagError(err error) error {
+func seedFlagError(err error, one seed.Single) error {
 	var se *spec.Error
 	if !errors.As(err, &se) || se.File != seed.CommandLine {
 		return err
+	}
+	if m := seedVIPPrefix.FindStringSubmatch(se.Field); m != nil {
+		// A VIP without its prefix takes the subnet's, which a node on
+		// DHCP does not have.
+		if i, _ := strconv.Atoi(m[1]); i < len(one.VIPs) && !strings.Contains(one.VIPs[i], "/") && one.Address == "" {
+			return usage(fmt.Errorf("--vip %s: without --address the node's subnet is unknown; give the VIP with its prefix length, such as %s/24", one.VIPs[i], one.VIPs[i]))
+		}
+	}
+	if se.Field == "vips" && len(one.VIPs) == 0 {
+		return usage(fmt.Errorf("--vip: role %s holds the cluster's VIPs and needs at least one: give --vip ADDRESS[/PREFIX]", one.Role))
 	}
 	flag, ok := seedFlags[se.Field]
 	switch {
@@ -164,5 +182,7 @@ func seedFlagError(err error) error {
 	if flag == "" {
 		return err
 	}
-	return fmt.Errorf("%s: %s", flag, se.Msg)
+	// A one-node seed's join list cannot name nodes: only addresses.
+	msg := strings.TrimSuffix(se.Msg, "; accepted: a node's name or address")
+	return usage(fmt.Errorf("%s: %s", flag, msg))
 }

@@ -50,9 +50,14 @@ func TestSeedErrors(t *testing.T) {
 		{[]string{"seed", "--out", t.TempDir()}, "give a ROLE for one node, or --cluster FILE"},
 		{[]string{"seed", "web"}, "--out DIR is required"},
 		{[]string{"seed", "--cluster", "x.yaml", "--name", "a", "--out", t.TempDir()}, "--name is for one node"},
+		// Issue 16: one-node errors name the flags, not the cluster file's fields.
+		{[]string{"seed", "lb", "--out", t.TempDir()}, "--vip: role lb holds the cluster's VIPs and needs at least one: give --vip ADDRESS[/PREFIX]"},
+		{[]string{"seed", "lb", "--vip", "10.0.0.9", "--out", t.TempDir()}, "--vip 10.0.0.9: without --address the node's subnet is unknown; give the VIP with its prefix length, such as 10.0.0.9/24"},
+		{[]string{"seed", "lb", "--address", "10.0.0.5/24", "--vip", "10.0.0.9", "--vip", "10.0.0.9", "--out", t.TempDir()}, "--vip 10.0.0.9 is given twice"},
+		{[]string{"seed", "lb", "--address", "10.0.0.5/24", "--vip", "10.0.0.9", "--join", "1.2.3.4:99999", "--out", t.TempDir()}, `--join: "1.2.3.4:99999" is not an address; accepted: IP or IP:port, such as 10.10.0.11 or 10.10.0.11:7946`},
 	} {
 		_, err := seedCLI(t, nil, tt.args...)
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "field ") || strings.Contains(err.Error(), "node's name") {
 			t.Errorf("%v: got %v, want %q", tt.args, err, tt.want)
 		}
 	}

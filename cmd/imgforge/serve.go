@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,7 +26,10 @@ func newServeCmd() *cobra.Command {
 netboot with iPXE: the HTTP entry script /boot.ipxe chains each machine's script by its MAC address,
 which boots the role the machines file gives it (or the file's default, or a menu) with its NoCloud
 seed served over HTTP (ds=nocloud-net;s=http://.../seed/MAC/). TFTP serves the iPXE loaders (ipxe.efi,
-snponly.efi, undionly.kpxe from --loaders) and autoexec.ipxe. With --proxy-dhcp IFACE, PXE firmware on
+snponly.efi, undionly.kpxe from --loaders, Debian's ipxe package) and autoexec.ipxe; serve fails at start
+when --loaders does not hold one, and warns when --root holds no PXE set. The loaders folder's symbolic
+links are followed once, at start (Debian links ipxe.efi to /boot/ipxe.efi); links in the PXE sets are
+never followed out of --root. With --proxy-dhcp IFACE, PXE firmware on
 that interface's network is told where to boot from while the network's DHCP server keeps giving the
 addresses. Every request is logged on standard error; SIGTERM or Ctrl-C stops it cleanly.
 
@@ -54,9 +55,9 @@ byte moving; at most --max-conns are open at once.`,
 				}
 				cfg.Machines = m
 			}
-			if cfg.Loaders == serve.DefaultLoaders {
-				if _, err := os.Stat(cfg.Loaders); errors.Is(err, fs.ErrNotExist) {
-					cfg.Loaders = "" // no ipxe package: nothing to serve by name
+			if cfg.TFTPAddr != "" || cmd.Flags().Changed("loaders") {
+				if err := serve.CheckLoaders(cfg.Loaders); err != nil {
+					return fmt.Errorf("--loaders: %w", err)
 				}
 			}
 			cfg.Log = cmd.ErrOrStderr()
@@ -89,7 +90,7 @@ byte moving; at most --max-conns are open at once.`,
 	f.StringVar(&cfg.HTTPAddr, "listen", ":8080", "HTTP listen address")
 	f.StringVar(&cfg.URL, "url", "", "base URL machines reach the HTTP server by (default: from each request)")
 	f.StringVar(&cfg.TFTPAddr, "tftp", "", "TFTP listen address, such as :69 (default: no TFTP)")
-	f.StringVar(&cfg.Loaders, "loaders", serve.DefaultLoaders, "folder of the iPXE/EFI loaders TFTP serves by name")
+	f.StringVar(&cfg.Loaders, "loaders", serve.DefaultLoaders, "folder of the iPXE/EFI loaders TFTP serves by name; with --tftp it must hold ipxe.efi, snponly.efi or undionly.kpxe (its links are followed)")
 	f.StringVar(&cfg.ProxyDHCP, "proxy-dhcp", "", "answer PXE clients as a proxyDHCP server on this interface (default: off)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 30*time.Second, "close a keep-alive connection without a next request after this long")
 	f.DurationVar(&cfg.IOTimeout, "io-timeout", time.Minute, "close a connection on which no byte moves for this long (not a limit on a download's length)")

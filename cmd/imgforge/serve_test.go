@@ -35,6 +35,11 @@ func TestServeErrors(t *testing.T) {
 		{"bad listen", []string{"serve", "--root", root, "--listen", "127.0.0.1:99999"}, "http: listen tcp: address 99999: invalid port"},
 		{"no interface", []string{"serve", "--root", root, "--listen", "127.0.0.1:0", "--proxy-dhcp", "nosuchif0"}, `proxyDHCP: interface "nosuchif0": `},
 		{"args", []string{"serve", "lb"}, `unknown command "lb"`},
+		{"no loaders folder", []string{"serve", "--root", root, "--listen", "127.0.0.1:0", "--tftp", "127.0.0.1:0", "--loaders", filepath.Join(dir, "nope")},
+			"--loaders: reading the loaders folder: open " + filepath.Join(dir, "nope") + ": no such file or directory; accepted: a folder holding ipxe.efi, snponly.efi or undionly.kpxe, such as /usr/lib/ipxe from Debian's ipxe package (apt-get install ipxe)"},
+		{"no loader", []string{"serve", "--root", root, "--listen", "127.0.0.1:0", "--tftp", "127.0.0.1:0", "--loaders", root},
+			"--loaders: the loaders folder " + root + " holds no loader; accepted: a folder holding ipxe.efi,"},
+		{"no loader without tftp", []string{"serve", "--root", root, "--listen", "127.0.0.1:0", "--loaders", root}, "--loaders: the loaders folder " + root + " holds no loader"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

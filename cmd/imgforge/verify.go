@@ -28,7 +28,7 @@ It needs fsck.vfat (dosfstools), sqfs2tar (squashfs-tools-ng), veritysetup (cryp
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
-				return fmt.Errorf("--output %q: accepted: text, json", output)
+				return usage(fmt.Errorf("--output %q: accepted: text, json", output))
 			}
 			img, err := findImage(args[0], format, outDir)
 			if err != nil {

@@ -71,6 +71,33 @@ type UpdateRequest struct {
 	// Reboot boots the new slot once it is written (the default: a
 	// missing field reboots).
 	Reboot *bool `json:"reboot,omitempty"`
+	// Tries is the new slot's boot counter, 1 to MaxTries (0: the
+	// agent's default, 3); Trial, a Go duration up to MaxTrial, how long
+	// its boot may take to get healthy (empty: 10 minutes). See
+	// imgforge-agent update --tries and --trial.
+	Tries int    `json:"tries,omitempty"`
+	Trial string `json:"trial,omitempty"`
+}
+
+// The bounds of UpdateRequest.Tries and Trial.
+const (
+	MaxTries = 9
+	MaxTrial = time.Hour
+)
+
+// TrialDuration is r.Trial parsed and checked (0 when empty).
+func (r UpdateRequest) TrialDuration() (time.Duration, error) {
+	if r.Tries < 0 || r.Tries > MaxTries {
+		return 0, fmt.Errorf("tries: %d; accepted: 1 to %d, or 0 for the default", r.Tries, MaxTries)
+	}
+	if r.Trial == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(r.Trial)
+	if err != nil || d < 0 || d > MaxTrial {
+		return 0, fmt.Errorf("trial: %q; accepted: a duration from 0s to %s, such as 90s", r.Trial, MaxTrial)
+	}
+	return d, nil
 }
 
 // UpdateResponse is POST /v1/update's answer, sent before the reboot.
@@ -101,7 +128,7 @@ type ControlOptions struct {
 	Discovers []string
 	// Update installs source in the inactive slot (update.OnNode on a
 	// node).
-	Update func(ctx context.Context, source string) (UpdateResponse, error)
+	Update func(ctx context.Context, req UpdateRequest) (UpdateResponse, error)
 	// Reboot reboots the node (systemctl reboot), RebootDelay (default
 	// 500ms) after the update's answer, so that the answer gets out.
 	Reboot      func() error
@@ -235,6 +262,10 @@ func (c *Control) update(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, ControlError{"source: empty; accepted: the URL of a set served by imgforge serve, or an OCI reference"})
 		return
 	}
+	if _, err := req.TrialDuration(); err != nil {
+		writeJSON(w, http.StatusBadRequest, ControlError{err.Error()})
+		return
+	}
 	if c.o.Update == nil {
 		writeJSON(w, http.StatusNotImplemented, ControlError{"this agent cannot update its node"})
 		return
@@ -245,7 +276,7 @@ func (c *Control) update(w http.ResponseWriter, r *http.Request) {
 	}
 	defer c.updating.Unlock()
 	c.o.Logf("control: %s: update from %s", operator(r), req.Source)
-	res, err := c.o.Update(r.Context(), req.Source)
+	res, err := c.o.Update(r.Context(), req)
 	if err != nil {
 		c.o.Logf("control: update from %s: %v", req.Source, err)
 		writeJSON(w, http.StatusInternalServerError, ControlError{fmt.Sprintf("updating from %s: %v", req.Source, err)})

@@ -42,7 +42,7 @@ func startStatic(t *testing.T, health func(context.Context) bool) (*Agent, *reco
 }
 
 // startControl serves a control endpoint of node web-1 on loopback.
-func startControl(t *testing.T, ca *testCA, a *Agent, update func(context.Context, string) (UpdateResponse, error), reboots *atomic.Int32) string {
+func startControl(t *testing.T, ca *testCA, a *Agent, update func(context.Context, UpdateRequest) (UpdateResponse, error), reboots *atomic.Int32) string {
 	t.Helper()
 	c, err := NewControl(ControlOptions{
 		Identity: ca.node(t, "web", "web-1"), Agent: a, Update: update,
@@ -82,7 +82,7 @@ func TestControlAuth(t *testing.T) {
 	a, _ := startStatic(t, nil)
 	var reboots atomic.Int32
 	var updates atomic.Int32
-	addr := startControl(t, ca, a, func(context.Context, string) (UpdateResponse, error) {
+	addr := startControl(t, ca, a, func(context.Context, UpdateRequest) (UpdateResponse, error) {
 		updates.Add(1)
 		return UpdateResponse{Slot: "b", Version: "fedcba987654"}, nil
 	}, &reboots)
@@ -108,7 +108,7 @@ func TestControlAuth(t *testing.T) {
 			if _, err := c.Drain(t.Context()); (err == nil) != tt.ok {
 				t.Fatalf("drain: %v, want ok=%v", err, tt.ok)
 			}
-			if _, err := c.Update(t.Context(), "https://192.0.2.1/sets/web/"); (err == nil) != tt.ok {
+			if _, err := c.Update(t.Context(), UpdateRequest{Source: "https://192.0.2.1/sets/web/"}); (err == nil) != tt.ok {
 				t.Fatalf("update: %v, want ok=%v", err, tt.ok)
 			}
 			if _, err := c.Undrain(t.Context()); (err == nil) != tt.ok {
@@ -156,7 +156,9 @@ func TestControlDrainUpdate(t *testing.T) {
 	ca := shopCA(t)
 	a, rec := startStatic(t, nil)
 	var reboots atomic.Int32
-	addr := startControl(t, ca, a, func(_ context.Context, src string) (UpdateResponse, error) {
+	var got UpdateRequest
+	addr := startControl(t, ca, a, func(_ context.Context, req UpdateRequest) (UpdateResponse, error) {
+		got = req
 		return UpdateResponse{Slot: "b", Role: "web", Version: "fedcba987654"}, nil
 	}, &reboots)
 	c := NewControlClient(addr, "web-1", ca.ca.Cert, operatorCert(t, ca))
@@ -175,9 +177,12 @@ func TestControlDrainUpdate(t *testing.T) {
 		t.Fatalf("undrain: %+v %v", st, err)
 	}
 	rec.waitRender(t, "a render in service", func(s Snapshot) bool { return !s.Draining && s.Self.Healthy })
-	res, err := c.Update(t.Context(), "https://192.0.2.1/sets/web/")
+	res, err := c.Update(t.Context(), UpdateRequest{Source: "https://192.0.2.1/sets/web/", Tries: 1, Trial: "90s"})
 	if err != nil || res.Version != "fedcba987654" || !res.Reboot {
 		t.Fatalf("update: %+v %v", res, err)
+	}
+	if got.Tries != 1 || got.Trial != "90s" {
+		t.Errorf("the node's update got %+v, want tries 1 and trial 90s", got)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for reboots.Load() != 1 && time.Now().Before(deadline) {
@@ -186,7 +191,21 @@ func TestControlDrainUpdate(t *testing.T) {
 	if reboots.Load() != 1 {
 		t.Errorf("%d reboots after the update", reboots.Load())
 	}
-	if _, err := c.Update(t.Context(), " "); err == nil {
-		t.Error("an update without a source was accepted")
+	for _, tt := range []struct {
+		req  UpdateRequest
+		want string
+	}{
+		{UpdateRequest{Source: " "}, "source: empty"},
+		{UpdateRequest{Source: "https://192.0.2.1/sets/web/", Tries: 10}, "tries: 10; accepted: 1 to 9"},
+		{UpdateRequest{Source: "https://192.0.2.1/sets/web/", Tries: -1}, "tries: -1; accepted: 1 to 9"},
+		{UpdateRequest{Source: "https://192.0.2.1/sets/web/", Trial: "soon"}, `trial: "soon"; accepted: a duration`},
+		{UpdateRequest{Source: "https://192.0.2.1/sets/web/", Trial: "2h"}, `trial: "2h"; accepted: a duration from 0s to 1h0m0s`},
+	} {
+		if _, err := c.Update(t.Context(), tt.req); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("update %+v: %v, want an error with %q", tt.req, err, tt.want)
+		}
+	}
+	if reboots.Load() != 1 {
+		t.Errorf("refused updates rebooted the node: %d reboots", reboots.Load())
 	}
 }

@@ -95,11 +95,11 @@ func (c *ControlClient) Undrain(ctx context.Context) (ControlStatus, error) {
 	return st, err
 }
 
-// Update asks POST /v1/update: the node writes source into its inactive
-// slot and reboots into it.
-func (c *ControlClient) Update(ctx context.Context, source string) (UpdateResponse, error) {
+// Update asks POST /v1/update: the node writes req.Source into its
+// inactive slot and reboots into it.
+func (c *ControlClient) Update(ctx context.Context, req UpdateRequest) (UpdateResponse, error) {
 	var res UpdateResponse
-	err := c.do(ctx, http.MethodPost, ControlUpdatePath, UpdateRequest{Source: source}, &res)
+	err := c.do(ctx, http.MethodPost, ControlUpdatePath, req, &res)
 	return res, err
 }
 

@@ -17,12 +17,15 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/format"
@@ -62,8 +65,12 @@ type Options struct {
 	// written by other code are written again, not kept. The sha256 of
 	// the running executable when empty.
 	ToolDigest string
-	// Now tells the time, for stage timings only; time.Now when nil.
+	// Now tells the time, for stage timings and build records; time.Now
+	// when nil.
 	Now func() time.Time
+	// NoCache runs every stage again instead of using its cached result
+	// (what it makes is still stored; downloaded .deb files are reused).
+	NoCache bool
 }
 
 // Builder builds plans. It is not safe for concurrent use.
@@ -72,6 +79,9 @@ type Builder struct {
 	mmdVersion string
 	releases   map[string]string // apt source -> InRelease digest, fetched once per Builder
 	verified   map[string]bool   // blobs already re-hashed by this Builder
+
+	usedMu sync.Mutex
+	used   map[string][]cache.StageRef // role -> the stage records its build used
 }
 
 // New checks the options and returns a Builder.
@@ -142,11 +152,17 @@ type Image struct {
 	Plan     *plan.Plan
 	Layers   []builtLayer
 	Packages []byte // dpkg status of the image
-	Keys     map[string]string
+	// Docs are the image's copyright files and os-release, path to
+	// content (see docFiles).
+	Docs map[string]string
+	Keys map[string]string
 	// base is the base's record, whose uncompressed tar the boot stages
 	// start from, and baseKey its key.
 	base    layerRecord
 	baseKey string
+	// rootIndex is the blob of the layer.Index of the role's whole root
+	// filesystem.
+	rootIndex string
 }
 
 // BuildOne builds one plan and writes its outputs.
@@ -161,6 +177,14 @@ func (b *Builder) BuildOne(ctx context.Context, p *plan.Plan) (*imagemeta.Result
 		return nil, err
 	}
 	res.Seconds = b.o.Now().Sub(start).Seconds()
+	// The build record lets imgforge cache prune keep what this build
+	// used; without it the build's stages are still cached.
+	if err := b.o.Cache.RecordBuild(cache.BuildRecord{
+		Role: p.Role, Time: b.o.Now().UTC(), Image: res.ImageDigest, Plan: p.Digest(), Stages: b.takeUsed(p.Role),
+		Seconds: ranSeconds(b.o.Progress.Timings(), p.Role),
+	}); err != nil {
+		b.o.Progress.Note(fmt.Sprintf("cache: %v", err))
+	}
 	return res, nil
 }
 
@@ -182,7 +206,7 @@ func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}, base: base, baseKey: baseKey}
+	im := &Image{Plan: p, Keys: map[string]string{"base": baseKey, "role": roleKey, "overlay": ovKey}, base: base, baseKey: baseKey, rootIndex: role.Index}
 	im.Layers = append(im.Layers, builtLayer{Kind: "base", Record: base})
 	if role.Blob != "" {
 		im.Layers = append(im.Layers, builtLayer{Kind: "role", Record: role})
@@ -193,6 +217,13 @@ func (b *Builder) Layers(ctx context.Context, p *plan.Plan) (*Image, error) {
 		return nil, err
 	}
 	im.Packages = status
+	docs, err := b.o.Cache.ReadBlob(role.Docs)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(docs, &im.Docs); err != nil {
+		return nil, fmt.Errorf("%w: docs %s: %w", cache.ErrCorrupt, role.Docs, err)
+	}
 	return im, nil
 }
 
@@ -261,4 +292,41 @@ func removeAllQuiet(p string) {
 	if p != "" {
 		os.RemoveAll(p)
 	}
+}
+
+// noteUsed records that role's build used the stage record ref.
+func (b *Builder) noteUsed(role string, ref cache.StageRef) {
+	b.usedMu.Lock()
+	defer b.usedMu.Unlock()
+	if b.used == nil {
+		b.used = map[string][]cache.StageRef{}
+	}
+	if !slices.Contains(b.used[role], ref) {
+		b.used[role] = append(b.used[role], ref)
+	}
+}
+
+// takeUsed returns and forgets the stage records role's build used.
+func (b *Builder) takeUsed(role string) []cache.StageRef {
+	b.usedMu.Lock()
+	defer b.usedMu.Unlock()
+	refs := b.used[role]
+	delete(b.used, role)
+	return refs
+}
+
+// ranSeconds are the times of role's stages that ran rather than being
+// found in the cache, by stage name.
+func ranSeconds(timings []StageTime, role string) map[string]float64 {
+	out := map[string]float64{}
+	for _, t := range timings {
+		if t.Role != role || t.Result == "failed" || strings.HasPrefix(t.Result, "cached") || t.Stage == "outputs" && strings.HasSuffix(t.Result, " unchanged") {
+			continue
+		}
+		out[t.Stage] = t.Seconds
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

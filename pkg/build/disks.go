@@ -15,17 +15,22 @@ import (
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
-// convertDisk writes the disk image raw as format (qcow2 or vmdk) to out.
-// A vmdk made by qemu-img carries a random content ID (CID) in its
-// descriptor; it is replaced by one derived from seed, so that the same
-// image gives the same bytes.
-func convertDisk(ctx context.Context, tools Tools, raw, out, format, seed string) error {
+// convertDisk writes the disk image raw as format (qcow2, vmdk or vhd)
+// to out. A vmdk made by qemu-img carries a random content ID (CID) in
+// its descriptor, and a VHD a random UUID and the time in its footer:
+// they are replaced by ones derived from seed and epoch (the image's
+// SOURCE_DATE_EPOCH), so that the same image gives the same bytes.
+func convertDisk(ctx context.Context, tools Tools, raw, out, format, seed string, epoch int64) error {
 	if err := tools.ConvertDisk(ctx, raw, out, format); err != nil {
 		return err
 	}
-	if format == "vmdk" {
+	switch format {
+	case "vmdk":
 		sum := sha256.Sum256([]byte("vmdk-cid:" + seed))
 		return setVMDKCID(out, hex.EncodeToString(sum[:4]))
+	case "vhd":
+		sum := sha256.Sum256([]byte("vhd-uuid:" + seed))
+		return setVHDFooter(out, sum[:16], epoch)
 	}
 	return nil
 }
@@ -35,18 +40,24 @@ func qemuConvert(ctx context.Context, raw, out, format string) error {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		return fmt.Errorf("qemu-img is not installed (apt-get install qemu-utils): %w", err)
 	}
-	var opts string
+	driver, opts := format, ""
 	switch format {
 	case "qcow2":
 		opts = "compat=1.1"
 	case "vmdk":
-		// streamOptimized: compressed, and what VMware's OVF import and
-		// VirtualBox both read.
+		// streamOptimized: compressed, and what vSphere's OVF import
+		// (and VirtualBox) read; vSphere refuses the monolithicSparse
+		// kind qemu-img makes by default.
 		opts = "subformat=streamOptimized"
+	case "vhd":
+		// Azure takes fixed VHDs only (the raw bytes and a 512-byte
+		// footer). force_size keeps the raw size: without it qemu-img
+		// rounds the size to a CHS geometry, off Azure's whole MiB.
+		driver, opts = "vpc", "subformat=fixed,force_size=on"
 	default:
-		return fmt.Errorf("converting the disk to %q: accepted: qcow2, vmdk", format)
+		return fmt.Errorf("converting the disk to %q: accepted: qcow2, vmdk, vhd", format)
 	}
-	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", format, "-o", opts, raw, out)
+	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", driver, "-o", opts, raw, out)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("qemu-img convert: %w: %s", err, bytes.TrimSpace(b))
 	}
@@ -133,14 +144,14 @@ func (bt *Bootable) bootFileData() (map[string][]byte, error) {
 	return files, nil
 }
 
-// convert writes the raw disk as format (qcow2, vmdk) beside it.
+// convert writes the raw disk as format (qcow2, vmdk, vhd) beside it.
 func (j *outputJob) convert(ctx context.Context, format string) error {
 	raw, err := j.raw(ctx)
 	if err != nil {
 		return err
 	}
 	out := filepath.Join(j.dir, j.im.Plan.Role+"."+format)
-	if err := convertDisk(ctx, j.b.o.Tools, raw, out, format, j.digest); err != nil {
+	if err := convertDisk(ctx, j.b.o.Tools, raw, out, format, j.digest, j.im.Plan.SourceDateEpoch); err != nil {
 		return err
 	}
 	a, err := artifactOf(ctx, out, format)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -65,6 +66,7 @@ func baseEntries(pkgs []string) []tarEntry {
 		{name: "etc/", typ: tar.TypeDir},
 		{name: "etc/group", data: "root:x:0:\nwww-data:x:33:\n"},
 		{name: "etc/passwd", data: "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n"},
+		{name: "usr/lib/os-release", data: "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n"},
 		{name: "usr/lib/systemd/boot/efi/systemd-bootx64.efi", data: "sd-boot"},
 		{name: "var/lib/dpkg/status", data: dpkgStatus(pkgs)},
 	}
@@ -113,7 +115,8 @@ func (f *fakeTools) Bootstrap(_ context.Context, bs *debian.Bootstrap) error {
 	for _, p := range bs.Packages {
 		entries = append(entries,
 			tarEntry{name: "usr/lib/systemd/system/" + p + ".service", data: "[Service]\nExecStart=/usr/sbin/" + p + "\n"},
-			tarEntry{name: "usr/share/doc/" + p + "/README", data: "docs of " + p})
+			tarEntry{name: "usr/share/doc/" + p + "/README", data: "docs of " + p},
+			tarEntry{name: "usr/share/doc/" + p + "/copyright", data: "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: GPL-2+\n"})
 	}
 	return writeTar(bs.Output, entries)
 }
@@ -161,6 +164,17 @@ func (f *fakeTools) ConvertDisk(_ context.Context, raw, out, format string) erro
 		return err
 	}
 	return os.WriteFile(out, fmt.Appendf(nil, "%s of a %d-byte raw disk\n", format, fi.Size()), 0o644)
+}
+
+// SparseTar writes a line that names the file.
+func (f *fakeTools) SparseTar(_ context.Context, w io.Writer, dir, name string, _ int64) error {
+	f.called("tar")
+	fi, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "tar of %s, %d bytes\n", name, fi.Size())
+	return err
 }
 
 // StateFS writes a sparse file of the size that names itself.

@@ -34,7 +34,7 @@ type output struct {
 }
 
 // outputs are the writers of every format of pkg/format.
-var outputs = []output{ociOutput, dockerArchiveOutput, rawOutput, qcow2Output, vmdkOutput, isoOutput, pxeOutput}
+var outputs = []output{ociOutput, dockerArchiveOutput, rawOutput, qcow2Output, vmdkOutput, vhdOutput, gceOutput, isoOutput, pxeOutput}
 
 func outputOf(format string) (output, bool) {
 	for _, o := range outputs {
@@ -88,8 +88,8 @@ type outputJob struct {
 }
 
 // rawPath is where the raw disk is written; it is removed at the end
-// when raw is not one of the formats (it was only the source of a qcow2
-// or vmdk).
+// when raw is not one of the formats (it was only the source of a qcow2,
+// vmdk, vhd or gce tarball).
 func (j *outputJob) rawPath() string { return filepath.Join(j.dir, j.im.Plan.Role+".raw") }
 
 // raw writes the raw disk once, and lists it among the outputs when raw

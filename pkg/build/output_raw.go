@@ -82,6 +82,12 @@ func diskSettingError(p *plan.Plan, err error) error {
 	default:
 		return err
 	}
+	return diskFieldError(p, field, err)
+}
+
+// diskFieldError names where the image definition set the disk setting
+// field ("disk.size", "disk.slot_size") that err is about (it wraps err).
+func diskFieldError(p *plan.Plan, field string, err error) error {
 	pos, ok := p.DiskPos[field]
 	if !ok || pos.File == "" {
 		return fmt.Errorf("field %q: %w", field, err)

@@ -1,7 +1,9 @@
 package build
 
 import (
+	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/disk"
 	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/layer"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -43,6 +46,8 @@ func TestPlanOutputs(t *testing.T) {
 		{[]string{"qcow2"}, true, true},
 		{[]string{"vmdk", "iso"}, true, true},
 		{[]string{"raw"}, true, true},
+		{[]string{"vhd"}, true, true},
+		{[]string{"oci", "gce"}, true, true},
 	} {
 		outs, needs, err := planOutputs(tc.formats)
 		if err != nil {
@@ -76,9 +81,9 @@ func TestFakeOutputs(t *testing.T) {
 		files   []string
 		gone    []string
 	}{
-		{[]string{"qcow2", "oci", "raw", "pxe"}, []string{"raw", "qcow2", "oci", "pxe-kernel", "pxe-initrd", "pxe-root", "pxe-overlay", "ipxe", "spdx-json", "manifest", "sha256sums"},
+		{[]string{"qcow2", "oci", "raw", "pxe"}, []string{"raw", "qcow2", "oci", "pxe-kernel", "pxe-initrd", "pxe-root", "pxe-overlay", "ipxe", "spdx-json", "cyclonedx-json", "manifest", "sha256sums"},
 			[]string{"web.raw", "web.qcow2", "oci/index.json", "pxe/boot.ipxe"}, nil},
-		{[]string{"qcow2", "docker-archive"}, []string{"qcow2", "docker-archive", "spdx-json", "manifest", "sha256sums"},
+		{[]string{"qcow2", "docker-archive"}, []string{"qcow2", "docker-archive", "spdx-json", "cyclonedx-json", "manifest", "sha256sums"},
 			[]string{"web.qcow2", "web.docker.tar"}, []string{"web.raw"}},
 	} {
 		out := t.TempDir()
@@ -116,6 +121,45 @@ func TestFakeOutputs(t *testing.T) {
 		if !strings.Contains(string(m), `"Root"`) {
 			t.Errorf("%v: the manifest has no disk partitions: %s", tc.formats, m)
 		}
+		checkFakeSBOM(t, filepath.Join(out, "web"))
+	}
+}
+
+// checkFakeSBOM checks what the SBOMs of a fake build read from its root
+// filesystem (issue 16): the release from os-release in the package
+// URLs, and the licence from a package's machine-readable copyright
+// file; a package without one says NOASSERTION.
+func checkFakeSBOM(t *testing.T, dir string) {
+	t.Helper()
+	var doc struct {
+		Packages []struct {
+			Name            string `json:"name"`
+			LicenseDeclared string `json:"licenseDeclared"`
+			ExternalRefs    []struct {
+				Locator string `json:"referenceLocator"`
+			} `json:"externalRefs"`
+		} `json:"packages"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "sbom.spdx.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	lic := map[string]string{}
+	for _, p := range doc.Packages[1:] {
+		lic[p.Name] = p.LicenseDeclared
+		if len(p.ExternalRefs) != 1 || !strings.Contains(p.ExternalRefs[0].Locator, "&distro=debian-12") {
+			t.Errorf("package %s: references %+v, want a purl with distro=debian-12", p.Name, p.ExternalRefs)
+		}
+	}
+	if lic["nginx"] != "GPL-2.0-or-later" || lic["systemd"] != "NOASSERTION" {
+		t.Errorf("declared licences %v, want nginx's from its copyright file and NOASSERTION for systemd", lic)
+	}
+	cdx, err := os.ReadFile(filepath.Join(dir, "sbom.cdx.json"))
+	if err != nil || !strings.Contains(string(cdx), `"specVersion": "1.6"`) {
+		t.Errorf("sbom.cdx.json: %v, %.200s", err, cdx)
 	}
 }
 
@@ -170,6 +214,36 @@ func TestRawSlotTooSmall(t *testing.T) {
 		}
 		if tools.count("statefs") == 0 {
 			t.Error("the state file system was not made")
+		}
+	}
+}
+
+func TestLinkedDoc(t *testing.T) {
+	idx := layer.Index{
+		"usr/share/doc/gcc-12-base":           {Type: tar.TypeDir},
+		"usr/share/doc/libstdc++6":            {Type: tar.TypeSymlink, Linkname: "gcc-12-base"},
+		"usr/share/doc/abs":                   {Type: tar.TypeSymlink, Linkname: "/usr/share/doc/gcc-12-base"},
+		"usr/share/doc/chain":                 {Type: tar.TypeSymlink, Linkname: "libstdc++6"},
+		"usr/share/doc/loop":                  {Type: tar.TypeSymlink, Linkname: "loop"},
+		"usr/share/doc/dangling":              {Type: tar.TypeSymlink, Linkname: "nothing"},
+		"usr/share/doc/escape":                {Type: tar.TypeSymlink, Linkname: "../../../../etc"},
+		"etc":                                 {Type: tar.TypeDir},
+		"usr/share/doc/plain":                 {Type: tar.TypeDir},
+		"usr/share/doc/gcc-12-base/copyright": {Type: tar.TypeReg},
+	}
+	for name, want := range map[string]string{
+		"libstdc++6": "usr/share/doc/gcc-12-base/copyright",
+		"abs":        "usr/share/doc/gcc-12-base/copyright",
+		"chain":      "usr/share/doc/gcc-12-base/copyright",
+		"loop":       "",
+		"dangling":   "",
+		"plain":      "", // its own copyright, if any, is read directly
+		"missing":    "",
+		// A link out of the doc folder names a file the Docs never hold.
+		"escape": "etc/copyright",
+	} {
+		if got := linkedDoc(idx, name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,7 +22,9 @@ import (
 
 	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/dpkg"
+	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
+	"github.com/imgforge/imgforge/pkg/layer"
 	"github.com/imgforge/imgforge/pkg/oci"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/sbom"
@@ -148,6 +153,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		st.Update("writing " + outputFile(o.format, p.Role))
 		if err := o.write(ctx, j); err != nil {
 			st.Fail()
 			return nil, err
@@ -160,17 +166,29 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	if err != nil {
 		return nil, fmt.Errorf("reading the image's package list: %w", err)
 	}
-	doc := sbom.New(p.Role, digest.String(), epoch(p), b.o.ToolVersion, pkgs)
-	var sb bytes.Buffer
-	if err := doc.WriteJSON(&sb); err != nil {
-		return nil, err
-	}
-	a, err := writeHashed(ctx, filepath.Join(tmp, "sbom.spdx.json"), func(w io.Writer) error { _, err := w.Write(sb.Bytes()); return err })
+	st.Update("writing sbom.spdx.json, sbom.cdx.json, " + imagemeta.ManifestName + ", " + imagemeta.SumsName)
+	in, err := b.sbomInput(ctx, im, digest.String(), pkgs)
 	if err != nil {
 		return nil, err
 	}
-	a.Path, a.Format = "sbom.spdx.json", "spdx-json"
-	arts = append(arts, a)
+	for _, f := range []struct {
+		path, format string
+		write        func(io.Writer) error
+	}{
+		{"sbom.spdx.json", "spdx-json", func(w io.Writer) error { return sbom.New(in).WriteJSON(w) }},
+		{"sbom.cdx.json", "cyclonedx-json", func(w io.Writer) error { return sbom.WriteCycloneDX(w, sbom.NewCycloneDX(in)) }},
+	} {
+		var buf bytes.Buffer
+		if err := f.write(&buf); err != nil {
+			return nil, err
+		}
+		a, err := writeHashed(ctx, filepath.Join(tmp, f.path), func(w io.Writer) error { _, err := w.Write(buf.Bytes()); return err })
+		if err != nil {
+			return nil, err
+		}
+		a.Path, a.Format = f.path, f.format
+		arts = append(arts, a)
+	}
 
 	planJSON, err := json.Marshal(p)
 	if err != nil {
@@ -194,7 +212,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	if err != nil {
 		return nil, err
 	}
-	a, err = writeHashed(ctx, filepath.Join(tmp, imagemeta.ManifestName), func(w io.Writer) error { _, err := w.Write(mj); return err })
+	a, err := writeHashed(ctx, filepath.Join(tmp, imagemeta.ManifestName), func(w io.Writer) error { _, err := w.Write(mj); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +255,91 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	}
 	st.Done(fmt.Sprintf("%s %s", filepath.Join(b.o.OutputDir, p.Role), digest))
 	return &imagemeta.Result{Role: p.Role, PlanDigest: p.Digest(), ImageDigest: digest.String(), Dir: final, Artifacts: arts}, nil
+}
+
+// sbomInput is what the SBOMs of im say: its packages, the licences
+// in their copyright files, the release from its os-release, and the
+// .deb files' SHA-256 from the apt lists the base was built with.
+func (b *Builder) sbomInput(ctx context.Context, im *Image, digest string, pkgs []dpkg.Package) (sbom.Input, error) {
+	p := im.Plan
+	in := sbom.Input{
+		Name: p.Role, ImageDigest: digest, Created: epoch(p), Tool: b.o.ToolVersion, Packages: pkgs,
+		Distro: sbom.ParseOSRelease([]byte(im.Docs["usr/lib/os-release"])), Copyright: map[string][]byte{},
+	}
+	if in.Distro.ID == "" {
+		in.Distro.ID = p.Distribution.Name
+	}
+	for path, text := range im.Docs {
+		if name, ok := strings.CutPrefix(path, "usr/share/doc/"); ok {
+			if name, ok := strings.CutSuffix(name, "/copyright"); ok {
+				in.Copyright[name] = []byte(text)
+			}
+		}
+	}
+	// Many packages' doc folder is a link to another package's of the
+	// same source (libstdc++6 -> gcc-12-base): its copyright is theirs.
+	if im.rootIndex != "" {
+		idx, err := b.readIndex(im.rootIndex)
+		if err != nil {
+			return in, err
+		}
+		for _, pk := range pkgs {
+			if _, ok := in.Copyright[pk.Name]; !ok {
+				if text, ok := im.Docs[linkedDoc(idx, pk.Name)]; ok {
+					in.Copyright[pk.Name] = []byte(text)
+				}
+			}
+		}
+	}
+	if im.base.Lists == "" {
+		return in, nil
+	}
+	want := map[string]bool{}
+	for _, pk := range pkgs {
+		want[sbom.DebKey(pk)] = true
+	}
+	indexes, err := filepath.Glob(filepath.Join(b.o.Cache.Dir(), "lists", im.base.Lists, "*_Packages"))
+	if err != nil {
+		return in, err
+	}
+	in.Checksums = map[string]string{}
+	for _, ix := range indexes {
+		if err := ctx.Err(); err != nil {
+			return in, err
+		}
+		f, err := os.Open(ix)
+		if err != nil {
+			return in, err
+		}
+		sums, err := dpkg.IndexDigests(f, want)
+		f.Close()
+		if err != nil {
+			return in, fmt.Errorf("%s: %w", ix, err)
+		}
+		maps.Copy(in.Checksums, sums)
+	}
+	return in, nil
+}
+
+// linkedDoc is the path of the copyright file of the package name
+// whose /usr/share/doc/NAME is a symbolic link (to a few levels), or "".
+func linkedDoc(idx layer.Index, name string) string {
+	dir := "usr/share/doc/" + name
+	for range 4 {
+		e, ok := idx[dir]
+		if !ok || e.Type != tar.TypeSymlink {
+			break
+		}
+		if strings.HasPrefix(e.Linkname, "/") {
+			dir = layer.Clean(e.Linkname)
+		} else {
+			dir = layer.Clean(path.Join(path.Dir(dir), e.Linkname))
+		}
+		if e, ok := idx[dir]; ok && e.Type == tar.TypeDir {
+			return dir + "/copyright"
+		}
+	}
+	return ""
 }
 
 // swapDir puts the folder tmp at final atomically: it exchanges the two
@@ -338,4 +441,23 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// outputFile names what the writer of format writes for role, as
+// pkg/format's description of it does ("lb.raw", "lb/oci", "pxe/"), or
+// the format's name.
+func outputFile(name, role string) string {
+	for _, f := range format.All {
+		if f.Name != name {
+			continue
+		}
+		lp, rp := strings.LastIndexByte(f.Description, '('), strings.LastIndexByte(f.Description, ')')
+		if lp < 0 || rp < lp {
+			break
+		}
+		file := f.Description[lp+1 : rp]
+		file = strings.ReplaceAll(file, "ROLE/", "")
+		return strings.ReplaceAll(file, "ROLE", role)
+	}
+	return name
 }

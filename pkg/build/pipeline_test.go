@@ -40,15 +40,22 @@ func fakePlan(conf string) *plan.Plan {
 
 // stageEnds records how each stage ended.
 type stageEnds struct {
-	mu    sync.Mutex
-	ended map[string]string
+	mu      sync.Mutex
+	ended   map[string]string
+	started int
+	updates []string // "stage: message" of the updates a log shows
 }
 
 func (l *stageEnds) sink(e Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e.Kind == StageEnded {
+	switch {
+	case e.Kind == StageEnded:
 		l.ended[e.Stage] = e.Message
+	case e.Kind == StageStarted:
+		l.started++
+	case e.Kind == StageUpdated && !e.Live:
+		l.updates = append(l.updates, e.Stage+": "+e.Message)
 	}
 }
 

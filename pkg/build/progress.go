@@ -210,3 +210,18 @@ func (l *stageLog) line(line string) {
 		s.emit(StageUpdated, "downloading", true)
 	}
 }
+
+// StagesOf is how many stages a build of one role into formats reports:
+// base, packages, overlay and outputs, and for a bootable format the
+// initramfs, the root and the overlay image too. A display shows
+// "stage N/M" with it.
+func StagesOf(formats []string) (int, error) {
+	_, needs, err := planOutputs(formats)
+	if err != nil {
+		return 0, err
+	}
+	if needs&needBootable != 0 {
+		return 7, nil
+	}
+	return 4, nil
+}

@@ -50,7 +50,7 @@ func runStage[K, R any](ctx context.Context, b *Builder, role string, s stage[K,
 // (the overlay reports the files it could not make under its own name).
 func runStarted[K, R any](ctx context.Context, b *Builder, st *Stage, s stage[K, R], key string, k K) (R, error) {
 	var rec R
-	if b.o.Cache.Get(s.version, key, &rec) {
+	if !b.o.NoCache && b.o.Cache.Get(s.version, key, &rec) {
 		ok, err := usable(ctx, b, s, key, rec)
 		if err != nil {
 			st.Fail()
@@ -58,6 +58,7 @@ func runStarted[K, R any](ctx context.Context, b *Builder, st *Stage, s stage[K,
 		}
 		if ok {
 			st.Done("cached " + s.cached(rec))
+			b.noteUsed(st.role, cache.StageRef{Stage: s.version, Key: key})
 			return rec, nil
 		}
 	}
@@ -74,6 +75,7 @@ func runStarted[K, R any](ctx context.Context, b *Builder, st *Stage, s stage[K,
 		st.Fail()
 		return rec, err
 	}
+	b.noteUsed(st.role, cache.StageRef{Stage: s.version, Key: key})
 	st.Done(msg)
 	return rec, nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,8 +35,8 @@ import (
 // Stage versions: bump one when what the stage writes changes for the
 // same inputs, so that old cache entries are not reused.
 const (
-	baseStage    = "base-v1"
-	roleStage    = "role-v1"
+	baseStage    = "base-v2" // v2: the record keeps the copyright files and os-release (Docs)
+	roleStage    = "role-v3" // v3: likewise (role-v2 was used before)
 	overlayStage = "overlay-v2"
 )
 
@@ -50,6 +51,10 @@ type layerRecord struct {
 	Status string `json:"status"`          // var/lib/dpkg/status of the whole root filesystem
 	Passwd string `json:"passwd"`
 	Group  string `json:"group"`
+	// Docs is a JSON object of the docFiles of the whole root filesystem,
+	// path to content: what the SBOM reads the licences and the release
+	// from.
+	Docs string `json:"docs"`
 }
 
 type builtLayer struct {
@@ -57,13 +62,18 @@ type builtLayer struct {
 	Record layerRecord
 }
 
-var keepFiles = []string{"etc/passwd", "etc/group", "var/lib/dpkg/status"}
+var keepFiles = append([]string{"etc/passwd", "etc/group", "var/lib/dpkg/status"}, docFiles...)
+
+// docFiles are the files the SBOM reads (pkg/sbom): the packages'
+// machine-readable copyright files, which images keep (images/*.yaml
+// include them), and os-release.
+var docFiles = []string{"usr/share/doc/*/copyright", "usr/lib/os-release"}
 
 // layerBlobs are the blobs a layer record names that a cache hit must
 // still hold (the base's uncompressed tar is checked by the stages that
 // read it).
 func layerBlobs(rec layerRecord) []string {
-	check := []string{rec.Index, rec.Status, rec.Passwd, rec.Group}
+	check := []string{rec.Index, rec.Status, rec.Passwd, rec.Group, rec.Docs}
 	if rec.Blob != "" {
 		check = append(check, rec.Blob)
 	}
@@ -202,7 +212,7 @@ func (b *Builder) role(ctx context.Context, p *plan.Plan, base layerRecord, base
 	if len(p.Packages) == 0 && len(p.Prune) == 0 {
 		// No layer: the role's root is the base's.
 		b.o.Progress.Start(p.Role, "packages").Done("none beyond the base")
-		return layerRecord{Index: base.Index, Status: base.Status, Passwd: base.Passwd, Group: base.Group}, cache.KeyOf(roleStage, k), nil
+		return layerRecord{Index: base.Index, Status: base.Status, Passwd: base.Passwd, Group: base.Group, Docs: base.Docs}, cache.KeyOf(roleStage, k), nil
 	}
 	return runStage(ctx, b, p.Role, b.roleStage(), k)
 }
@@ -291,7 +301,18 @@ func (b *Builder) storeRootInfo(rec *layerRecord, res *layer.Result) error {
 		}
 		*x.dst = d
 	}
-	return nil
+	docs := map[string]string{}
+	for name, data := range res.Files {
+		if slices.ContainsFunc(docFiles, func(g string) bool { ok, _ := path.Match(g, name); return ok }) {
+			docs[name] = string(data)
+		}
+	}
+	dj, err := json.Marshal(docs)
+	if err != nil {
+		return err
+	}
+	rec.Docs, err = b.o.Cache.PutBlob(dj)
+	return err
 }
 
 // writeLayer runs write with a writer whose bytes become a gzip layer blob
@@ -404,7 +425,7 @@ func (b *Builder) runOverlay(ctx context.Context, _ *Stage, k overlayKey, _ stri
 	if err != nil {
 		return rec, "", err
 	}
-	rec.Index, rec.Status, rec.Passwd, rec.Group = role.Index, role.Status, role.Passwd, role.Group
+	rec.Index, rec.Status, rec.Passwd, rec.Group, rec.Docs = role.Index, role.Status, role.Passwd, role.Group, role.Docs
 	return rec, fmt.Sprintf("%s, %d files", short(rec.Blob), len(k.FileList)), nil
 }
 

@@ -13,6 +13,8 @@
 //	blobs/sha256/HEX     content-addressed blobs
 //	stages/STAGE/KEY.json stage records
 //	debs/                downloaded .deb files, shared by every build
+//	lists/KEY/           the apt lists of the base with that key
+//	builds/ROLE/NS.json  build records: the stage records a build used (prune.go)
 //	tmp/                 work in progress; removed by Open
 //	lock                 held while a process uses the cache
 package cache

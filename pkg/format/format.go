@@ -30,7 +30,9 @@ var All = []Format{
 	{"docker-archive", "a docker-archive tarball (ROLE.docker.tar)"},
 	{"raw", "a UEFI-bootable raw disk (ROLE.raw)"},
 	{"qcow2", "the same disk as qcow2 (ROLE.qcow2)"},
-	{"vmdk", "the same disk as a streamOptimized vmdk (ROLE.vmdk)"},
+	{"vmdk", "the same disk as a streamOptimized vmdk, for vSphere (ROLE.vmdk)"},
+	{"vhd", "the same disk as a fixed VHD, for Azure (ROLE.vhd)"},
+	{"gce", "the same disk as disk.raw in a tar.gz, for Google Compute Engine (ROLE.gce.tar.gz)"},
 	{"iso", "a hybrid ISO, UEFI and BIOS (ROLE.iso)"},
 	{"pxe", "a PXE set: kernel, initramfs, root image and boot.ipxe (pxe/)"},
 }

@@ -13,14 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
-
 	"github.com/imgforge/imgforge/images"
 	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/cache"
+	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
-	"github.com/imgforge/imgforge/pkg/oci"
 	"github.com/imgforge/imgforge/pkg/plan"
 	"github.com/imgforge/imgforge/pkg/spec"
 	"github.com/imgforge/imgforge/pkg/version"
@@ -89,11 +86,64 @@ type BuildRequest struct {
 	Progress  *build.Progress
 	Log       build.LogSink
 	Rootless  bool
+	// NoCache runs every stage again instead of using its cached result.
+	NoCache bool
+	// LookPath finds the host's programs for the preflight check
+	// (exec.LookPath when nil).
+	LookPath func(string) (string, error)
 }
 
-// Build opens the cache and builds every plan.
+// Formats are the output formats a build of req writes: req.Formats, else
+// every format a plan's image definition lists, in pkg/format's order.
+func (req BuildRequest) formats() []string {
+	if len(req.Formats) > 0 {
+		return req.Formats
+	}
+	want := map[string]bool{}
+	for _, p := range req.Plans {
+		for _, o := range p.Outputs {
+			want[o] = true
+		}
+	}
+	var out []string
+	for _, f := range format.Names() {
+		if want[f] {
+			out = append(out, f)
+			delete(want, f)
+		}
+	}
+	for f := range want { // unknown to pkg/format: the build refuses it
+		out = append(out, f)
+	}
+	return out
+}
+
+// Tools returns the host programs a build of req needs, each with the path
+// where it was found (empty when it is missing); imgforge doctor prints it.
+func Tools(req BuildRequest) ([]build.Tool, error) {
+	tools, err := build.RequiredTools(req.formats(), req.Rootless, "")
+	if err != nil {
+		return nil, err
+	}
+	build.FindTools(tools, req.lookPath())
+	return tools, nil
+}
+
+func (req BuildRequest) lookPath() func(string) (string, error) {
+	if req.LookPath != nil {
+		return req.LookPath
+	}
+	return exec.LookPath
+}
+
+// Build checks that the host has the programs it needs (a
+// *build.MissingToolsError names the Debian packages to install when not),
+// opens the cache and builds every plan.
 func Build(ctx context.Context, req BuildRequest) ([]*imagemeta.Result, error) {
 	if err := build.CheckOutputDir(req.OutputDir); err != nil {
+		return nil, err
+	}
+	if err := build.Preflight(req.formats(), req.Rootless, "", req.lookPath()); err != nil {
 		return nil, err
 	}
 	c, err := cache.Open(ctx, req.CacheDir)
@@ -103,79 +153,12 @@ func Build(ctx context.Context, req BuildRequest) ([]*imagemeta.Result, error) {
 	defer c.Close()
 	b, err := build.New(ctx, build.Options{
 		Cache: c, OutputDir: req.OutputDir, Formats: req.Formats, Progress: req.Progress,
-		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version,
+		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version, NoCache: req.NoCache,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return b.Build(ctx, req.Plans)
-}
-
-// Push builds (or finds in the cache) the image of p and pushes it to ref.
-// It returns the pushed reference with its digest. When req.OutputDir is
-// set, it also pushes the bootable artefacts of the build of p there
-// (OUTPUT/ROLE: manifest.json and the PXE set, which must be of this
-// image) as the image's boot artifact, tagged TAG-boot (see
-// imagemeta.BootArtifactType), for imgforge-agent update.
-func Push(ctx context.Context, req BuildRequest, p *plan.Plan, ref string) (string, error) {
-	c, err := cache.Open(ctx, req.CacheDir)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	b, err := build.New(ctx, build.Options{
-		Cache: c, Progress: req.Progress, Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version,
-	})
-	if err != nil {
-		return "", err
-	}
-	im, err := b.Layers(ctx, p)
-	if err != nil {
-		return "", err
-	}
-	img, _, err := b.OCIImage(im)
-	if err != nil {
-		return "", err
-	}
-	var files []oci.BootFile
-	if req.OutputDir != "" {
-		if files, err = bootFiles(filepath.Join(req.OutputDir, p.Role), img); err != nil {
-			return "", err
-		}
-	}
-	pushed, err := oci.Push(ctx, ref, img)
-	if err != nil || files == nil {
-		return pushed, err
-	}
-	subject, err := partial.Descriptor(img)
-	if err != nil {
-		return "", err
-	}
-	if _, err := oci.PushBoot(ctx, ref, *subject, files); err != nil {
-		return "", err
-	}
-	return pushed, nil
-}
-
-// bootFiles finds the boot artifact's files in dir, a build's output
-// folder, and checks that they are of img.
-func bootFiles(dir string, img v1.Image) ([]oci.BootFile, error) {
-	files, err := oci.BootFiles(dir)
-	if err != nil {
-		return nil, err
-	}
-	m, err := imagemeta.ReadManifest(filepath.Join(dir, imagemeta.ManifestName))
-	if err != nil {
-		return nil, err
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return nil, err
-	}
-	if m.ImageDigest != d.String() {
-		return nil, fmt.Errorf("%s: the build there is of image %s, not of the one pushed (%s): build it again into that folder", dir, m.ImageDigest, d)
-	}
-	return files, nil
 }
 
 // AgentEnv names the environment variable that points at the

@@ -37,10 +37,7 @@ func Diff(ctx context.Context, w io.Writer, lower Index, upperPath string, n Nor
 	}
 	defer f.Close()
 	res := &Result{Index: Index{}, Files: map[string][]byte{}}
-	keepSet := map[string]bool{}
-	for _, k := range keep {
-		keepSet[k] = true
-	}
+	keeps := keeper(keep)
 
 	// Pass 1: index upper, remembering where each file's content starts.
 	type item struct {
@@ -78,7 +75,7 @@ func Diff(ctx context.Context, w io.Writer, lower Index, upperPath string, n Nor
 			hs := sha256.New()
 			var kept strings.Builder
 			var dst io.Writer = hs
-			if keepSet[name] {
+			if keeps(name) {
 				dst = io.MultiWriter(hs, &kept)
 				defer func(name string) { res.Files[name] = []byte(kept.String()) }(name)
 			}

@@ -141,17 +141,15 @@ type Result struct {
 
 // Normalize copies the root filesystem tar r to w in canonical form,
 // dropping entries filter rejects, and indexes what it wrote. The content
-// of the paths in keep is returned in Result.Files.
+// of the regular files keep names is returned in Result.Files; a name in
+// keep may be a path.Match pattern, such as usr/share/doc/*/copyright.
 //
 // It stops with ctx's error once ctx is done, within one buffer.
 func Normalize(ctx context.Context, w io.Writer, r io.Reader, n Normalizer, filter Filter, keep []string) (*Result, error) {
 	tr := tar.NewReader(ctxio.Reader(ctx, r))
 	tw := tar.NewWriter(ctxio.Writer(ctx, w))
 	res := &Result{Index: Index{}, Files: map[string][]byte{}}
-	keepSet := map[string]bool{}
-	for _, k := range keep {
-		keepSet[k] = true
-	}
+	keeps := keeper(keep)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -167,7 +165,7 @@ func Normalize(ctx context.Context, w io.Writer, r io.Reader, n Normalizer, filt
 		if filter != nil && !filter(name, h) {
 			continue
 		}
-		if err := copyEntry(tw, tr, n.header(name, h), name, res, keepSet[name]); err != nil {
+		if err := copyEntry(tw, tr, n.header(name, h), name, res, keeps(name)); err != nil {
 			return nil, err
 		}
 	}
@@ -175,6 +173,31 @@ func Normalize(ctx context.Context, w io.Writer, r io.Reader, n Normalizer, filt
 		return nil, fmt.Errorf("writing layer: %w", err)
 	}
 	return res, nil
+}
+
+// keeper returns whether a clean path is one of keep: a path, or a
+// path.Match pattern. A malformed pattern matches nothing.
+func keeper(keep []string) func(name string) bool {
+	exact := map[string]bool{}
+	var globs []string
+	for _, k := range keep {
+		if strings.ContainsAny(k, "*?[\\") {
+			globs = append(globs, k)
+		} else {
+			exact[k] = true
+		}
+	}
+	return func(name string) bool {
+		if exact[name] {
+			return true
+		}
+		for _, g := range globs {
+			if ok, _ := path.Match(g, name); ok {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func copyEntry(tw *tar.Writer, r io.Reader, h *tar.Header, name string, res *Result, keep bool) error {

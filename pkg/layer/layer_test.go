@@ -806,17 +806,22 @@ func TestDiff(t *testing.T) {
 
 func TestDiffKeep(t *testing.T) {
 	lower := []tent{dir("./etc/", 0o755), file("./etc/passwd", "root", 0o644), file("./etc/group", "root", 0o644)}
-	upper := []tent{dir("./etc/", 0o755), file("./etc/passwd", "root\nhaproxy", 0o644), file("./etc/group", "root", 0o644), dir("./var/", 0o755), {name: "./var/status", typ: tar.TypeReg, mode: 0o644, body: strings.Repeat("Package: x\n", 1000)}}
+	upper := []tent{dir("./etc/", 0o755), file("./etc/passwd", "root\nhaproxy", 0o644), file("./etc/group", "root", 0o644), dir("./var/", 0o755), {name: "./var/status", typ: tar.TypeReg, mode: 0o644, body: strings.Repeat("Package: x\n", 1000)},
+		dir("./doc/", 0o755), dir("./doc/a/", 0o755), file("./doc/a/copyright", "License: MIT", 0o644), dir("./doc/b/", 0o755), file("./doc/b/changelog", "x", 0o644),
+		symlink("./doc/c", "a"), dir("./doc/d/", 0o755), dir("./doc/d/e/", 0o755), file("./doc/d/e/copyright", "deeper", 0o644)}
 	_, lr := normalizeTents(t, lower)
-	res, err := Diff(context.Background(), io.Discard, lr.Index, tarFile(t, upper), testNorm, DropDeviceNodes, []string{"etc/passwd", "etc/group", "var/status", "etc/shadow", "etc"})
+	// A pattern matches within one path element, as path.Match does;
+	// a malformed one matches nothing.
+	res, err := Diff(context.Background(), io.Discard, lr.Index, tarFile(t, upper), testNorm, DropDeviceNodes, []string{"etc/passwd", "etc/group", "var/status", "etc/shadow", "etc", "doc/*/copyright", "doc/[/copyright"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Kept files are returned whether or not the layer carries them.
 	want := map[string][]byte{
-		"etc/passwd": []byte("root\nhaproxy"),
-		"etc/group":  []byte("root"),
-		"var/status": []byte(strings.Repeat("Package: x\n", 1000)),
+		"etc/passwd":      []byte("root\nhaproxy"),
+		"etc/group":       []byte("root"),
+		"var/status":      []byte(strings.Repeat("Package: x\n", 1000)),
+		"doc/a/copyright": []byte("License: MIT"),
 	}
 	if !reflect.DeepEqual(res.Files, want) {
 		t.Errorf("Files = %q, want %q", res.Files, want)

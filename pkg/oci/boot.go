@@ -129,6 +129,12 @@ func PushBoot(ctx context.Context, ref string, subject v1.Descriptor, files []Bo
 	if !ok {
 		return "", fmt.Errorf("image reference %q: give a tag: the boot artifact is tagged TAG%s", ref, imagemeta.BootTagSuffix)
 	}
+	return PushBootTag(ctx, tag, subject, files, opts...)
+}
+
+// PushBootTag is PushBoot to a parsed tag (one made with name.Insecure
+// may be reached over plain HTTP).
+func PushBootTag(ctx context.Context, tag name.Tag, subject v1.Descriptor, files []BootFile, opts ...remote.Option) (string, error) {
 	bt := tag.Context().Tag(tag.TagStr() + imagemeta.BootTagSuffix)
 	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, opts...)
 	m, layers, err := BootManifest(subject, files)

@@ -210,9 +210,15 @@ func Push(ctx context.Context, ref string, img v1.Image, opts ...remote.Option) 
 	if err != nil {
 		return "", fmt.Errorf("image reference %q: %w", ref, err)
 	}
+	return PushRef(ctx, r, img, opts...)
+}
+
+// PushRef is Push to a parsed reference (one made with name.Insecure
+// may be reached over plain HTTP).
+func PushRef(ctx context.Context, r name.Reference, img v1.Image, opts ...remote.Option) (string, error) {
 	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, opts...)
 	if err := remote.Write(r, img, opts...); err != nil {
-		return "", fmt.Errorf("pushing %s: %w", ref, err)
+		return "", fmt.Errorf("pushing %s: %w", r, err)
 	}
 	d, err := img.Digest()
 	if err != nil {

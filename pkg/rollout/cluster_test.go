@@ -116,7 +116,8 @@ type testNode struct {
 	n       int
 	addr    string
 	version string
-	pending string // the version written by the update, booted next
+	pending string   // the version written by the update, booted next
+	tries   []string // each update request's tries/trial
 	stop    func()
 }
 
@@ -190,7 +191,11 @@ func (n *testNode) boot(l net.Listener) {
 			defer n.c.mu.Unlock()
 			return agent.Image{Role: n.role, Version: n.version, Slot: "a"}, nil
 		},
-		Update: func(_ context.Context, source string) (agent.UpdateResponse, error) {
+		Update: func(_ context.Context, req agent.UpdateRequest) (agent.UpdateResponse, error) {
+			source := req.Source
+			n.c.mu.Lock()
+			n.tries = append(n.tries, fmt.Sprintf("%d/%s", req.Tries, req.Trial))
+			n.c.mu.Unlock()
 			v, ok := n.c.versions[source]
 			if !ok {
 				return agent.UpdateResponse{}, fmt.Errorf("no image at %s", source)

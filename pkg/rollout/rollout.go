@@ -33,7 +33,7 @@ type Client interface {
 	Status(ctx context.Context) (agent.ControlStatus, error)
 	Drain(ctx context.Context) (agent.ControlStatus, error)
 	Undrain(ctx context.Context) (agent.ControlStatus, error)
-	Update(ctx context.Context, source string) (agent.UpdateResponse, error)
+	Update(ctx context.Context, req agent.UpdateRequest) (agent.UpdateResponse, error)
 }
 
 // DefaultGuarded are the roles a rollout updates only when told
@@ -55,6 +55,11 @@ type Options struct {
 	Include []string
 	// Force offers again an image that rolled back on a node.
 	Force bool
+	// Tries and Trial are each updated node's boot tries of its new slot
+	// and how long each may take to get healthy (0: the agent's
+	// defaults, 3 tries of 10 minutes). Timeout must cover them all.
+	Tries int
+	Trial time.Duration
 	// StatePath is the state file (StatePath of the cluster file).
 	StatePath string
 	// Dial gives a node's control endpoint.
@@ -336,7 +341,11 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 		}
 		r.waitDropped(ctx, n)
 		r.o.Logf("%s: updating from %s", n.Name, im.Source)
-		up, err := c.Update(ctx, im.Source)
+		req := agent.UpdateRequest{Source: im.Source, Tries: r.o.Tries}
+		if r.o.Trial > 0 {
+			req.Trial = r.o.Trial.String()
+		}
+		up, err := c.Update(ctx, req)
 		if err != nil {
 			// The node still runs its image: put it back in service.
 			if _, uerr := c.Undrain(context.WithoutCancel(ctx)); uerr == nil {

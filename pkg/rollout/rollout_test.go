@@ -59,7 +59,13 @@ func TestRolledBackStops(t *testing.T) {
 	c := newTestCluster(t, map[string]int{"lb": 1, "web": 3})
 	state := filepath.Join(t.TempDir(), StateFile)
 	o := c.options(state, nil, Image{"web", "v3"})
+	o.Tries, o.Trial = 1, 90*time.Second
 	_, err := Run(t.Context(), o)
+	c.mu.Lock()
+	if got := c.nodes["web-1"].tries; !slices.Equal(got, []string{"1/1m30s"}) {
+		t.Errorf("web-1's update requests had tries/trial %v, want [1/1m30s]", got)
+	}
+	c.mu.Unlock()
 	var ne *NodeError
 	if !errors.As(err, &ne) || !errors.Is(err, ErrRolledBack) || ne.Node != "web-1" {
 		t.Fatalf("got %v", err)

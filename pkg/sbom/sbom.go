@@ -1,4 +1,9 @@
-// Package sbom writes SPDX 2.3 JSON software bills of materials for images.
+// Package sbom writes the software bills of materials of images: SPDX 2.3
+// JSON (sbom.spdx.json) and CycloneDX 1.6 JSON (sbom.cdx.json), both made
+// from one Input. Both say what scanners such as syft and grype read: a
+// package URL per Debian package with distro=debian-VERSION (the
+// vulnerability namespace), the declared licences read from the packages'
+// machine-readable copyright files, and the .deb files' SHA-256.
 package sbom
 
 import (
@@ -56,8 +61,15 @@ type Package struct {
 	LicenseDeclared       string        `json:"licenseDeclared,omitempty"`
 	CopyrightText         string        `json:"copyrightText,omitempty"`
 	Homepage              string        `json:"homepage,omitempty"`
+	Checksums             []Checksum    `json:"checksums,omitempty"`
 	PrimaryPackagePurpose string        `json:"primaryPackagePurpose,omitempty"`
 	ExternalRefs          []ExternalRef `json:"externalRefs,omitempty"`
+}
+
+// Checksum is a digest of a package's file (the .deb).
+type Checksum struct {
+	Algorithm string `json:"algorithm"` // "SHA256"
+	Value     string `json:"checksumValue"`
 }
 
 // ExternalRef is a reference from a Package to an outside identifier,
@@ -75,16 +87,66 @@ type Relationship struct {
 	RelatedSPDXElement string `json:"relatedSpdxElement"`
 }
 
-// New returns the SBOM of the image called name with the given digest
-// ("sha256:..."), listing the Debian packages pkgs. It uses no clock and no
-// randomness: created (typically from SOURCE_DATE_EPOCH) is the creation
-// time, and the same arguments always produce the same document, whatever
-// the order of pkgs.
-func New(name, imageDigest string, created time.Time, toolVersion string, pkgs []dpkg.Package) *Document {
-	creator := "Tool: imgforge"
-	if toolVersion != "" {
-		creator += "-" + toolVersion
+// Input is what the SBOMs of an image are made from.
+type Input struct {
+	// Name is the image's name (the role), ImageDigest its OCI digest
+	// ("sha256:...").
+	Name, ImageDigest string
+	// Created is the creation time, typically SOURCE_DATE_EPOCH.
+	Created time.Time
+	// Tool is imgforge's version as the builder gives it: "imgforge
+	// 0.1.0" or "0.1.0".
+	Tool string
+	// Packages are the installed Debian packages.
+	Packages []dpkg.Package
+	// Distro is the distribution the packages are from, e.g. {"debian",
+	// "12"}, read from the image's os-release (see ParseOSRelease).
+	Distro Distro
+	// Copyright maps a package name to its /usr/share/doc/NAME/copyright.
+	Copyright map[string][]byte
+	// Checksums maps DebKey(p) to the SHA-256 (hex) of the package's
+	// .deb, as the archive's Packages index lists it.
+	Checksums map[string]string
+}
+
+// Distro names a distribution release as os-release does: ID and
+// VERSION_ID.
+type Distro struct{ ID, VersionID string }
+
+// Qualifier is the purl distro qualifier: "debian-12", or "debian" when
+// the version is not known.
+func (d Distro) Qualifier() string {
+	id := d.ID
+	if id == "" {
+		id = "debian"
 	}
+	if d.VersionID == "" {
+		return id
+	}
+	return id + "-" + d.VersionID
+}
+
+// DebKey is the key of a package in Input.Checksums: "NAME VERSION ARCH".
+func DebKey(p dpkg.Package) string { return p.Name + " " + p.Version + " " + p.Architecture }
+
+// creator is the SPDX creator of the tool version tool: "Tool:
+// imgforge-0.1.0" for "imgforge 0.1.0" or "0.1.0".
+func creator(tool string) string {
+	f := strings.Fields(tool)
+	if len(f) > 0 && f[0] == "imgforge" {
+		f = f[1:]
+	}
+	if len(f) == 0 {
+		return "Tool: imgforge"
+	}
+	return "Tool: imgforge-" + f[0]
+}
+
+// New returns the SPDX document of in. It uses no clock and no
+// randomness: the same Input always produces the same document, whatever
+// the order of its packages.
+func New(in Input) *Document {
+	name, imageDigest := in.Name, in.ImageDigest
 	doc := &Document{
 		SPDXVersion:       SPDXVersion,
 		DataLicense:       DataLicense,
@@ -92,8 +154,8 @@ func New(name, imageDigest string, created time.Time, toolVersion string, pkgs [
 		Name:              name,
 		DocumentNamespace: Namespace(name, imageDigest),
 		CreationInfo: CreationInfo{
-			Created:  created.UTC().Format(time.RFC3339),
-			Creators: []string{creator},
+			Created:  in.Created.UTC().Format(time.RFC3339),
+			Creators: []string{creator(in.Tool)},
 		},
 		Packages: []Package{{
 			SPDXID:                ImageID,
@@ -110,16 +172,11 @@ func New(name, imageDigest string, created time.Time, toolVersion string, pkgs [
 		}},
 	}
 
-	sorted := slices.Clone(pkgs)
-	slices.SortStableFunc(sorted, func(a, b dpkg.Package) int {
-		return slices.Compare(
-			[]string{a.Name, a.Architecture, a.Version, a.Source, a.SourceVersion},
-			[]string{b.Name, b.Architecture, b.Version, b.Source, b.SourceVersion})
-	})
+	sorted := sortedPackages(in.Packages)
 	used := map[string]bool{DocumentID: true, ImageID: true}
 	for _, p := range sorted {
 		id := uniqueID(debID(p), used)
-		doc.Packages = append(doc.Packages, Package{
+		pk := Package{
 			SPDXID:           id,
 			Name:             p.Name,
 			VersionInfo:      p.Version,
@@ -127,15 +184,19 @@ func New(name, imageDigest string, created time.Time, toolVersion string, pkgs [
 			DownloadLocation: NoAssertion,
 			FilesAnalyzed:    false,
 			LicenseConcluded: NoAssertion,
-			LicenseDeclared:  NoAssertion,
+			LicenseDeclared:  Declared(in.Copyright[p.Name]),
 			CopyrightText:    NoAssertion,
 			Homepage:         p.Homepage,
 			ExternalRefs: []ExternalRef{{
 				ReferenceCategory: "PACKAGE-MANAGER",
 				ReferenceType:     "purl",
-				ReferenceLocator:  PURL(p),
+				ReferenceLocator:  PURL(p, in.Distro),
 			}},
-		})
+		}
+		if sum := in.Checksums[DebKey(p)]; sum != "" {
+			pk.Checksums = []Checksum{{Algorithm: "SHA256", Value: sum}}
+		}
+		doc.Packages = append(doc.Packages, pk)
 		doc.Relationships = append(doc.Relationships, Relationship{
 			SPDXElementID:      ImageID,
 			RelationshipType:   "CONTAINS",
@@ -143,6 +204,17 @@ func New(name, imageDigest string, created time.Time, toolVersion string, pkgs [
 		})
 	}
 	return doc
+}
+
+// sortedPackages is pkgs in a fixed order, whatever their order in.
+func sortedPackages(pkgs []dpkg.Package) []dpkg.Package {
+	sorted := slices.Clone(pkgs)
+	slices.SortStableFunc(sorted, func(a, b dpkg.Package) int {
+		return slices.Compare(
+			[]string{a.Name, a.Architecture, a.Version, a.Source, a.SourceVersion},
+			[]string{b.Name, b.Architecture, b.Version, b.Source, b.SourceVersion})
+	})
+	return sorted
 }
 
 // WriteJSON writes d to w as JSON indented by two spaces, followed by a
@@ -168,9 +240,11 @@ func Namespace(name, imageDigest string) string {
 	return NamespacePrefix + url.PathEscape(name) + "-" + strings.TrimPrefix(imageDigest, "sha256:")
 }
 
-// PURL returns the package URL of a Debian package, e.g.
-// "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian&upstream=glibc".
-func PURL(p dpkg.Package) string {
+// PURL returns the package URL of a Debian package of the release d, e.g.
+// "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc".
+// The distro qualifier with the version is what syft and grype read to
+// pick the vulnerability namespace (debian:distro:debian:12).
+func PURL(p dpkg.Package, d Distro) string {
 	var b strings.Builder
 	b.WriteString("pkg:deb/debian/")
 	b.WriteString(purlEscape(p.Name))
@@ -185,7 +259,8 @@ func PURL(p dpkg.Package) string {
 		b.WriteString(purlEscape(p.Architecture))
 		b.WriteString("&")
 	}
-	b.WriteString("distro=debian")
+	b.WriteString("distro=")
+	b.WriteString(purlEscape(d.Qualifier()))
 	if p.Source != "" && p.Source != p.Name {
 		b.WriteString("&upstream=")
 		b.WriteString(purlEscape(p.Source))

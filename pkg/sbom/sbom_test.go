@@ -2,6 +2,8 @@ package sbom
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"os"
@@ -34,6 +36,35 @@ func testPackages(t *testing.T) []dpkg.Package {
 	return pkgs
 }
 
+var debian12 = Distro{ID: "debian", VersionID: "12"}
+
+// testInput is the input of the golden SBOMs: the packages of
+// ../dpkg/testdata/status, the copyright files of testdata/copyright and
+// a .deb checksum for two of them.
+func testInput(t *testing.T) Input {
+	t.Helper()
+	in := Input{Name: "lb", ImageDigest: testDigest, Created: testCreated, Tool: "imgforge 0.1.0", Packages: testPackages(t),
+		Distro: debian12, Copyright: map[string][]byte{}, Checksums: map[string]string{}}
+	ents, err := os.ReadDir(filepath.Join("testdata", "copyright"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("testdata", "copyright", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Copyright[e.Name()] = b
+	}
+	for _, p := range in.Packages {
+		if p.Name == "haproxy" || p.Name == "libc6" {
+			sum := sha256.Sum256([]byte(DebKey(p)))
+			in.Checksums[DebKey(p)] = hex.EncodeToString(sum[:])
+		}
+	}
+	return in
+}
+
 func encode(t *testing.T, d *Document) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -44,7 +75,7 @@ func encode(t *testing.T, d *Document) []byte {
 }
 
 func TestGolden(t *testing.T) {
-	got := encode(t, New("lb", testDigest, testCreated, "0.1.0", testPackages(t)))
+	got := encode(t, New(testInput(t)))
 	golden := filepath.Join("testdata", "lb.spdx.json")
 	if *update {
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -61,8 +92,9 @@ func TestGolden(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
-	pkgs := testPackages(t)
-	first := encode(t, New("lb", testDigest, testCreated, "0.1.0", pkgs))
+	in := testInput(t)
+	pkgs := in.Packages
+	first := encode(t, New(in))
 
 	reversed := slices.Clone(pkgs)
 	slices.Reverse(reversed)
@@ -78,7 +110,9 @@ func TestDeterministic(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := encode(t, New("lb", testDigest, tt.when, "0.1.0", tt.pkgs))
+			in := testInput(t)
+			in.Packages, in.Created = tt.pkgs, tt.when
+			got := encode(t, New(in))
 			if !bytes.Equal(got, first) {
 				t.Errorf("output differs from the first run:\n%s", got)
 			}
@@ -87,7 +121,9 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestHeader(t *testing.T) {
-	d := New("registry.example/lb:1", testDigest, time.Unix(1700000000, 0), "1.2.3", nil)
+	// The builder gives its version as "imgforge VERSION" (issue 16:
+	// the creator was "Tool: imgforge-imgforge 0.1.0").
+	d := New(Input{Name: "registry.example/lb:1", ImageDigest: testDigest, Created: time.Unix(1700000000, 0), Tool: "imgforge 1.2.3"})
 	tests := []struct {
 		field, got, want string
 	}{
@@ -105,6 +141,11 @@ func TestHeader(t *testing.T) {
 			t.Errorf("%s = %q, want %q", tt.field, tt.got, tt.want)
 		}
 	}
+	for tool, want := range map[string]string{"1.2.3": "Tool: imgforge-1.2.3", "imgforge 0.1.0": "Tool: imgforge-0.1.0", "": "Tool: imgforge"} {
+		if got := New(Input{Tool: tool}).CreationInfo.Creators[0]; got != want {
+			t.Errorf("creator of tool %q = %q, want %q", tool, got, want)
+		}
+	}
 	if len(d.Packages) != 1 || d.Packages[0].PrimaryPackagePurpose != "CONTAINER" || d.Packages[0].VersionInfo != testDigest {
 		t.Errorf("packages of an image without debs = %+v, want only the image", d.Packages)
 	}
@@ -115,10 +156,17 @@ func TestHeader(t *testing.T) {
 
 func TestPURL(t *testing.T) {
 	tests := []struct {
-		name string
-		pkg  dpkg.Package
-		want string
+		name   string
+		pkg    dpkg.Package
+		distro Distro
+		want   string
 	}{
+		{
+			name:   "debian 12",
+			pkg:    dpkg.Package{Name: "haproxy", Version: "2.6.12-1+deb12u1", Architecture: "amd64", Source: "haproxy"},
+			distro: debian12,
+			want:   "pkg:deb/debian/haproxy@2.6.12-1%2Bdeb12u1?arch=amd64&distro=debian-12",
+		},
 		{
 			name: "source equals name",
 			pkg:  dpkg.Package{Name: "haproxy", Version: "2.6.12-1+deb12u1", Architecture: "amd64", Source: "haproxy"},
@@ -147,7 +195,7 @@ func TestPURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := PURL(tt.pkg); got != tt.want {
+			if got := PURL(tt.pkg, tt.distro); got != tt.want {
 				t.Errorf("PURL = %q, want %q", got, tt.want)
 			}
 		})
@@ -180,7 +228,7 @@ func TestPackageIDs(t *testing.T) {
 		{Name: "nodejs", Version: "1"},
 		{Name: "x_y", Architecture: "arm64", Version: "1"},
 	}
-	d := New("lb", testDigest, testCreated, "0.1.0", pkgs)
+	d := New(Input{Name: "lb", ImageDigest: testDigest, Created: testCreated, Packages: pkgs})
 	var got []string
 	for _, p := range d.Packages[1:] {
 		got = append(got, p.Name+" "+p.SPDXID)
@@ -201,7 +249,7 @@ func TestPackageIDs(t *testing.T) {
 }
 
 func TestValid(t *testing.T) {
-	checkValid(t, encode(t, New("lb", testDigest, testCreated, "0.1.0", testPackages(t))))
+	checkValid(t, encode(t, New(testInput(t))))
 }
 
 var idPattern = regexp.MustCompile(`^SPDXRef-[A-Za-z0-9.-]+$`)

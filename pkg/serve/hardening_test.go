@@ -297,7 +297,7 @@ func TestConnectionCap(t *testing.T) {
 // newline or an ANSI escape sequence is escaped in the log.
 func TestLogEscapesClientStrings(t *testing.T) {
 	root, _ := testRoot(t, 4096)
-	s, log := start(t, Config{Root: root, TFTPAddr: "127.0.0.1:0", Loaders: t.TempDir()})
+	s, log := start(t, Config{Root: root, TFTPAddr: "127.0.0.1:0", Loaders: fakeLoaders(t)})
 	c, err := tftp.NewClient(s.TFTPAddr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -440,21 +440,7 @@ func TestTFTP(t *testing.T) {
 	os.WriteFile(filepath.Join(loaders, "ipxe.efi"), []byte("MZ fake loader"), 0o644)
 	os.WriteFile(filepath.Join(filepath.Dir(loaders), "outside.efi"), []byte("SECRET"), 0o644)
 	s, log := start(t, Config{Root: root, TFTPAddr: "127.0.0.1:0", Loaders: loaders})
-	c, err := tftp.NewClient(s.TFTPAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetTimeout(2 * time.Second)
-	c.SetRetries(2)
-	fetch := func(name string) ([]byte, error) {
-		wt, err := c.Receive(name, "octet")
-		if err != nil {
-			return nil, err
-		}
-		var b bytes.Buffer
-		_, err = wt.WriteTo(&b)
-		return b.Bytes(), err
-	}
+	c, fetch := tftpFetch(t, s.TFTPAddr().String())
 	if b, err := fetch("ipxe.efi"); err != nil || string(b) != "MZ fake loader" {
 		t.Errorf("ipxe.efi: %q %v", b, err)
 	}
@@ -498,5 +484,170 @@ func TestLoadMachinesErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v\nwant one containing %q", tt.text, err, tt.want)
 		}
+	}
+}
+
+// fakeLoaders is a loaders folder with one made-up ipxe.efi, for tests
+// that do not look at the loaders.
+func fakeLoaders(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, EFILoader), []byte("MZ fake loader"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestTFTPDebianLoaders serves the loaders of Debian's ipxe package as
+// they are installed: on Debian 12 /usr/lib/ipxe/ipxe.efi is a symbolic
+// link to /boot/ipxe.efi, and it is the file proxyDHCP hands to every
+// UEFI x64 client. The links of the PXE sets are still refused.
+func TestTFTPDebianLoaders(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(DefaultLoaders, EFILoader)); err != nil {
+		t.Skipf("Debian's ipxe package is not installed (hack/setup.sh installs it): %v", err)
+	}
+	if fi, err := os.Lstat(filepath.Join(DefaultLoaders, EFILoader)); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		t.Logf("%s/%s is not a symbolic link here; the test still serves it", DefaultLoaders, EFILoader)
+	}
+	root, _ := testRoot(t, 4096)
+	s, log := start(t, Config{Root: root, TFTPAddr: "127.0.0.1:0", Loaders: DefaultLoaders})
+	_, fetch := tftpFetch(t, s.TFTPAddr().String())
+	for _, name := range Loaders {
+		want, err := os.ReadFile(filepath.Join(DefaultLoaders, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fetch(name)
+		if err != nil {
+			t.Errorf("%s: %v\nlog:\n%s", name, err, log)
+			continue
+		}
+		if sha256.Sum256(got) != sha256.Sum256(want) {
+			t.Errorf("%s: %d bytes served, the file has %d", name, len(got), len(want))
+		}
+	}
+	if !strings.Contains(log.String(), "(loaders from "+DefaultLoaders+": ipxe.efi, snponly.efi, undionly.kpxe, and ") {
+		t.Errorf("the log does not name the loaders:\n%s", log)
+	}
+	for _, name := range []string{"lb/pxe/escape", "lb/pxe/escape-rel", "qemu", "../../boot/ipxe.efi"} {
+		if b, err := fetch(name); err == nil {
+			t.Errorf("%s was served: %d bytes", name, len(b))
+		}
+	}
+}
+
+// TestListenLoaders: with TFTP on, Listen fails when the loaders folder
+// is missing or holds no loader, and says what is accepted; the folder's
+// links are followed, wherever they lead.
+func TestListenLoaders(t *testing.T) {
+	root, _ := testRoot(t, 16)
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "boot")
+	os.MkdirAll(outside, 0o755)
+	os.WriteFile(filepath.Join(outside, "ipxe.efi"), []byte("MZ"), 0o644)
+	mk := func(files map[string]string) string {
+		d, err := os.MkdirTemp(dir, "loaders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, target := range files {
+			p := filepath.Join(d, name)
+			if strings.HasPrefix(target, "->") {
+				err = os.Symlink(strings.TrimPrefix(target, "->"), p)
+			} else if target == "/" {
+				err = os.Mkdir(p, 0o755)
+			} else {
+				err = os.WriteFile(p, []byte(target), 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	const accepted = "accepted: a folder holding ipxe.efi, snponly.efi or undionly.kpxe, such as /usr/lib/ipxe from Debian's ipxe package (apt-get install ipxe)"
+	tests := []struct {
+		name    string
+		loaders string
+		want    string // "": Listen succeeds
+	}{
+		{"missing", filepath.Join(dir, "nope"), "tftp: reading the loaders folder: open " + filepath.Join(dir, "nope") + ": no such file or directory; " + accepted},
+		{"unset", "", "tftp: no loaders folder; " + accepted},
+		{"empty", mk(nil), "holds no loader; " + accepted},
+		{"other files", mk(map[string]string{"ipxe.iso": "x", "ipxe.efi": "/"}), "holds no loader; " + accepted},
+		{"dangling link", mk(map[string]string{"ipxe.efi": "->" + filepath.Join(dir, "gone.efi")}), "holds no loader; " + accepted},
+		{"link out", mk(map[string]string{"ipxe.efi": "->" + filepath.Join(outside, "ipxe.efi")}), ""},
+		{"relative link out", mk(map[string]string{"ipxe.efi": "->../boot/ipxe.efi"}), ""},
+		{"bios only", mk(map[string]string{"undionly.kpxe": "x"}), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Listen(Config{Root: root, HTTPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", Loaders: tt.loaders})
+			if err == nil {
+				s.close()
+			}
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Listen: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Listen: error %v\nwant one containing %q", err, tt.want)
+			}
+			if (CheckLoaders(tt.loaders) == nil) != (tt.want == "") {
+				t.Errorf("CheckLoaders(%s) disagrees with Listen", tt.loaders)
+			}
+		})
+	}
+	// Without TFTP the loaders are not needed.
+	s, err := Listen(Config{Root: root, HTTPAddr: "127.0.0.1:0", Loaders: filepath.Join(dir, "nope")})
+	if err != nil {
+		t.Fatalf("Listen without TFTP: %v", err)
+	}
+	s.close()
+}
+
+// TestServeWarnsWithoutSets: a root without any PXE set (a wrong --root,
+// or a build without --format pxe) is served, with a warning that says
+// how to make a set.
+func TestServeWarnsWithoutSets(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "lb"), 0o755) // a build without --format pxe
+	_, log := start(t, Config{Root: root})
+	want := "WARNING: " + root + " holds no PXE set (ROLE/pxe/boot.ipxe), so no machine can boot; make one with imgforge build ROLE --format pxe --output-dir " + root
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(log.String(), want) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(log.String(), want) {
+		t.Errorf("log:\n%s\nwant a line containing %q", log, want)
+	}
+	root2, _ := testRoot(t, 16)
+	_, log2 := start(t, Config{Root: root2})
+	deadline = time.Now().Add(3 * time.Second)
+	for !strings.Contains(log2.String(), "serving the PXE sets") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if strings.Contains(log2.String(), "WARNING") {
+		t.Errorf("a warning with sets:\n%s", log2)
+	}
+}
+
+// tftpFetch returns a client of the TFTP server at addr and a function
+// that reads a file with it.
+func tftpFetch(t *testing.T, addr string) (*tftp.Client, func(name string) ([]byte, error)) {
+	t.Helper()
+	c, err := tftp.NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTimeout(2 * time.Second)
+	c.SetRetries(2)
+	return c, func(name string) ([]byte, error) {
+		wt, err := c.Receive(name, "octet")
+		if err != nil {
+			return nil, err
+		}
+		var b bytes.Buffer
+		_, err = wt.WriteTo(&b)
+		return b.Bytes(), err
 	}
 }

@@ -16,7 +16,9 @@
 // against the root hash on the kernel command line.
 //
 // Nothing outside the root is served: files are opened through an
-// os.Root, so neither ".." nor a symbolic link leads out. The package
+// os.Root, so neither ".." nor a symbolic link leads out. The loaders
+// folder is the exception by design: it is the operator's, and its
+// links are followed when the server starts. The package
 // does not build PXE sets (package build does) nor run a full DHCP
 // server.
 package serve
@@ -53,6 +55,10 @@ type Config struct {
 	TFTPAddr string
 	// Loaders is the folder of iPXE and EFI loaders TFTP serves by
 	// name (ipxe.efi, snponly.efi, undionly.kpxe); see DefaultLoaders.
+	// With TFTP on it must hold at least one of them. It is trusted
+	// configuration: its symbolic links are followed (Debian's ipxe.efi
+	// links to /boot/ipxe.efi) and resolved once, when Listen opens
+	// every file at its top.
 	Loaders string
 	// ProxyDHCP is the network interface to answer PXE clients on as a
 	// proxyDHCP server (ports 67 and 4011); empty: off.
@@ -99,6 +105,8 @@ type Server struct {
 	httpSrv  *http.Server
 	tftpConn net.PacketConn
 	dhcp     *proxyDHCP
+
+	loaders map[string]loader
 
 	seeds seedLedger
 	logMu sync.Mutex
@@ -155,6 +163,9 @@ func (s *Server) listen() error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 	}
 	if s.cfg.TFTPAddr != "" {
+		if s.loaders, err = openLoaders(s.cfg.Loaders); err != nil {
+			return fmt.Errorf("tftp: %w", err)
+		}
 		if s.tftpConn, err = net.ListenPacket("udp4", s.cfg.TFTPAddr); err != nil {
 			return fmt.Errorf("tftp: %w", err)
 		}
@@ -184,6 +195,9 @@ func (s *Server) TFTPAddr() net.Addr {
 func (s *Server) Serve(ctx context.Context) error {
 	roles, _ := Roles(s.cfg.Root)
 	s.logf("serving the PXE sets of %s (%d: %v) over http on %s", s.cfg.Root, len(roles), roles, s.httpLn.Addr())
+	if len(roles) == 0 {
+		s.logf("WARNING: %s holds no PXE set (ROLE/pxe/boot.ipxe), so no machine can boot; make one with imgforge build ROLE --format pxe --output-dir %s", s.cfg.Root, s.cfg.Root)
+	}
 	s.logf("http: at most %d connections; a connection closes after %s without a request, %s without a byte moving", s.cfg.MaxConns, s.cfg.IdleTimeout, s.cfg.IOTimeout)
 	if n := s.cfg.Machines.seeded(); n > 0 {
 		s.logf("seeds: the user-data and vendor-data of the %d machine(s) with a seed folder are handed out once; to re-arm them: %s", n, s.cfg.RearmHint)
@@ -198,7 +212,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.tftpConn != nil {
 		t := s.newTFTP()
 		tftp = t
-		s.logf("tftp on %s (loaders from %s)", s.tftpConn.LocalAddr(), s.cfg.Loaders)
+		var have []string
+		for _, n := range Loaders {
+			if _, ok := s.loaders[n]; ok {
+				have = append(have, n)
+			}
+		}
+		s.logf("tftp on %s (loaders from %s: %s, and %d more files)", s.tftpConn.LocalAddr(), s.cfg.Loaders, strings.Join(have, ", "), len(s.loaders)-len(have))
 		go func() {
 			if err := t.Serve(s.tftpConn); err != nil {
 				errc <- fmt.Errorf("tftp: %w", err)
@@ -230,6 +250,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if tftp != nil {
 		tftp.Shutdown()
 	}
+	closeLoaders(s.loaders)
 	s.root.Close()
 	s.logf("stopped")
 	return err
@@ -246,6 +267,7 @@ func (s *Server) close() {
 	if s.dhcp != nil {
 		s.dhcp.close()
 	}
+	closeLoaders(s.loaders)
 	s.root.Close()
 }
 

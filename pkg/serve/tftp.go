@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -40,17 +41,20 @@ func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
 		_, err := rf.ReadFrom(strings.NewReader(script))
 		return err
 	}
-	var f *os.File
-	var err error
-	if !strings.Contains(name, "/") && s.cfg.Loaders != "" {
-		f, err = openIn(s.cfg.Loaders, name)
-	} else {
-		parts := strings.Split(name, "/")
-		if len(parts) != 3 || !names.Role(parts[0]) || parts[1] != "pxe" || strings.HasPrefix(parts[2], ".") {
-			return fmt.Errorf("%s: not served; TFTP serves the loaders, %s and ROLE/pxe/FILE", clean(name), AutoexecScript)
+	if !strings.Contains(name, "/") {
+		l, ok := s.loaders[name]
+		if !ok {
+			return fmt.Errorf("%s: not served: not a loader in %s", clean(name), s.cfg.Loaders)
 		}
-		f, err = s.root.Open(name)
+		rf.(tftp.OutgoingTransfer).SetSize(l.size)
+		_, err := rf.ReadFrom(io.NewSectionReader(l.f, 0, l.size))
+		return err
 	}
+	parts := strings.Split(name, "/")
+	if len(parts) != 3 || !names.Role(parts[0]) || parts[1] != "pxe" || strings.HasPrefix(parts[2], ".") {
+		return fmt.Errorf("%s: not served; TFTP serves the loaders, %s and ROLE/pxe/FILE", clean(name), AutoexecScript)
+	}
+	f, err := s.root.Open(name)
 	if err != nil {
 		return fmt.Errorf("%s: not served: %w", clean(name), err)
 	}
@@ -64,14 +68,70 @@ func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
 	return err
 }
 
-// openIn opens name in dir without leaving it.
-func openIn(dir, name string) (*os.File, error) {
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, err
+// Loaders are the TFTP names of the loaders a loaders folder must hold
+// at least one of (Debian's ipxe package has all three).
+var Loaders = []string{EFILoader, "snponly.efi", BIOSLoader}
+
+// loader is a file of the loaders folder, opened when the server starts.
+type loader struct {
+	f    *os.File
+	size int64
+}
+
+// openLoaders opens every regular file at the top of the loaders folder,
+// following symbolic links wherever they lead: the folder is the
+// operator's choice, and Debian's ipxe package links ipxe.efi to
+// /boot/ipxe.efi. (The PXE sets, which builds write, are served through
+// an os.Root that refuses links out.) It fails when the folder does not
+// exist or holds none of Loaders.
+func openLoaders(dir string) (map[string]loader, error) {
+	accepted := fmt.Sprintf("accepted: a folder holding %s or %s, such as %s from Debian's ipxe package (apt-get install ipxe)", strings.Join(Loaders[:len(Loaders)-1], ", "), Loaders[len(Loaders)-1], DefaultLoaders)
+	if dir == "" {
+		return nil, fmt.Errorf("no loaders folder; %s", accepted)
 	}
-	defer r.Close()
-	return r.Open(name)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading the loaders folder: %w; %s", err, accepted)
+	}
+	ls := map[string]loader{}
+	for _, e := range ents {
+		p, err := filepath.EvalSymlinks(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // a dangling link is not a loader
+		}
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			closeLoaders(ls)
+			return nil, fmt.Errorf("opening loader %s: %w", e.Name(), err)
+		}
+		ls[e.Name()] = loader{f: f, size: fi.Size()}
+	}
+	for _, n := range Loaders {
+		if _, ok := ls[n]; ok {
+			return ls, nil
+		}
+	}
+	closeLoaders(ls)
+	return nil, fmt.Errorf("the loaders folder %s holds no loader; %s", dir, accepted)
+}
+
+// CheckLoaders says whether dir would do as Config.Loaders: nil when it
+// exists and holds at least one of Loaders (after following links), else
+// an error that says what is accepted.
+func CheckLoaders(dir string) error {
+	ls, err := openLoaders(dir)
+	closeLoaders(ls)
+	return err
+}
+
+func closeLoaders(ls map[string]loader) {
+	for _, l := range ls {
+		l.f.Close()
+	}
 }
 
 // httpURL is the URL machines reach the HTTP server by: the configured

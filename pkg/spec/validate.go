@@ -296,6 +296,14 @@ func (im *Image) Validate(src Source) error {
 			return src.Errorf(fmt.Sprintf("outputs[%d]", i), "unknown output format %q; known: %s", o, format.List())
 		}
 	}
+	for _, o := range []struct {
+		format, accepted string
+		unit             Size
+	}{{"vhd", "a whole number of MiB, such as 1500MiB (Azure's rule)", 1 << 20}, {"gce", "a whole number of GiB, such as 2GiB (Google Compute Engine's rule)", 1 << 30}} {
+		if z := im.Disk.Size; slices.Contains(im.Outputs, o.format) && z%o.unit != 0 {
+			return src.Errorf("disk.size", "%d bytes is not accepted with the %s output; accepted: %s", z, o.format, o.accepted)
+		}
+	}
 	if z := im.Disk.SlotSize; z%(1<<20) != 0 {
 		return src.Errorf("disk.slot_size", "%d bytes is not a whole number of MiB; accepted: a size such as 512MiB or 1GiB (unset: 512MiB)", z)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -139,7 +140,9 @@ func bootToService(b *testing.B, img, role string) float64 {
 	svc := roleServices[role]
 	name := "bench-" + role
 	seedISO := filepath.Join(b.TempDir(), "seed.iso")
-	if err := seed.WriteISO(seedISO, seed.Default(name, name), time.Unix(1735689600, 0)); err != nil {
+	s := seed.Default(name, name)
+	s.UserData = []byte(bootProfileUserData)
+	if err := seed.WriteISO(seedISO, s, time.Unix(1735689600, 0)); err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
@@ -159,8 +162,34 @@ func bootToService(b *testing.B, img, role string) float64 {
 	if err := eventually(ctx, svc.fn(fwds[0].HostPort)); err != nil {
 		b.Fatalf("%s: the service never answered: %v\n%s", role, err, strings.Join(vm.Console.Tail(40), "\n"))
 	}
-	return time.Since(start).Seconds()
+	secs := time.Since(start).Seconds()
+	// What the boot spent its time on, as the node saw it.
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`IMGFORGE-PROFILE-END`)); err != nil {
+		b.Fatalf("%s: no boot profile: %v", role, err)
+	}
+	con := vm.Console.String()
+	if i, j := strings.Index(con, "IMGFORGE-PROFILE-BEGIN"), strings.LastIndex(con, "IMGFORGE-PROFILE-END"); i >= 0 && j > i {
+		fmt.Printf("\n%s: power-on to the service answering %.0fs under %s; the node's systemd-analyze:\n%s\n", role, secs, accelName(), con[i:j])
+	}
+	return secs
 }
+
+// bootProfileUserData prints, once the boot has finished, what
+// systemd-analyze and cloud-init say it spent its time on.
+const bootProfileUserData = `#cloud-config
+write_files:
+  - path: /var/lib/cloud/scripts/per-boot/imgforge-bench-profile.sh
+    permissions: "0755"
+    content: |
+      #!/bin/sh
+      (systemctl is-system-running --wait >/dev/null 2>&1
+       { echo IMGFORGE-PROFILE-BEGIN
+         systemd-analyze
+         systemd-analyze critical-chain --no-pager
+         systemd-analyze blame --no-pager | head -25
+         cloud-init analyze show 2>&1 | grep -E 'Finished stage|Total Time|[0-9]\.[0-9]+s\)?$' | head -60
+         echo IMGFORGE-PROFILE-END; } >/dev/console 2>&1) &
+`
 
 // BenchmarkRoles gives the figures per role, one role at a time: the cold
 // build of every output on an empty cache, the rebuild after an edit of

@@ -138,7 +138,16 @@ func TestColdBuildAllRoles(t *testing.T) {
 			}
 			var sbom struct {
 				SPDXVersion string `json:"spdxVersion"`
-				Packages    []struct{ Name, VersionInfo string }
+				Packages    []struct {
+					Name, VersionInfo string
+					LicenseDeclared   string `json:"licenseDeclared"`
+					Checksums         []struct {
+						Algorithm string `json:"algorithm"`
+					} `json:"checksums"`
+					ExternalRefs []struct {
+						Locator string `json:"referenceLocator"`
+					} `json:"externalRefs"`
+				}
 			}
 			b, err := os.ReadFile(filepath.Join(dir, "sbom.spdx.json"))
 			if err != nil {
@@ -146,6 +155,26 @@ func TestColdBuildAllRoles(t *testing.T) {
 			}
 			if err := json.Unmarshal(b, &sbom); err != nil || sbom.SPDXVersion != "SPDX-2.3" || len(sbom.Packages) != len(m.Packages)+1 {
 				t.Errorf("sbom: %v, version %q, %d packages for %d installed", err, sbom.SPDXVersion, len(sbom.Packages), len(m.Packages))
+			}
+			// Issue 16: what scanners read. Most Debian packages have a
+			// machine-readable copyright file; every .deb is in the lists.
+			licensed, summed := 0, 0
+			for _, p := range sbom.Packages[1:] {
+				if p.LicenseDeclared != "NOASSERTION" {
+					licensed++
+				}
+				if len(p.Checksums) == 1 && p.Checksums[0].Algorithm == "SHA256" {
+					summed++
+				}
+				if len(p.ExternalRefs) != 1 || !strings.Contains(p.ExternalRefs[0].Locator, "distro=debian-12") {
+					t.Errorf("sbom: %s has no purl with distro=debian-12: %+v", p.Name, p.ExternalRefs)
+				}
+			}
+			if n := len(sbom.Packages) - 1; licensed < n/2 || summed != n {
+				t.Errorf("sbom: %d of %d packages with a declared licence, %d with a checksum", licensed, n, summed)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "sbom.cdx.json")); err != nil {
+				t.Errorf("no CycloneDX SBOM: %v", err)
 			}
 		})
 	}
@@ -395,14 +424,15 @@ func flipByte(t testing.TB, p string) {
 	}
 }
 
-// TestPush pushes the lb image to an in-memory registry on loopback and
-// reads it back.
+// TestPush pushes the lb image that the build wrote to its output
+// folder (not a rebuild) to an in-memory registry on loopback and reads
+// it back.
 func TestPush(t *testing.T) {
 	f := cold(t, 0)
 	srv := httptest.NewServer(registry.New())
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	r := imgforge(t, f.cache, workdir, "push", "lb", host+"/stack/lb:test")
+	r := imgforge(t, f.cache, workdir, "push", "lb", host+"/stack/lb:test", "--output-dir", f.out)
 	if r.code != 0 {
 		t.Fatalf("push: exit %d\n%s", r.code, r.stderr)
 	}

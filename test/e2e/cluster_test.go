@@ -103,8 +103,18 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		buf := make([]byte, 32<<10)
 		counted := false
+		// With IMGFORGE_E2E_LOGS, each node's journal is kept there (in
+		// the journal export format) for a person reading a run.
+		keep := io.Discard
+		if d := os.Getenv("IMGFORGE_E2E_LOGS"); d != "" {
+			if f, err := os.OpenFile(filepath.Join(d, host+".journal"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+				defer f.Close()
+				keep = f
+			}
+		}
 		for {
 			n, err := req.Body.Read(buf)
+			_, _ = keep.Write(buf[:n])
 			if n > 0 && !counted {
 				counted = true
 				r.mu.Lock()

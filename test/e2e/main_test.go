@@ -200,13 +200,21 @@ func cold(t testing.TB, i int) *fixture {
 	t.Helper()
 	// A developer's loop: IMGFORGE_E2E_OUT names a folder that `imgforge
 	// build lb web app db --output-dir` filled, used as build 0 (with the
-	// user's cache), so that one boot test runs without two cold builds.
+	// user's cache), so that one boot test runs without two cold builds;
+	// with `-o json >DIR/build.json` the build's results too.
 	if d := os.Getenv("IMGFORGE_E2E_OUT"); d != "" && i == 0 {
 		cache, err := os.UserCacheDir()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &fixture{cache: cache, out: d}
+		f := &fixture{cache: cache, out: d}
+		// Its results, when the folder holds the build's -o json.
+		if b, err := os.ReadFile(filepath.Join(d, "build.json")); err == nil {
+			if err := json.Unmarshal(b, &f.build); err != nil {
+				t.Fatalf("%s/build.json: %v", d, err)
+			}
+		}
+		return f
 	}
 	startColds.Do(startColdBuilds)
 	<-coldDone[i]

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -52,7 +53,7 @@ func (b *Builder) Prepare(raws ...interface{}) (generatedVars, warnings []string
 	if err != nil {
 		return nil, nil, err
 	}
-	return nil, nil, nil
+	return slices.Clone(generatedDataNames), nil, nil
 }
 
 // Run builds the role. When ctx is cancelled (Ctrl-C in Packer), the

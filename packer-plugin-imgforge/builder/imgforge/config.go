@@ -42,7 +42,7 @@ type Config struct {
 	// `{ runtime = "uwsgi" }` for the app role.
 	Options map[string]string `mapstructure:"options"`
 	// The outputs to write: any of `oci`, `docker-archive`, `raw`, `qcow2`, `vmdk`,
-	// `iso` and `pxe`. The image definition's outputs when empty.
+	// `vhd`, `gce`, `iso` and `pxe`. The image definition's outputs when empty.
 	Formats []string `mapstructure:"formats"`
 	// The folder the images are written to, one sub-folder per role;
 	// `out` when empty. A role's sub-folder is replaced atomically.

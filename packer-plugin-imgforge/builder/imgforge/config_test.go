@@ -41,7 +41,7 @@ func TestPrepare(t *testing.T) {
 		{name: "no role", config: map[string]interface{}{}, want: `role: required`},
 		{name: "unknown role", config: map[string]interface{}{"role": "nope"}, want: `role "nope": known roles: app, db, lb, web`},
 		{name: "bad format", config: map[string]interface{}{"role": "lb", "formats": []string{"oci", "vdi"}},
-			want: `formats: unknown output format "vdi"; known: oci, docker-archive, raw, qcow2, vmdk, iso`},
+			want: `formats: unknown output format "vdi"; known: oci, docker-archive, raw, qcow2, vmdk, vhd, gce, iso`},
 		{name: "output dir under a file", config: map[string]interface{}{"role": "lb", "output_dir": filepath.Join(file, "out")},
 			want: "output_dir: " + filepath.Join(file, "out") + " cannot be created: " + file + " is not a folder"},
 		{name: "output dir is a file", config: map[string]interface{}{"role": "lb", "output_dir": file},
