@@ -135,6 +135,15 @@ func startSlotted(t testing.TB, ctx context.Context, m *qemu.Machine) *qemu.VM {
 		t.Fatal(err)
 	}
 	go func() { <-vm.Done(); <-vmSlots }()
+	// With IMGFORGE_E2E_LOGS, every machine's whole console is kept there,
+	// for a hang that the last lines do not explain.
+	if d := os.Getenv("IMGFORGE_E2E_LOGS"); d != "" {
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + m.Name + "-" + time.Now().Format("150405") + ".console"
+		if f, err := os.Create(filepath.Join(d, name)); err == nil {
+			vm.ConsoleTo(f)
+			t.Cleanup(func() { f.Close() })
+		}
+	}
 	t.Cleanup(func() {
 		vm.Kill()
 		if t.Failed() {
