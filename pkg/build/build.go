@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/format"
+	"github.com/imgforge/imgforge/pkg/sign"
 
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/debian"
@@ -71,6 +72,8 @@ type Options struct {
 	// NoCache runs every stage again instead of using its cached result
 	// (what it makes is still stored; downloaded .deb files are reused).
 	NoCache bool
+	// Signer signs the outputs (output_sign.go); nil signs nothing.
+	Signer *sign.Signer
 }
 
 // Builder builds plans. It is not safe for concurrent use.

@@ -109,7 +109,8 @@ func (b *Builder) inputsDigest(ctx context.Context, im *Image, imageDigest strin
 		Tool, ToolDigest, Plan, Image string
 		Stages                        map[string]string
 		Formats                       []string
-	}{b.o.ToolVersion, tool, im.Plan.Digest(), imageDigest, im.Keys, formats})
+		Signer                        string `json:",omitempty"`
+	}{b.o.ToolVersion, tool, im.Plan.Digest(), imageDigest, im.Keys, formats, b.signerID()})
 	if err != nil {
 		return "", err
 	}
@@ -118,13 +119,16 @@ func (b *Builder) inputsDigest(ctx context.Context, im *Image, imageDigest strin
 }
 
 // writeState records the files of the output folder dir, just written
-// with SHA256SUMS (whose own digest is sumsDigest), for the next build.
-func writeState(dir, inputs, sumsDigest string) error {
+// with SHA256SUMS, for the next build; extra are the files SHA256SUMS
+// cannot list (itself, its signature), with their digests.
+func writeState(dir, inputs string, extra map[string]string) error {
 	sums, err := imagemeta.ReadSums(dir)
 	if err != nil {
 		return err
 	}
-	sums[imagemeta.SumsName] = strings.TrimPrefix(sumsDigest, "sha256:")
+	for name, d := range extra {
+		sums[name] = strings.TrimPrefix(d, "sha256:")
+	}
 	s := outputState{Inputs: inputs, Files: map[string]fileState{}}
 	for rel, sum := range sums {
 		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(rel)))
@@ -193,6 +197,14 @@ func (b *Builder) unchanged(ctx context.Context, dir, inputs string, im *Image, 
 		return nil, changed("state has no %s", imagemeta.SumsName)
 	}
 	want[imagemeta.SumsName] = rec.Digest
+	if b.o.Signer != nil {
+		// Its signature; the inputs digest names the key.
+		rec, ok := s.Files[SigName]
+		if !ok {
+			return nil, changed("state has no %s", SigName)
+		}
+		want[SigName] = rec.Digest
+	}
 	rehashed := false
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -265,12 +277,13 @@ func (b *Builder) unchanged(ctx context.Context, dir, inputs string, im *Image, 
 			return nil, changed("the manifest's %s is not the one in %s", a.Path, imagemeta.SumsName)
 		}
 	}
-	for _, name := range []string{imagemeta.ManifestName, imagemeta.SumsName} {
+	extra := []string{imagemeta.ManifestName, imagemeta.SumsName}
+	if b.o.Signer != nil {
+		extra = append(extra, SigName)
+	}
+	for _, name := range extra {
 		f := s.Files[name]
-		format := "manifest"
-		if name == imagemeta.SumsName {
-			format = "sha256sums"
-		}
+		format := map[string]string{imagemeta.ManifestName: "manifest", imagemeta.SumsName: "sha256sums", SigName: "signature"}[name]
 		arts = append(arts, imagemeta.Output{Path: name, Format: format, Size: f.Size, Digest: "sha256:" + f.Digest})
 	}
 	if rehashed {
@@ -278,4 +291,12 @@ func (b *Builder) unchanged(ctx context.Context, dir, inputs string, im *Image, 
 		_ = s.write(dir)
 	}
 	return arts, nil
+}
+
+// signerID names the signing key, "" when the build signs nothing.
+func (b *Builder) signerID() string {
+	if b.o.Signer == nil {
+		return ""
+	}
+	return b.o.Signer.ID
 }

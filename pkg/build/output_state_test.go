@@ -14,6 +14,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/sign"
 )
 
 // outputsEnd records how the outputs stage ended.
@@ -34,9 +35,15 @@ func (o *outputsEnd) sink(e Event) {
 // result and whether the outputs were kept as they were.
 func buildInto(t testing.TB, c *cache.Cache, tools Tools, out string, formats []string, toolDigest string, p *plan.Plan) (*imagemeta.Result, bool) {
 	t.Helper()
+	return buildSigned(t, c, tools, out, formats, toolDigest, p, nil)
+}
+
+// buildSigned is buildInto with a signing key (none when s is nil).
+func buildSigned(t testing.TB, c *cache.Cache, tools Tools, out string, formats []string, toolDigest string, p *plan.Plan, s *sign.Signer) (*imagemeta.Result, bool) {
+	t.Helper()
 	end := &outputsEnd{}
 	b, err := New(context.Background(), Options{Cache: c, OutputDir: out, Tools: tools, Formats: formats, ToolDigest: toolDigest,
-		ToolVersion: "imgforge test", Progress: NewProgress(end.sink, time.Now)})
+		ToolVersion: "imgforge test", Progress: NewProgress(end.sink, time.Now), Signer: s})
 	if err != nil {
 		t.Fatal(err)
 	}

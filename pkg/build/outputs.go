@@ -171,6 +171,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	if err != nil {
 		return nil, err
 	}
+	sboms := map[string][]byte{}
 	for _, f := range []struct {
 		path, format string
 		write        func(io.Writer) error
@@ -182,6 +183,7 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 		if err := f.write(&buf); err != nil {
 			return nil, err
 		}
+		sboms[f.format] = buf.Bytes()
 		a, err := writeHashed(ctx, filepath.Join(tmp, f.path), func(w io.Writer) error { _, err := w.Write(buf.Bytes()); return err })
 		if err != nil {
 			return nil, err
@@ -196,8 +198,8 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	}
 	m := imagemeta.Manifest{
 		Role: p.Role, Image: p.Image, PlanDigest: p.Digest(), ImageDigest: digest.String(), Tool: b.o.ToolVersion,
-		Inputs:  imagemeta.ManifestInputs{Plan: planJSON, Mmdebstrap: b.mmdVersion, Releases: map[string]string{}, SourceDateEpoch: p.SourceDateEpoch, StageKeys: im.Keys},
-		Outputs: arts, Disk: diskInfo,
+		Inputs: imagemeta.ManifestInputs{Plan: planJSON, Mmdebstrap: b.mmdVersion, Releases: map[string]string{}, SourceDateEpoch: p.SourceDateEpoch, StageKeys: im.Keys},
+		Disk:   diskInfo,
 	}
 	for _, s := range p.Distribution.Sources {
 		m.Inputs.Releases[s] = b.releases[s]
@@ -208,6 +210,20 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	for _, pk := range pkgs {
 		m.Packages = append(m.Packages, imagemeta.ManifestPackage{Name: pk.Name, Version: pk.Version, Architecture: pk.Architecture, Source: pk.Source})
 	}
+	if b.o.Signer != nil {
+		m.Signing = imagemeta.Signing{Signed: true, Key: b.o.Signer.ID}
+		a, err := b.signOutputs(ctx, im, j, signedOutput{dir: tmp, arts: arts, spdx: sboms["spdx-json"], cdx: sboms["cyclonedx-json"], manifestRaw: m})
+		if err != nil {
+			return nil, err
+		}
+		for i := range arts {
+			if arts[i].Format == "oci" {
+				arts[i].Size = dirSize(filepath.Join(tmp, "oci"))
+			}
+		}
+		arts = append(arts, a)
+	}
+	m.Outputs = arts
 	mj, err := m.Marshal()
 	if err != nil {
 		return nil, err
@@ -238,7 +254,16 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 		sums.Size = fi.Size()
 	}
 	arts = append(arts, sums)
-	if err := writeState(tmp, inputs, sums.Digest); err != nil {
+	extra := map[string]string{imagemeta.SumsName: sums.Digest}
+	if b.o.Signer != nil {
+		sig, err := b.signSums(tmp)
+		if err != nil {
+			return nil, err
+		}
+		arts = append(arts, sig)
+		extra[SigName] = sig.Digest
+	}
+	if err := writeState(tmp, inputs, extra); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

@@ -23,6 +23,18 @@ type Manifest struct {
 	Outputs     []Output          `json:"outputs"`
 	Packages    []ManifestPackage `json:"packages"`
 	Disk        *Disk             `json:"disk,omitempty"`
+	Signing     Signing           `json:"signing"`
+}
+
+// Signing says whether and with which key a build signed its outputs
+// (SHA256SUMS.sig, provenance.intoto.json and the OCI image's cosign
+// signature and attestations), and whether its boot chain is signed for
+// Secure Boot.
+type Signing struct {
+	Signed bool `json:"signed"`
+	// Key is the sha256 of the public key's PKIX DER encoding.
+	Key        string `json:"key,omitempty"`
+	SecureBoot bool   `json:"secure_boot"`
 }
 
 // ManifestInputs records what the build read.
