@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/imgforge/imgforge/pkg/format"
+	"github.com/imgforge/imgforge/pkg/sign"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/units"
@@ -24,6 +25,7 @@ func newBuildCmd(c *common) *cobra.Command {
 		formats  []string
 		verbose  bool
 		noCache  bool
+		signKey  string
 		progMode string
 	)
 	cmd := &cobra.Command{
@@ -41,6 +43,14 @@ func newBuildCmd(c *common) *cobra.Command {
 			}
 			if err := checkProgress(progMode); err != nil {
 				return err
+			}
+			var signer *sign.Signer
+			if signKey != "" {
+				// Before any work: a bad key costs no build.
+				var err error
+				if signer, err = sign.LoadSigner(signKey); err != nil {
+					return fmt.Errorf("--sign-key: %w", err)
+				}
 			}
 			plans, err := c.plans(args)
 			if err != nil {
@@ -68,7 +78,7 @@ func newBuildCmd(c *common) *cobra.Command {
 			defer stop()
 			req := imgforge.BuildRequest{
 				Plans: plans, CacheDir: cacheDir, OutputDir: outDir, Formats: formats,
-				Progress: prog, Rootless: os.Geteuid() != 0, NoCache: noCache,
+				Progress: prog, Rootless: os.Geteuid() != 0, NoCache: noCache, Signer: signer,
 			}
 			if verbose {
 				req.Log = cmd.ErrOrStderr()
@@ -101,6 +111,7 @@ func newBuildCmd(c *common) *cobra.Command {
 	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+format.List()+" (default: the image definition's outputs)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
 	cmd.Flags().StringVar(&progMode, "progress", progressAuto, "progress display: auto (a redrawn line on a terminal, else plain), plain (log lines, and a heartbeat every 30 s), quiet")
+	cmd.Flags().StringVar(&signKey, "sign-key", "", "sign the outputs with this private key (PEM: ECDSA P-256 or Ed25519, unencrypted): SHA256SUMS.sig, provenance.intoto.json, and the OCI image's cosign signature and attestations (SLSA provenance, SPDX, CycloneDX); imgforge verify --key and cosign verify them")
 	cmd.Flags().BoolVar(&noCache, "no-cache", false, "run every stage again instead of using its cached result (downloaded .deb files are still reused; what it makes is cached)")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -62,7 +63,7 @@ func newPushCmd(c *common) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(res)
 			}
-			for _, r := range append(res.Refs, res.Boot...) {
+			for _, r := range slices.Concat(res.Refs, res.Boot, res.Signatures) {
 				fmt.Fprintln(out, r)
 			}
 			return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/sign"
 	"github.com/imgforge/imgforge/pkg/spec"
 	"github.com/imgforge/imgforge/pkg/version"
 	"github.com/imgforge/imgforge/roles"
@@ -88,6 +89,8 @@ type BuildRequest struct {
 	Rootless  bool
 	// NoCache runs every stage again instead of using its cached result.
 	NoCache bool
+	// Signer signs the outputs; nil signs nothing.
+	Signer *sign.Signer
 	// LookPath finds the host's programs for the preflight check
 	// (exec.LookPath when nil).
 	LookPath func(string) (string, error)
@@ -154,6 +157,7 @@ func Build(ctx context.Context, req BuildRequest) ([]*imagemeta.Result, error) {
 	b, err := build.New(ctx, build.Options{
 		Cache: c, OutputDir: req.OutputDir, Formats: req.Formats, Progress: req.Progress,
 		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version, NoCache: req.NoCache,
+		Signer: req.Signer,
 	})
 	if err != nil {
 		return nil, err

@@ -64,6 +64,10 @@ type PushResult struct {
 	// Boot are the pushed boot artifacts, tagged TAG-boot, each with its
 	// digest (REGISTRY/REPO@sha256:...), in the order of Refs.
 	Boot []string `json:"boot,omitempty"`
+	// Signatures are the pushed cosign signature and attestation images of
+	// a signed build (tagged sha256-HEX.sig and .att in each repository),
+	// each with its digest.
+	Signatures []string `json:"signatures,omitempty"`
 }
 
 // ErrRef is the error of a reference that ParseRefs refuses.
@@ -105,7 +109,10 @@ func Push(ctx context.Context, req PushRequest, p *plan.Plan) (*PushResult, erro
 		return nil, err
 	}
 	res := &PushResult{Role: p.Role}
-	var img v1.Image
+	var (
+		img  v1.Image
+		sigs *oci.Signatures
+	)
 	if req.Build != nil {
 		res.Source = "build"
 		if img, err = buildImage(ctx, *req.Build, p); err != nil {
@@ -114,7 +121,7 @@ func Push(ctx context.Context, req PushRequest, p *plan.Plan) (*PushResult, erro
 	} else {
 		dir := filepath.Join(req.OutputDir, p.Role)
 		res.Source = filepath.Join(dir, "oci")
-		if img, err = LayoutImage(dir); err != nil {
+		if img, sigs, err = LayoutImage(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -140,6 +147,13 @@ func Push(ctx context.Context, req PushRequest, p *plan.Plan) (*PushResult, erro
 		}
 		res.Refs = append(res.Refs, pushed)
 		res.Tags = append(res.Tags, t.Name())
+		if sigs != nil {
+			pushed, err := sigs.Push(ctx, t.Context(), req.Remote...)
+			if err != nil {
+				return nil, err
+			}
+			res.Signatures = append(res.Signatures, pushed...)
+		}
 		if files != nil {
 			b, err := oci.PushBootTag(ctx, t, *subject, files, req.Remote...)
 			if err != nil {
@@ -175,35 +189,50 @@ func buildImage(ctx context.Context, req BuildRequest, p *plan.Plan) (v1.Image, 
 // LayoutImage is the image of a role's build in dir (OUTPUT/ROLE): the
 // one image of the OCI layout dir/oci, which must be the image that
 // dir/manifest.json names.
-func LayoutImage(dir string) (v1.Image, error) {
+func LayoutImage(dir string) (v1.Image, *oci.Signatures, error) {
 	lp := filepath.Join(dir, "oci")
 	if _, err := os.Stat(filepath.Join(lp, "index.json")); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: no OCI image here; build one with imgforge build %s --format oci --output-dir %s, or push with --build", lp, filepath.Base(dir), filepath.Dir(dir))
+		return nil, nil, fmt.Errorf("%s: no OCI image here; build one with imgforge build %s --format oci --output-dir %s, or push with --build", lp, filepath.Base(dir), filepath.Dir(dir))
 	}
 	idx, err := layout.ImageIndexFromPath(lp)
 	if err != nil {
-		return nil, fmt.Errorf("reading the OCI layout %s: %w", lp, err)
+		return nil, nil, fmt.Errorf("reading the OCI layout %s: %w", lp, err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, fmt.Errorf("reading the OCI layout %s: %w", lp, err)
+		return nil, nil, fmt.Errorf("reading the OCI layout %s: %w", lp, err)
 	}
-	if len(im.Manifests) != 1 || !im.Manifests[0].MediaType.IsImage() {
-		return nil, fmt.Errorf("the OCI layout %s holds %d manifests; imgforge build writes one image", lp, len(im.Manifests))
+	// One image, and with a signed build its cosign signature and
+	// attestations (named by their tags).
+	var images []v1.Descriptor
+	for _, m := range im.Manifests {
+		if !oci.IsSignatureTag(m.Annotations[oci.RefNameAnnotation]) {
+			images = append(images, m)
+		}
 	}
-	d := im.Manifests[0].Digest
+	if len(images) != 1 || !images[0].MediaType.IsImage() {
+		return nil, nil, fmt.Errorf("the OCI layout %s holds %d manifests besides signatures; imgforge build writes one image", lp, len(images))
+	}
+	d := images[0].Digest
 	m, err := imagemeta.ReadManifest(filepath.Join(dir, imagemeta.ManifestName))
 	if err != nil {
-		return nil, fmt.Errorf("reading the build's manifest: %w", err)
+		return nil, nil, fmt.Errorf("reading the build's manifest: %w", err)
 	}
 	if m.ImageDigest != d.String() {
-		return nil, fmt.Errorf("the OCI layout %s holds image %s, but %s names %s: build the role again into %s", lp, d, filepath.Join(dir, imagemeta.ManifestName), m.ImageDigest, filepath.Dir(dir))
+		return nil, nil, fmt.Errorf("the OCI layout %s holds image %s, but %s names %s: build the role again into %s", lp, d, filepath.Join(dir, imagemeta.ManifestName), m.ImageDigest, filepath.Dir(dir))
 	}
 	img, err := idx.Image(d)
 	if err != nil {
-		return nil, fmt.Errorf("reading image %s of the OCI layout %s: %w", d, lp, err)
+		return nil, nil, fmt.Errorf("reading image %s of the OCI layout %s: %w", d, lp, err)
 	}
-	return img, nil
+	sigs, err := oci.LayoutSignatures(idx, d)
+	if errors.Is(err, oci.ErrNotSigned) {
+		return img, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the signatures of the OCI layout %s: %w", lp, err)
+	}
+	return img, sigs, nil
 }
 
 // bootFiles finds the boot artifact's files in dir, a build's output
