@@ -12,6 +12,7 @@ PACKER_SDC := $(TOOLS_DIR)/bin/packer-sdc
 # The platforms make plugin-release builds the Packer plugin for (imgforge builds on Linux only).
 PLUGIN_ARCHES ?= amd64 arm64
 SYFT := $(TOOLS_DIR)/bin/syft
+COSIGN := $(TOOLS_DIR)/bin/cosign
 
 .DEFAULT_GOAL := help
 
@@ -29,9 +30,9 @@ build: ## build bin/imgforge and bin/imgforge-agent (static, reproducible)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o bin/imgforge-agent ./cmd/imgforge-agent
 
 .PHONY: test
-test: syft-tool ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
-	SYFT=$(SYFT) $(GO) test -count=1 ./...
-	$(GO) test -count=1 -tags e2e -timeout 80m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
+test: syft-tool cosign-tool ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
+	SYFT=$(SYFT) COSIGN=$(COSIGN) $(GO) test -count=1 ./...
+	COSIGN=$(COSIGN) $(GO) test -count=1 -tags e2e -timeout 80m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
 	$(MAKE) test-packer
 
 .PHONY: test-e2e-quick
@@ -52,6 +53,10 @@ test-packer: packer-tools ## the Packer plugin: unit tests, generated-file drift
 .PHONY: syft-tool
 syft-tool: ## build syft into the tools dir (once; a few minutes): the SBOM tests read our SBOMs with it
 	./hack/syft-tool.sh $(TOOLS_DIR)
+
+.PHONY: cosign-tool
+cosign-tool: ## build cosign into the tools dir (once; a few minutes): the signing tests verify our signatures with it
+	./hack/cosign-tool.sh $(TOOLS_DIR)
 
 .PHONY: packer-tools
 packer-tools: ## build packer v1.11.2 and packer-sdc into the tools dir (once; minutes)
