@@ -74,6 +74,7 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, _ packersdk.Hook) (p
 		Progress:  build.NewProgress(build.LogLines(lines), nil),
 		Log:       log.Writer(), // the tools' output goes to Packer's log (PACKER_LOG=1)
 		Rootless:  os.Geteuid() != 0,
+		Signer:    b.config.signer,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

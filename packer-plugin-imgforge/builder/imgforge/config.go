@@ -20,6 +20,7 @@ import (
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/sign"
 	"github.com/imgforge/imgforge/pkg/spec"
 )
 
@@ -59,8 +60,14 @@ type Config struct {
 	// environment's `IMGFORGE_AGENT`, else `imgforge-agent` on `PATH`, as
 	// for `imgforge build`.
 	AgentPath string `mapstructure:"agent_path"`
+	// A private key (PEM: ECDSA P-256 or Ed25519, unencrypted) to sign the
+	// outputs with, like `imgforge build --sign-key`: `SHA256SUMS.sig`,
+	// `provenance.intoto.json`, and the OCI image's cosign signature and
+	// attestations. Unsigned when empty.
+	SignKey string `mapstructure:"sign_key"`
 
-	ctx interpolate.Context
+	ctx    interpolate.Context
+	signer *sign.Signer
 }
 
 // prepare decodes raws into c and checks it, using getenv for the
@@ -98,6 +105,11 @@ func (c *Config) prepare(getenv func(string) string, raws ...interface{}) (*plan
 	if cacheDir == "" {
 		if cacheDir, err = cache.DefaultDir(getenv); err != nil {
 			errs = packersdk.MultiErrorAppend(errs, errors.New("cache_dir: not set, and neither XDG_CACHE_HOME nor HOME is set in the environment"))
+		}
+	}
+	if c.SignKey != "" {
+		if c.signer, err = sign.LoadSigner(c.SignKey); err != nil {
+			errs = packersdk.MultiErrorAppend(errs, fmt.Errorf("sign_key: %w", err))
 		}
 	}
 	mirrorOK := true

@@ -28,6 +28,7 @@ type FlatConfig struct {
 	Mirror              *string           `mapstructure:"mirror" cty:"mirror" hcl:"mirror"`
 	CacheDir            *string           `mapstructure:"cache_dir" cty:"cache_dir" hcl:"cache_dir"`
 	AgentPath           *string           `mapstructure:"agent_path" cty:"agent_path" hcl:"agent_path"`
+	SignKey             *string           `mapstructure:"sign_key" cty:"sign_key" hcl:"sign_key"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -60,6 +61,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"mirror":                     &hcldec.AttrSpec{Name: "mirror", Type: cty.String, Required: false},
 		"cache_dir":                  &hcldec.AttrSpec{Name: "cache_dir", Type: cty.String, Required: false},
 		"agent_path":                 &hcldec.AttrSpec{Name: "agent_path", Type: cty.String, Required: false},
+		"sign_key":                   &hcldec.AttrSpec{Name: "sign_key", Type: cty.String, Required: false},
 	}
 	return s
 }

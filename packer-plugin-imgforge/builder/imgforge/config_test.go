@@ -1,12 +1,18 @@
 package imgforge
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/imgforge/imgforge/pkg/format"
+	"github.com/imgforge/imgforge/pkg/sign"
 )
 
 // env is a fake environment.
@@ -39,6 +45,10 @@ func TestPrepare(t *testing.T) {
 			"source_date_epoch": 1700000000, "mirror": "http://deb.example.org/debian", "cache_dir": tmp,
 		}},
 		{name: "no role", config: map[string]interface{}{}, want: `role: required`},
+		{name: "sign key missing", config: map[string]interface{}{"role": "lb", "sign_key": filepath.Join(tmp, "nokey.pem")},
+			want: "sign_key: signing key: open " + filepath.Join(tmp, "nokey.pem")},
+		{name: "sign key not a key", config: map[string]interface{}{"role": "lb", "sign_key": file},
+			want: "sign_key: signing key " + file + ": no PEM block; accepted: an ECDSA P-256 or Ed25519 private key"},
 		{name: "unknown role", config: map[string]interface{}{"role": "nope"}, want: `role "nope": known roles: app, db, lb, web`},
 		{name: "bad format", config: map[string]interface{}{"role": "lb", "formats": []string{"oci", "vdi"}},
 			want: `formats: unknown output format "vdi"; known: oci, docker-archive, raw, qcow2, vmdk, vhd, gce, iso`},
@@ -174,5 +184,22 @@ func TestFormatsDocumented(t *testing.T) {
 				t.Errorf("%s: the docs of formats do not name `%s`", doc, f)
 			}
 		}
+	}
+}
+
+// TestPrepareSignKey: sign_key loads the key that the build then signs
+// with, as imgforge build --sign-key does.
+func TestPrepareSignKey(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	path := filepath.Join(t.TempDir(), "key.pem")
+	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	b := &Builder{getenv: env("HOME", t.TempDir())}
+	if _, _, err := b.Prepare(map[string]interface{}{"role": "lb", "output_dir": t.TempDir(), "sign_key": path}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := sign.LoadSigner(path)
+	if b.config.signer == nil || b.config.signer.ID != want.ID {
+		t.Errorf("signer %+v, want the key of %s", b.config.signer, path)
 	}
 }
