@@ -27,7 +27,7 @@ const RefNameAnnotation = "org.opencontainers.image.ref.name"
 // attestations of the image whose digest is d: sha256-HEX.sig and .att.
 func SigTag(d v1.Hash) string { return d.Algorithm + "-" + d.Hex + ".sig" }
 
-// AttTag: see SigTag.
+// AttTag is the tag of the attestations of the image whose digest is d.
 func AttTag(d v1.Hash) string { return d.Algorithm + "-" + d.Hex + ".att" }
 
 // IsSignatureTag tells whether a tag (or layout ref name) is one of

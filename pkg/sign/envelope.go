@@ -147,7 +147,7 @@ func NewSubject(name, digest string) Subject {
 	return Subject{Name: name, Digest: map[string]string{"sha256": strings.TrimPrefix(digest, "sha256:")}}
 }
 
-// Statement returns the in-toto statement of predicate about subjects.
+// NewStatement returns the in-toto statement of predicate about subjects.
 func NewStatement(predicateType string, predicate []byte, subjects ...Subject) ([]byte, error) {
 	return json.Marshal(Statement{Type: StatementType, Subject: subjects, PredicateType: predicateType, Predicate: predicate})
 }
