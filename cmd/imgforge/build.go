@@ -111,7 +111,7 @@ func newBuildCmd(c *common) *cobra.Command {
 	cmd.Flags().StringSliceVar(&formats, "format", nil, "output formats: "+format.List()+" (default: the image definition's outputs)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
 	cmd.Flags().StringVar(&progMode, "progress", progressAuto, "progress display: auto (a redrawn line on a terminal, else plain), plain (log lines, and a heartbeat every 30 s), quiet")
-	cmd.Flags().StringVar(&signKey, "sign-key", "", "sign the outputs with this private key (PEM: ECDSA P-256 or Ed25519, unencrypted): SHA256SUMS.sig, provenance.intoto.json, and the OCI image's cosign signature and attestations (SLSA provenance, SPDX, CycloneDX); imgforge verify --key and cosign verify them")
+	cmd.Flags().StringVar(&signKey, "sign-key", "", "sign the outputs with this private key (PEM: ECDSA P-256 or Ed25519; unencrypted, or cosign generate-key-pair's cosign.key with its password in COSIGN_PASSWORD): SHA256SUMS.sig, provenance.intoto.json, and the OCI image's cosign signature and attestations (SLSA provenance, SPDX, CycloneDX); imgforge verify --key and cosign verify them")
 	cmd.Flags().BoolVar(&noCache, "no-cache", false, "run every stage again instead of using its cached result (downloaded .deb files are still reused; what it makes is cached)")
 	return cmd
 }

@@ -43,6 +43,13 @@ type Verifier struct {
 // ErrBadSignature is what a signature that does not verify wraps.
 var ErrBadSignature = errors.New("signature does not verify")
 
+// PasswordEnv holds the password of an encrypted cosign key, as for cosign.
+const PasswordEnv = "COSIGN_PASSWORD"
+
+func accepted(what string) string {
+	return what + "; accepted: an ECDSA P-256 or Ed25519 private key in PEM: PKCS #8 \"PRIVATE KEY\" or SEC 1 \"EC PRIVATE KEY\" (openssl genpkey), or cosign's \"ENCRYPTED SIGSTORE PRIVATE KEY\" (cosign generate-key-pair) with its password in " + PasswordEnv
+}
+
 // LoadSigner reads a private key from a PEM file. Errors name the file,
 // never the key's contents.
 func LoadSigner(path string) (*Signer, error) {
@@ -61,17 +68,23 @@ func LoadSigner(path string) (*Signer, error) {
 func ParseSigner(data []byte) (*Signer, error) {
 	b, _ := pem.Decode(data)
 	if b == nil {
-		return nil, errors.New("no PEM block; accepted: an ECDSA P-256 or Ed25519 private key in PEM (PKCS #8 \"PRIVATE KEY\" or SEC 1 \"EC PRIVATE KEY\"), unencrypted")
+		return nil, errors.New(accepted("no PEM block"))
 	}
 	var key any
 	var err error
 	switch b.Type {
+	case "ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY":
+		der, derr := decryptCosignKey(b.Bytes, os.Getenv(PasswordEnv))
+		if derr != nil {
+			return nil, derr
+		}
+		key, err = x509.ParsePKCS8PrivateKey(der)
 	case "PRIVATE KEY":
 		key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
 	case "EC PRIVATE KEY":
 		key, err = x509.ParseECPrivateKey(b.Bytes)
 	default:
-		return nil, fmt.Errorf("PEM block %q; accepted: \"PRIVATE KEY\" (PKCS #8) or \"EC PRIVATE KEY\" (SEC 1), unencrypted (convert cosign's encrypted keys with openssl or use a key made by openssl genpkey)", b.Type)
+		return nil, errors.New(accepted(fmt.Sprintf("PEM block %q", b.Type)))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("parsing the private key: %w", err)

@@ -10,9 +10,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/nacl/secretbox"
+	"golang.org/x/crypto/scrypt"
 )
 
 func pemKey(t *testing.T, typ string, key any) []byte {
@@ -147,7 +151,7 @@ func TestKeyErrors(t *testing.T) {
 	}{
 		{"empty", "", "no PEM block"},
 		{"p384", string(pemKey(t, "PRIVATE KEY", p384)), "accepted: P-256"},
-		{"encrypted cosign key", "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n", "accepted"},
+		{"encrypted cosign key", "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n", "reading the encrypted cosign key"},
 		{"public key", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "accepted"},
 		{"damaged", strings.Replace(string(secret), "M", "A", 3), "parsing the private key"},
 	} {
@@ -165,5 +169,87 @@ func TestKeyErrors(t *testing.T) {
 	}
 	if _, err := ParseVerifier(secret); err == nil {
 		t.Error("a private key was taken for a public one")
+	}
+}
+
+// sealCosign encrypts a PKCS #8 key as cosign generate-key-pair does.
+func sealCosign(t *testing.T, der []byte, password string) []byte {
+	t.Helper()
+	var s cosignSealed
+	s.KDF.Name, s.Cipher.Name = "scrypt", "nacl/secretbox"
+	s.KDF.Params.N, s.KDF.Params.R, s.KDF.Params.P = 32768, 8, 1
+	s.KDF.Salt = make([]byte, 32)
+	s.Cipher.Nonce = make([]byte, 24)
+	rand.Read(s.KDF.Salt)
+	rand.Read(s.Cipher.Nonce)
+	k, err := scrypt.Key([]byte(password), s.KDF.Salt, 32768, 8, 1, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key [32]byte
+	var nonce [24]byte
+	copy(key[:], k)
+	copy(nonce[:], s.Cipher.Nonce)
+	s.Ciphertext = secretbox.Seal(nil, der, &nonce, &key)
+	j, _ := json.Marshal(s)
+	return pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED SIGSTORE PRIVATE KEY", Bytes: j})
+}
+
+// TestEncryptedCosignKey: a key as cosign generate-key-pair writes it
+// opens with the password in COSIGN_PASSWORD, and not without it or with
+// another; the error never shows the password.
+func TestEncryptedCosignKey(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	path := filepath.Join(t.TempDir(), "cosign.key")
+	os.WriteFile(path, sealCosign(t, der, "hunter2-correct"), 0o600)
+	t.Setenv(PasswordEnv, "hunter2-correct")
+	s, err := LoadSigner(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := keyID(&k.PublicKey); s.ID != want {
+		t.Errorf("key %s, want %s", s.ID, want)
+	}
+	for pw, want := range map[string]string{"": "is encrypted: give its password in COSIGN_PASSWORD", "wrong-password": "does not open with the password in COSIGN_PASSWORD"} {
+		t.Setenv(PasswordEnv, pw)
+		_, err := LoadSigner(path)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("password %q: %v, want %q", pw, err, want)
+		} else if pw != "" && strings.Contains(err.Error(), pw) {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+}
+
+// TestCosignGeneratedKey: the real cosign's generate-key-pair makes a key
+// that imgforge signs with, and cosign verify-blob accepts the signature.
+func TestCosignGeneratedKey(t *testing.T) {
+	cosign := os.Getenv("COSIGN")
+	if cosign == "" {
+		home, _ := os.UserHomeDir()
+		cosign = filepath.Join(home, ".cache", "imgforge-tools", "bin", "cosign")
+	}
+	if _, err := os.Stat(cosign); err != nil {
+		t.Skipf("cosign is not built (make cosign-tool): %v", err)
+	}
+	dir := t.TempDir()
+	t.Setenv(PasswordEnv, "pw-for-test")
+	cmd := exec.Command(cosign, "generate-key-pair")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
+	}
+	s, err := LoadSigner(filepath.Join(dir, "cosign.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(dir, "SHA256SUMS")
+	os.WriteFile(blob, []byte("abcd  lb.raw\n"), 0o644)
+	sig, _ := s.SignBlob([]byte("abcd  lb.raw\n"))
+	os.WriteFile(blob+".sig", sig, 0o644)
+	out, err := exec.Command(cosign, "verify-blob", "--key", filepath.Join(dir, "cosign.pub"), "--signature", blob+".sig", "--insecure-ignore-tlog=true", blob).CombinedOutput()
+	if err != nil {
+		t.Errorf("cosign verify-blob: %v\n%s", err, out)
 	}
 }

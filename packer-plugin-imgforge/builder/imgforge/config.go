@@ -60,10 +60,12 @@ type Config struct {
 	// environment's `IMGFORGE_AGENT`, else `imgforge-agent` on `PATH`, as
 	// for `imgforge build`.
 	AgentPath string `mapstructure:"agent_path"`
-	// A private key (PEM: ECDSA P-256 or Ed25519, unencrypted) to sign the
-	// outputs with, like `imgforge build --sign-key`: `SHA256SUMS.sig`,
-	// `provenance.intoto.json`, and the OCI image's cosign signature and
-	// attestations. Unsigned when empty.
+	// A private key to sign the outputs with, like `imgforge build
+	// --sign-key`: PEM, ECDSA P-256 or Ed25519; unencrypted, or the
+	// `cosign.key` of `cosign generate-key-pair` with its password in
+	// `COSIGN_PASSWORD`. It signs `SHA256SUMS` (`SHA256SUMS.sig`), the
+	// provenance (`provenance.intoto.json`), and the OCI image (cosign's
+	// signature and attestations). Unsigned when empty.
 	SignKey string `mapstructure:"sign_key"`
 
 	ctx    interpolate.Context
