@@ -82,7 +82,10 @@ func SignImage(img v1.Image, ref string, s *sign.Signer, atts []Attestation) (*S
 		for _, a := range atts {
 			adds = append(adds, mutate.Addendum{
 				Layer:       static.NewLayer(a.Envelope, sign.DSSEMediaType),
-				Annotations: map[string]string{sign.PredicateAnnotation: a.PredicateType},
+				// cosign reads every layer of both images as a signature:
+				// an envelope's signature is inside it, so the annotation
+				// is empty, as cosign attest writes it.
+				Annotations: map[string]string{sign.PredicateAnnotation: a.PredicateType, sign.SignatureAnnotation: ""},
 			})
 		}
 		if out.Attestations, err = artifact(*subject, adds...); err != nil {
