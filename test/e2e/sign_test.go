@@ -90,7 +90,9 @@ func TestSignedBuild(t *testing.T) {
 		// signature (cosign goes on without it): every request other than
 		// to loopback goes to a closed port on loopback, with no DNS lookup.
 		cmd.Env = append(os.Environ(), "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost",
-			"SIGSTORE_NO_CACHE=true", "TUF_ROOT="+t.TempDir())
+			"SIGSTORE_NO_CACHE=true", "TUF_ROOT="+t.TempDir(),
+			// verify-blob-attestation reads the blob, a 2 GiB disk, whole.
+			"COSIGN_MAX_ATTACHMENT_SIZE=4GiB")
 		b, err := cmd.CombinedOutput()
 		return string(b), err
 	}
