@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,8 @@ func VerifySignatures(img Image, manifestPath string, v *sign.Verifier) []verify
 		var sig []byte
 		if sig, err = os.ReadFile(filepath.Join(dir, build.SigName)); err == nil {
 			err = v.VerifyBlob(sums, sig)
+		} else if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%s has no %s: the build was not signed (imgforge build --sign-key)", dir, build.SigName)
 		}
 	}
 	add("signature-sums", err, fmt.Sprintf("%s is signed by %s", build.SigName, v.ID))
