@@ -52,11 +52,11 @@ test-packer: packer-tools ## the Packer plugin: unit tests, generated-file drift
 
 .PHONY: syft-tool
 syft-tool: ## build syft into the tools dir (once; a few minutes): the SBOM tests read our SBOMs with it
-	./hack/syft-tool.sh $(TOOLS_DIR)
+	./hack/go-tool.sh $(TOOLS_DIR) syft 1.57.1 github.com/anchore/syft/cmd/syft main.version=1.57.1
 
 .PHONY: cosign-tool
 cosign-tool: ## build cosign into the tools dir (once; a few minutes): the signing tests verify our signatures with it
-	./hack/cosign-tool.sh $(TOOLS_DIR)
+	./hack/go-tool.sh $(TOOLS_DIR) cosign 2.6.5 github.com/sigstore/cosign/v2/cmd/cosign sigs.k8s.io/release-utils/version.gitVersion=v2.6.5
 
 .PHONY: packer-tools
 packer-tools: ## build packer v1.11.2 and packer-sdc into the tools dir (once; minutes)

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgforge/imgforge/internal/testtool"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -108,24 +110,12 @@ func TestSignaturesLayout(t *testing.T) {
 	}
 }
 
-// cosignPath is the cosign that `make cosign-tool` builds
-// (hack/cosign-tool.sh): $COSIGN, or TOOLS_DIR/bin/cosign.
+// cosignPath is the cosign that `make cosign-tool` builds.
 func cosignPath(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("COSIGN"); p != "" {
-		return p
-	}
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Skip("no home folder to find cosign in")
-		}
-		cache = filepath.Join(home, ".cache")
-	}
-	p := filepath.Join(cache, "imgforge-tools", "bin", "cosign")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("cosign is not built (make cosign-tool builds it into %s)", p)
+	p, err := testtool.Path("cosign", "COSIGN")
+	if err != nil {
+		t.Skip(err)
 	}
 	return p
 }

@@ -8,26 +8,16 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/imgforge/imgforge/internal/testtool"
 )
 
-// syftPath is the syft that `make syft-tool` builds (hack/syft-tool.sh):
-// $SYFT, or TOOLS_DIR/bin/syft.
+// syftPath is the syft that `make syft-tool` builds.
 func syftPath(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("SYFT"); p != "" {
-		return p
-	}
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Skip("no home folder to find syft in")
-		}
-		cache = filepath.Join(home, ".cache")
-	}
-	p := filepath.Join(cache, "imgforge-tools", "bin", "syft")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("syft is not built (make syft-tool builds it into %s)", p)
+	p, err := testtool.Path("syft", "SYFT")
+	if err != nil {
+		t.Skip(err)
 	}
 	return p
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgforge/imgforge/internal/testtool"
+
 	"golang.org/x/crypto/nacl/secretbox"
 	"golang.org/x/crypto/scrypt"
 )
@@ -225,13 +227,9 @@ func TestEncryptedCosignKey(t *testing.T) {
 // TestCosignGeneratedKey: the real cosign's generate-key-pair makes a key
 // that imgforge signs with, and cosign verify-blob accepts the signature.
 func TestCosignGeneratedKey(t *testing.T) {
-	cosign := os.Getenv("COSIGN")
-	if cosign == "" {
-		home, _ := os.UserHomeDir()
-		cosign = filepath.Join(home, ".cache", "imgforge-tools", "bin", "cosign")
-	}
-	if _, err := os.Stat(cosign); err != nil {
-		t.Skipf("cosign is not built (make cosign-tool): %v", err)
+	cosign, err := testtool.Path("cosign", "COSIGN")
+	if err != nil {
+		t.Skip(err)
 	}
 	dir := t.TempDir()
 	t.Setenv(PasswordEnv, "pw-for-test")

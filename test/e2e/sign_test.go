@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgforge/imgforge/internal/testtool"
+
 	"github.com/google/go-containerregistry/pkg/registry"
 )
 
@@ -39,13 +41,9 @@ func writeKeyPair(t *testing.T, dir string) (priv, pub string) {
 // cosignBin is the cosign that make cosign-tool builds ($COSIGN).
 func cosignBin(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("COSIGN")
-	if p == "" {
-		home, _ := os.UserHomeDir()
-		p = filepath.Join(home, ".cache", "imgforge-tools", "bin", "cosign")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("cosign is not built (make cosign-tool; the README's test command builds it): %v", err)
+	p, err := testtool.Path("cosign", "COSIGN")
+	if err != nil {
+		t.Fatalf("%v; the README's test command builds it", err)
 	}
 	return p
 }
