@@ -30,3 +30,15 @@ func Path(name, env string) (string, error) {
 	}
 	return p, nil
 }
+
+// CosignEnv is the environment to run cosign in, on loopback only:
+// cosign fetches Sigstore's TUF root over HTTPS even to check a key's
+// signature (and goes on without it), so every HTTP(S) request other than
+// to loopback goes to a closed port on loopback instead of the network,
+// with no DNS lookup. tufRoot is an empty folder for its TUF cache.
+func CosignEnv(tufRoot string) []string {
+	return append(os.Environ(), "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost",
+		"SIGSTORE_NO_CACHE=true", "TUF_ROOT="+tufRoot,
+		// verify-blob-attestation reads the blob, a 2 GiB disk, whole.
+		"COSIGN_MAX_ATTACHMENT_SIZE=4GiB")
+}

@@ -81,7 +81,7 @@ func SignImage(img v1.Image, ref string, s *sign.Signer, atts []Attestation) (*S
 		var adds []mutate.Addendum
 		for _, a := range atts {
 			adds = append(adds, mutate.Addendum{
-				Layer:       static.NewLayer(a.Envelope, sign.DSSEMediaType),
+				Layer: static.NewLayer(a.Envelope, sign.DSSEMediaType),
 				// cosign reads every layer of both images as a signature:
 				// an envelope's signature is inside it, so the annotation
 				// is empty, as cosign attest writes it.

@@ -165,7 +165,7 @@ func TestCosignVerifies(t *testing.T) {
 			}
 			run := func(key string, args ...string) error {
 				cmd := exec.Command(cosign, append(args, "--key", filepath.Join(key, "key.pub"), "--insecure-ignore-tlog=true", "--allow-http-registry", ref)...)
-				cmd.Env = cosignEnv(t)
+				cmd.Env = testtool.CosignEnv(t.TempDir())
 				out, err := cmd.CombinedOutput()
 				if err != nil {
 					return errors.New(strings.TrimSpace(string(out)))
@@ -198,19 +198,10 @@ func TestCosignVerifies(t *testing.T) {
 		ok  bool
 	}{{dir, true}, {other, false}} {
 		cmd := exec.Command(cosign, "verify-blob", "--key", filepath.Join(tc.key, "key.pub"), "--signature", blob+".sig", "--insecure-ignore-tlog=true", blob)
-		cmd.Env = cosignEnv(t)
+		cmd.Env = testtool.CosignEnv(t.TempDir())
 		out, err := cmd.CombinedOutput()
 		if (err == nil) != tc.ok {
 			t.Errorf("cosign verify-blob with key %s: %v: %s", tc.key, err, out)
 		}
 	}
-}
-
-// cosignEnv keeps cosign on loopback: it fetches Sigstore's TUF root
-// over HTTPS even to check a key's signature (and goes on without it), so
-// every HTTP(S) request other than to loopback goes to a closed port on
-// loopback instead of the network (no DNS lookup either).
-func cosignEnv(t testing.TB) []string {
-	return append(os.Environ(), "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost",
-		"SIGSTORE_NO_CACHE=true", "TUF_ROOT="+t.TempDir())
 }

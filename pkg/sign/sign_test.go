@@ -235,7 +235,7 @@ func TestCosignGeneratedKey(t *testing.T) {
 	t.Setenv(PasswordEnv, "pw-for-test")
 	cmd := exec.Command(cosign, "generate-key-pair")
 	cmd.Dir = dir
-	cmd.Env = cosignEnv(t)
+	cmd.Env = testtool.CosignEnv(t.TempDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
 	}
@@ -248,18 +248,9 @@ func TestCosignGeneratedKey(t *testing.T) {
 	sig, _ := s.SignBlob([]byte("abcd  lb.raw\n"))
 	os.WriteFile(blob+".sig", sig, 0o644)
 	cmd = exec.Command(cosign, "verify-blob", "--key", filepath.Join(dir, "cosign.pub"), "--signature", blob+".sig", "--insecure-ignore-tlog=true", blob)
-	cmd.Env = cosignEnv(t)
+	cmd.Env = testtool.CosignEnv(t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("cosign verify-blob: %v\n%s", err, out)
 	}
-}
-
-// cosignEnv keeps cosign on loopback: it fetches Sigstore's TUF root
-// over HTTPS even to check a key's signature (and goes on without it), so
-// every HTTP(S) request other than to loopback goes to a closed port on
-// loopback instead of the network (no DNS lookup either).
-func cosignEnv(t testing.TB) []string {
-	return append(os.Environ(), "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost",
-		"SIGSTORE_NO_CACHE=true", "TUF_ROOT="+t.TempDir())
 }

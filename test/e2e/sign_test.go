@@ -84,13 +84,7 @@ func TestSignedBuild(t *testing.T) {
 	}
 	cosignRun := func(args ...string) (string, error) {
 		cmd := exec.Command(cosign, args...)
-		// Sigstore's TUF root is fetched over HTTPS even to check a key's
-		// signature (cosign goes on without it): every request other than
-		// to loopback goes to a closed port on loopback, with no DNS lookup.
-		cmd.Env = append(os.Environ(), "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost",
-			"SIGSTORE_NO_CACHE=true", "TUF_ROOT="+t.TempDir(),
-			// verify-blob-attestation reads the blob, a 2 GiB disk, whole.
-			"COSIGN_MAX_ATTACHMENT_SIZE=4GiB")
+		cmd.Env = testtool.CosignEnv(t.TempDir())
 		b, err := cmd.CombinedOutput()
 		return string(b), err
 	}
