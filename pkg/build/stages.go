@@ -101,7 +101,12 @@ type baseKey struct {
 	Exclude      []string
 	Include      []string
 	Epoch        int64
-	Rootless     bool
+	// Unshare is always false. It was whether mmdebstrap ran in unshare
+	// mode (without root); but that mode writes the same tar as root mode
+	// (mmdebstrap(1)), so a build without root has the keys, the manifest
+	// and the outputs of a build with root. It stays so that the keys of
+	// existing caches stay valid.
+	Unshare bool
 	// Plan names the definition's lines in errors; its fields that the
 	// base reads are the ones above.
 	Plan *plan.Plan `key:"-"`
@@ -114,7 +119,7 @@ func (b *Builder) baseKey(ctx context.Context, p *plan.Plan) (baseKey, error) {
 	}
 	return baseKey{
 		Mmdebstrap: b.mmdVersion, Suite: p.Distribution.Suite, Architecture: p.Architecture, Sources: p.Distribution.Sources, Releases: rel,
-		Packages: p.BasePackages, Exclude: p.Exclude, Include: p.Include, Epoch: p.SourceDateEpoch, Rootless: b.o.Rootless, Plan: p,
+		Packages: p.BasePackages, Exclude: p.Exclude, Include: p.Include, Epoch: p.SourceDateEpoch, Plan: p,
 	}, nil
 }
 
@@ -151,7 +156,7 @@ func (b *Builder) runBase(ctx context.Context, st *Stage, k baseKey, key string)
 		Suite: k.Suite, Architecture: k.Architecture, Sources: k.Sources,
 		Packages: k.Packages, Exclude: k.Exclude, Include: k.Include, Epoch: k.Epoch,
 		DebCache: b.o.Cache.DebDir(), ListsOut: lists, Output: filepath.Join(tmp, "root.tar"),
-		TempDir: tmp, Rootless: k.Rootless, Log: st.LogWriter(b.o.Log),
+		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log),
 	}
 	if err := b.o.Tools.Bootstrap(ctx, bs); err != nil {
 		return rec, "", packageError(p, err)

@@ -54,7 +54,9 @@ type Bootstrap struct {
 	DebCache string
 	// Output is the root filesystem tar to write.
 	Output string
-	// TempDir is where mmdebstrap makes its chroot.
+	// TempDir is where mmdebstrap makes its chroot. In unshare mode the
+	// chroot goes to a folder in it that others can enter (see
+	// unshareTempDir), or in os.TempDir() when TempDir cannot be reached.
 	TempDir string
 	// Rootless runs mmdebstrap in --mode=unshare instead of root mode.
 	Rootless bool
@@ -178,6 +180,16 @@ func (b *Bootstrap) Env() []string {
 // list usr-is-merged.
 const MergedUsrHooks = "/usr/share/mmdebstrap/hooks/merged-usr"
 
+// ownSyncedIn gives root what the sync-in hooks copied into apt's
+// folders: mmdebstrap copies files with the owners they have outside, the
+// user's own id in unshare mode, and the folders and apt's lock files stay
+// in the image. As root, they are root's already.
+const ownSyncedIn = `--setup-hook=chown -R 0:0 "$1"/var/cache/apt/archives/ "$1"/var/lib/apt/lists/`
+
+// aptPartialRoot gives apt's partial download folders of a base to root
+// (see Args).
+const aptPartialRoot = `--customize-hook=chown 0:0 "$1"/var/cache/apt/archives/partial "$1"/var/lib/apt/lists/partial`
+
 // Args is the mmdebstrap command line for b; its hooks read Env.
 func (b *Bootstrap) Args() []string {
 	mode := "root"
@@ -221,7 +233,17 @@ func (b *Bootstrap) Args() []string {
 		if b.DebCache != "" {
 			args = append(args, "--setup-hook=sync-in "+hookWord(b.DebCache)+" /var/cache/apt/archives/")
 		}
-		args = append(args, fmt.Sprintf(divert, "essential"))
+		if b.DebCache != "" {
+			args = append(args, ownSyncedIn)
+		}
+		// apt gives its partial folders to its sandbox user, _apt, when
+		// that user can reach the chroot: in unshare mode always, in root
+		// mode only when every folder above it is world-searchable (else
+		// mmdebstrap downloads unsandboxed, as root). Root's in every
+		// case, so that the base does not depend on the host's folders
+		// or the mode. The role stage's apt, in the chroot, sandboxes
+		// always.
+		args = append(args, aptPartialRoot, fmt.Sprintf(divert, "essential"))
 	} else {
 		// The base's resolv.conf is empty: apt in the chroot needs the host's.
 		args = append(args, "--variant=custom", "--setup-hook=tar-in "+hookWord(b.On)+" /", "--setup-hook=upload /etc/resolv.conf /etc/resolv.conf")
@@ -230,6 +252,9 @@ func (b *Bootstrap) Args() []string {
 		}
 		if b.ListsIn != "" {
 			args = append(args, "--skip=update", "--setup-hook=sync-in "+hookWord(b.ListsIn)+" /var/lib/apt/lists/")
+		}
+		if b.DebCache != "" || b.ListsIn != "" {
+			args = append(args, ownSyncedIn)
 		}
 		args = append(args, fmt.Sprintf(divert, "customize"))
 		if len(b.Packages) > 0 {
@@ -271,11 +296,23 @@ func (b *Bootstrap) run(ctx context.Context, args, extraEnv []string) error {
 	if _, err := exec.LookPath(name); err != nil {
 		return fmt.Errorf("mmdebstrap is not installed (apt-get install mmdebstrap): %w", err)
 	}
+	tmp := b.TempDir
+	if b.Rootless {
+		dir, note, remove, err := unshareTempDir(b.TempDir)
+		if err != nil {
+			return fmt.Errorf("mmdebstrap: %w", err)
+		}
+		defer remove()
+		if note != "" && b.Log != nil {
+			fmt.Fprintln(b.Log, note)
+		}
+		tmp = dir
+	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	env := os.Environ()
 	env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(b.Epoch, 10), "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
-	if b.TempDir != "" {
-		env = append(env, "TMPDIR="+b.TempDir)
+	if tmp != "" {
+		env = append(env, "TMPDIR="+tmp)
 	}
 	env = append(env, extraEnv...)
 	cmd.Env = env
