@@ -48,6 +48,7 @@ type tarEntry struct {
 	name, link string
 	typ        byte
 	data       string
+	uid, gid   int
 }
 
 func dpkgStatus(pkgs []string) string {
@@ -76,7 +77,7 @@ func writeTar(path string, entries []tarEntry) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Linkname: e.link, Size: int64(len(e.data))}
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Linkname: e.link, Size: int64(len(e.data)), Uid: e.uid, Gid: e.gid}
 		if e.typ == 0 {
 			h.Typeflag = tar.TypeReg
 		}

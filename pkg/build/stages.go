@@ -69,6 +69,15 @@ var keepFiles = append([]string{"etc/passwd", "etc/group", "var/lib/dpkg/status"
 // include them), and os-release.
 var docFiles = []string{"usr/share/doc/*/copyright", "usr/lib/os-release"}
 
+// aptPartial are apt's download folders, which the base keeps as root's.
+// apt gives them to its sandbox user, _apt, when that user can enter the
+// chroot, and mmdebstrap (which runs apt last when it cleans up) lets it
+// download as root otherwise: so they were _apt's in unshare mode (without
+// root) and under world-searchable folders, and root's when a root build's
+// cache is private (/root is 0700), as imgforge's bases always had them.
+// The role stage's apt runs in the chroot, where _apt always gets them.
+var aptPartial = []string{"var/cache/apt/archives/partial", "var/lib/apt/lists/partial"}
+
 // layerBlobs are the blobs a layer record names that a cache hit must
 // still hold (the base's uncompressed tar is checked by the stages that
 // read it).
@@ -170,7 +179,7 @@ func (b *Builder) runBase(ctx context.Context, st *Stage, k baseKey, key string)
 	var res *layer.Result
 	rec, err = b.writeLayer(ctx, true, func(w io.Writer) error {
 		var err error
-		res, err = layer.Normalize(ctx, w, f, layer.Normalizer{Epoch: time.Unix(k.Epoch, 0).UTC()}, layer.DropDeviceNodes, keepFiles)
+		res, err = layer.Normalize(ctx, w, f, layer.Normalizer{Epoch: time.Unix(k.Epoch, 0).UTC(), RootOwned: aptPartial}, layer.DropDeviceNodes, keepFiles)
 		return err
 	})
 	if err != nil {

@@ -186,10 +186,6 @@ const MergedUsrHooks = "/usr/share/mmdebstrap/hooks/merged-usr"
 // in the image. As root, they are root's already.
 const ownSyncedIn = `--setup-hook=chown -R 0:0 "$1"/var/cache/apt/archives/ "$1"/var/lib/apt/lists/`
 
-// aptPartialRoot gives apt's partial download folders of a base to root
-// (see Args).
-const aptPartialRoot = `--customize-hook=chown 0:0 "$1"/var/cache/apt/archives/partial "$1"/var/lib/apt/lists/partial`
-
 // Args is the mmdebstrap command line for b; its hooks read Env.
 func (b *Bootstrap) Args() []string {
 	mode := "root"
@@ -236,14 +232,7 @@ func (b *Bootstrap) Args() []string {
 		if b.DebCache != "" {
 			args = append(args, ownSyncedIn)
 		}
-		// apt gives its partial folders to its sandbox user, _apt, when
-		// that user can reach the chroot: in unshare mode always, in root
-		// mode only when every folder above it is world-searchable (else
-		// mmdebstrap downloads unsandboxed, as root). Root's in every
-		// case, so that the base does not depend on the host's folders
-		// or the mode. The role stage's apt, in the chroot, sandboxes
-		// always.
-		args = append(args, aptPartialRoot, fmt.Sprintf(divert, "essential"))
+		args = append(args, fmt.Sprintf(divert, "essential"))
 	} else {
 		// The base's resolv.conf is empty: apt in the chroot needs the host's.
 		args = append(args, "--variant=custom", "--setup-hook=tar-in "+hookWord(b.On)+" /", "--setup-hook=upload /etc/resolv.conf /etc/resolv.conf")
