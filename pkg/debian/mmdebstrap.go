@@ -298,8 +298,8 @@ func (b *Bootstrap) run(ctx context.Context, args, extraEnv []string) error {
 		tmp = dir
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
-	env := os.Environ()
-	env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(b.Epoch, 10), "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
+	env := toolEnv(os.Environ())
+	env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(b.Epoch, 10))
 	if tmp != "" {
 		env = append(env, "TMPDIR="+tmp)
 	}
@@ -361,6 +361,39 @@ func (b *Bootstrap) run(ctx context.Context, args, extraEnv []string) error {
 		return fmt.Errorf("%s (exit status %d)", msg, ee.ExitCode())
 	}
 	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// hostEnv are the variables of imgforge's environment that mmdebstrap
+// gets: where programs are, and the proxies apt may need to reach the
+// mirror. No other: mmdebstrap passes its environment to every package's
+// maintainer scripts, and what they write must not depend on who built
+// the image, or how. (PYTHONDONTWRITEBYTECODE, which a developer's shell
+// may set, decided whether py3compile's own modules were cached by
+// import, with timestamps, or compiled with SOURCE_DATE_EPOCH; HOME was
+// the user's without root.)
+var hostEnv = []string{"PATH", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+
+// fixedEnv is the rest of mmdebstrap's environment, the same for every
+// build; Run adds SOURCE_DATE_EPOCH, TMPDIR and what the hooks read.
+var fixedEnv = []string{
+	"LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive",
+	// The maintainer scripts run as root, in the chroot.
+	"HOME=/root",
+	// Python caches nothing by import: only py3compile writes
+	// bytecode, checked by hash under SOURCE_DATE_EPOCH.
+	"PYTHONDONTWRITEBYTECODE=1",
+}
+
+// toolEnv is mmdebstrap's environment, from imgforge's own, environ.
+func toolEnv(environ []string) []string {
+	var env []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(hostEnv, k) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, fixedEnv...)
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -168,3 +168,46 @@ func TestSearchableByOthers(t *testing.T) {
 		t.Error("a missing folder gave no error")
 	}
 }
+
+// TestToolEnv: mmdebstrap, and so every maintainer script, gets PATH and
+// the proxies from imgforge's environment and nothing else of it: before,
+// it got all of it, and an image differed with the builder's environment
+// (PYTHONDONTWRITEBYTECODE changed py3compile's own bytecode) and user
+// (HOME).
+func TestToolEnv(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "env")
+	t.Setenv("HOME", "/home/builder")
+	t.Setenv("PYTHONDONTWRITEBYTECODE", "")
+	os.Unsetenv("PYTHONDONTWRITEBYTECODE")
+	t.Setenv("PYTHONHASHSEED", "7")
+	t.Setenv("LD_PRELOAD", "/nonexistent.so")
+	t.Setenv("http_proxy", "http://127.0.0.1:3142")
+	t.Setenv("LANG", "de_DE.UTF-8")
+	b := &Bootstrap{Suite: "bookworm", Architecture: "amd64", Output: "/dev/null", Epoch: 1700000000, Command: fakeMmdebstrap(t, "env > "+rec)}
+	if err := b.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		got[k] = v
+	}
+	want := map[string]string{
+		"PATH": os.Getenv("PATH"), "http_proxy": "http://127.0.0.1:3142", "HOME": "/root", "PYTHONDONTWRITEBYTECODE": "1",
+		"SOURCE_DATE_EPOCH": "1700000000", "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s=%q, want %q", k, got[k], v)
+		}
+	}
+	for _, k := range []string{"PYTHONHASHSEED", "LD_PRELOAD", "LANG"} {
+		if v, ok := got[k]; ok {
+			t.Errorf("mmdebstrap got %s=%q from imgforge's environment", k, v)
+		}
+	}
+}

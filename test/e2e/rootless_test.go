@@ -53,6 +53,13 @@ func TestRootlessBuild(t *testing.T) {
 	}
 	// Root removes it, with what mmdebstrap's subordinate ids own, if any.
 	t.Cleanup(func() { os.RemoveAll(home) })
+	// Searchable by others, as useradd -m makes homes here (HOME_MODE or
+	// UMASK 022): mmdebstrap's chroot then goes to the build's work
+	// folder in the cache. (Below a 0700 folder it goes to /tmp; the unit
+	// test TestUnshareTempDir covers that.)
+	if err := os.Chmod(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(home, "bin")
 	debs := filepath.Join(home, ".cache", "imgforge", "debs")
 	for _, d := range []string{home, bin, filepath.Dir(filepath.Dir(debs)), filepath.Dir(debs), debs} {
@@ -98,6 +105,9 @@ func TestRootlessBuild(t *testing.T) {
 		t.Fatalf("reading the build's output: %v\n%s", err, stdout.String())
 	}
 	t.Logf("lb, every format (%s), as %s: %.0fs", all, u.Username, elapsed.Seconds())
+	if strings.Contains(stderr.String(), "cannot enter it, so the chroot goes to") {
+		t.Errorf("mmdebstrap's chroot was not in the cache:\n%s", stderr.String())
+	}
 	for _, s := range user.Stages {
 		t.Logf("  %-14s %6.1fs  %s", s.Stage, s.Seconds, s.Result)
 	}
@@ -158,7 +168,7 @@ func ensureRootlessUser(t *testing.T) *user.User {
 	u, err := user.Lookup(rootlessUser)
 	var unknown user.UnknownUserError
 	if errors.As(err, &unknown) {
-		tool(t, "useradd", "--create-home", "--shell", "/usr/sbin/nologin", "--comment", "imgforge e2e: builds without root", rootlessUser)
+		tool(t, "useradd", "--create-home", "--shell", "/usr/sbin/nologin", "--comment", "imgforge e2e, builds without root", rootlessUser)
 		u, err = user.Lookup(rootlessUser)
 	}
 	if err != nil {
