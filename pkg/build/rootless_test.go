@@ -13,32 +13,31 @@ import (
 	"github.com/imgforge/imgforge/pkg/debian"
 )
 
-// unshareTools is fakeTools whose base has apt's partial folders as
-// mmdebstrap leaves them: _apt's (uid 42) in unshare mode, where apt's
-// sandbox user can always reach the chroot, and root's in root mode with
-// a private cache, where mmdebstrap lets apt download as root.
-type unshareTools struct{ *fakeTools }
-
-func (u unshareTools) Bootstrap(ctx context.Context, bs *debian.Bootstrap) error {
-	if bs.On != "" {
-		return u.fakeTools.Bootstrap(ctx, bs)
-	}
-	u.called("base")
-	owner := 0
+// aptPartialOwners gives a fake root filesystem apt's partial folders as
+// mmdebstrap leaves them. Without root (unshare mode) apt's sandbox user,
+// _apt (42), can always reach the chroot, and gets both. With root and a
+// private cache, mmdebstrap's own apt runs as root and leaves them root's,
+// but for archives/partial after the role stage's apt-get install, which
+// runs in the chroot.
+func aptPartialOwners(bs *debian.Bootstrap) []tarEntry {
+	archives, lists := 0, 0
 	if bs.Rootless {
-		owner = 42
+		archives, lists = 42, 42
 	}
-	entries := append(baseEntries(bs.Packages),
-		tarEntry{name: "var/cache/apt/archives/partial/", typ: tar.TypeDir, uid: owner},
-		tarEntry{name: "var/lib/apt/lists/partial/", typ: tar.TypeDir, uid: owner})
-	return writeTar(bs.Output, entries)
+	if bs.On != "" {
+		archives = 42
+	}
+	return []tarEntry{
+		{name: "var/cache/apt/archives/partial/", typ: tar.TypeDir, uid: archives},
+		{name: "var/lib/apt/lists/partial/", typ: tar.TypeDir, uid: lists},
+	}
 }
 
 // TestRootlessSameImage: a build without root (mmdebstrap's unshare mode)
 // writes the image and the manifest of a build with root, each with its
 // own cache. Before, the mode was part of the base's and the initramfs'
-// keys, which the manifest lists, and apt's partial folders in the base
-// belonged to _apt without root and to root with it.
+// keys, which the manifest lists, and apt's partial folders belonged to
+// _apt without root and to root with it.
 func TestRootlessSameImage(t *testing.T) {
 	ctx := context.Background()
 	var digests, manifests []string
@@ -49,7 +48,7 @@ func TestRootlessSameImage(t *testing.T) {
 		}
 		defer c.Close()
 		out := t.TempDir()
-		b, err := New(ctx, Options{Cache: c, OutputDir: out, Tools: unshareTools{newFakeTools()}, Rootless: rootless, Progress: NewProgress(func(Event) {}, time.Now)})
+		b, err := New(ctx, Options{Cache: c, OutputDir: out, Tools: &fakeTools{calls: map[string]int{}, extra: aptPartialOwners}, Rootless: rootless, Progress: NewProgress(func(Event) {}, time.Now)})
 		if err != nil {
 			t.Fatal(err)
 		}

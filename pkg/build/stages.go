@@ -69,14 +69,21 @@ var keepFiles = append([]string{"etc/passwd", "etc/group", "var/lib/dpkg/status"
 // include them), and os-release.
 var docFiles = []string{"usr/share/doc/*/copyright", "usr/lib/os-release"}
 
-// aptPartial are apt's download folders, which the base keeps as root's.
-// apt gives them to its sandbox user, _apt, when that user can enter the
-// chroot, and mmdebstrap (which runs apt last when it cleans up) lets it
-// download as root otherwise: so they were _apt's in unshare mode (without
-// root) and under world-searchable folders, and root's when a root build's
-// cache is private (/root is 0700), as imgforge's bases always had them.
-// The role stage's apt runs in the chroot, where _apt always gets them.
-var aptPartial = []string{"var/cache/apt/archives/partial", "var/lib/apt/lists/partial"}
+// apt's download folders get the owners a root build with a private
+// cache (/root is 0700) always gave them, whatever the mode. apt gives
+// them to its sandbox user, _apt, when that user can enter the chroot,
+// and mmdebstrap runs it outside the chroot, last of all as it cleans up
+// (apt-get update and clean), as root when _apt cannot: so they became
+// _apt's in unshare mode (without root) and under world-searchable
+// folders, and stayed root's otherwise. The role stage's apt-get install
+// runs in the chroot, where archives/partial is always _apt's; only the
+// cleanup touches lists/partial there.
+var (
+	// aptPartial are root's in the base.
+	aptPartial = []string{"var/cache/apt/archives/partial", aptListsPartial}
+	// aptListsPartial is root's in the role's layer too.
+	aptListsPartial = "var/lib/apt/lists/partial"
+)
 
 // layerBlobs are the blobs a layer record names that a cache hit must
 // still hold (the base's uncompressed tar is checked by the stages that
@@ -271,7 +278,7 @@ func (b *Builder) runRole(ctx context.Context, st *Stage, k roleKey, _ string) (
 	var res *layer.Result
 	rec, err = b.writeLayer(ctx, false, func(w io.Writer) error {
 		var err error
-		res, err = layer.Diff(ctx, w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p)}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
+		res, err = layer.Diff(ctx, w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p), RootOwned: []string{aptListsPartial}}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
 		return err
 	})
 	if err != nil {
