@@ -54,9 +54,9 @@ type Bootstrap struct {
 	DebCache string
 	// Output is the root filesystem tar to write.
 	Output string
-	// TempDir is where mmdebstrap makes its chroot. In unshare mode the
-	// chroot goes to a folder in it that others can enter (see
-	// unshareTempDir), or in os.TempDir() when TempDir cannot be reached.
+	// TempDir is where mmdebstrap makes its chroot. In unshare mode Run
+	// lets others enter it (o+x), or, when a folder above it keeps them
+	// out, puts the chroot in os.TempDir() instead (see unshareTempDir).
 	TempDir string
 	// Rootless runs mmdebstrap in --mode=unshare instead of root mode.
 	Rootless bool
@@ -227,10 +227,7 @@ func (b *Bootstrap) Args() []string {
 			args = append(args, "--include="+strings.Join(b.Packages, ","))
 		}
 		if b.DebCache != "" {
-			args = append(args, "--setup-hook=sync-in "+hookWord(b.DebCache)+" /var/cache/apt/archives/")
-		}
-		if b.DebCache != "" {
-			args = append(args, ownSyncedIn)
+			args = append(args, "--setup-hook=sync-in "+hookWord(b.DebCache)+" /var/cache/apt/archives/", ownSyncedIn)
 		}
 		args = append(args, fmt.Sprintf(divert, "essential"))
 	} else {

@@ -20,7 +20,11 @@ import (
 // Only the chroot needs that: the files of mmdebstrap's special hooks
 // (sync-in, tar-in, upload, download, sync-out) and its output tar are
 // read and written by mmdebstrap's own process, as the user, so the
-// namespace's root needs to enter TMPDIR, not to read the cache.
+// namespace's root needs to enter TMPDIR, not to read the cache. The
+// manual also asks for TMPDIR to be world-writable, but only so that the
+// namespace can remove the chroot's own folder; when it cannot,
+// mmdebstrap removes that (empty) folder as the user. So o+x is enough,
+// and no one else may write there.
 
 // searchableByOthers returns the first folder of dir and the folders
 // above it that others (the user namespace's root) cannot enter, and its
