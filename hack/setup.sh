@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(
   mmdebstrap      # Debian root filesystems
-  uidmap          # newuidmap/newgidmap: mmdebstrap --mode=unshare when not root
+  uidmap          # newuidmap/newgidmap: mmdebstrap --mode=unshare when not root (and the e2e TestRootlessBuild)
+  passwd          # useradd/usermod: TestRootlessBuild makes its unprivileged user with subordinate ids
   arch-test       # mmdebstrap's architecture check
   ca-certificates
   squashfs-tools-ng # tar2sqfs: the squashfs root, straight from a tar

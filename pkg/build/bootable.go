@@ -115,9 +115,10 @@ func (b *Builder) Bootable(ctx context.Context, im *Image) (*Bootable, error) {
 // the kernel and the boot machinery, so every role shares them) and
 // imgforge's initramfs hooks.
 type initramfsKey struct {
-	Base     string   // the base's key
-	Files    []string // path, then digest, of each of boot.InitramfsFiles
-	Rootless bool
+	Base  string   // the base's key
+	Files []string // path, then digest, of each of boot.InitramfsFiles
+	// Unshare is always false, as baseKey.Unshare.
+	Unshare bool
 	// BaseRecord is the base Base names.
 	BaseRecord layerRecord `key:"-"`
 	// Plan names the image in errors; the suite, sources and epoch it
@@ -139,13 +140,16 @@ func (b *Builder) initramfsStage() stage[initramfsKey, bootRecord] {
 // machinery are the base's, so every role shares it) and picks out the
 // kernel and systemd-boot.
 func (b *Builder) bootFiles(ctx context.Context, im *Image) (bootRecord, error) {
+	rec, _, err := runStage(ctx, b, im.Plan.Role, b.initramfsStage(), b.initramfsKey(im))
+	return rec, err
+}
+
+func (b *Builder) initramfsKey(im *Image) initramfsKey {
 	var sums []string
 	for _, f := range boot.InitramfsFiles() {
 		sums = append(sums, f.Path, digestOf(f.Data))
 	}
-	k := initramfsKey{Base: im.baseKey, Files: sums, Rootless: b.o.Rootless, BaseRecord: im.base, Plan: im.Plan}
-	rec, _, err := runStage(ctx, b, im.Plan.Role, b.initramfsStage(), k)
-	return rec, err
+	return initramfsKey{Base: im.baseKey, Files: sums, BaseRecord: im.base, Plan: im.Plan}
 }
 
 func (b *Builder) runInitramfs(ctx context.Context, st *Stage, k initramfsKey, _ string) (bootRecord, string, error) {
@@ -202,7 +206,7 @@ func (b *Builder) runInitramfs(ctx context.Context, st *Stage, k initramfsKey, _
 		Commands: cmds,
 		Download: map[string]string{"/tmp/imgforge-initrd.img": out},
 		Suite:    p.Distribution.Suite, Sources: p.Distribution.Sources, Epoch: p.SourceDateEpoch,
-		TempDir: tmp, Rootless: k.Rootless, Log: st.LogWriter(b.o.Log),
+		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log),
 	}
 	if err := b.o.Tools.Chroot(ctx, ch); err != nil {
 		return rec, "", fmt.Errorf("making the initramfs: %w", err)

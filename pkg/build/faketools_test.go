@@ -24,6 +24,8 @@ import (
 type fakeTools struct {
 	mu    sync.Mutex
 	calls map[string]int
+	// extra, when set, gives entries Bootstrap adds to what it writes.
+	extra func(bs *debian.Bootstrap) []tarEntry
 }
 
 func newFakeTools() *fakeTools { return &fakeTools{calls: map[string]int{}} }
@@ -48,6 +50,7 @@ type tarEntry struct {
 	name, link string
 	typ        byte
 	data       string
+	uid, gid   int
 }
 
 func dpkgStatus(pkgs []string) string {
@@ -76,7 +79,7 @@ func writeTar(path string, entries []tarEntry) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Linkname: e.link, Size: int64(len(e.data))}
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Linkname: e.link, Size: int64(len(e.data)), Uid: e.uid, Gid: e.gid}
 		if e.typ == 0 {
 			h.Typeflag = tar.TypeReg
 		}
@@ -101,9 +104,13 @@ func writeTar(path string, entries []tarEntry) error {
 // Bootstrap writes the base, or (On a base) the base with a file and a
 // unit for each package.
 func (f *fakeTools) Bootstrap(_ context.Context, bs *debian.Bootstrap) error {
+	var extra []tarEntry
+	if f.extra != nil {
+		extra = f.extra(bs)
+	}
 	if bs.On == "" {
 		f.called("base")
-		return writeTar(bs.Output, baseEntries(bs.Packages))
+		return writeTar(bs.Output, append(baseEntries(bs.Packages), extra...))
 	}
 	f.called("role")
 	if _, err := os.Stat(bs.On); err != nil {
@@ -118,7 +125,7 @@ func (f *fakeTools) Bootstrap(_ context.Context, bs *debian.Bootstrap) error {
 			tarEntry{name: "usr/share/doc/" + p + "/README", data: "docs of " + p},
 			tarEntry{name: "usr/share/doc/" + p + "/copyright", data: "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: GPL-2+\n"})
 	}
-	return writeTar(bs.Output, entries)
+	return writeTar(bs.Output, append(entries, extra...))
 }
 
 // Chroot "runs" mkinitramfs: it writes the files to download.

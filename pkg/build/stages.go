@@ -69,6 +69,22 @@ var keepFiles = append([]string{"etc/passwd", "etc/group", "var/lib/dpkg/status"
 // include them), and os-release.
 var docFiles = []string{"usr/share/doc/*/copyright", "usr/lib/os-release"}
 
+// apt's download folders get the owners a root build with a private
+// cache (/root is 0700) always gave them, whatever the mode. apt gives
+// them to its sandbox user, _apt, when that user can enter the chroot,
+// and mmdebstrap runs it outside the chroot, last of all as it cleans up
+// (apt-get update and clean), as root when _apt cannot: so they became
+// _apt's in unshare mode (without root) and under world-searchable
+// folders, and stayed root's otherwise. The role stage's apt-get install
+// runs in the chroot, where archives/partial is always _apt's; only the
+// cleanup touches lists/partial there.
+var (
+	// aptPartial are root's in the base.
+	aptPartial = []string{"var/cache/apt/archives/partial", aptListsPartial}
+	// aptListsPartial is root's in the role's layer too.
+	aptListsPartial = "var/lib/apt/lists/partial"
+)
+
 // layerBlobs are the blobs a layer record names that a cache hit must
 // still hold (the base's uncompressed tar is checked by the stages that
 // read it).
@@ -101,7 +117,12 @@ type baseKey struct {
 	Exclude      []string
 	Include      []string
 	Epoch        int64
-	Rootless     bool
+	// Unshare is always false. It was whether mmdebstrap ran in unshare
+	// mode (without root); but that mode writes the same tar as root mode
+	// (mmdebstrap(1)), so a build without root has the keys, the manifest
+	// and the outputs of a build with root. It stays so that the keys of
+	// existing caches stay valid.
+	Unshare bool
 	// Plan names the definition's lines in errors; its fields that the
 	// base reads are the ones above.
 	Plan *plan.Plan `key:"-"`
@@ -114,7 +135,7 @@ func (b *Builder) baseKey(ctx context.Context, p *plan.Plan) (baseKey, error) {
 	}
 	return baseKey{
 		Mmdebstrap: b.mmdVersion, Suite: p.Distribution.Suite, Architecture: p.Architecture, Sources: p.Distribution.Sources, Releases: rel,
-		Packages: p.BasePackages, Exclude: p.Exclude, Include: p.Include, Epoch: p.SourceDateEpoch, Rootless: b.o.Rootless, Plan: p,
+		Packages: p.BasePackages, Exclude: p.Exclude, Include: p.Include, Epoch: p.SourceDateEpoch, Plan: p,
 	}, nil
 }
 
@@ -151,7 +172,7 @@ func (b *Builder) runBase(ctx context.Context, st *Stage, k baseKey, key string)
 		Suite: k.Suite, Architecture: k.Architecture, Sources: k.Sources,
 		Packages: k.Packages, Exclude: k.Exclude, Include: k.Include, Epoch: k.Epoch,
 		DebCache: b.o.Cache.DebDir(), ListsOut: lists, Output: filepath.Join(tmp, "root.tar"),
-		TempDir: tmp, Rootless: k.Rootless, Log: st.LogWriter(b.o.Log),
+		TempDir: tmp, Rootless: b.o.Rootless, Log: st.LogWriter(b.o.Log),
 	}
 	if err := b.o.Tools.Bootstrap(ctx, bs); err != nil {
 		return rec, "", packageError(p, err)
@@ -165,7 +186,7 @@ func (b *Builder) runBase(ctx context.Context, st *Stage, k baseKey, key string)
 	var res *layer.Result
 	rec, err = b.writeLayer(ctx, true, func(w io.Writer) error {
 		var err error
-		res, err = layer.Normalize(ctx, w, f, layer.Normalizer{Epoch: time.Unix(k.Epoch, 0).UTC()}, layer.DropDeviceNodes, keepFiles)
+		res, err = layer.Normalize(ctx, w, f, layer.Normalizer{Epoch: time.Unix(k.Epoch, 0).UTC(), RootOwned: aptPartial}, layer.DropDeviceNodes, keepFiles)
 		return err
 	})
 	if err != nil {
@@ -257,7 +278,7 @@ func (b *Builder) runRole(ctx context.Context, st *Stage, k roleKey, _ string) (
 	var res *layer.Result
 	rec, err = b.writeLayer(ctx, false, func(w io.Writer) error {
 		var err error
-		res, err = layer.Diff(ctx, w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p)}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
+		res, err = layer.Diff(ctx, w, lower, bs.Output, layer.Normalizer{Epoch: epoch(p), RootOwned: []string{aptListsPartial}}, layer.AllOf(layer.DropDeviceNodes, prune), keepFiles)
 		return err
 	})
 	if err != nil {

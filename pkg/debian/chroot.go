@@ -98,6 +98,6 @@ func (c *Chroot) Run(ctx context.Context) error {
 	if err := c.check(); err != nil {
 		return fmt.Errorf("mmdebstrap: %w", err)
 	}
-	b := &Bootstrap{Epoch: c.Epoch, TempDir: c.TempDir, Log: c.Log, Command: c.Command}
+	b := &Bootstrap{Epoch: c.Epoch, TempDir: c.TempDir, Rootless: c.Rootless, Log: c.Log, Command: c.Command}
 	return b.run(ctx, c.Args(), c.Env())
 }

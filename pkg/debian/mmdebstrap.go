@@ -54,7 +54,9 @@ type Bootstrap struct {
 	DebCache string
 	// Output is the root filesystem tar to write.
 	Output string
-	// TempDir is where mmdebstrap makes its chroot.
+	// TempDir is where mmdebstrap makes its chroot. In unshare mode Run
+	// lets others enter it (o+x), or, when a folder above it keeps them
+	// out, puts the chroot in os.TempDir() instead (see unshareTempDir).
 	TempDir string
 	// Rootless runs mmdebstrap in --mode=unshare instead of root mode.
 	Rootless bool
@@ -178,6 +180,12 @@ func (b *Bootstrap) Env() []string {
 // list usr-is-merged.
 const MergedUsrHooks = "/usr/share/mmdebstrap/hooks/merged-usr"
 
+// ownSyncedIn gives root what the sync-in hooks copied into apt's
+// folders: mmdebstrap copies files with the owners they have outside, the
+// user's own id in unshare mode, and the folders and apt's lock files stay
+// in the image. As root, they are root's already.
+const ownSyncedIn = `--setup-hook=chown -R 0:0 "$1"/var/cache/apt/archives/ "$1"/var/lib/apt/lists/`
+
 // Args is the mmdebstrap command line for b; its hooks read Env.
 func (b *Bootstrap) Args() []string {
 	mode := "root"
@@ -219,7 +227,7 @@ func (b *Bootstrap) Args() []string {
 			args = append(args, "--include="+strings.Join(b.Packages, ","))
 		}
 		if b.DebCache != "" {
-			args = append(args, "--setup-hook=sync-in "+hookWord(b.DebCache)+" /var/cache/apt/archives/")
+			args = append(args, "--setup-hook=sync-in "+hookWord(b.DebCache)+" /var/cache/apt/archives/", ownSyncedIn)
 		}
 		args = append(args, fmt.Sprintf(divert, "essential"))
 	} else {
@@ -230,6 +238,9 @@ func (b *Bootstrap) Args() []string {
 		}
 		if b.ListsIn != "" {
 			args = append(args, "--skip=update", "--setup-hook=sync-in "+hookWord(b.ListsIn)+" /var/lib/apt/lists/")
+		}
+		if b.DebCache != "" || b.ListsIn != "" {
+			args = append(args, ownSyncedIn)
 		}
 		args = append(args, fmt.Sprintf(divert, "customize"))
 		if len(b.Packages) > 0 {
@@ -271,11 +282,23 @@ func (b *Bootstrap) run(ctx context.Context, args, extraEnv []string) error {
 	if _, err := exec.LookPath(name); err != nil {
 		return fmt.Errorf("mmdebstrap is not installed (apt-get install mmdebstrap): %w", err)
 	}
+	tmp := b.TempDir
+	if b.Rootless {
+		dir, note, remove, err := unshareTempDir(b.TempDir)
+		if err != nil {
+			return fmt.Errorf("mmdebstrap: %w", err)
+		}
+		defer remove()
+		if note != "" && b.Log != nil {
+			fmt.Fprintln(b.Log, note)
+		}
+		tmp = dir
+	}
 	cmd := exec.CommandContext(ctx, name, args...)
-	env := os.Environ()
-	env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(b.Epoch, 10), "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
-	if b.TempDir != "" {
-		env = append(env, "TMPDIR="+b.TempDir)
+	env := toolEnv(os.Environ())
+	env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(b.Epoch, 10))
+	if tmp != "" {
+		env = append(env, "TMPDIR="+tmp)
 	}
 	env = append(env, extraEnv...)
 	cmd.Env = env
@@ -335,6 +358,39 @@ func (b *Bootstrap) run(ctx context.Context, args, extraEnv []string) error {
 		return fmt.Errorf("%s (exit status %d)", msg, ee.ExitCode())
 	}
 	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// hostEnv are the variables of imgforge's environment that mmdebstrap
+// gets: where programs are, and the proxies apt may need to reach the
+// mirror. No other: mmdebstrap passes its environment to every package's
+// maintainer scripts, and what they write must not depend on who built
+// the image, or how. (PYTHONDONTWRITEBYTECODE, which a developer's shell
+// may set, decided whether py3compile's own modules were cached by
+// import, with timestamps, or compiled with SOURCE_DATE_EPOCH; HOME was
+// the user's without root.)
+var hostEnv = []string{"PATH", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+
+// fixedEnv is the rest of mmdebstrap's environment, the same for every
+// build; Run adds SOURCE_DATE_EPOCH, TMPDIR and what the hooks read.
+var fixedEnv = []string{
+	"LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive",
+	// The maintainer scripts run as root, in the chroot.
+	"HOME=/root",
+	// Python caches nothing by import: only py3compile writes
+	// bytecode, checked by hash under SOURCE_DATE_EPOCH.
+	"PYTHONDONTWRITEBYTECODE=1",
+}
+
+// toolEnv is mmdebstrap's environment, from imgforge's own, environ.
+func toolEnv(environ []string) []string {
+	var env []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(hostEnv, k) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, fixedEnv...)
 }
 
 func sortedKeys(m map[string]string) []string {

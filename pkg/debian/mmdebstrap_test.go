@@ -29,12 +29,14 @@ func TestArgs(t *testing.T) {
 			"--mode=root", "--variant=apt", "--include=systemd,haproxy", "--dpkgopt=path-exclude=/usr/share/doc/*",
 			"--dpkgopt=path-include=/usr/share/doc/*/copyright", "--setup-hook=sync-in /c/debs /var/cache/apt/archives/",
 			"--customize-hook=sync-out /var/cache/apt/archives /c/debs", "--customize-hook=sync-out /var/lib/apt/lists /t/lists",
+			ownSyncedIn,
 		}, []string{"--skip=update", "--variant=custom", "--hook-dir=" + MergedUsrHooks}},
 		{"base with usr-is-merged", &merged, []string{"--variant=apt", "--include=systemd,usr-is-merged", "--hook-dir=" + MergedUsrHooks}, nil},
 		{"on a base", &on, []string{
 			"--mode=unshare", "--variant=custom", "--setup-hook=tar-in /c/base.tar /", "--skip=update",
 			"--setup-hook=sync-in /c/lists/x /var/lib/apt/lists/",
 			`--customize-hook=printf '%s\n' "$IMGFORGE_PACKAGES" | xargs --no-run-if-empty --delimiter='\n' chroot "$1" apt-get install --yes --no-install-recommends -o Dpkg::Use-Pty=false`,
+			ownSyncedIn,
 		}, []string{"--variant=apt", "--include=systemd,haproxy"}},
 	}
 	for _, tt := range tests {
@@ -50,6 +52,11 @@ func TestArgs(t *testing.T) {
 				if strings.Contains(joined, "\x00"+l+"\x00") {
 					t.Errorf("args have %q", l)
 				}
+			}
+			// What sync-in copies has the owners it has outside (the
+			// user's id, without root): the chown comes after the copies.
+			if last, own := strings.LastIndex(joined, "--setup-hook=sync-in "), strings.Index(joined, ownSyncedIn); own >= 0 && own < last {
+				t.Errorf("%q comes before a sync-in hook", ownSyncedIn)
 			}
 			// Suite, output and sources end the command line, in that order.
 			tail := args[len(args)-3:]

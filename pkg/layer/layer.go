@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -81,6 +82,9 @@ func DropDeviceNodes(name string, h *tar.Header) bool {
 // layer uses.
 type Normalizer struct {
 	Epoch time.Time // times later than this are clamped to it
+	// RootOwned are clean paths whose owner and group become root's
+	// (0:0), whoever the tar says owns them.
+	RootOwned []string
 }
 
 func (n Normalizer) header(name string, h *tar.Header) *tar.Header {
@@ -100,6 +104,9 @@ func (n Normalizer) header(name string, h *tar.Header) *tar.Header {
 		Devmajor: h.Devmajor,
 		Devminor: h.Devminor,
 		Format:   tar.FormatPAX,
+	}
+	if slices.Contains(n.RootOwned, name) {
+		out.Uid, out.Gid = 0, 0
 	}
 	if h.Typeflag == tar.TypeDir && !strings.HasSuffix(out.Name, "/") {
 		out.Name += "/"

@@ -307,6 +307,28 @@ func TestNormalizerTimes(t *testing.T) {
 	}
 }
 
+// TestNormalizerRootOwned: the paths RootOwned names become root's, the
+// others keep their owners.
+func TestNormalizerRootOwned(t *testing.T) {
+	n := Normalizer{Epoch: testEpoch, RootOwned: []string{"var/lib/apt/lists/partial"}}
+	for _, tc := range []struct {
+		name     string
+		uid, gid int
+		want     [2]int
+	}{
+		{"var/lib/apt/lists/partial", 42, 0, [2]int{0, 0}},
+		{"var/lib/apt/lists/partial", 0, 0, [2]int{0, 0}},
+		{"var/lib/apt/lists/partial", 1001, 1001, [2]int{0, 0}},
+		{"var/lib/apt/lists/partial/x", 42, 42, [2]int{42, 42}},
+		{"var/lib/apt/lists", 42, 7, [2]int{42, 7}},
+	} {
+		h := n.header(tc.name, &tar.Header{Typeflag: tar.TypeDir, Uid: tc.uid, Gid: tc.gid, Mode: 0o700})
+		if got := [2]int{h.Uid, h.Gid}; got != tc.want {
+			t.Errorf("%s owned by %d:%d: %d:%d, want %d:%d", tc.name, tc.uid, tc.gid, got[0], got[1], tc.want[0], tc.want[1])
+		}
+	}
+}
+
 func TestNormalize(t *testing.T) {
 	in := tarBytes(t, rootfs())
 	var out bytes.Buffer
