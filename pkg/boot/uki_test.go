@@ -1,0 +1,145 @@
+package boot
+
+import (
+	"bytes"
+	"debug/pe"
+	"encoding/binary"
+	"os"
+	"strings"
+	"testing"
+)
+
+// tinyPE is a minimal unsigned PE32+ EFI application: one .text section.
+func tinyPE(secAlign, fileAlign uint32) []byte {
+	b := make([]byte, 0x600)
+	b[0], b[1] = 'M', 'Z'
+	binary.LittleEndian.PutUint32(b[0x3c:], 0x40)
+	copy(b[0x40:], "PE\x00\x00")
+	coff := 0x44
+	binary.LittleEndian.PutUint16(b[coff:], 0x8664)
+	binary.LittleEndian.PutUint16(b[coff+2:], 1)
+	binary.LittleEndian.PutUint16(b[coff+16:], 240)
+	binary.LittleEndian.PutUint16(b[coff+18:], 0x0022)
+	opt := coff + 20
+	binary.LittleEndian.PutUint16(b[opt:], 0x20b)
+	binary.LittleEndian.PutUint32(b[opt+32:], secAlign)
+	binary.LittleEndian.PutUint32(b[opt+36:], fileAlign)
+	binary.LittleEndian.PutUint32(b[opt+56:], 0x2000)
+	binary.LittleEndian.PutUint32(b[opt+60:], 0x400)
+	binary.LittleEndian.PutUint16(b[opt+68:], 10) // EFI application
+	binary.LittleEndian.PutUint32(b[opt+108:], 16)
+	sh := opt + 240
+	copy(b[sh:], ".text")
+	binary.LittleEndian.PutUint32(b[sh+8:], 0x10)
+	binary.LittleEndian.PutUint32(b[sh+12:], 0x1000)
+	binary.LittleEndian.PutUint32(b[sh+16:], 0x200)
+	binary.LittleEndian.PutUint32(b[sh+20:], 0x400)
+	binary.LittleEndian.PutUint32(b[sh+36:], 0x60000020)
+	copy(b[0x400:], "\xc3 stub code")
+	return b
+}
+
+// TestAssembleUKI: the sections are added in order, readable by Go's PE
+// reader with their bytes, at aligned, non-overlapping addresses inside
+// SizeOfImage; the stub's own section is unchanged; the same inputs give
+// the same bytes.
+func TestAssembleUKI(t *testing.T) {
+	stubs := map[string][]byte{"tiny": tinyPE(0x1000, 0x200)}
+	// systemd's own stub, when this machine has it (systemd-boot-efi), or
+	// IMGFORGE_EFI_STUB names one.
+	p := os.Getenv("IMGFORGE_EFI_STUB")
+	if p == "" {
+		p = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+	}
+	if b, err := os.ReadFile(p); err == nil {
+		stubs["systemd"] = b
+	}
+	secs := []UKISection{
+		{".osrel", []byte("ID=debian\nVERSION_ID=12\n")},
+		{".cmdline", []byte("root=PARTUUID=x roothash=abc quiet")},
+		{".initrd", bytes.Repeat([]byte{7}, 5000)},
+		{".linux", bytes.Repeat([]byte{9}, 70001)},
+	}
+	for name, stub := range stubs {
+		t.Run(name, func(t *testing.T) {
+			uki, err := AssembleUKI(stub, secs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, _ := AssembleUKI(stub, secs)
+			if !bytes.Equal(uki, again) {
+				t.Error("two assemblies differ")
+			}
+			f, err := pe.NewFile(bytes.NewReader(uki))
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig, _ := pe.NewFile(bytes.NewReader(stub))
+			oh := f.OptionalHeader.(*pe.OptionalHeader64)
+			if len(f.Sections) != len(orig.Sections)+len(secs) {
+				t.Fatalf("%d sections, want %d", len(f.Sections), len(orig.Sections)+len(secs))
+			}
+			for i, s := range orig.Sections {
+				a, _ := s.Data()
+				b, _ := f.Sections[i].Data()
+				if !bytes.Equal(a, b) || s.VirtualAddress != f.Sections[i].VirtualAddress {
+					t.Errorf("the stub's section %s changed", s.Name)
+				}
+			}
+			prevEnd := uint32(0)
+			for _, s := range f.Sections {
+				prevEnd = max(prevEnd, s.VirtualAddress+s.VirtualSize)
+			}
+			for i, want := range secs {
+				s := f.Sections[len(orig.Sections)+i]
+				data, _ := s.Data()
+				if s.Name != want.Name || !bytes.Equal(data[:s.VirtualSize], want.Data) {
+					t.Errorf("section %d: %q with %d bytes, want %q with %d", i, s.Name, s.VirtualSize, want.Name, len(want.Data))
+				}
+				if s.VirtualAddress%oh.SectionAlignment != 0 || s.Offset%oh.FileAlignment != 0 {
+					t.Errorf("section %s at %#x (file %#x): not aligned", s.Name, s.VirtualAddress, s.Offset)
+				}
+				for _, o := range f.Sections {
+					if o != s && s.VirtualAddress < o.VirtualAddress+o.VirtualSize && o.VirtualAddress < s.VirtualAddress+s.VirtualSize {
+						t.Errorf("sections %s and %s overlap", s.Name, o.Name)
+					}
+				}
+			}
+			if oh.SizeOfImage < prevEnd || oh.SizeOfImage%oh.SectionAlignment != 0 {
+				t.Errorf("SizeOfImage %#x, sections end at %#x", oh.SizeOfImage, prevEnd)
+			}
+			if oh.CheckSum != peChecksum(uki, int(binary.LittleEndian.Uint32(uki[0x3c:]))+4+20+64) {
+				t.Error("the checksum is not the file's")
+			}
+		})
+	}
+}
+
+func TestAssembleUKIErrors(t *testing.T) {
+	signed := tinyPE(0x1000, 0x200)
+	binary.LittleEndian.PutUint64(signed[0x58+112+8*4:], 0x600_00000100)
+	trailing := append(tinyPE(0x1000, 0x200), "signature"...)
+	many := make([]UKISection, 20)
+	for i := range many {
+		many[i] = UKISection{".s" + string(rune('a'+i)), []byte("x")}
+	}
+	for _, tc := range []struct {
+		name string
+		stub []byte
+		secs []UKISection
+		want string
+	}{
+		{"not PE", []byte("#!/bin/sh\n" + strings.Repeat(" ", 100)), nil, "no MZ header"},
+		{"signed", signed, nil, "the EFI stub is signed"},
+		{"trailing data", trailing, nil, "bytes after its last section"},
+		{"long name", tinyPE(0x1000, 0x200), []UKISection{{".cmdline2", nil}}, `section name ".cmdline2"`},
+		{"no room", tinyPE(0x1000, 0x200), many, "room for"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := AssembleUKI(tc.stub, tc.secs)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
