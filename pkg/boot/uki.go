@@ -1,6 +1,8 @@
 package boot
 
 import (
+	"bytes"
+	"debug/pe"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -164,4 +166,38 @@ func peChecksum(b []byte, field int) uint32 {
 	}
 	sum = (sum & 0xffff) + (sum >> 16)
 	return uint32(sum) + uint32(len(b))
+}
+
+// UKI is the unified kernel image of a slot: stub with os-release, the
+// command line, the initrds (concatenated, each already padded to 4
+// bytes, as the kernel reads a chain of cpio archives) and the kernel.
+func UKI(stub, kernel []byte, initrds [][]byte, cmdline string, osRelease []byte) ([]byte, error) {
+	return AssembleUKI(stub, []UKISection{
+		{Name: ".osrel", Data: osRelease},
+		{Name: ".cmdline", Data: []byte(cmdline)},
+		{Name: ".initrd", Data: bytes.Join(initrds, nil)},
+		{Name: ".linux", Data: kernel},
+	})
+}
+
+// UKISectionData returns the contents of section name of a UKI (such as
+// .cmdline), without the zero padding to its file alignment.
+func UKISectionData(uki []byte, name string) ([]byte, error) {
+	f, err := pe.NewFile(bytes.NewReader(uki))
+	if err != nil {
+		return nil, fmt.Errorf("not a PE image: %w", err)
+	}
+	defer f.Close()
+	s := f.Section(name)
+	if s == nil {
+		return nil, fmt.Errorf("the UKI has no %s section", name)
+	}
+	d, err := s.Data()
+	if err != nil {
+		return nil, fmt.Errorf("reading the UKI's %s section: %w", name, err)
+	}
+	if s.VirtualSize > 0 && int(s.VirtualSize) < len(d) {
+		d = d[:s.VirtualSize]
+	}
+	return d, nil
 }

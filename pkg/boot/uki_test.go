@@ -143,3 +143,43 @@ func TestAssembleUKIErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestUKIAndSections: UKI puts os-release, the command line, the
+// initrds joined and the kernel in their sections, and UKISectionData
+// reads each back without its padding.
+func TestUKIAndSections(t *testing.T) {
+	uki, err := UKI(tinyPE(0x1000, 0x200), []byte("KERNEL"), [][]byte{[]byte("init"), nil, []byte("rd")}, "boot=imgforge imgforge.slot=a", []byte("ID=debian\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{".cmdline": "boot=imgforge imgforge.slot=a", ".initrd": "initrd", ".linux": "KERNEL", ".osrel": "ID=debian\n"} {
+		got, err := UKISectionData(uki, name)
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if _, err := UKISectionData(uki, ".splash"); err == nil || !strings.Contains(err.Error(), "no .splash section") {
+		t.Errorf("a missing section: %v", err)
+	}
+	if _, err := UKISectionData([]byte("not a PE"), ".cmdline"); err == nil {
+		t.Error("a file that is not PE was read")
+	}
+}
+
+// TestESPWithUKI: a slot with a UKI gets an efi entry with no options
+// (the command line is the UKI's, under its signature) and only the UKI
+// on the ESP.
+func TestESPWithUKI(t *testing.T) {
+	files := ESP([]byte("signed loader"), Slot{Name: "a", Gen: 1, Title: "imgforge lb", Cmdline: "boot=imgforge", Kernel: []byte("k"), Initrd: []byte("i"), UKI: []byte("uki")})
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, f.Path)
+		if f.Path == EntriesDir+"/imgforge-0001-a.conf" && string(f.Data) != "title imgforge lb\nversion 1\nefi /imgforge/a/imgforge.efi\n" {
+			t.Errorf("entry %q", f.Data)
+		}
+	}
+	want := "/EFI/BOOT/BOOTX64.EFI /imgforge/a/imgforge.efi /loader/entries/imgforge-0001-a.conf /loader/loader.conf"
+	if strings.Join(paths, " ") != want {
+		t.Errorf("ESP files %v, want %s", paths, want)
+	}
+}

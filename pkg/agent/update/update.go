@@ -58,6 +58,10 @@ var (
 	// ErrRootHash is returned when the new root does not match the root
 	// hash of its manifest.
 	ErrRootHash = errors.New("the new root does not match the manifest's root hash")
+	// ErrSecureBoot is returned for an image, or a node, whose boot
+	// chain is signed for Secure Boot: the update does not install
+	// unified kernel images yet.
+	ErrSecureBoot = errors.New("the boot chain is signed for Secure Boot (unified kernel images), which imgforge-agent update does not install yet; install the node from the new disk image instead")
 	// ErrActive is returned when the new image is the running one.
 	ErrActive = errors.New("the image is the active slot's already")
 )
@@ -148,6 +152,11 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	logf("updating slot %s to %s %s (root hash %s) from %s; slot %s runs and is left alone", target.Name, n.role, n.version, n.rootHash, o.Source, active.Name)
 
 	if es, err := Entries(o.ESP); err == nil {
+		for _, e := range es {
+			if b, err := os.ReadFile(filepath.Join(o.ESP, entriesDir, e.Name)); err == nil && strings.Contains("\n"+string(b), "\nefi ") {
+				return nil, fmt.Errorf("the node's loader entry %s: %w", e.Name, ErrSecureBoot)
+			}
+		}
 		for _, e := range es {
 			if e.Slot == active.Name && e.Counting {
 				logf("warning: the running slot %s's entry %s still counts its boots (not marked good yet); if the new slot fails too, slot %s boots only while its tries last", active.Name, e.Name, active.Name)
@@ -265,6 +274,9 @@ func checkManifest(m *imagemeta.Manifest, role string) (*checked, error) {
 	}
 	if m.Disk == nil {
 		return nil, errors.New("field disk: missing: the image is not bootable")
+	}
+	if m.Signing.SecureBoot {
+		return nil, fmt.Errorf("field signing.secure_boot: %w", ErrSecureBoot)
 	}
 	if m.Disk.Cmdline == "" {
 		// A build of the PXE set (or the ISO) alone has no disk command

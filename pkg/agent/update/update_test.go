@@ -370,3 +370,37 @@ func TestUpdateSameRoot(t *testing.T) {
 		t.Errorf("entry %s", res.Entry)
 	}
 }
+
+// TestUpdateRefusesSecureBoot: an image whose boot chain is signed for
+// Secure Boot, or a node that boots a unified kernel image, is refused
+// before anything on the disk changes.
+func TestUpdateRefusesSecureBoot(t *testing.T) {
+	v1 := makeImage(t, "lb", 1)
+	v2 := makeImage(t, "lb", 2)
+	v2.manifest.Signing.SecureBoot = true
+	mj, err := v2.manifest.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(v2.dir, ManifestFile), mj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	disk, esp := makeDisk(t, v1)
+	before := takeSnapshot(t, disk, esp, "a")
+	if _, err := update(t, serveSet(t, v2), disk, esp, "a"); !errors.Is(err, ErrSecureBoot) || !strings.Contains(err.Error(), "signing.secure_boot") {
+		t.Errorf("a signed image: %v, want %v", err, ErrSecureBoot)
+	}
+
+	v3 := makeImage(t, "lb", 3)
+	entry := filepath.Join(esp, entriesDir, "imgforge-0001-a.conf")
+	if err := os.WriteFile(entry, []byte("title imgforge lb (slot a)\nversion 1\nefi /imgforge/a/imgforge.efi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := update(t, serveSet(t, v3), disk, esp, "a"); !errors.Is(err, ErrSecureBoot) || !strings.Contains(err.Error(), "imgforge-0001-a.conf") {
+		t.Errorf("a node that boots a UKI: %v, want %v", err, ErrSecureBoot)
+	}
+	after := takeSnapshot(t, disk, esp, "a")
+	if before.root != after.root || before.verity != after.verity || before.entries != after.entries {
+		t.Errorf("a refused update changed the active slot")
+	}
+}
