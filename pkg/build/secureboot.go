@@ -91,6 +91,13 @@ func LoadSecureBoot(key, cert string) (*SecureBoot, error) {
 	if !rk.PublicKey.Equal(pub) {
 		return nil, fmt.Errorf("private key %s is not the key of certificate %s", key, cert)
 	}
+	// The tools, before any work too.
+	if _, err := exec.LookPath("sbsign"); err != nil {
+		return nil, errors.New("signing for Secure Boot needs sbsign (apt-get install sbsigntool)")
+	}
+	if _, err := os.Stat(faketimeLib); err != nil {
+		return nil, errors.New("signing for Secure Boot needs libfaketime, to stamp SOURCE_DATE_EPOCH as the signing time (apt-get install faketime)")
+	}
 	sum := sha256.Sum256(c.Raw)
 	return &SecureBoot{Key: key, Cert: cert, ID: "sha256:" + hex.EncodeToString(sum[:])}, nil
 }
