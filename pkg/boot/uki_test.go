@@ -7,42 +7,13 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/imgforge/imgforge/internal/testtool"
 )
 
 // tinyPE is a minimal unsigned PE32+ EFI application: one .text section.
-func tinyPE(secAlign, fileAlign uint32) []byte {
-	b := make([]byte, 0x600)
-	b[0], b[1] = 'M', 'Z'
-	binary.LittleEndian.PutUint32(b[0x3c:], 0x40)
-	copy(b[0x40:], "PE\x00\x00")
-	coff := 0x44
-	binary.LittleEndian.PutUint16(b[coff:], 0x8664)
-	binary.LittleEndian.PutUint16(b[coff+2:], 1)
-	binary.LittleEndian.PutUint16(b[coff+16:], 240)
-	binary.LittleEndian.PutUint16(b[coff+18:], 0x0022)
-	opt := coff + 20
-	binary.LittleEndian.PutUint16(b[opt:], 0x20b)
-	binary.LittleEndian.PutUint32(b[opt+32:], secAlign)
-	binary.LittleEndian.PutUint32(b[opt+36:], fileAlign)
-	binary.LittleEndian.PutUint32(b[opt+56:], 0x2000)
-	binary.LittleEndian.PutUint32(b[opt+60:], 0x400)
-	binary.LittleEndian.PutUint16(b[opt+68:], 10) // EFI application
-	binary.LittleEndian.PutUint32(b[opt+108:], 16)
-	sh := opt + 240
-	copy(b[sh:], ".text")
-	binary.LittleEndian.PutUint32(b[sh+8:], 0x10)
-	binary.LittleEndian.PutUint32(b[sh+12:], 0x1000)
-	binary.LittleEndian.PutUint32(b[sh+16:], 0x200)
-	binary.LittleEndian.PutUint32(b[sh+20:], 0x400)
-	binary.LittleEndian.PutUint32(b[sh+36:], 0x60000020)
-	copy(b[0x400:], "\xc3 stub code")
-	return b
-}
+func tinyPE(secAlign, fileAlign uint32) []byte { return testtool.TinyEFI(secAlign, fileAlign) }
 
-// TestAssembleUKI: the sections are added in order, readable by Go's PE
-// reader with their bytes, at aligned, non-overlapping addresses inside
-// SizeOfImage; the stub's own section is unchanged; the same inputs give
-// the same bytes.
 func TestAssembleUKI(t *testing.T) {
 	stubs := map[string][]byte{"tiny": tinyPE(0x1000, 0x200)}
 	// systemd's own stub, when this machine has it (systemd-boot-efi), or

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgforge/imgforge/internal/testtool"
 	"github.com/imgforge/imgforge/pkg/boot"
 )
 
@@ -77,39 +78,6 @@ func TestLoadSecureBoot(t *testing.T) {
 	}
 }
 
-// tinyEFI is a minimal PE32+ EFI application with one .text section
-// (sbsign signs any valid PE image).
-func tinyEFI() []byte {
-	b := make([]byte, 0x600)
-	b[0], b[1] = 'M', 'Z'
-	le32 := func(o int, v uint32) { b[o], b[o+1], b[o+2], b[o+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
-	le16 := func(o int, v uint16) { b[o], b[o+1] = byte(v), byte(v>>8) }
-	le32(0x3c, 0x40)
-	copy(b[0x40:], "PE\x00\x00")
-	coff := 0x44
-	le16(coff, 0x8664)
-	le16(coff+2, 1)
-	le16(coff+16, 240)
-	le16(coff+18, 0x0022)
-	opt := coff + 20
-	le16(opt, 0x20b)
-	le32(opt+32, 0x1000)
-	le32(opt+36, 0x200)
-	le32(opt+56, 0x2000)
-	le32(opt+60, 0x400)
-	le16(opt+68, 10)
-	le32(opt+108, 16)
-	sh := opt + 240
-	copy(b[sh:], ".text")
-	le32(sh+8, 0x10)
-	le32(sh+12, 0x1000)
-	le32(sh+16, 0x200)
-	le32(sh+20, 0x400)
-	le32(sh+36, 0x60000020)
-	copy(b[0x400:], "\xc3 stub code")
-	return b
-}
-
 // TestSecureBootSign signs a UKI with the real sbsign: sbverify accepts
 // it with the certificate and refuses it once its command line changed,
 // and signing again gives the same bytes (the signing time is
@@ -126,7 +94,7 @@ func TestSecureBootSign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uki, err := boot.UKI(tinyEFI(), []byte("kernel"), [][]byte{[]byte("initrd")}, "boot=imgforge imgforge.slot=a", []byte("ID=debian\n"))
+	uki, err := boot.UKI(testtool.TinyEFI(0x1000, 0x200), []byte("kernel"), [][]byte{[]byte("initrd")}, "boot=imgforge imgforge.slot=a", []byte("ID=debian\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
