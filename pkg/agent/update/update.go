@@ -290,8 +290,8 @@ type checked struct {
 	overlay                 bool
 	// signed: the image's boot chain is signed for Secure Boot; each
 	// slot boots its own signed UKI (imagemeta.BootUKI).
-	signed bool
-	digests                 map[string]string // file -> sha256 hex
+	signed  bool
+	digests map[string]string // file -> sha256 hex
 }
 
 func isHex(s string) bool {
