@@ -82,7 +82,7 @@ func LoadSecureBoot(key, cert string) (*SecureBoot, error) {
 		err = fmt.Errorf("a PEM %s", kblk.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("private key %s: %v; accepted: an unencrypted RSA private key in PEM (PKCS#1 or PKCS#8)", key, err)
+		return nil, fmt.Errorf("private key %s: %w; accepted: an unencrypted RSA private key in PEM (PKCS#1 or PKCS#8)", key, err)
 	}
 	rk, ok := priv.(*rsa.PrivateKey)
 	if !ok {
@@ -131,7 +131,7 @@ func (s *SecureBoot) sign(ctx context.Context, tmp, name string, data []byte, ep
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("sbsign %s: %v: %s", name, err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("sbsign %s: %w: %s", name, err, strings.TrimSpace(stderr.String()))
 	}
 	return os.ReadFile(out)
 }
