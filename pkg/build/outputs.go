@@ -210,9 +210,9 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	for _, pk := range pkgs {
 		m.Packages = append(m.Packages, imagemeta.ManifestPackage{Name: pk.Name, Version: pk.Version, Architecture: pk.Architecture, Source: pk.Source})
 	}
-	// The disk's and the ISO's ESPs boot signed UKIs; a PXE set has no
-	// ESP (iPXE loads the kernel), so it is not signed.
-	if sb := b.secureBootFor(p); sb != nil && diskInfo != nil && (len(diskInfo.ESPFiles) > 0 || len(diskInfo.ISOESPFiles) > 0) {
+	// The disk's and the ISO's ESPs boot signed UKIs, and the PXE set
+	// carries each disk slot's for updates (iPXE itself boots unsigned).
+	if sb := b.secureBootFor(p); sb != nil && diskInfo != nil {
 		m.Signing.SecureBoot, m.Signing.SecureBootCert = true, sb.ID
 	}
 	if b.o.Signer != nil {

@@ -36,7 +36,8 @@ type Signing struct {
 	Key string `json:"key,omitempty"`
 	// SecureBoot says the disk's and the ISO's boot chain is signed for
 	// UEFI Secure Boot: systemd-boot and unified kernel images (whose
-	// signature covers the kernel command line and so the root hash).
+	// signature covers the kernel command line and so the root hash);
+	// the PXE set then carries each disk slot's signed UKI for updates.
 	SecureBoot bool `json:"secure_boot"`
 	// SecureBootCert is the sha256 of the DER of the certificate the
 	// boot chain is signed with, which the firmware's db must hold.
