@@ -153,7 +153,11 @@ func (b *Builder) loadSecureBoot(plans []*plan.Plan) error {
 		}
 		s, err := LoadSecureBoot(sb.Key, sb.Cert)
 		if err != nil {
-			return fmt.Errorf("%s: field %q: %w", p.SecureBootPos.File, "secure_boot", err)
+			where := p.SecureBootPos.File
+			if l := p.SecureBootPos.Line; l > 0 {
+				where = fmt.Sprintf("%s:%d:%d", where, l, p.SecureBootPos.Col)
+			}
+			return fmt.Errorf("%s: field %q: %w", where, "secure_boot", err)
 		}
 		if b.secureBoot == nil {
 			b.secureBoot = map[string]*SecureBoot{}

@@ -21,6 +21,8 @@ import (
 
 	"github.com/imgforge/imgforge/internal/testtool"
 	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/plan"
+	"github.com/imgforge/imgforge/pkg/spec"
 )
 
 // writeSBKey writes a private key (PKCS#8 PEM) and a self-signed
@@ -121,5 +123,48 @@ func TestSecureBootSign(t *testing.T) {
 	os.WriteFile(p, signed, 0o644)
 	if out, err := exec.Command(sbverify, "--cert", cert, p).CombinedOutput(); err == nil {
 		t.Fatalf("sbverify accepts a UKI whose command line changed after signing: %s", out)
+	}
+}
+
+// TestSecureBootFromDefinition: Build loads the key pair an image
+// definition's secure_boot names before any work, and uses it for that
+// plan; --secure-boot-key (Options.SecureBoot) overrides it; a bad pair
+// fails naming the definition file and the field, and a plan without
+// secure_boot stays unsigned.
+func TestSecureBootFromDefinition(t *testing.T) {
+	dir := t.TempDir()
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ok, _ := rsa.GenerateKey(rand.Reader, 2048)
+	key, cert := writeSBKey(t, dir, "db", rk, rk)
+	flagKey, flagCert := writeSBKey(t, dir, "flag", ok, ok)
+	want, _ := LoadSecureBoot(key, cert)
+	flag, _ := LoadSecureBoot(flagKey, flagCert)
+
+	signed, unsigned := fakePlan("a"), fakePlan("b")
+	signed.SecureBoot = spec.SecureBoot{Key: key, Cert: cert}
+	signed.SecureBootPos = spec.Pos{File: "images/default.yaml", Line: 7, Col: 8, Field: "secure_boot.key"}
+	b := &Builder{}
+	if err := b.loadSecureBoot([]*plan.Plan{signed, unsigned}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.secureBootFor(signed); got == nil || got.ID != want.ID {
+		t.Errorf("the definition's key: %+v, want %s", got, want.ID)
+	}
+	if got := b.secureBootFor(unsigned); got != nil {
+		t.Errorf("a plan without secure_boot is signed with %s", got.ID)
+	}
+	b = &Builder{o: Options{SecureBoot: flag}}
+	if err := b.loadSecureBoot([]*plan.Plan{signed}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.secureBootFor(signed); got == nil || got.ID != flag.ID {
+		t.Errorf("--secure-boot-key does not override the definition's: %+v", got)
+	}
+	bad := fakePlan("c")
+	bad.SecureBoot = spec.SecureBoot{Key: flagKey, Cert: cert}
+	bad.SecureBootPos = signed.SecureBootPos
+	err := (&Builder{}).loadSecureBoot([]*plan.Plan{bad})
+	if err == nil || !strings.Contains(err.Error(), `images/default.yaml:7:8: field "secure_boot": private key `+flagKey+" is not the key of certificate") {
+		t.Errorf("a mismatched pair: %v", err)
 	}
 }
