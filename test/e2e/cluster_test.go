@@ -318,7 +318,7 @@ func TestCluster(t *testing.T) {
 	// self-signed pairs (the cluster file gives none): a request to the
 	// VIP's port 80 follows the redirect back through the VIP on 443.
 	// follow false gives the redirect itself; h2 offers HTTP/2 on TLS.
-	request := func(src, url string, follow, h2 bool) (*http.Response, string, error) {
+	request := func(src, url string, follow, h2 bool) (reply, error) {
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, src, addr) },
 			DisableKeepAlives: true,
@@ -331,24 +331,25 @@ func TestCluster(t *testing.T) {
 		}
 		resp, err := client.Get(url)
 		if err != nil {
-			return nil, "", err
+			return reply{}, err
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
-			return nil, "", fmt.Errorf("GET %s: %w", url, err)
+			return reply{}, fmt.Errorf("GET %s: %w", url, err)
 		}
-		return resp, string(body), nil
+		return reply{Status: resp.Status, StatusCode: resp.StatusCode, Header: resp.Header, Body: string(body),
+			Scheme: resp.Request.URL.Scheme, TLS: resp.TLS != nil, Proto: resp.Proto, ProtoMajor: resp.ProtoMajor}, nil
 	}
 	get := func(src, url string) (string, string, error) {
-		resp, body, err := request(src, url, true, false)
+		resp, err := request(src, url, true, false)
 		if err != nil {
 			return "", "", err
 		}
 		if resp.StatusCode != http.StatusOK {
-			return "", "", fmt.Errorf("GET %s: %s %q", url, resp.Status, body)
+			return "", "", fmt.Errorf("GET %s: %s %q", url, resp.Status, resp.Body)
 		}
-		return body, resp.Header.Get("X-Imgforge-Web"), nil
+		return resp.Body, resp.Header.Get("X-Imgforge-Web"), nil
 	}
 	vip := "http://10.10.0.100/"
 
@@ -475,16 +476,26 @@ func TestCluster(t *testing.T) {
 	t.Logf("monitoring: metrics and logs from all %d nodes", len(addrs))
 }
 
+// reply is what a request through the VIP got, its body read and closed.
+type reply struct {
+	Status, Body, Proto string
+	StatusCode          int
+	ProtoMajor          int
+	Header              http.Header
+	Scheme              string // the last request's, after redirects
+	TLS                 bool
+}
+
 // checkNginx checks, through the VIP, what the web node's nginx does with
 // the default app (one web node, so every request meets the same cache):
 // plain HTTP is redirected to HTTPS, which carries HSTS and speaks HTTP/2;
 // the app's cacheable route (/cached) is a HIT the second time, its
 // uncacheable one (/) never; a file under /static/ is kept a year. A few
 // requests, no waiting: the VIP has just answered with the database's row.
-func checkNginx(t *testing.T, request func(src, url string, follow, h2 bool) (*http.Response, string, error), vip string) {
+func checkNginx(t *testing.T, request func(src, url string, follow, h2 bool) (reply, error), vip string) {
 	t.Helper()
 	host := strings.TrimSuffix(strings.TrimPrefix(vip, "http://"), "/")
-	resp, _, err := request("", vip, false, false)
+	resp, err := request("", vip, false, false)
 	switch {
 	case err != nil:
 		t.Errorf("nginx: %v", err)
@@ -496,16 +507,16 @@ func checkNginx(t *testing.T, request func(src, url string, follow, h2 bool) (*h
 	// is the cache's.
 	var statuses []string
 	for i := range 2 {
-		resp, body, err := request("", vip+"cached", true, false)
+		resp, err := request("", vip+"cached", true, false)
 		if err != nil {
 			t.Errorf("nginx: /cached, request %d: %v", i+1, err)
 			return
 		}
-		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello from the imgforge database") {
-			t.Errorf("nginx: /cached, request %d: %s %q", i+1, resp.Status, body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Body, "hello from the imgforge database") {
+			t.Errorf("nginx: /cached, request %d: %s %q", i+1, resp.Status, resp.Body)
 		}
-		if resp.TLS == nil || resp.Request.URL.Scheme != "https" {
-			t.Errorf("nginx: /cached, request %d: answered over %s, want HTTPS after the redirect", i+1, resp.Request.URL.Scheme)
+		if !resp.TLS || resp.Scheme != "https" {
+			t.Errorf("nginx: /cached, request %d: answered over %s, want HTTPS after the redirect", i+1, resp.Scheme)
 		}
 		if !strings.HasPrefix(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
 			t.Errorf("nginx: /cached over HTTPS: Strict-Transport-Security %q, want max-age=...", resp.Header.Get("Strict-Transport-Security"))
@@ -518,18 +529,18 @@ func checkNginx(t *testing.T, request func(src, url string, follow, h2 bool) (*h
 
 	// The uncacheable route: the cache is asked (a status), never a HIT.
 	for i := range 3 {
-		resp, body, err := request("", vip, true, false)
+		resp, err := request("", vip, true, false)
 		if err != nil {
 			t.Errorf("nginx: /, request %d: %v", i+1, err)
 			return
 		}
 		if st := resp.Header.Get("X-Cache-Status"); resp.StatusCode != http.StatusOK || st == "" || st == "HIT" {
-			t.Errorf("nginx: /, request %d: %s %q, X-Cache-Status %q (Cache-Control %q); want 200 and a status but HIT", i+1, resp.Status, body, st, resp.Header.Get("Cache-Control"))
+			t.Errorf("nginx: /, request %d: %s %q, X-Cache-Status %q (Cache-Control %q); want 200 and a status but HIT", i+1, resp.Status, resp.Body, st, resp.Header.Get("Cache-Control"))
 		}
 	}
 
 	// A static file, over HTTP/2.
-	resp, _, err = request("", "https://"+host+"/static/index.html", true, true)
+	resp, err = request("", "https://"+host+"/static/index.html", true, true)
 	switch {
 	case err != nil:
 		t.Errorf("nginx: /static/index.html: %v", err)
