@@ -15,7 +15,10 @@ packages=(
   xorriso         # the hybrid ISO
   dosfstools      # fsck.vfat, for imgforge verify and the tests
   qemu-system-x86 # imgforge run, and the tests' boots
-  ovmf            # UEFI firmware for QEMU
+  ovmf            # UEFI firmware for QEMU (and its Secure Boot build with the snakeoil keys, for TestSecureBoot)
+  sbsigntool      # sbsign: the Secure Boot signatures of systemd-boot and the unified kernel images (--secure-boot-key)
+  faketime        # libfaketime: sbsign's signing time frozen at SOURCE_DATE_EPOCH, so signed disks are reproducible
+  openssl         # tests: decrypts Debian's snakeoil Secure Boot test key
   isolinux        # tests: ISOLINUX for the ISO writer's BIOS tests (images carry their own)
   syslinux-common
   ipxe            # iPXE loaders that imgforge serve hands out over TFTP

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -26,6 +27,8 @@ func newBuildCmd(c *common) *cobra.Command {
 		verbose  bool
 		noCache  bool
 		signKey  string
+		sbKey    string
+		sbCert   string
 		progMode string
 	)
 	cmd := &cobra.Command{
@@ -50,6 +53,16 @@ func newBuildCmd(c *common) *cobra.Command {
 				var err error
 				if signer, err = sign.LoadSigner(signKey); err != nil {
 					return fmt.Errorf("--sign-key: %w", err)
+				}
+			}
+			var secureBoot *build.SecureBoot
+			if sbKey != "" || sbCert != "" {
+				if sbKey == "" || sbCert == "" {
+					return usage(errors.New("--secure-boot-key and --secure-boot-cert go together: give both"))
+				}
+				var err error
+				if secureBoot, err = build.LoadSecureBoot(sbKey, sbCert); err != nil {
+					return fmt.Errorf("--secure-boot-key: %w", err)
 				}
 			}
 			plans, err := c.plans(args)
@@ -79,6 +92,7 @@ func newBuildCmd(c *common) *cobra.Command {
 			req := imgforge.BuildRequest{
 				Plans: plans, CacheDir: cacheDir, OutputDir: outDir, Formats: formats,
 				Progress: prog, Rootless: os.Geteuid() != 0, NoCache: noCache, Signer: signer,
+				SecureBoot: secureBoot,
 			}
 			if verbose {
 				req.Log = cmd.ErrOrStderr()
@@ -112,6 +126,8 @@ func newBuildCmd(c *common) *cobra.Command {
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the output of mmdebstrap and apt")
 	cmd.Flags().StringVar(&progMode, "progress", progressAuto, "progress display: auto (a redrawn line on a terminal, else plain), plain (log lines, and a heartbeat every 30 s), quiet")
 	cmd.Flags().StringVar(&signKey, "sign-key", "", "sign the outputs with this private key (PEM: ECDSA P-256 or Ed25519; unencrypted, or cosign generate-key-pair's cosign.key with its password in COSIGN_PASSWORD): SHA256SUMS.sig, provenance.intoto.json, and the OCI image's cosign signature and attestations (SLSA provenance, SPDX, CycloneDX); imgforge verify --key and cosign verify them")
+	cmd.Flags().StringVar(&sbKey, "secure-boot-key", "", "sign the boot chain of the bootable outputs (raw, qcow2, vmdk, vhd, gce, iso) for UEFI Secure Boot with this unencrypted RSA private key (PEM): systemd-boot and a unified kernel image per slot, whose signature covers the kernel command line and the root hash; needs --secure-boot-cert; overrides the image definition's secure_boot (see docs/secure-boot.md)")
+	cmd.Flags().StringVar(&sbCert, "secure-boot-cert", "", "the X.509 certificate (PEM) of --secure-boot-key, which the firmware's db must hold")
 	cmd.Flags().BoolVar(&noCache, "no-cache", false, "run every stage again instead of using its cached result (downloaded .deb files are still reused; what it makes is cached)")
 	return cmd
 }

@@ -93,15 +93,23 @@ type Slot struct {
 	Title                   string
 	Cmdline                 string
 	Kernel, Initrd, Overlay []byte // Overlay: the cpio of the overlay image; nil for none
+	// UKI, when set, is the slot's signed unified kernel image (see
+	// AssembleUKI), which holds the kernel, the initrds and Cmdline: the
+	// slot's entry starts it (efi), and Kernel, Initrd and Overlay are
+	// not written.
+	UKI []byte
 }
 
 // SlotFiles are the ESP paths of slot's kernel set.
-type SlotFiles struct{ Kernel, Initrd, Overlay string }
+type SlotFiles struct{ Kernel, Initrd, Overlay, UKI string }
+
+// UKIFile is the file name of a slot's unified kernel image on the ESP.
+const UKIFile = "imgforge.efi"
 
 // FilesOf gives the ESP paths of the kernel set of slot name.
 func FilesOf(name string) SlotFiles {
 	d := "/imgforge/" + name + "/"
-	return SlotFiles{Kernel: d + "vmlinuz", Initrd: d + "initrd.img", Overlay: d + "overlay.cpio"}
+	return SlotFiles{Kernel: d + "vmlinuz", Initrd: d + "initrd.img", Overlay: d + "overlay.cpio", UKI: d + UKIFile}
 }
 
 // ESP paths of systemd-boot and its configuration.
@@ -129,6 +137,12 @@ func EntryName(s Slot) string {
 func Entry(s Slot) string {
 	f := FilesOf(s.Name)
 	var b strings.Builder
+	if s.UKI != nil {
+		// The command line is the UKI's own, covered by its signature:
+		// systemd-boot passes no options to it with Secure Boot on.
+		fmt.Fprintf(&b, "title %s\nversion %d\nefi %s\n", s.Title, s.Gen, f.UKI)
+		return b.String()
+	}
 	fmt.Fprintf(&b, "title %s\nversion %d\nlinux %s\ninitrd %s\n", s.Title, s.Gen, f.Kernel, f.Initrd)
 	if s.Overlay != nil {
 		fmt.Fprintf(&b, "initrd %s\n", f.Overlay)
@@ -139,7 +153,8 @@ func Entry(s Slot) string {
 
 // ESP lists the files of an EFI system partition that boots slots
 // through systemd-boot (the removable-media path, so no firmware boot
-// entry is needed).
+// entry is needed). For Secure Boot, systemdBoot is the signed loader and
+// each slot's UKI is set.
 func ESP(systemdBoot []byte, slots ...Slot) []File {
 	files := []File{
 		{Path: LoaderPath, Mode: 0o644, Data: systemdBoot},
@@ -147,6 +162,12 @@ func ESP(systemdBoot []byte, slots ...Slot) []File {
 	}
 	for _, s := range slots {
 		f := FilesOf(s.Name)
+		if s.UKI != nil {
+			files = append(files,
+				File{Path: EntriesDir + "/" + EntryName(s), Mode: 0o644, Data: []byte(Entry(s))},
+				File{Path: f.UKI, Mode: 0o644, Data: s.UKI})
+			continue
+		}
 		files = append(files,
 			File{Path: EntriesDir + "/" + EntryName(s), Mode: 0o644, Data: []byte(Entry(s))},
 			File{Path: f.Kernel, Mode: 0o644, Data: s.Kernel},

@@ -27,7 +27,9 @@ import (
 const (
 	// initramfs-v3: the initrd is padded to a multiple of 4 bytes (see
 	// boot.PadInitrd).
-	initramfsStage = "initramfs-v3"
+	// initramfs-v4: the record keeps systemd's EFI stub, for unified
+	// kernel images (Secure Boot).
+	initramfsStage = "initramfs-v4"
 	// rootfs-v2: the root holds the base and role layers only; the
 	// overlay layer is its own image (overlayImageStage).
 	rootfsStage       = "rootfs-v2"
@@ -40,6 +42,9 @@ type bootRecord struct {
 	Kernel        string `json:"kernel"`
 	Initrd        string `json:"initrd"`
 	Bootloader    string `json:"bootloader"`
+	// Stub is systemd's EFI stub (linuxx64.efi.stub), the start of a
+	// unified kernel image; empty when the image has none.
+	Stub string `json:"stub,omitempty"`
 	// ISOLINUX, when the image has it: the ISO's BIOS boot.
 	Isolinux string `json:"isolinux,omitempty"`
 	Ldlinux  string `json:"ldlinux,omitempty"`
@@ -68,6 +73,7 @@ type overlayImageRecord struct {
 // byte for byte the same.
 type Bootable struct {
 	Kernel, Initrd, Bootloader string // blob paths
+	Stub                       string // blob path; empty: no EFI stub
 	Isolinux, Ldlinux, IsoMBR  string // blob paths; empty: no BIOS boot
 	KernelVersion              string
 	Squashfs, Hash             string // blob paths
@@ -79,6 +85,7 @@ type Bootable struct {
 const (
 	kernelPrefix = "boot/vmlinuz-"
 	sdBootPath   = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+	stubPath     = "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 	// ISOLINUX, from Debian's isolinux and syslinux-common.
 	isolinuxPath = "usr/lib/ISOLINUX/isolinux.bin"
 	isoMBRPath   = "usr/lib/ISOLINUX/isohdpfx.bin"
@@ -105,6 +112,9 @@ func (b *Builder) Bootable(ctx context.Context, im *Image) (*Bootable, error) {
 		KernelVersion: br.KernelVersion, Squashfs: c.BlobPath(rr.Squashfs), Hash: c.BlobPath(rr.Hash), Verity: rr.Verity,
 		Overlay: c.BlobPath(or.Cpio), OverlayVerity: or.Verity,
 	}
+	if br.Stub != "" {
+		bt.Stub = c.BlobPath(br.Stub)
+	}
 	if br.Isolinux != "" {
 		bt.Isolinux, bt.Ldlinux, bt.IsoMBR = c.BlobPath(br.Isolinux), c.BlobPath(br.Ldlinux), c.BlobPath(br.IsoMBR)
 	}
@@ -130,7 +140,7 @@ func (b *Builder) initramfsStage() stage[initramfsKey, bootRecord] {
 	return stage[initramfsKey, bootRecord]{
 		name: "initramfs", version: initramfsStage, run: b.runInitramfs,
 		blobs: func(r bootRecord) []string {
-			return nonEmpty(r.Kernel, r.Initrd, r.Bootloader, r.Isolinux, r.Ldlinux, r.IsoMBR)
+			return nonEmpty(r.Kernel, r.Initrd, r.Bootloader, r.Stub, r.Isolinux, r.Ldlinux, r.IsoMBR)
 		},
 		cached: func(r bootRecord) string { return short(r.Initrd) },
 	}
@@ -163,7 +173,7 @@ func (b *Builder) runInitramfs(ctx context.Context, st *Stage, k initramfsKey, _
 		return rec, "", fmt.Errorf("the cached base is damaged (%w); run the build again to rebuild it", err)
 	}
 	files, err := extract(ctx, b.o.Cache.BlobPath(base.Tar), func(name string) bool {
-		return strings.HasPrefix(name, kernelPrefix) || name == sdBootPath || name == isolinuxPath || name == isoMBRPath || name == ldlinuxPath
+		return strings.HasPrefix(name, kernelPrefix) || name == sdBootPath || name == stubPath || name == isolinuxPath || name == isoMBRPath || name == ldlinuxPath
 	})
 	if err != nil {
 		return rec, "", err
@@ -220,6 +230,9 @@ func (b *Builder) runInitramfs(ctx context.Context, st *Stage, k initramfsKey, _
 		data []byte
 	}
 	blobs := []blob{{&rec.Initrd, boot.PadInitrd(initrd)}, {&rec.Kernel, files[kernelPrefix+rec.KernelVersion]}, {&rec.Bootloader, files[sdBootPath]}}
+	if files[stubPath] != nil {
+		blobs = append(blobs, blob{&rec.Stub, files[stubPath]})
+	}
 	// ISOLINUX is optional: without it the ISO boots with UEFI only.
 	if files[isolinuxPath] != nil && files[isoMBRPath] != nil && files[ldlinuxPath] != nil {
 		blobs = append(blobs, blob{&rec.Isolinux, files[isolinuxPath]}, blob{&rec.Ldlinux, files[ldlinuxPath]}, blob{&rec.IsoMBR, files[isoMBRPath]})

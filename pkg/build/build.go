@@ -74,6 +74,10 @@ type Options struct {
 	NoCache bool
 	// Signer signs the outputs (output_sign.go); nil signs nothing.
 	Signer *sign.Signer
+	// SecureBoot signs the boot chain of every plan's bootable outputs
+	// (secureboot.go); nil leaves it to each image definition's
+	// secure_boot, and unsigned without one.
+	SecureBoot *SecureBoot
 }
 
 // Builder builds plans. It is not safe for concurrent use.
@@ -82,6 +86,10 @@ type Builder struct {
 	mmdVersion string
 	releases   map[string]string // apt source -> InRelease digest, fetched once per Builder
 	verified   map[string]bool   // blobs already re-hashed by this Builder
+
+	// secureBoot holds the Secure Boot keys of the image definitions,
+	// loaded by Build before any work, by "KEY\x00CERT".
+	secureBoot map[string]*SecureBoot
 
 	usedMu sync.Mutex
 	used   map[string][]cache.StageRef // role -> the stage records its build used
@@ -137,6 +145,9 @@ func CheckOutputDir(dir string) error {
 // writes each one's outputs.
 func (b *Builder) Build(ctx context.Context, plans []*plan.Plan) ([]*imagemeta.Result, error) {
 	if err := CheckOutputDir(b.o.OutputDir); err != nil {
+		return nil, err
+	}
+	if err := b.loadSecureBoot(plans); err != nil {
 		return nil, err
 	}
 	var out []*imagemeta.Result

@@ -54,12 +54,17 @@ func (b *Builder) writeISO(ctx context.Context, path string, im *Image, bt *Boot
 	ov := bt.OverlayVerity
 	cmdline := disk.ISOCmdline(p.Kernel.Cmdline, bt.Verity, vol, &ov)
 	// One entry, not counted: an ISO has no second slot to fall back to.
+	slot := boot.Slot{
+		Name: "a", Gen: 1, Title: "imgforge " + p.Role, Cmdline: cmdline,
+		Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"],
+	}
+	loader, err := b.signedBoot(ctx, im, bt, files["loader"], []*boot.Slot{&slot})
+	if err != nil {
+		return "", nil, err
+	}
 	l := disk.ISOLayout{
 		VolumeID: vol, RootImage: rootImg, Epoch: p.SourceDateEpoch,
-		ESPFiles: boot.ESP(files["loader"], boot.Slot{
-			Name: "a", Gen: 1, Title: "imgforge " + p.Role, Cmdline: cmdline,
-			Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"],
-		}),
+		ESPFiles: boot.ESP(loader, slot),
 	}
 	if bt.Isolinux != "" {
 		bios := &disk.BIOSBoot{Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"], Cmdline: cmdline}

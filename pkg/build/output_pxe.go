@@ -81,5 +81,46 @@ func (b *Builder) writePXE(ctx context.Context, dir string, im *Image, bt *Boota
 	if err := add(boot.PXEScript, "ipxe", func(w io.Writer) error { _, err := w.Write(script); return err }); err != nil {
 		return "", nil, err
 	}
+	// With Secure Boot, the set also carries each disk slot's signed UKI,
+	// which imgforge-agent update installs (iPXE itself boots unsigned).
+	ukis, err := b.updateUKIs(ctx, im, bt, cmdline)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, slot := range []string{"a", "b"} {
+		if uki, ok := ukis[slot]; ok {
+			if err := add(imagemeta.BootUKI(slot), "pxe-uki", func(w io.Writer) error { _, err := w.Write(uki); return err }); err != nil {
+				return "", nil, err
+			}
+		}
+	}
 	return cmdline, arts, nil
+}
+
+// updateUKIs are the signed UKIs of both disk slots that an update
+// installs, when im is signed for Secure Boot (nil otherwise): base's
+// command line with the slot's partitions (imagemeta.SignedSlotUUIDs), the
+// state partition by its label (a node's PARTUUID is not known here) and
+// panic=30, as imgforge-agent update gives an unsigned slot, so that a
+// boot that stops spends its try and falls back.
+func (b *Builder) updateUKIs(ctx context.Context, im *Image, bt *Bootable, base string) (map[string][]byte, error) {
+	if b.secureBootFor(im.Plan) == nil {
+		return nil, nil
+	}
+	files, err := bt.bootFileData()
+	if err != nil {
+		return nil, err
+	}
+	var slots []*boot.Slot
+	for _, name := range []string{"a", "b"} {
+		r, v := imagemeta.SignedSlotUUIDs(bt.Verity.RootHash, name)
+		slots = append(slots, &boot.Slot{
+			Name: name, Cmdline: imagemeta.SlotCmdline(base, name, r, v, imagemeta.StateByLabel, bt.Verity) + " panic=30",
+			Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"],
+		})
+	}
+	if _, err := b.signedBoot(ctx, im, bt, files["loader"], slots); err != nil {
+		return nil, err
+	}
+	return map[string][]byte{"a": slots[0].UKI, "b": slots[1].UKI}, nil
 }

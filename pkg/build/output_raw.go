@@ -59,10 +59,15 @@ func (b *Builder) writeRaw(ctx context.Context, path string, im *Image, bt *Boot
 	})
 	// The build fills slot A; its entry is not counted, since there is
 	// nothing yet to fall back to. An update adds slot B's, counted.
-	l.ESPFiles = boot.ESP(files["loader"], boot.Slot{
+	slot := boot.Slot{
 		Name: "a", Gen: 1, Title: fmt.Sprintf("imgforge %s %s (slot a)", p.Role, imagemeta.Version(imageDigest)), Cmdline: cmdline,
 		Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"],
-	})
+	}
+	loader, err := b.signedBoot(ctx, im, bt, files["loader"], []*boot.Slot{&slot})
+	if err != nil {
+		return nil, err
+	}
+	l.ESPFiles = boot.ESP(loader, slot)
 	if _, err := disk.WriteRaw(ctx, path, l); err != nil {
 		return nil, fmt.Errorf("role %s: %w", p.Role, err)
 	}

@@ -110,7 +110,8 @@ func (b *Builder) inputsDigest(ctx context.Context, im *Image, imageDigest strin
 		Stages                        map[string]string
 		Formats                       []string
 		Signer                        string `json:",omitempty"`
-	}{b.o.ToolVersion, tool, im.Plan.Digest(), imageDigest, im.Keys, formats, b.signerID()})
+		SecureBoot                    string `json:",omitempty"`
+	}{b.o.ToolVersion, tool, im.Plan.Digest(), imageDigest, im.Keys, formats, b.signerID(), b.secureBootID(im.Plan)})
 	if err != nil {
 		return "", err
 	}

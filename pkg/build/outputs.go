@@ -210,8 +210,13 @@ func (b *Builder) writeOutputs(ctx context.Context, im *Image) (*imagemeta.Resul
 	for _, pk := range pkgs {
 		m.Packages = append(m.Packages, imagemeta.ManifestPackage{Name: pk.Name, Version: pk.Version, Architecture: pk.Architecture, Source: pk.Source})
 	}
+	// The disk's and the ISO's ESPs boot signed UKIs, and the PXE set
+	// carries each disk slot's for updates (iPXE itself boots unsigned).
+	if sb := b.secureBootFor(p); sb != nil && diskInfo != nil {
+		m.Signing.SecureBoot, m.Signing.SecureBootCert = true, sb.ID
+	}
 	if b.o.Signer != nil {
-		m.Signing = imagemeta.Signing{Signed: true, Key: b.o.Signer.ID}
+		m.Signing.Signed, m.Signing.Key = true, b.o.Signer.ID
 		a, err := b.signOutputs(ctx, im, j, signedOutput{dir: tmp, arts: arts, spdx: sboms["spdx-json"], cdx: sboms["cyclonedx-json"], manifestRaw: m})
 		if err != nil {
 			return nil, err

@@ -27,6 +27,15 @@ const (
 	BootRoot     = "root.img"     // application/vnd.imgforge.root.verity: the squashfs, then its dm-verity hash tree
 )
 
+// BootUKI is the file of a Secure Boot image's PXE set and boot artifact
+// that holds disk slot's signed unified kernel image (imgforge-a.efi,
+// imgforge-b.efi; application/vnd.imgforge.uki): what imgforge-agent
+// update installs on the ESP for the slot.
+func BootUKI(slot string) string { return "imgforge-" + slot + ".efi" }
+
+// BootUKIMediaType is the layer media type of BootUKI files.
+const BootUKIMediaType = "application/vnd.imgforge.uki"
+
 // BootMediaTypes maps each file of a boot artifact to its layer's media
 // type.
 var BootMediaTypes = map[string]string{
@@ -35,4 +44,6 @@ var BootMediaTypes = map[string]string{
 	BootInitrd:   "application/vnd.imgforge.initrd",
 	BootOverlay:  "application/vnd.imgforge.overlay.cpio",
 	BootRoot:     "application/vnd.imgforge.root.verity",
+	BootUKI("a"): BootUKIMediaType,
+	BootUKI("b"): BootUKIMediaType,
 }

@@ -33,8 +33,15 @@ type Manifest struct {
 type Signing struct {
 	Signed bool `json:"signed"`
 	// Key is the sha256 of the public key's PKIX DER encoding.
-	Key        string `json:"key,omitempty"`
-	SecureBoot bool   `json:"secure_boot"`
+	Key string `json:"key,omitempty"`
+	// SecureBoot says the disk's and the ISO's boot chain is signed for
+	// UEFI Secure Boot: systemd-boot and unified kernel images (whose
+	// signature covers the kernel command line and so the root hash);
+	// the PXE set then carries each disk slot's signed UKI for updates.
+	SecureBoot bool `json:"secure_boot"`
+	// SecureBootCert is the sha256 of the DER of the certificate the
+	// boot chain is signed with, which the firmware's db must hold.
+	SecureBootCert string `json:"secure_boot_cert,omitempty"`
 }
 
 // ManifestInputs records what the build read.

@@ -91,6 +91,9 @@ type BuildRequest struct {
 	NoCache bool
 	// Signer signs the outputs; nil signs nothing.
 	Signer *sign.Signer
+	// SecureBoot signs the boot chain for Secure Boot; nil leaves it to
+	// the image definitions.
+	SecureBoot *build.SecureBoot
 	// LookPath finds the host's programs for the preflight check
 	// (exec.LookPath when nil).
 	LookPath func(string) (string, error)
@@ -157,7 +160,7 @@ func Build(ctx context.Context, req BuildRequest) ([]*imagemeta.Result, error) {
 	b, err := build.New(ctx, build.Options{
 		Cache: c, OutputDir: req.OutputDir, Formats: req.Formats, Progress: req.Progress,
 		Log: req.Log, Rootless: req.Rootless, ToolVersion: "imgforge " + Version, NoCache: req.NoCache,
-		Signer: req.Signer,
+		Signer: req.Signer, SecureBoot: req.SecureBoot,
 	})
 	if err != nil {
 		return nil, err

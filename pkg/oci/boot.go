@@ -28,10 +28,11 @@ type BootFile struct {
 // BootFiles finds the files of the boot artifact in a build's output
 // folder dir (OUTPUT/ROLE): manifest.json, and the PXE set's kernel,
 // initramfs and root image (the squashfs, then its hash tree), and
-// overlay.cpio, in pxe/ or beside it. All but overlay.cpio must be there.
+// overlay.cpio and the slots' signed UKIs (Secure Boot), in pxe/ or
+// beside it. All but overlay.cpio and the UKIs must be there.
 func BootFiles(dir string) ([]BootFile, error) {
 	var out []BootFile
-	for _, n := range []string{imagemeta.BootManifest, imagemeta.BootKernel, imagemeta.BootInitrd, imagemeta.BootRoot, imagemeta.BootOverlay} {
+	for _, n := range []string{imagemeta.BootManifest, imagemeta.BootKernel, imagemeta.BootInitrd, imagemeta.BootRoot, imagemeta.BootOverlay, imagemeta.BootUKI("a"), imagemeta.BootUKI("b")} {
 		found := ""
 		for _, p := range []string{filepath.Join(dir, "pxe", n), filepath.Join(dir, n)} {
 			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
@@ -40,8 +41,8 @@ func BootFiles(dir string) ([]BootFile, error) {
 			}
 		}
 		if found == "" {
-			if n == imagemeta.BootOverlay {
-				continue
+			if n == imagemeta.BootOverlay || imagemeta.BootMediaTypes[n] == imagemeta.BootUKIMediaType {
+				continue // optional: UKIs are there for Secure Boot images
 			}
 			return nil, fmt.Errorf("%s has no %s (build the role with the pxe format)", dir, n)
 		}

@@ -39,7 +39,8 @@ func TestPushBoot(t *testing.T) {
 	}
 	out := t.TempDir()
 	os.MkdirAll(filepath.Join(out, "pxe"), 0o755)
-	contents := map[string]string{"manifest.json": `{"role":"lb"}`, "pxe/vmlinuz": "kernel", "pxe/initrd.img": "initrd", "pxe/root.img": "root", "overlay.cpio": "overlay", "pxe/boot.ipxe": "#!ipxe"}
+	contents := map[string]string{"manifest.json": `{"role":"lb"}`, "pxe/vmlinuz": "kernel", "pxe/initrd.img": "initrd", "pxe/root.img": "root", "overlay.cpio": "overlay", "pxe/boot.ipxe": "#!ipxe",
+		"pxe/imgforge-a.efi": "uki a", "pxe/imgforge-b.efi": "uki b"}
 	for p, c := range contents {
 		if err := os.WriteFile(filepath.Join(out, p), []byte(c), 0o644); err != nil {
 			t.Fatal(err)
@@ -49,7 +50,7 @@ func TestPushBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 5 {
+	if len(files) != 7 {
 		t.Errorf("files %v", files)
 	}
 	subject, err := partial.Descriptor(img)

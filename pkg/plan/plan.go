@@ -57,6 +57,12 @@ type Plan struct {
 	Outputs     []string    `json:"outputs" yaml:"outputs"`
 	Disk        spec.Disk   `json:"disk" yaml:"disk"`
 	Kernel      spec.Kernel `json:"kernel" yaml:"kernel"`
+	// SecureBoot is the image definition's Secure Boot key pair. It is
+	// not part of the plan's digest: the key signs the boot chain, it
+	// does not change the image.
+	SecureBoot spec.SecureBoot `json:"-" yaml:"-"`
+	// SecureBootPos is where the definition set it.
+	SecureBootPos spec.Pos `json:"-" yaml:"-"`
 
 	// Positions of the packages in their definition files, so that a build
 	// error about a package can say where it was asked for.
@@ -164,6 +170,8 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 		Outputs:         append([]string(nil), im.Outputs...),
 		Disk:            im.Disk,
 		Kernel:          im.Kernel,
+		SecureBoot:      im.SecureBoot,
+		SecureBootPos:   isrc.At("secure_boot.key"),
 		PackagePos:      map[string]spec.Pos{},
 		Blobs:           map[string][]byte{},
 	}

@@ -48,15 +48,32 @@ func FindQEMU() (string, error) {
 type Firmware struct {
 	Code string
 	Vars string
+	// SecureBoot runs a Secure Boot build of OVMF (its code needs SMM
+	// and a flash only SMM writes): the machine gets smm=on and a secure
+	// pflash.
+	SecureBoot bool
+}
+
+// SnakeoilFirmware is Debian's Secure Boot OVMF with the variable store
+// that enrols the snakeoil test key set (/usr/share/ovmf/PkKek-1-snakeoil.key
+// and .pem, the key's passphrase "snakeoil") and enforces Secure Boot.
+func SnakeoilFirmware() (Firmware, error) {
+	fw := Firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", Vars: "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd", SecureBoot: true}
+	for _, f := range []string{fw.Code, fw.Vars} {
+		if !fileExists(f) {
+			return Firmware{}, fmt.Errorf("no Secure Boot OVMF firmware (%s): install the Debian package ovmf (bookworm or later)", f)
+		}
+	}
+	return fw, nil
 }
 
 // firmwareCandidates are the OVMF builds FindFirmware looks for, best
 // first: Debian's 4 MiB and 2 MiB builds, then Fedora's and Arch's.
 var firmwareCandidates = []Firmware{
-	{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
-	{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
-	{"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},
-	{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
+	{Code: "/usr/share/OVMF/OVMF_CODE_4M.fd", Vars: "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+	{Code: "/usr/share/OVMF/OVMF_CODE.fd", Vars: "/usr/share/OVMF/OVMF_VARS.fd"},
+	{Code: "/usr/share/edk2/ovmf/OVMF_CODE.fd", Vars: "/usr/share/edk2/ovmf/OVMF_VARS.fd"},
+	{Code: "/usr/share/edk2/x64/OVMF_CODE.4m.fd", Vars: "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
 }
 
 // FindFirmware returns the first OVMF build installed, the 4 MiB one first.
@@ -220,7 +237,11 @@ func (m *Machine) Args(tmp string) ([]string, error) {
 	if mem < 0 || cpus < 0 {
 		return nil, fmt.Errorf("machine %s: memory %d MiB and %d cpus: want positive numbers", name, m.MemoryMiB, m.CPUs)
 	}
-	args := []string{"-name", escape(name), "-machine", "q35"}
+	machine := "q35"
+	if m.Firmware.SecureBoot {
+		machine = "q35,smm=on"
+	}
+	args := []string{"-name", escape(name), "-machine", machine}
 	switch m.Accel {
 	case AccelAuto:
 		args = append(args, "-accel", "kvm", "-accel", "tcg")
@@ -240,6 +261,9 @@ func (m *Machine) Args(tmp string) ([]string, error) {
 		"-serial", "chardev:console",
 		"-monitor", "unix:"+escape(filepath.Join(tmp, monitorFile))+",server=on,wait=off",
 	)
+	if m.Firmware.SecureBoot {
+		args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
+	}
 	if m.Firmware.Code != "" {
 		args = append(args, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+escape(m.Firmware.Code))
 		if m.Firmware.Vars != "" {

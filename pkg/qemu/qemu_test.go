@@ -205,7 +205,7 @@ func TestArgsErrors(t *testing.T) {
 }
 
 func TestFindFirmware(t *testing.T) {
-	cands := []Firmware{{"/a/CODE_4M", "/a/VARS_4M"}, {"/a/CODE", "/a/VARS"}}
+	cands := []Firmware{{Code: "/a/CODE_4M", Vars: "/a/VARS_4M"}, {Code: "/a/CODE", Vars: "/a/VARS"}}
 	tests := []struct {
 		name    string
 		present []string

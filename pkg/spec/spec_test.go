@@ -158,6 +158,9 @@ func TestImageErrors(t *testing.T) {
 		{"exclude newline", base + "exclude: [\"/usr/share/doc/*\\npath-include=/x\"]\n", `field "exclude[0]": "/usr/share/doc/*\npath-include=/x" is not accepted: a glob is an absolute path made of letters, digits`},
 		{"include return", base + "include: [\"/usr/share/doc\\r\"]\n", `field "include[0]"`},
 		{"boot_exclude relative", base + "boot_exclude: [boot/*]\n", `field "boot_exclude[0]"`},
+		{"secure boot", base + "secure_boot: {key: /etc/imgforge/db.key, cert: /etc/imgforge/db.pem}\n", ""},
+		{"secure boot no cert", base + "secure_boot:\n  key: /etc/imgforge/db.key\n", `field "secure_boot.cert": missing: secure_boot needs both key and cert`},
+		{"secure boot relative", base + "secure_boot:\n  key: db.key\n  cert: /etc/imgforge/db.pem\n", `images/default.yaml:6:8: field "secure_boot.key": "db.key" is not an absolute path`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -143,6 +143,19 @@ type Image struct {
 	BootInclude []string `yaml:"boot_include" json:"boot_include,omitempty"`
 	Disk        Disk     `yaml:"disk" json:"disk"`
 	Kernel      Kernel   `yaml:"kernel" json:"kernel"`
+	// SecureBoot signs the boot chain of the bootable outputs for UEFI
+	// Secure Boot (imgforge build --secure-boot-key/--secure-boot-cert
+	// override it).
+	SecureBoot SecureBoot `yaml:"secure_boot" json:"secure_boot,omitempty"`
+}
+
+// SecureBoot names the key pair that signs the boot loader and the
+// unified kernel images: absolute paths of an unencrypted RSA private key
+// and its X.509 certificate, both PEM. Keys stay out of the definitions'
+// folder, so the paths must be absolute.
+type SecureBoot struct {
+	Key  string `yaml:"key" json:"key,omitempty"`
+	Cert string `yaml:"cert" json:"cert,omitempty"`
 }
 
 // Distribution names the Debian release and where its packages come from.

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
@@ -309,6 +311,15 @@ func (im *Image) Validate(src Source) error {
 	}
 	if strings.ContainsAny(im.Kernel.Cmdline, "\n\r") {
 		return src.Errorf("kernel.cmdline", "must be one line")
+	}
+	sb := im.SecureBoot
+	for _, f := range []struct{ field, v, other string }{{"secure_boot.key", sb.Key, sb.Cert}, {"secure_boot.cert", sb.Cert, sb.Key}} {
+		switch {
+		case f.v == "" && f.other != "":
+			return src.Errorf(f.field, "missing: secure_boot needs both key and cert")
+		case f.v != "" && (!filepath.IsAbs(f.v) || strings.ContainsFunc(f.v, unicode.IsControl)):
+			return src.Errorf(f.field, "%q is not an absolute path; accepted: the absolute path of a PEM file (keys stay out of the definitions' folder)", f.v)
+		}
 	}
 	return nil
 }

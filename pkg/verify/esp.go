@@ -97,7 +97,7 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string, di
 			h := sha256.New()
 			var w io.Writer = h
 			var kept bytes.Buffer
-			if p == loaderConf || strings.HasPrefix(p, boot.EntriesDir+"/") {
+			if p == loaderConf || strings.HasPrefix(p, boot.EntriesDir+"/") || path.Base(p) == boot.UKIFile {
 				w = io.MultiWriter(h, &kept)
 			}
 			n, err := io.Copy(w, f)
@@ -151,6 +151,25 @@ func (r *run) checkESP(image string, p *gpt.Partition, want, wantFrom string, di
 		}
 		slot := slotOfEntry(entry)
 		f := boot.FilesOf(slot)
+		if efi := e["efi"]; len(efi) > 0 {
+			// A unified kernel image (Secure Boot): the command line is
+			// its .cmdline section, which its signature covers.
+			if first(efi) != f.UKI || len(e["linux"]) > 0 || len(e["options"]) > 0 {
+				return "", fmt.Errorf("the loader entry %s boots efi %q (linux %q, options %q); want efi %s alone", entry, first(efi), first(e["linux"]), first(e["options"]), f.UKI)
+			}
+			uki, ok := files[f.UKI]
+			if !ok {
+				return "", fmt.Errorf("the manifest's %s has no %s, which the loader entry %s boots", digestsFrom, f.UKI, entry)
+			}
+			cl, err := boot.UKISectionData(uki, ".cmdline")
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", f.UKI, err)
+			}
+			if string(cl) != want {
+				return "", fmt.Errorf("the command line of %s differs from %s: %s", f.UKI, wantFrom, firstDifference(string(cl), want))
+			}
+			return fmt.Sprintf("efi %s, a unified kernel image whose command line equals %s", f.UKI, wantFrom), nil
+		}
 		wantInitrd := []string{f.Initrd}
 		if _, ok := digests[f.Overlay]; ok {
 			wantInitrd = append(wantInitrd, f.Overlay)

@@ -48,6 +48,8 @@ type bootOpts struct {
 	userData string
 	name     string
 	bios     bool // SeaBIOS rather than OVMF
+	// firmware, when set, is the UEFI firmware rather than FindFirmware's.
+	firmware *qemu.Firmware
 	// guestFwds relay connections from the guest to addresses in the
 	// user network (restrict=on lets nothing else out).
 	guestFwds []qemu.GuestForward
@@ -102,6 +104,9 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 	}
 	if o.bios {
 		m.Firmware = qemu.Firmware{}
+	}
+	if o.firmware != nil {
+		m.Firmware = *o.firmware
 	}
 	vm := startSlotted(t, ctx, m)
 	got, err := vm.Forwards(ctx)

@@ -67,14 +67,15 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, _ packersdk.Hook) (p
 	defer lines.Close()
 	ui.Say(fmt.Sprintf("Building role %s (plan %s) into %s", b.plan.Role, b.plan.Digest(), b.config.OutputDir))
 	results, err := imgforge.Build(ctx, imgforge.BuildRequest{
-		Plans:     []*plan.Plan{b.plan},
-		CacheDir:  b.cacheDir,
-		OutputDir: b.config.OutputDir,
-		Formats:   b.config.Formats,
-		Progress:  build.NewProgress(build.LogLines(lines), nil),
-		Log:       log.Writer(), // the tools' output goes to Packer's log (PACKER_LOG=1)
-		Rootless:  os.Geteuid() != 0,
-		Signer:    b.config.signer,
+		Plans:      []*plan.Plan{b.plan},
+		CacheDir:   b.cacheDir,
+		OutputDir:  b.config.OutputDir,
+		Formats:    b.config.Formats,
+		Progress:   build.NewProgress(build.LogLines(lines), nil),
+		Log:        log.Writer(), // the tools' output goes to Packer's log (PACKER_LOG=1)
+		Rootless:   os.Geteuid() != 0,
+		Signer:     b.config.signer,
+		SecureBoot: b.config.secureBoot,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

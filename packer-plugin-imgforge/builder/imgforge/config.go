@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 	"golang.org/x/sys/unix"
 
+	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/cache"
 	"github.com/imgforge/imgforge/pkg/imgforge"
 	"github.com/imgforge/imgforge/pkg/plan"
@@ -67,9 +68,20 @@ type Config struct {
 	// provenance (`provenance.intoto.json`), and the OCI image (cosign's
 	// signature and attestations). Unsigned when empty.
 	SignKey string `mapstructure:"sign_key"`
+	// An RSA private key (PEM, unencrypted) to sign the boot chain of the
+	// bootable outputs with for UEFI Secure Boot, like `imgforge build
+	// --secure-boot-key`: systemd-boot and a unified kernel image per
+	// disk, whose signature covers the kernel command line and so the
+	// root hash. Needs `secure_boot_cert`; overrides the image
+	// definition's `secure_boot`. Unsigned when both are empty.
+	SecureBootKey string `mapstructure:"secure_boot_key"`
+	// The X.509 certificate (PEM) of `secure_boot_key`, which the
+	// firmware's db must hold.
+	SecureBootCert string `mapstructure:"secure_boot_cert"`
 
-	ctx    interpolate.Context
-	signer *sign.Signer
+	ctx        interpolate.Context
+	signer     *sign.Signer
+	secureBoot *build.SecureBoot
 }
 
 // prepare decodes raws into c and checks it, using getenv for the
@@ -112,6 +124,13 @@ func (c *Config) prepare(getenv func(string) string, raws ...interface{}) (*plan
 	if c.SignKey != "" {
 		if c.signer, err = sign.LoadSigner(c.SignKey); err != nil {
 			errs = packersdk.MultiErrorAppend(errs, fmt.Errorf("sign_key: %w", err))
+		}
+	}
+	if c.SecureBootKey != "" || c.SecureBootCert != "" {
+		if c.SecureBootKey == "" || c.SecureBootCert == "" {
+			errs = packersdk.MultiErrorAppend(errs, errors.New("secure_boot_key and secure_boot_cert go together: set both"))
+		} else if c.secureBoot, err = build.LoadSecureBoot(c.SecureBootKey, c.SecureBootCert); err != nil {
+			errs = packersdk.MultiErrorAppend(errs, fmt.Errorf("secure_boot_key: %w", err))
 		}
 	}
 	mirrorOK := true

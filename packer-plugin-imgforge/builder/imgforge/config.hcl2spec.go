@@ -29,6 +29,8 @@ type FlatConfig struct {
 	CacheDir            *string           `mapstructure:"cache_dir" cty:"cache_dir" hcl:"cache_dir"`
 	AgentPath           *string           `mapstructure:"agent_path" cty:"agent_path" hcl:"agent_path"`
 	SignKey             *string           `mapstructure:"sign_key" cty:"sign_key" hcl:"sign_key"`
+	SecureBootKey       *string           `mapstructure:"secure_boot_key" cty:"secure_boot_key" hcl:"secure_boot_key"`
+	SecureBootCert      *string           `mapstructure:"secure_boot_cert" cty:"secure_boot_cert" hcl:"secure_boot_cert"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -62,6 +64,8 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"cache_dir":                  &hcldec.AttrSpec{Name: "cache_dir", Type: cty.String, Required: false},
 		"agent_path":                 &hcldec.AttrSpec{Name: "agent_path", Type: cty.String, Required: false},
 		"sign_key":                   &hcldec.AttrSpec{Name: "sign_key", Type: cty.String, Required: false},
+		"secure_boot_key":            &hcldec.AttrSpec{Name: "secure_boot_key", Type: cty.String, Required: false},
+		"secure_boot_cert":           &hcldec.AttrSpec{Name: "secure_boot_cert", Type: cty.String, Required: false},
 	}
 	return s
 }

@@ -4,13 +4,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/imgforge/imgforge/pkg/build"
 	"github.com/imgforge/imgforge/pkg/format"
 	"github.com/imgforge/imgforge/pkg/sign"
 )
@@ -201,5 +206,49 @@ func TestPrepareSignKey(t *testing.T) {
 	want, _ := sign.LoadSigner(path)
 	if b.config.signer == nil || b.config.signer.ID != want.ID {
 		t.Errorf("signer %+v, want the key of %s", b.config.signer, path)
+	}
+}
+
+// TestPrepareSecureBoot: secure_boot_key and secure_boot_cert load the
+// key pair the build signs the boot chain with, as imgforge build
+// --secure-boot-key does; one without the other, or a key that is not
+// the certificate's, fails at packer validate.
+func TestPrepareSecureBoot(t *testing.T) {
+	dir := t.TempDir()
+	writePair := func(name string) (string, string) {
+		k, _ := rsa.GenerateKey(rand.Reader, 2048)
+		der, _ := x509.MarshalPKCS8PrivateKey(k)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, NotBefore: time.Unix(0, 0), NotAfter: time.Unix(4e9, 0)}
+		cder, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+		kp, cp := filepath.Join(dir, name+".key"), filepath.Join(dir, name+".pem")
+		os.WriteFile(kp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+		os.WriteFile(cp, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cder}), 0o644)
+		return kp, cp
+	}
+	key, cert := writePair("db")
+	otherKey, _ := writePair("other")
+	b := &Builder{getenv: env("HOME", t.TempDir())}
+	if _, _, err := b.Prepare(map[string]interface{}{"role": "lb", "output_dir": t.TempDir(), "secure_boot_key": key, "secure_boot_cert": cert}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := build.LoadSecureBoot(key, cert)
+	if b.config.secureBoot == nil || b.config.secureBoot.ID != want.ID {
+		t.Errorf("secure boot %+v, want the key pair of %s", b.config.secureBoot, cert)
+	}
+	for _, tt := range []struct {
+		name string
+		cfg  map[string]interface{}
+		want string
+	}{
+		{"key alone", map[string]interface{}{"secure_boot_key": key}, "secure_boot_key and secure_boot_cert go together"},
+		{"other key", map[string]interface{}{"secure_boot_key": otherKey, "secure_boot_cert": cert}, "secure_boot_key: private key " + otherKey + " is not the key of certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg["role"], tt.cfg["output_dir"] = "lb", t.TempDir()
+			b := &Builder{getenv: env("HOME", t.TempDir())}
+			if _, _, err := b.Prepare(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

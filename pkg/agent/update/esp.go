@@ -1,6 +1,7 @@
 package update
 
 import (
+	"debug/pe"
 	"errors"
 	"fmt"
 	"io"
@@ -8,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
@@ -153,6 +156,46 @@ func entryText(role, version, slot string, gen int, overlay bool, options string
 		s += fmt.Sprintf("initrd /%s/%s/%s\n", slotsDir, slot, OverlayFile)
 	}
 	return s + "options " + options + "\n"
+}
+
+// UKIFile is the name of a slot's signed unified kernel image in
+// /imgforge/SLOT/ (boot.UKIFile).
+const UKIFile = "imgforge.efi"
+
+// ukiEntryText is the loader entry of a slot that boots its signed UKI:
+// no options, since the command line is the UKI's, under its signature.
+func ukiEntryText(role, version, slot string, gen int) string {
+	return fmt.Sprintf("title imgforge %s %s (slot %s)\nversion %04d\nefi /%s/%s/%s\n", role, version, slot, gen, slotsDir, slot, UKIFile)
+}
+
+// checkUKI reads the command line of the unified kernel image at path
+// (its .cmdline PE section) and checks that it boots slot from the root
+// partition rootUUID with root hash rootHash: the UKIs of an image are
+// signed for their slot, with the partitions the build chose.
+func checkUKI(path, slot string, rootUUID GUID, rootHash string) error {
+	f, err := pe.Open(path)
+	if err != nil {
+		return fmt.Errorf("not a PE image: %w", err)
+	}
+	defer f.Close()
+	s := f.Section(".cmdline")
+	if s == nil {
+		return errors.New("no .cmdline section: not a unified kernel image")
+	}
+	b, err := s.Data()
+	if err != nil {
+		return fmt.Errorf("reading its command line: %w", err)
+	}
+	if s.VirtualSize > 0 && int(s.VirtualSize) < len(b) {
+		b = b[:s.VirtualSize]
+	}
+	fields := strings.Fields(string(b))
+	for _, want := range []string{"imgforge.slot=" + slot, "imgforge.root=PARTUUID=" + strings.ToLower(rootUUID.String()), "imgforge.roothash=" + rootHash} {
+		if !slices.Contains(fields, want) {
+			return fmt.Errorf("its command line has no %s", want)
+		}
+	}
+	return nil
 }
 
 // entryName is the file name of a new entry with boot counting.

@@ -58,6 +58,10 @@ var (
 	// ErrRootHash is returned when the new root does not match the root
 	// hash of its manifest.
 	ErrRootHash = errors.New("the new root does not match the manifest's root hash")
+	// ErrSecureBoot is returned for an image, or a node, whose boot
+	// chain is signed for Secure Boot: the update does not install
+	// unified kernel images yet.
+	ErrSecureBoot = errors.New("the node boots unified kernel images signed for Secure Boot, and the new image's boot chain is not signed: build it with --secure-boot-key")
 	// ErrActive is returned when the new image is the running one.
 	ErrActive = errors.New("the image is the active slot's already")
 )
@@ -131,12 +135,23 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	if active.Root.Label == SlotLabel(n.role, n.version) {
 		return nil, fmt.Errorf("%w (slot %s, %s)", ErrActive, active.Name, active.Root.Label)
 	}
+	if n.signed && o.Trial > 0 {
+		return nil, errors.New("a trial (--trial) adds imgforge.trial= to the new slot's kernel command line, and the image's command line is signed for Secure Boot: update it without a trial")
+	}
 	rootUUID, verityUUID := partUUIDs(n.rootHash)
-	if rootUUID == active.Root.UUID || verityUUID == active.Verity.UUID {
+	if n.signed {
+		// The signed UKI of the slot names its partitions: as the build
+		// chose them (imagemeta.SignedSlotUUIDs).
+		r, v := imagemeta.SignedSlotUUIDs(n.rootHash, target.Name)
+		rootUUID, verityUUID = mustGUID(r), mustGUID(v)
+	} else if rootUUID == active.Root.UUID || verityUUID == active.Verity.UUID {
 		// The same root in both slots: the partition UUIDs must differ
 		// all the same, or PARTUUID= would name either.
-		sum := sha256.Sum256([]byte(n.rootHash + ":slot-" + target.Name))
-		rootUUID, verityUUID = partUUIDs(hex.EncodeToString(sum[:]))
+		r, v := imagemeta.SlotSeededUUIDs(n.rootHash, target.Name)
+		rootUUID, verityUUID = mustGUID(r), mustGUID(v)
+	}
+	if rootUUID == active.Root.UUID || verityUUID == active.Verity.UUID {
+		return nil, fmt.Errorf("the new slot %s would have the PARTUUIDs of the running slot %s", target.Name, active.Name)
 	}
 	dataBytes := m.Disk.Verity.DataBlocks * BlockSize
 	if dataBytes > target.Root.Size(g.Sector) {
@@ -148,6 +163,11 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	logf("updating slot %s to %s %s (root hash %s) from %s; slot %s runs and is left alone", target.Name, n.role, n.version, n.rootHash, o.Source, active.Name)
 
 	if es, err := Entries(o.ESP); err == nil {
+		for _, e := range es {
+			if b, err := os.ReadFile(filepath.Join(o.ESP, entriesDir, e.Name)); err == nil && strings.Contains("\n"+string(b), "\nefi ") && !n.signed {
+				return nil, fmt.Errorf("the node's loader entry %s: %w", e.Name, ErrSecureBoot)
+			}
+		}
 		for _, e := range es {
 			if e.Slot == active.Name && e.Counting {
 				logf("warning: the running slot %s's entry %s still counts its boots (not marked good yet); if the new slot fails too, slot %s boots only while its tries last", active.Name, e.Name, active.Name)
@@ -172,13 +192,26 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("making the kernel set's folder: %w", err)
 	}
-	files := []string{KernelFile, InitrdFile}
-	if n.overlay {
-		files = append(files, OverlayFile)
-	}
-	for _, f := range files {
-		if err := copyVerified(ctx, o.Source, f, n.digests[f], filepath.Join(dir, f)); err != nil {
+	if n.signed {
+		// The slot's signed unified kernel image: the kernel, the
+		// initramfs, the overlay image and the slot's command line.
+		f := imagemeta.BootUKI(target.Name)
+		dst := filepath.Join(dir, UKIFile)
+		if err := copyVerified(ctx, o.Source, f, n.digests[f], dst); err != nil {
 			return nil, fmt.Errorf("installing %s on the ESP: %w", f, err)
+		}
+		if err := checkUKI(dst, target.Name, rootUUID, n.rootHash); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+	} else {
+		files := []string{KernelFile, InitrdFile}
+		if n.overlay {
+			files = append(files, OverlayFile)
+		}
+		for _, f := range files {
+			if err := copyVerified(ctx, o.Source, f, n.digests[f], filepath.Join(dir, f)); err != nil {
+				return nil, fmt.Errorf("installing %s on the ESP: %w", f, err)
+			}
 		}
 	}
 
@@ -196,9 +229,30 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	for _, e := range es {
 		gen = max(gen, e.Gen+1)
 	}
-	opts := slotCmdline(m.Disk.Cmdline, target.Name, rootUUID, verityUUID, l.State.UUID, m.Disk.Verity)
-	if o.Trial > 0 {
-		opts += fmt.Sprintf(" imgforge.trial=%d", int(o.Trial.Seconds()))
+	var text string
+	tries := o.Tries
+	if tries <= 0 {
+		tries = Tries
+	}
+	name := entryName(gen, target.Name, tries)
+	if n.signed {
+		text = ukiEntryText(n.role, n.version, target.Name, gen)
+	} else {
+		text = entryText(n.role, n.version, target.Name, gen, n.overlay, unsignedOptions(m, target.Name, rootUUID, verityUUID, l.State.UUID, o.Trial))
+	}
+	if err := writeFileSync(filepath.Join(o.ESP, entriesDir, name), strings.NewReader(text)); err != nil {
+		return nil, fmt.Errorf("writing the loader entry: %w", err)
+	}
+	logf("slot %s holds %s %s; loader entry %s boots it next (%d tries, then slot %s again)", target.Name, n.role, n.version, name, tries, active.Name)
+	return &Result{Slot: target.Name, Entry: name, Role: n.role, Version: n.version, RootHash: n.rootHash, Bytes: written}, nil
+}
+
+// unsignedOptions are the options of an unsigned slot's loader entry:
+// the manifest's command line for the slot, its trial, and panic=30.
+func unsignedOptions(m *imagemeta.Manifest, slot string, rootUUID, verityUUID, state GUID, trial time.Duration) string {
+	opts := slotCmdline(m.Disk.Cmdline, slot, rootUUID, verityUUID, state, m.Disk.Verity)
+	if trial > 0 {
+		opts += fmt.Sprintf(" imgforge.trial=%d", int(trial.Seconds()))
 	}
 	// A boot of the new slot that stops (the initramfs cannot find or
 	// verify the root, a kernel panic) reboots after 30 s, so that it
@@ -207,17 +261,7 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 	if !slices.ContainsFunc(strings.Fields(opts), func(f string) bool { return strings.HasPrefix(f, "panic=") }) {
 		opts += " panic=30"
 	}
-	tries := o.Tries
-	if tries <= 0 {
-		tries = Tries
-	}
-	name := entryName(gen, target.Name, tries)
-	text := entryText(n.role, n.version, target.Name, gen, n.overlay, opts)
-	if err := writeFileSync(filepath.Join(o.ESP, entriesDir, name), strings.NewReader(text)); err != nil {
-		return nil, fmt.Errorf("writing the loader entry: %w", err)
-	}
-	logf("slot %s holds %s %s; loader entry %s boots it next (%d tries, then slot %s again)", target.Name, n.role, n.version, name, tries, active.Name)
-	return &Result{Slot: target.Name, Entry: name, Role: n.role, Version: n.version, RootHash: n.rootHash, Bytes: written}, nil
+	return opts
 }
 
 func readManifest(ctx context.Context, src Source) (*imagemeta.Manifest, error) {
@@ -244,7 +288,10 @@ func readManifest(ctx context.Context, src Source) (*imagemeta.Manifest, error) 
 type checked struct {
 	role, version, rootHash string
 	overlay                 bool
-	digests                 map[string]string // file -> sha256 hex
+	// signed: the image's boot chain is signed for Secure Boot; each
+	// slot boots its own signed UKI (imagemeta.BootUKI).
+	signed  bool
+	digests map[string]string // file -> sha256 hex
 }
 
 func isHex(s string) bool {
@@ -296,9 +343,16 @@ func checkManifest(m *imagemeta.Manifest, role string) (*checked, error) {
 	if c.overlay {
 		files = append(files, OverlayFile)
 	}
+	if m.Signing.SecureBoot {
+		c.signed = true
+		files = []string{imagemeta.BootUKI("a"), imagemeta.BootUKI("b")}
+	}
 	for _, f := range files {
 		sum := fileDigest(m, f)
 		if sum == "" {
+			if c.signed {
+				return nil, fmt.Errorf("field outputs: no sha256 of pxe/%s: the image is signed for Secure Boot, and its PXE set (imgforge build --format pxe --secure-boot-key) carries the slots' signed UKIs", f)
+			}
 			return nil, fmt.Errorf("fields disk.esp_files and outputs: no sha256 of %s (want /imgforge/a/%s in esp_files or pxe/%s in outputs)", f, f, f)
 		}
 		c.digests[f] = sum
@@ -331,16 +385,13 @@ func fileDigest(m *imagemeta.Manifest, f string) string {
 // the first and the last 128 bits of its root hash, shaped as version 4
 // UUIDs (as the build names slot a).
 func partUUIDs(rootHash string) (root, verity GUID) {
-	raw, _ := hex.DecodeString(rootHash)
-	shape := func(b []byte) GUID {
-		u := bytes.Clone(b)
-		u[6] = (u[6] & 0x0f) | 0x40
-		u[8] = (u[8] & 0x3f) | 0x80
-		s := strings.ToUpper(fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]))
-		g, _ := ParseGUID(s)
-		return g
-	}
-	return shape(raw[:16]), shape(raw[16:])
+	r, v, _ := imagemeta.RootHashUUIDs(rootHash)
+	return mustGUID(r), mustGUID(v)
+}
+
+func mustGUID(s string) GUID {
+	g, _ := ParseGUID(s)
+	return g
 }
 
 // SlotLabel is a slot's PARTLABEL: ROLE_VERSION, the role shortened so
@@ -353,42 +404,11 @@ func SlotLabel(role, version string) string {
 	return role + "_" + version
 }
 
-// slotKeys are the command-line arguments that name a slot's devices
-// and root; slotCmdline sets them for the new slot.
-var slotKeys = map[string]bool{
-	"imgforge.slot": true, "imgforge.root": true, "imgforge.verity": true, "imgforge.roothash": true,
-	"imgforge.salt": true, "imgforge.blocks": true, "imgforge.hashstart": true, "imgforge.state": true,
-	"imgforge.size": true, "imgforge.trial": true,
-}
-
 // slotCmdline is the kernel command line of the new slot: the manifest's
 // disk command line with the slot's devices, root hash and the node's
 // state partition in place of the build's.
 func slotCmdline(base, slot string, root, verity, state GUID, v imagemeta.Verity) string {
-	var before, rest, after []string
-	seen := false
-	for _, f := range strings.Fields(base) {
-		k, _, _ := strings.Cut(f, "=")
-		switch {
-		case f == "boot=imgforge":
-			seen = true
-		case slotKeys[k]:
-		case !seen:
-			before = append(before, f)
-		case strings.HasPrefix(k, "imgforge."):
-			rest = append(rest, f)
-		default:
-			after = append(after, f)
-		}
-	}
-	// /dev/disk/by-partuuid names are lower case.
-	out := append(slices.Clone(before), "boot=imgforge", "imgforge.slot="+slot,
-		"imgforge.root=PARTUUID="+strings.ToLower(root.String()), "imgforge.verity=PARTUUID="+strings.ToLower(verity.String()),
-		"imgforge.roothash="+v.RootHash, "imgforge.salt="+v.Salt,
-		fmt.Sprintf("imgforge.blocks=%d", v.DataBlocks), "imgforge.hashstart=0")
-	out = append(out, rest...)
-	out = append(out, "imgforge.state=PARTUUID="+strings.ToLower(state.String()))
-	return strings.Join(append(out, after...), " ")
+	return imagemeta.SlotCmdline(base, slot, root.String(), verity.String(), "PARTUUID="+strings.ToLower(state.String()), v)
 }
 
 // copyVerified copies the named file of src to path, checked against

@@ -13,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imgforge/imgforge/internal/testtool"
+	"github.com/imgforge/imgforge/pkg/boot"
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 func update(t *testing.T, src, disk, esp, active string) (*Result, error) {
@@ -368,5 +372,108 @@ func TestUpdateSameRoot(t *testing.T) {
 	}
 	if !strings.Contains(res.Entry, "-b+") {
 		t.Errorf("entry %s", res.Entry)
+	}
+}
+
+// signImage makes im an image signed for Secure Boot: its PXE set holds
+// a UKI per slot whose command line names the slot's partitions as the
+// build does (imagemeta.SignedSlotUUIDs) and the state by its label;
+// wrongSlot gives slot b's UKI slot a's command line.
+func signImage(t *testing.T, im *testImage, wrongSlot bool) {
+	t.Helper()
+	m := &im.manifest
+	m.Signing.SecureBoot = true
+	for _, slot := range []string{"a", "b"} {
+		cs := slot
+		if wrongSlot {
+			cs = "a"
+		}
+		r, v := imagemeta.SignedSlotUUIDs(m.Disk.Verity.RootHash, cs)
+		cmdline := imagemeta.SlotCmdline(m.Disk.Cmdline, cs, r, v, imagemeta.StateByLabel, m.Disk.Verity) + " panic=30"
+		uki, err := boot.UKI(testtool.TinyEFI(0x1000, 0x200), []byte("kernel"), [][]byte{[]byte("initrd")}, cmdline, []byte("ID=debian\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := imagemeta.BootUKI(slot)
+		if err := os.WriteFile(filepath.Join(im.dir, f), uki, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m.Outputs = append(m.Outputs, imagemeta.Output{Path: "pxe/" + f, Format: "pxe", Size: int64(len(uki)), Digest: "sha256:" + sum(uki)})
+	}
+	mj, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(im.dir, ManifestFile), mj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUpdateSecureBoot: an image signed for Secure Boot installs the
+// target slot's signed UKI and an efi entry with no options, and gives
+// the slot the PARTUUIDs its signed command line names (slot b's differ
+// from the root hash's, so the same root can be in both slots). A UKI
+// made for another slot, a trial, and an unsigned image on a node that
+// boots UKIs are refused before the slot is touched.
+func TestUpdateSecureBoot(t *testing.T) {
+	v1 := makeImage(t, "lb", 1)
+	v2 := makeImage(t, "lb", 2)
+	signImage(t, v2, false)
+	disk, esp := makeDisk(t, v1)
+	before := takeSnapshot(t, disk, esp, "a")
+	res, err := update(t, serveSet(t, v2), disk, esp, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := takeSnapshot(t, disk, esp, "a"); before.root != after.root || before.verity != after.verity {
+		t.Errorf("the update changed the active slot")
+	}
+	text, _ := os.ReadFile(filepath.Join(esp, "loader/entries", res.Entry))
+	if want := "title imgforge lb " + v2.version() + " (slot b)\nversion 0002\nefi /imgforge/b/imgforge.efi\n"; string(text) != want {
+		t.Errorf("entry %s:\n%s\nwant\n%s", res.Entry, text, want)
+	}
+	got, _ := os.ReadFile(filepath.Join(esp, "imgforge", "b", UKIFile))
+	want, _ := os.ReadFile(filepath.Join(v2.dir, imagemeta.BootUKI("b")))
+	if len(got) == 0 || !bytes.Equal(got, want) {
+		t.Errorf("ESP imgforge/b/%s is not the set's %s", UKIFile, imagemeta.BootUKI("b"))
+	}
+	if _, err := os.Stat(filepath.Join(esp, "imgforge", "b", KernelFile)); err == nil {
+		t.Errorf("a signed slot got a bare kernel too")
+	}
+	l, _ := ReadLayout(readTestGPT(t, disk))
+	s, _ := l.Slot("b")
+	r, v := imagemeta.SignedSlotUUIDs(v2.manifest.Disk.Verity.RootHash, "b")
+	if s.Root.UUID.String() != r || s.Verity.UUID.String() != v {
+		t.Errorf("slot b: partitions %s and %s, want %s and %s", s.Root.UUID, s.Verity.UUID, r, v)
+	}
+
+	// Slot b booted: a trial is refused, and so is a UKI of another slot.
+	v3 := makeImage(t, "lb", 3)
+	signImage(t, v3, true)
+	s3, _ := NewSource(serveSet(t, v3), nil)
+	if _, err := Update(context.Background(), Options{Source: s3, Disk: disk, Active: "b", ESP: esp, Trial: time.Minute}); err == nil || !strings.Contains(err.Error(), "--trial") {
+		t.Errorf("a trial with a signed image: %v", err)
+	}
+	v4 := makeImage(t, "lb", 4)
+	signImage(t, v4, true)
+	if _, err := update(t, serveSet(t, v4), disk, esp, "a"); err == nil || !strings.Contains(err.Error(), "its command line has no imgforge.slot=b") {
+		t.Errorf("a UKI made for another slot: %v", err)
+	}
+	if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf" {
+		t.Errorf("entries after the refused update %v", got)
+	}
+
+	// The node boots a UKI: an unsigned image is refused.
+	v5 := makeImage(t, "lb", 5)
+	entry := filepath.Join(esp, entriesDir, "imgforge-0001-a.conf")
+	if err := os.WriteFile(entry, []byte("title imgforge lb (slot a)\nversion 1\nefi /imgforge/a/imgforge.efi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = takeSnapshot(t, disk, esp, "a")
+	if _, err := update(t, serveSet(t, v5), disk, esp, "a"); !errors.Is(err, ErrSecureBoot) || !strings.Contains(err.Error(), "imgforge-0001-a.conf") {
+		t.Errorf("an unsigned image on a node that boots a UKI: %v, want %v", err, ErrSecureBoot)
+	}
+	if after := takeSnapshot(t, disk, esp, "a"); before.root != after.root || before.entries != after.entries {
+		t.Errorf("a refused update changed the active slot")
 	}
 }
