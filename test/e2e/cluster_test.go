@@ -190,7 +190,8 @@ func testPKI(t *testing.T, dir string) (caPEM []byte, server tls.Certificate) {
 
 // TestCluster boots 2 lb, 1 web, 1 app and 1 db from `imgforge seed`
 // seeds on one bridge: a request to the VIP returns the page the app made
-// from a database row; a second web node joins and gets requests; the lb
+// from a database row, and nginx redirects, caches and serves static files
+// as designed (checkNginx); a second web node joins and gets requests; the lb
 // holding the VIP stops and the VIP keeps answering. The monitoring
 // receiver must have metrics and logs from every node.
 func TestCluster(t *testing.T) {
@@ -312,21 +313,43 @@ func TestCluster(t *testing.T) {
 		}
 		return srcs
 	}
-	get := func(src, url string) (string, string, error) {
+	// The web nodes redirect plain HTTP to HTTPS (the web role's https
+	// option, redirect by default) and answer HTTPS with their own
+	// self-signed pairs (the cluster file gives none): a request to the
+	// VIP's port 80 follows the redirect back through the VIP on 443.
+	// follow false gives the redirect itself; h2 offers HTTP/2 on TLS.
+	request := func(src, url string, follow, h2 bool) (reply, error) {
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, src, addr) },
 			DisableKeepAlives: true,
+			ForceAttemptHTTP2: h2,
+			// The web nodes' self-signed pairs, inside the test's namespace.
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
 		}}
+		if !follow {
+			client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		}
 		resp, err := client.Get(url)
+		if err != nil {
+			return reply{}, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return reply{}, fmt.Errorf("GET %s: %w", url, err)
+		}
+		return reply{Status: resp.Status, StatusCode: resp.StatusCode, Header: resp.Header, Body: string(body),
+			Scheme: resp.Request.URL.Scheme, TLS: resp.TLS != nil, Proto: resp.Proto, ProtoMajor: resp.ProtoMajor}, nil
+	}
+	get := func(src, url string) (string, string, error) {
+		resp, err := request(src, url, true, false)
 		if err != nil {
 			return "", "", err
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != http.StatusOK {
-			return "", "", fmt.Errorf("GET %s: %s %q", url, resp.Status, body)
+			return "", "", fmt.Errorf("GET %s: %s %q", url, resp.Status, resp.Body)
 		}
-		return string(body), resp.Header.Get("X-Imgforge-Web"), nil
+		return resp.Body, resp.Header.Get("X-Imgforge-Web"), nil
 	}
 	vip := "http://10.10.0.100/"
 
@@ -348,6 +371,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("the VIP never answered with the database's row: %v", err)
 	}
 	t.Logf("step 1: 5 nodes booted, the VIP answers with the row from the database after %.0fs", time.Since(t0).Seconds())
+	checkNginx(t, request, vip)
 	for _, n := range []string{"db-1", "app-1", "web-1", "lb-1", "lb-2"} {
 		line, err := vms[n].WaitFor(ctx, multiUser)
 		if err != nil {
@@ -450,4 +474,82 @@ func TestCluster(t *testing.T) {
 		t.Errorf("monitoring: %d pushes with wrong credentials", rec.badAuth)
 	}
 	t.Logf("monitoring: metrics and logs from all %d nodes", len(addrs))
+}
+
+// reply is what a request through the VIP got, its body read and closed.
+type reply struct {
+	Status, Body, Proto string
+	StatusCode          int
+	ProtoMajor          int
+	Header              http.Header
+	Scheme              string // the last request's, after redirects
+	TLS                 bool
+}
+
+// checkNginx checks, through the VIP, what the web node's nginx does with
+// the default app (one web node, so every request meets the same cache):
+// plain HTTP is redirected to HTTPS, which carries HSTS and speaks HTTP/2;
+// the app's cacheable route (/cached) is a HIT the second time, its
+// uncacheable one (/) never; a file under /static/ is kept a year. A few
+// requests, no waiting: the VIP has just answered with the database's row.
+func checkNginx(t *testing.T, request func(src, url string, follow, h2 bool) (reply, error), vip string) {
+	t.Helper()
+	host := strings.TrimSuffix(strings.TrimPrefix(vip, "http://"), "/")
+	resp, err := request("", vip, false, false)
+	switch {
+	case err != nil:
+		t.Errorf("nginx: %v", err)
+	case resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "https://"+host+"/":
+		t.Errorf("nginx: GET %s: %s, Location %q; want 301 to https://%s/", vip, resp.Status, resp.Header.Get("Location"), host)
+	}
+
+	// The cacheable route: the first answer may be a MISS, the second
+	// is the cache's.
+	var statuses []string
+	for i := range 2 {
+		resp, err := request("", vip+"cached", true, false)
+		if err != nil {
+			t.Errorf("nginx: /cached, request %d: %v", i+1, err)
+			return
+		}
+		if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Body, "hello from the imgforge database") {
+			t.Errorf("nginx: /cached, request %d: %s %q", i+1, resp.Status, resp.Body)
+		}
+		if !resp.TLS || resp.Scheme != "https" {
+			t.Errorf("nginx: /cached, request %d: answered over %s, want HTTPS after the redirect", i+1, resp.Scheme)
+		}
+		if !strings.HasPrefix(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+			t.Errorf("nginx: /cached over HTTPS: Strict-Transport-Security %q, want max-age=...", resp.Header.Get("Strict-Transport-Security"))
+		}
+		statuses = append(statuses, resp.Header.Get("X-Cache-Status")+" (Cache-Control "+resp.Header.Get("Cache-Control")+")")
+	}
+	if !strings.HasPrefix(statuses[1], "HIT ") {
+		t.Errorf("nginx: /cached twice: X-Cache-Status %q, want HIT the second time", statuses)
+	}
+
+	// The uncacheable route: the cache is asked (a status), never a HIT.
+	for i := range 3 {
+		resp, err := request("", vip, true, false)
+		if err != nil {
+			t.Errorf("nginx: /, request %d: %v", i+1, err)
+			return
+		}
+		if st := resp.Header.Get("X-Cache-Status"); resp.StatusCode != http.StatusOK || st == "" || st == "HIT" {
+			t.Errorf("nginx: /, request %d: %s %q, X-Cache-Status %q (Cache-Control %q); want 200 and a status but HIT", i+1, resp.Status, resp.Body, st, resp.Header.Get("Cache-Control"))
+		}
+	}
+
+	// A static file, over HTTP/2.
+	resp, err = request("", "https://"+host+"/static/index.html", true, true)
+	switch {
+	case err != nil:
+		t.Errorf("nginx: /static/index.html: %v", err)
+	case resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Cache-Control"), "max-age=31536000"):
+		t.Errorf("nginx: /static/index.html: %s, Cache-Control %q, want max-age=31536000", resp.Status, resp.Header.Get("Cache-Control"))
+	case resp.ProtoMajor != 2:
+		t.Errorf("nginx: /static/index.html over TLS: %s, want HTTP/2", resp.Proto)
+	}
+	if !t.Failed() {
+		t.Logf("nginx: HTTP redirected to HTTPS with HSTS; /cached %v; / never a HIT; /static/ kept a year, over HTTP/2", statuses)
+	}
 }

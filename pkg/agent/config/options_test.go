@@ -10,7 +10,10 @@ import (
 // Role files as role.json ships them (roles/*.yaml): what CheckRole reads.
 var (
 	webInfo = imagemeta.RoleInfo{Role: "web", Options: map[string]string{"runtime": "php-fpm"},
-		BootOptions: []imagemeta.BootOption{{Name: "runtime", Values: []string{"php-fpm", "uwsgi"}, Default: "php-fpm"}}}
+		BootOptions: []imagemeta.BootOption{
+			{Name: "runtime", Values: []string{"php-fpm", "uwsgi"}, Default: "php-fpm"},
+			{Name: "https", Values: []string{"optional", "redirect"}, Default: "redirect"},
+		}}
 	appInfo = imagemeta.RoleInfo{Role: "app", Options: map[string]string{"runtime": "php-fpm"}, Credentials: []string{"database"}}
 	dbInfo  = imagemeta.RoleInfo{Role: "db", Options: map[string]string{"mode": "primary"}, Credentials: []string{"database", "replication"},
 		BootOptions: []imagemeta.BootOption{{Name: "mode", Values: []string{"primary", "replica"}, Default: "primary"}}}
@@ -36,7 +39,9 @@ func TestCheckRole(t *testing.T) {
 		{"web runtime", web, "role: web", "role: web\n  options: {runtime: uwsgi}", webInfo, ""},
 		{"web legacy runtime", web, "role: web", "role: web\n  app: {runtime: uwsgi}", webInfo, ""},
 		{"web runtime value", web, "role: web", "role: web\n  app: {runtime: cgi}", webInfo, `field "imgforge.app.runtime": cgi is not accepted by role web; accepted: php-fpm, uwsgi`},
-		{"web unknown option", web, "role: web", "role: web\n  options: {color: blue}", webInfo, `field "imgforge.options.color": role web has no option color; accepted: runtime`},
+		{"web https optional", web, "role: web", "role: web\n  options: {https: optional}", webInfo, ""},
+		{"web https value", web, "role: web", "role: web\n  options: {https: off}", webInfo, `field "imgforge.options.https": off is not accepted by role web; accepted: optional, redirect`},
+		{"web unknown option", web, "role: web", "role: web\n  options: {color: blue}", webInfo, `field "imgforge.options.color": role web has no option color; accepted: https, runtime`},
 		{"app as built", dns, "runtime: uwsgi", "runtime: php-fpm", appInfo, ""},
 		{"app other runtime", dns, "", "", appInfo, `field "imgforge.app.runtime": the user-data says uwsgi but this image was built with runtime=php-fpm; accepted: php-fpm`},
 		{"app creds missing", dns, "  database: {user: shop, password: app-password-1}\n", "", imagemeta.RoleInfo{Role: "app", Options: map[string]string{"runtime": "uwsgi"}, Credentials: []string{"database"}}, `field "imgforge.database": role app needs the application's database account; accepted: user and password`},

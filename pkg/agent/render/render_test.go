@@ -161,9 +161,13 @@ func goldenCases(t testing.TB) map[string]render.Input {
 		}
 		return in
 	}
-	web := func(app int, runtime string) render.Input {
+	web := func(app int, runtime string, https ...string) render.Input {
+		o := map[string]string{"runtime": runtime}
+		if len(https) > 0 {
+			o["https"] = https[0]
+		}
 		return render.Input{Self: nodes("web", 1)[0], Members: map[string][]render.Node{"app": nodes("app", app)},
-			Options: map[string]string{"runtime": runtime}, TLS: testPairOnce(t)}
+			Options: o, TLS: testPairOnce(t)}
 	}
 	app := func(dbs int) render.Input {
 		m := nodes("db", dbs)
@@ -182,24 +186,25 @@ func goldenCases(t testing.TB) map[string]render.Input {
 			Options: map[string]string{"mode": mode}, MemoryBytes: mem}
 	}
 	cases := map[string]render.Input{
-		"lb-alone-web0":       lb(0, 0, 0, 1),
-		"lb-alone-web1":       lb(0, 0, 1, 1),
-		"lb-peer-web3-vip2-a": lb(0, 1, 3, 2),
-		"lb-peer-web3-vip2-b": lb(1, 1, 3, 2),
-		"lb-peers3-web50":     lb(2, 3, 50, 2),
-		"web-app0":            web(0, "php-fpm"),
-		"web-app1":            web(1, "php-fpm"),
-		"web-app3-uwsgi":      web(3, "uwsgi"),
-		"web-app50":           web(50, "php-fpm"),
-		"app-db0":             app(0),
-		"app-db1":             app(1),
-		"app-db3":             app(3),
-		"app-db50":            app(50),
-		"db-primary-alone":    dbIn(0, "primary", 1<<30),
-		"db-replica-db0":      dbIn(0, "replica", 4<<30),
-		"db-replica-db1":      dbIn(1, "replica", 4<<30),
-		"db-replica-db3":      dbIn(3, "replica", 16<<30),
-		"db-primary-db50":     dbIn(50, "primary", 64<<30),
+		"lb-alone-web0":                 lb(0, 0, 0, 1),
+		"lb-alone-web1":                 lb(0, 0, 1, 1),
+		"lb-peer-web3-vip2-a":           lb(0, 1, 3, 2),
+		"lb-peer-web3-vip2-b":           lb(1, 1, 3, 2),
+		"lb-peers3-web50":               lb(2, 3, 50, 2),
+		"web-app0":                      web(0, "php-fpm"),
+		"web-app1":                      web(1, "php-fpm"),
+		"web-app3-uwsgi":                web(3, "uwsgi"),
+		"web-app50":                     web(50, "php-fpm"),
+		"web-app1-https-optional-uwsgi": web(1, "uwsgi", "optional"),
+		"app-db0":                       app(0),
+		"app-db1":                       app(1),
+		"app-db3":                       app(3),
+		"app-db50":                      app(50),
+		"db-primary-alone":              dbIn(0, "primary", 1<<30),
+		"db-replica-db0":                dbIn(0, "replica", 4<<30),
+		"db-replica-db1":                dbIn(1, "replica", 4<<30),
+		"db-replica-db3":                dbIn(3, "replica", 16<<30),
+		"db-primary-db50":               dbIn(50, "primary", 64<<30),
 	}
 	mon := cases["lb-peer-web3-vip2-a"]
 	mon.Monitoring = monitoring(t, false)

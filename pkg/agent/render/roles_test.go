@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -299,4 +300,103 @@ func TestDrainingGivesUpVIPs(t *testing.T) {
 			t.Errorf("VIP %s: draining priority %d, not below the others' lowest %d", v, p, lowest[v])
 		}
 	}
+}
+
+// TestWebNginx renders nginx.conf with each runtime and each choice of the
+// https option (none given: its default, redirect): the dynamic routes
+// go through the runtime's cache, which keeps only what the app marks
+// cacheable and serves stale entries while the app fails; plain HTTP is
+// redirected, but /health, and HTTPS carries HSTS, unless https=optional.
+func TestWebNginx(t *testing.T) {
+	// The user-data may choose it (the agent checks the value against
+	// role.json before rendering); left out, it is redirect.
+	o, ok := repoRoles(t)["web"].BootOption("https")
+	if !ok || o.Default != "redirect" || !slices.Equal(o.Values, []string{"optional", "redirect"}) {
+		t.Errorf("role web's boot option https: %+v (%v), want redirect (default) and optional", o, ok)
+	}
+	for _, c := range []struct {
+		runtime, https string
+		redirect       bool
+	}{
+		{"php-fpm", "", true},
+		{"php-fpm", "redirect", true},
+		{"php-fpm", "optional", false},
+		{"uwsgi", "", true},
+		{"uwsgi", "optional", false},
+	} {
+		t.Run(c.runtime+"-"+c.https, func(t *testing.T) {
+			o := map[string]string{"runtime": c.runtime}
+			if c.https != "" {
+				o["https"] = c.https
+			}
+			in := render.Input{Self: nodes("web", 1)[0], Members: map[string][]render.Node{"app": nodes("app", 2)}, Options: o, TLS: testPairOnce(t)}
+			// The directives, without the comments.
+			conf := regexp.MustCompile(`(?m)^\s*#.*\n`).ReplaceAllString(webConf(t, in), "")
+			cache := map[string]string{"php-fpm": "fastcgi", "uwsgi": "uwsgi"}[c.runtime]
+			want := []string{
+				"listen 443 ssl http2 default_server;",
+				"listen [::]:443 ssl http2 default_server;",
+				"listen 80 default_server;",
+				"listen 127.0.0.1:8080;",
+				"gzip_types text/plain text/css",
+				cache + "_cache_path /var/cache/nginx levels=1:2 keys_zone=app:",
+				cache + "_cache app;",
+				cache + "_cache_use_stale error timeout updating http_500 http_503;",
+				"add_header X-Cache-Status $upstream_cache_status always;",
+				`~^/static/ "public, max-age=31536000, immutable";`,
+				"add_header Cache-Control $imgforge_cache_control;",
+			}
+			redirect := []string{
+				"return 301 https://$host$request_uri;",
+				`"http:/health" 0;`,
+				`https "max-age=31536000";`,
+				"add_header Strict-Transport-Security $imgforge_hsts always;",
+			}
+			if c.redirect {
+				want = append(want, redirect...)
+			}
+			for _, w := range want {
+				if !strings.Contains(conf, w) {
+					t.Errorf("nginx.conf lacks %q", w)
+				}
+			}
+			// The app decides what is cached: no default lifetime, and
+			// no header of the app ignored.
+			for _, no := range []string{"_cache_valid", "_ignore_headers", "proxy_cache"} {
+				if strings.Contains(conf, no) {
+					t.Errorf("nginx.conf has %q", no)
+				}
+			}
+			if !c.redirect {
+				for _, no := range redirect {
+					if strings.Contains(conf, no) {
+						t.Errorf("https=%s: nginx.conf has %q", c.https, no)
+					}
+				}
+			}
+			// No location sets a header of its own: it would drop the
+			// server's (X-Imgforge-Web, X-Cache-Status, HSTS).
+			if n := strings.Count(conf, "add_header"); n != 4 && c.redirect || n != 3 && !c.redirect {
+				t.Errorf("%d add_header lines", n)
+			}
+		})
+	}
+}
+
+// webConf renders in and returns its nginx.conf.
+func webConf(t *testing.T, in render.Input) string {
+	t.Helper()
+	c, err := renderer(t).Render(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Services {
+		for _, f := range s.Files {
+			if f.Path == "/etc/nginx/nginx.conf" {
+				return string(f.Data)
+			}
+		}
+	}
+	t.Fatal("no /etc/nginx/nginx.conf rendered")
+	return ""
 }
