@@ -216,7 +216,7 @@ func changeESPBytes(t *testing.T, img string, old, new []byte) {
 		t.Fatal(err)
 	}
 	i := bytes.Index(esp, old)
-	if i < 0 || bytes.Index(esp[i+1:], old) >= 0 {
+	if i < 0 || bytes.Contains(esp[i+1:], old) {
 		t.Fatalf("want exactly one %q on the ESP", old)
 	}
 	if _, err := fh.WriteAt(new, start+int64(i)); err != nil {
