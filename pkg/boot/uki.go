@@ -2,10 +2,11 @@ package boot
 
 import (
 	"bytes"
-	"debug/pe"
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
 // A unified kernel image (UKI) is systemd's EFI stub (linuxx64.efi.stub,
@@ -183,21 +184,5 @@ func UKI(stub, kernel []byte, initrds [][]byte, cmdline string, osRelease []byte
 // UKISectionData returns the contents of section name of a UKI (such as
 // .cmdline), without the zero padding to its file alignment.
 func UKISectionData(uki []byte, name string) ([]byte, error) {
-	f, err := pe.NewFile(bytes.NewReader(uki))
-	if err != nil {
-		return nil, fmt.Errorf("not a PE image: %w", err)
-	}
-	defer f.Close()
-	s := f.Section(name)
-	if s == nil {
-		return nil, fmt.Errorf("the UKI has no %s section", name)
-	}
-	d, err := s.Data()
-	if err != nil {
-		return nil, fmt.Errorf("reading the UKI's %s section: %w", name, err)
-	}
-	if s.VirtualSize > 0 && int(s.VirtualSize) < len(d) {
-		d = d[:s.VirtualSize]
-	}
-	return d, nil
+	return imagemeta.UKISection(bytes.NewReader(uki), name)
 }

@@ -11,11 +11,8 @@ import (
 	"github.com/imgforge/imgforge/internal/testtool"
 )
 
-// tinyPE is a minimal unsigned PE32+ EFI application: one .text section.
-func tinyPE(secAlign, fileAlign uint32) []byte { return testtool.TinyEFI(secAlign, fileAlign) }
-
 func TestAssembleUKI(t *testing.T) {
-	stubs := map[string][]byte{"tiny": tinyPE(0x1000, 0x200)}
+	stubs := map[string][]byte{"tiny": testtool.TinyEFI(0x1000, 0x200)}
 	// systemd's own stub, when this machine has it (systemd-boot-efi), or
 	// IMGFORGE_EFI_STUB names one.
 	p := os.Getenv("IMGFORGE_EFI_STUB")
@@ -87,9 +84,9 @@ func TestAssembleUKI(t *testing.T) {
 }
 
 func TestAssembleUKIErrors(t *testing.T) {
-	signed := tinyPE(0x1000, 0x200)
+	signed := testtool.TinyEFI(0x1000, 0x200)
 	binary.LittleEndian.PutUint64(signed[0x58+112+8*4:], 0x600_00000100)
-	trailing := append(tinyPE(0x1000, 0x200), "signature"...)
+	trailing := append(testtool.TinyEFI(0x1000, 0x200), "signature"...)
 	many := make([]UKISection, 20)
 	for i := range many {
 		many[i] = UKISection{".s" + string(rune('a'+i)), []byte("x")}
@@ -103,8 +100,8 @@ func TestAssembleUKIErrors(t *testing.T) {
 		{"not PE", []byte("#!/bin/sh\n" + strings.Repeat(" ", 100)), nil, "no MZ header"},
 		{"signed", signed, nil, "the EFI stub is signed"},
 		{"trailing data", trailing, nil, "bytes after its last section"},
-		{"long name", tinyPE(0x1000, 0x200), []UKISection{{".cmdline2", nil}}, `section name ".cmdline2"`},
-		{"no room", tinyPE(0x1000, 0x200), many, "room for"},
+		{"long name", testtool.TinyEFI(0x1000, 0x200), []UKISection{{".cmdline2", nil}}, `section name ".cmdline2"`},
+		{"no room", testtool.TinyEFI(0x1000, 0x200), many, "room for"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := AssembleUKI(tc.stub, tc.secs)
@@ -119,7 +116,7 @@ func TestAssembleUKIErrors(t *testing.T) {
 // initrds joined and the kernel in their sections, and UKISectionData
 // reads each back without its padding.
 func TestUKIAndSections(t *testing.T) {
-	uki, err := UKI(tinyPE(0x1000, 0x200), []byte("KERNEL"), [][]byte{[]byte("init"), nil, []byte("rd")}, "boot=imgforge imgforge.slot=a", []byte("ID=debian\n"))
+	uki, err := UKI(testtool.TinyEFI(0x1000, 0x200), []byte("KERNEL"), [][]byte{[]byte("init"), nil, []byte("rd")}, "boot=imgforge imgforge.slot=a", []byte("ID=debian\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

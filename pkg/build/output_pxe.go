@@ -119,7 +119,7 @@ func (b *Builder) updateUKIs(ctx context.Context, im *Image, bt *Bootable, base 
 			Kernel: files["kernel"], Initrd: files["initrd"], Overlay: files["overlay"],
 		})
 	}
-	if _, err := b.signedBoot(ctx, im, bt, files["loader"], slots); err != nil {
+	if _, err := b.signedBoot(ctx, im, bt, nil, slots); err != nil {
 		return nil, err
 	}
 	return map[string][]byte{"a": slots[0].UKI, "b": slots[1].UKI}, nil

@@ -92,11 +92,8 @@ func LoadSecureBoot(key, cert string) (*SecureBoot, error) {
 		return nil, fmt.Errorf("private key %s is not the key of certificate %s", key, cert)
 	}
 	// The tools, before any work too.
-	if _, err := exec.LookPath("sbsign"); err != nil {
-		return nil, errors.New("signing for Secure Boot needs sbsign (apt-get install sbsigntool)")
-	}
-	if _, err := os.Stat(faketimeLib); err != nil {
-		return nil, errors.New("signing for Secure Boot needs libfaketime, to stamp SOURCE_DATE_EPOCH as the signing time (apt-get install faketime)")
+	if _, err := signingTools(); err != nil {
+		return nil, err
 	}
 	sum := sha256.Sum256(c.Raw)
 	return &SecureBoot{Key: key, Cert: cert, ID: "sha256:" + hex.EncodeToString(sum[:])}, nil
@@ -105,15 +102,23 @@ func LoadSecureBoot(key, cert string) (*SecureBoot, error) {
 // faketimeLib is libfaketime (Debian's libfaketime package).
 var faketimeLib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
+// signingTools finds sbsign, and checks that libfaketime is there.
+func signingTools() (sbsign string, err error) {
+	if sbsign, err = exec.LookPath("sbsign"); err != nil {
+		return "", errors.New("signing for Secure Boot needs sbsign (apt-get install sbsigntool)")
+	}
+	if _, err := os.Stat(faketimeLib); err != nil {
+		return "", errors.New("signing for Secure Boot needs libfaketime, to stamp SOURCE_DATE_EPOCH as the signing time (apt-get install faketime)")
+	}
+	return sbsign, nil
+}
+
 // sign returns data (a PE image) signed by sbsign with the signing time
 // frozen at epoch; tmp is a folder for the files sbsign reads and writes.
 func (s *SecureBoot) sign(ctx context.Context, tmp, name string, data []byte, epoch int64) ([]byte, error) {
-	sbsign, err := exec.LookPath("sbsign")
+	sbsign, err := signingTools()
 	if err != nil {
-		return nil, errors.New("signing for Secure Boot needs sbsign (apt-get install sbsigntool)")
-	}
-	if _, err := os.Stat(faketimeLib); err != nil {
-		return nil, errors.New("signing for Secure Boot needs libfaketime, to stamp SOURCE_DATE_EPOCH as the signing time (apt-get install faketime)")
+		return nil, err
 	}
 	in := filepath.Join(tmp, name+".unsigned")
 	out := filepath.Join(tmp, name+".signed")
@@ -192,7 +197,8 @@ func (b *Builder) secureBootID(p *plan.Plan) string {
 // when p has a key: it returns systemd-boot signed, and sets each slot's
 // UKI (the kernel, the initramfs and the overlay cpio, the slot's command
 // line and the image's os-release), signed. Without a key it returns
-// loader and leaves the slots as they are.
+// loader and leaves the slots as they are; a nil loader signs the UKIs
+// alone.
 func (b *Builder) signedBoot(ctx context.Context, im *Image, bt *Bootable, loader []byte, slots []*boot.Slot) ([]byte, error) {
 	p := im.Plan
 	sb := b.secureBootFor(p)
@@ -220,6 +226,9 @@ func (b *Builder) signedBoot(ctx context.Context, im *Image, bt *Bootable, loade
 		if s.UKI, err = sb.sign(ctx, tmp, "uki-"+s.Name, uki, p.SourceDateEpoch); err != nil {
 			return nil, fmt.Errorf("role %s: %w", p.Role, err)
 		}
+	}
+	if loader == nil {
+		return nil, nil
 	}
 	signed, err := sb.sign(ctx, tmp, "systemd-boot", loader, p.SourceDateEpoch)
 	if err != nil {

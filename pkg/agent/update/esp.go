@@ -1,7 +1,6 @@
 package update
 
 import (
-	"debug/pe"
 	"errors"
 	"fmt"
 	"io"
@@ -173,21 +172,14 @@ func ukiEntryText(role, version, slot string, gen int) string {
 // partition rootUUID with root hash rootHash: the UKIs of an image are
 // signed for their slot, with the partitions the build chose.
 func checkUKI(path, slot string, rootUUID GUID, rootHash string) error {
-	f, err := pe.Open(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("not a PE image: %w", err)
+		return err
 	}
 	defer f.Close()
-	s := f.Section(".cmdline")
-	if s == nil {
-		return errors.New("no .cmdline section: not a unified kernel image")
-	}
-	b, err := s.Data()
+	b, err := imagemeta.UKISection(f, ".cmdline")
 	if err != nil {
-		return fmt.Errorf("reading its command line: %w", err)
-	}
-	if s.VirtualSize > 0 && int(s.VirtualSize) < len(b) {
-		b = b[:s.VirtualSize]
+		return err
 	}
 	fields := strings.Fields(string(b))
 	for _, want := range []string{"imgforge.slot=" + slot, "imgforge.root=PARTUUID=" + strings.ToLower(rootUUID.String()), "imgforge.roothash=" + rootHash} {
