@@ -477,3 +477,21 @@ func editGPT(t *testing.T, im verifytest.Image, edit func(*gpt.Table)) {
 	f.Close()
 	im.UpdateDigest(t)
 }
+
+// TestVerifyUKI: on the disk of a Secure Boot build, the loader-entry
+// check reads the command line from slot A's unified kernel image; one
+// that differs from the manifest's fails, naming the UKI.
+func TestVerifyUKI(t *testing.T) {
+	verifytest.NeedTools(t, false)
+	im := verifytest.RawUKI(t, t.TempDir())
+	r, err := Raw(context.Background(), im.Path, im.Manifest)
+	checkReport(t, r, err, im.Path, "", "")
+	for _, c := range r.Checks {
+		if c.Name == CheckLoaderEntry && !strings.Contains(c.Reason, "efi /imgforge/a/imgforge.efi, a unified kernel image whose command line equals the manifest's cmdline") {
+			t.Errorf("loader-entry: %s", c.Reason)
+		}
+	}
+	im.EditManifest(t, func(m *imagemeta.Manifest) { m.Disk.Cmdline += " quiet" })
+	r, err = Raw(context.Background(), im.Path, im.Manifest)
+	checkReport(t, r, err, im.Path, CheckLoaderEntry, `the command line of /imgforge/a/imgforge.efi differs from the manifest's cmdline: word 11: missing "quiet"`)
+}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgforge/imgforge/internal/testtool"
 	"github.com/imgforge/imgforge/pkg/boot"
 	"github.com/imgforge/imgforge/pkg/disk"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
@@ -121,13 +122,26 @@ func pseudoRandom(n int) []byte {
 	return out[:n]
 }
 
-func espFiles(cmdline string) []boot.File {
-	return boot.ESP([]byte("fake systemd-boot"), boot.Slot{Name: "a", Gen: 1, Title: "imgforge test", Cmdline: cmdline,
-		Kernel: []byte("fake kernel"), Initrd: []byte("fake initrd")})
+func espFiles(t testing.TB, cmdline string, uki bool) []boot.File {
+	s := boot.Slot{Name: "a", Gen: 1, Title: "imgforge test", Cmdline: cmdline, Kernel: []byte("fake kernel"), Initrd: []byte("fake initrd")}
+	if uki {
+		var err error
+		if s.UKI, err = boot.UKI(testtool.TinyEFI(0x1000, 0x200), s.Kernel, [][]byte{s.Initrd}, cmdline, []byte("ID=debian\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return boot.ESP([]byte("fake systemd-boot"), s)
 }
 
 // Raw writes a raw disk, test.raw, and its manifest.json into dir.
-func Raw(t testing.TB, dir string) Image {
+func Raw(t testing.TB, dir string) Image { return raw(t, dir, false) }
+
+// RawUKI is Raw with the ESP of a Secure Boot build: slot A's entry
+// starts a unified kernel image that holds the command line (unsigned:
+// verify reads it, the firmware checks the signature).
+func RawUKI(t testing.TB, dir string) Image { return raw(t, dir, true) }
+
+func raw(t testing.TB, dir string, uki bool) Image {
 	t.Helper()
 	NeedTools(t, false)
 	sq, hash, v := root(t, dir)
@@ -151,7 +165,7 @@ func Raw(t testing.TB, dir string) Image {
 		Root: "PARTUUID=" + strings.ToLower(ids.Root), Verity: "PARTUUID=" + strings.ToLower(ids.Verity), State: "PARTUUID=" + strings.ToLower(ids.State),
 		Slot: "a",
 	})
-	l.ESPFiles = espFiles(cmdline)
+	l.ESPFiles = espFiles(t, cmdline, uki)
 	im := Image{Path: filepath.Join(dir, "test.raw"), Manifest: filepath.Join(dir, "manifest.json")}
 	if _, err := disk.WriteRaw(context.Background(), im.Path, l); err != nil {
 		t.Fatal(err)
@@ -182,7 +196,7 @@ func ISO(t testing.TB, dir string) Image {
 	concat(t, img, sq, hash)
 	im := Image{Path: filepath.Join(dir, "test.iso"), Manifest: filepath.Join(dir, "manifest.json")}
 	cmdline := disk.ISOCmdline(BaseCmdline, v, VolumeID, nil)
-	l := disk.ISOLayout{VolumeID: VolumeID, ESPFiles: espFiles(cmdline), RootImage: img, Epoch: Epoch,
+	l := disk.ISOLayout{VolumeID: VolumeID, ESPFiles: espFiles(t, cmdline, false), RootImage: img, Epoch: Epoch,
 		BIOS: &disk.BIOSBoot{Isolinux: pseudoRandom(4096), Ldlinux: pseudoRandom(1000), MBR: make([]byte, 512),
 			Kernel: []byte("fake kernel"), Initrd: []byte("fake initrd"), Overlay: []byte("fake overlay cpio"), Cmdline: cmdline}}
 	if err := disk.WriteISO(context.Background(), im.Path, l); err != nil {
