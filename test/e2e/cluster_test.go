@@ -263,8 +263,11 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// One vCPU each: six guests share two cores, and with two each,
+		// a guest's vCPU waiting for its other (descheduled) one made
+		// every step take two to three times as long.
 		vm, err := qemu.Start(ctx, &qemu.Machine{
-			Name: name, MemoryMiB: 1024, CPUs: 2, Firmware: fw, Netns: seg.ns,
+			Name: name, MemoryMiB: 1024, CPUs: 1, Firmware: fw, Netns: seg.ns,
 			Disks: []qemu.Disk{{Path: img}, {Path: filepath.Join(seeds, name, "seed.iso"), Media: qemu.MediaCDROM}},
 			Nets:  []qemu.Net{{Tap: seg.tap(t, "t-"+name), MAC: n.MAC}},
 		})

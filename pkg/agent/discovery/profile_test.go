@@ -22,8 +22,8 @@ func TestGossipConfigProfiles(t *testing.T) {
 		gossipNodes, suspect int
 		err                  string
 	}{
-		{"", 500 * time.Millisecond, 250 * time.Millisecond, 100 * time.Millisecond, 3, 4, ""},
-		{"lan", 500 * time.Millisecond, 250 * time.Millisecond, 100 * time.Millisecond, 3, 4, ""},
+		{"", time.Second, 500 * time.Millisecond, 100 * time.Millisecond, 3, 4, ""},
+		{"lan", time.Second, 500 * time.Millisecond, 100 * time.Millisecond, 3, 4, ""},
 		{"large", LargeConfig().ProbeInterval, LargeConfig().ProbeTimeout, LargeConfig().GossipInterval, LargeConfig().GossipNodes, LargeConfig().SuspicionMult, ""},
 		{"huge", 0, 0, 0, 0, 0, `unknown gossip profile "huge"; accepted: lan, large`},
 		{"LAN", 0, 0, 0, 0, 0, `unknown gossip profile "LAN"; accepted: lan, large`},
