@@ -62,7 +62,7 @@ Ctrl-C or SIGTERM powers the guest down (a second one kills it); Ctrl-a x quits 
 	fl.StringVar(&f.format, "format", "", "image to boot for a ROLE: raw, qcow2 or iso (default raw; for an IMAGE, its extension)")
 	fl.StringVar(&f.outDir, "output-dir", "out", "folder the images were built into, one sub-folder per role")
 	fl.IntVar(&f.memory, "memory", 1024, "guest memory in MiB")
-	fl.IntVar(&f.cpus, "cpus", 2, "guest CPUs (with one, under TCG, some services of Debian 12 never finish starting)")
+	fl.IntVar(&f.cpus, "cpus", 2, "guest CPUs (under TCG, give several VMs on one machine one each: more vCPUs than cores slow every guest down)")
 	fl.StringArrayVar(&f.forwards, "forward", nil, "forward [ADDR:]HOST:GUEST[/tcp|/udp] from the host into the guest, e.g. 8080:80 (repeatable; replaces the default forwards)")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fl.BoolVar(&f.allowOutbound, "allow-outbound", false, "let the guest reach the network outside this machine")

@@ -27,10 +27,17 @@ import (
 	"github.com/imgforge/imgforge/pkg/seed"
 )
 
-// vmSlots bounds how many VMs run at once: TCG on two cores. Each VM has
-// two vCPUs: with one, under TCG, services of type notify (haproxy,
-// php-fpm, ssh) were seen never to finish starting.
+// vmSlots bounds how many VMs run at once: TCG on two cores, one vCPU
+// each (testCPUs).
 var vmSlots = make(chan struct{}, 2)
+
+// testCPUs is the vCPUs of every test VM. With two each, the guests'
+// vCPUs outnumber the cores, and a vCPU that waits for its descheduled
+// sibling (a TLB shootdown, a lock) wastes the core it has: the cluster
+// test took two to three times as long. (Services of type notify that were
+// once seen never to finish starting with one vCPU were waiting for
+// entropy, which virtio-rng now gives.)
+const testCPUs = 1
 
 // multiUser is the line imgforge-ready.service prints once the boot has
 // reached multi-user.target. systemd's own "Reached target" line is not
@@ -98,7 +105,7 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 		seedDisk = qemu.Disk{Path: seedISO, ReadOnly: true}
 	}
 	m := &qemu.Machine{
-		Name: o.name, MemoryMiB: 1024, CPUs: 2, Firmware: fw,
+		Name: o.name, MemoryMiB: 1024, CPUs: testCPUs, Firmware: fw,
 		Disks: append(disks, seedDisk),
 		Nets:  []qemu.Net{{Restrict: true, Forwards: fwds, GuestForwards: o.guestFwds}},
 	}

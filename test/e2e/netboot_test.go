@@ -132,7 +132,7 @@ func netboot(t testing.TB, ctx context.Context, name, mac string, port int, gues
 	}
 	m := &qemu.Machine{
 		// The root lives in RAM.
-		Name: name, MemoryMiB: 2048, CPUs: 2, Firmware: fw,
+		Name: name, MemoryMiB: 2048, CPUs: testCPUs, Firmware: fw,
 		Nets: []qemu.Net{{
 			MAC: mac, Restrict: true, Forwards: fwds,
 			BootFile:      "http://10.0.2.100/boot.ipxe",
