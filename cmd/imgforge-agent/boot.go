@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgforge/imgforge/pkg/agent"
+	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/esp"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
@@ -21,13 +23,14 @@ import (
 // needs it, so a boot is marked good (systemd-bless-boot) only once the
 // role's service answers.
 func newHealthCmd() *cobra.Command {
-	var roleFile, cmdlineFile string
+	var roleFile, cmdlineFile, userData, addr string
 	var wait, interval time.Duration
 	var reboot bool
 	cmd := &cobra.Command{
 		Use:   "health",
 		Short: "Wait until the role's health check (role.json) passes; exit 1 when it has not within --wait",
-		Long: "Health probes the role's health check from role.json until it passes or --wait ends. With --reboot-if-counted,\n" +
+		Long: "Health probes the role's health check from role.json until it passes or --wait ends; on a node whose user-data\n" +
+			"has an imgforge: section, only after the agent has rendered the node's configuration. With --reboot-if-counted,\n" +
 			"a boot from a counted boot entry (one being tried after an update) that is not healthy in time reboots the\n" +
 			"machine, so that systemd-boot tries it again or, its tries spent, falls back to the other slot.",
 		Args: cobra.NoArgs,
@@ -43,7 +46,19 @@ func newHealthCmd() *cobra.Command {
 					wait = d
 				}
 			}
-			ok := waitHealthy(cmd.Context(), agent.Probe(ri.Health, 5*time.Second), wait, interval)
+			probe := agent.Probe(ri.Health, 5*time.Second)
+			if agentConfigured(userData) {
+				// The role's service answers with the image's
+				// first-boot configuration before the agent has
+				// rendered the node's: an image whose rendered
+				// configuration breaks the service would be marked
+				// good. So the agent must have rendered first.
+				probe = afterRender(probe, func(ctx context.Context) (uint64, error) {
+					st, _, err := agent.FetchStatus(ctx, addr)
+					return st.Renders, err
+				})
+			}
+			ok := waitHealthy(cmd.Context(), probe, wait, interval)
 			if ok {
 				fmt.Fprintf(cmd.OutOrStdout(), "imgforge-agent: role %s is healthy (%s check)\n", ri.Role, ri.Health.Type)
 				return nil
@@ -63,7 +78,45 @@ func newHealthCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "time between probes")
 	cmd.Flags().BoolVar(&reboot, "reboot-if-counted", false, "reboot when not healthy in time and this boot is counted")
 	cmd.Flags().StringVar(&cmdlineFile, "cmdline", "/proc/cmdline", "the kernel command line: imgforge.trial=SECONDS sets --wait when it is not given")
+	cmd.Flags().StringVar(&userData, "user-data", config.UserDataPath, "cloud-init's stored user-data: with an imgforge: section, the agent must have rendered the node's configuration before the check counts")
+	cmd.Flags().StringVar(&addr, "addr", agent.DefaultListen, "the agent's status endpoint")
 	return cmd
+}
+
+// agentConfigured says whether the node's user-data has an imgforge:
+// section, so that the agent renders the role's configuration on this
+// boot. Unreadable user-data counts as configured: the gate then waits
+// for the agent, the safe side.
+func agentConfigured(userData string) bool {
+	raw, err := os.ReadFile(userData)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	parts, err := config.CloudConfigs(raw)
+	if err != nil {
+		return true
+	}
+	for _, p := range parts {
+		if _, _, err := config.Parse(userData, p.Data); !errors.Is(err, config.ErrNoSection) {
+			return true
+		}
+	}
+	return false
+}
+
+// afterRender passes only once renders says the agent has rendered the
+// node's configuration at least once, and then probe passes.
+func afterRender(probe func(context.Context) bool, renders func(context.Context) (uint64, error)) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		n, err := renders(ctx)
+		if err != nil || n == 0 {
+			return false
+		}
+		return probe(ctx)
+	}
 }
 
 func waitHealthy(ctx context.Context, probe func(context.Context) bool, wait, interval time.Duration) bool {

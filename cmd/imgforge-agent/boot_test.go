@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,5 +29,54 @@ func TestTrialOf(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("%q: %v %v, want %v %v", tc.cmdline, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestHealthWaitsForRender: on a node with an imgforge: section the gate
+// passes only once the agent has rendered, however early the service
+// answers (the image's first-boot configuration answers before the render);
+// a node without one (an image booted with other boot data) is gated by
+// the probe alone.
+func TestHealthWaitsForRender(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, file string
+		want       bool
+	}{
+		{"with the section", write("with", userData), true},
+		{"without it", write("without", "#cloud-config\nwrite_files:\n  - path: /x\n    content: y\n"), false},
+		{"with a broken section", write("broken", "#cloud-config\nimgforge:\n  role: [\n"), true},
+		{"missing", filepath.Join(dir, "missing"), false},
+	} {
+		if got := agentConfigured(tc.file); got != tc.want {
+			t.Errorf("%s: agentConfigured = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	answers := func(context.Context) bool { return true }
+	renders, fail := uint64(0), error(nil)
+	gate := afterRender(answers, func(context.Context) (uint64, error) { return renders, fail })
+	ctx := context.Background()
+	if gate(ctx) {
+		t.Error("healthy before the agent rendered")
+	}
+	fail = errors.New("connection refused")
+	renders = 1
+	if gate(ctx) {
+		t.Error("healthy while the agent's status cannot be read")
+	}
+	fail = nil
+	if !gate(ctx) {
+		t.Error("not healthy after a render, with the service answering")
+	}
+	if afterRender(func(context.Context) bool { return false }, func(context.Context) (uint64, error) { return 3, nil })(ctx) {
+		t.Error("healthy after a render with the service not answering")
 	}
 }
