@@ -191,9 +191,14 @@ func testPKI(t *testing.T, dir string) (caPEM []byte, server tls.Certificate) {
 // TestCluster boots 2 lb, 1 web, 1 app and 1 db from `imgforge seed`
 // seeds on one bridge: a request to the VIP returns the page the app made
 // from a database row, and nginx redirects, caches and serves static files
-// as designed (checkNginx); a second web node joins and gets requests; the lb
-// holding the VIP stops and the VIP keeps answering. The monitoring
-// receiver must have metrics and logs from every node.
+// as designed (checkNginx); a second web node joins and gets requests;
+// with IMGFORGE_E2E_ROLLOUT set, imgforge rollout moves both lbs and both
+// web nodes to v2 under a steady stream of requests, none of which may
+// fail, then tries v3 on the web nodes, which fails its health check: web-1
+// comes back on v2 by itself and the rollout stops, naming it
+// (rolloutSteps); the lb holding the VIP stops and
+// the VIP keeps answering. The monitoring receiver must have metrics and
+// logs from every node.
 func TestCluster(t *testing.T) {
 	needBootToServices(t)
 	t.Parallel()
@@ -235,6 +240,14 @@ func TestCluster(t *testing.T) {
 	go srv.ServeTLS(l, "", "")
 	t.Cleanup(func() { srv.Close() })
 
+	// Images v2 and v3 for the rollouts (step 3): template edits, so the
+	// builds make only the overlay image again.
+	rollouts := os.Getenv("IMGFORGE_E2E_ROLLOUT") != ""
+	var v2, v3 string
+	if rollouts {
+		v2, v3 = buildVersion(t, f, "v2", rolloutV2), buildVersion(t, f, "v3", rolloutV3)
+	}
+
 	// The cluster takes every VM slot: its machines must run at once.
 	for range cap(vmSlots) {
 		vmSlots <- struct{}{}
@@ -244,7 +257,7 @@ func TestCluster(t *testing.T) {
 			<-vmSlots
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	vms := map[string]*qemu.VM{}
 	var stopMu sync.Mutex
@@ -263,11 +276,8 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// One vCPU each: six guests share two cores, and with two each,
-		// a guest's vCPU waiting for its other (descheduled) one made
-		// every step take two to three times as long.
 		vm, err := qemu.Start(ctx, &qemu.Machine{
-			Name: name, MemoryMiB: 1024, CPUs: 1, Firmware: fw, Netns: seg.ns,
+			Name: name, MemoryMiB: 1024, CPUs: testCPUs, Firmware: fw, Netns: seg.ns,
 			Disks: []qemu.Disk{{Path: img}, {Path: filepath.Join(seeds, name, "seed.iso"), Media: qemu.MediaCDROM}},
 			Nets:  []qemu.Net{{Tap: seg.tap(t, "t-"+name), MAC: n.MAC}},
 		})
@@ -424,6 +434,12 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("step 2: web-2 booted and got requests through the VIP after %.0fs", time.Since(t1).Seconds())
 
+	// Step 3, when IMGFORGE_E2E_ROLLOUT is set: rollouts of the live
+	// cluster (rolloutSteps).
+	if rollouts {
+		rolloutSteps(ctx, t, seg, filepath.Join(dir, "cluster.yaml"), filepath.Join(seeds, "secrets.yaml"), v2, v3, get, fresh)
+	}
+
 	// Which lb holds the VIP: the MAC the namespace learnt for it.
 	out, err := exec.Command("ip", "-n", seg.ns, "neigh", "show", "10.10.0.100").CombinedOutput()
 	if err != nil {
@@ -456,7 +472,7 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the VIP stopped answering after %s stopped: %v", holder, err)
 	}
-	t.Logf("step 3: %s (the VIP's holder) stopped; the VIP answered again after %.0fs", holder, time.Since(t2).Seconds())
+	t.Logf("step 4: %s (the VIP's holder) stopped; the VIP answered again after %.0fs", holder, time.Since(t2).Seconds())
 
 	// Every node pushed metrics and logs (the stopped lb did while it ran).
 	var addrs []string

@@ -1,0 +1,308 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The images TestCluster rolls its nodes to: v2 marks the web nodes'
+// answers (X-Imgforge-Image) and the lbs' haproxy.cfg; v3 is v2 with a web
+// health check that always fails, so a web node on v3 never gets healthy.
+// Both are template edits: their builds make only the overlay image again.
+var (
+	rolloutV2 = map[string][2]string{
+		"lb/templates/haproxy.cfg.tmpl": {"global\n", "# imgforge-test v2\nglobal\n"},
+		"web/templates/nginx.conf.tmpl": {"        add_header X-Imgforge-Web $hostname always;\n",
+			"        add_header X-Imgforge-Web $hostname always;\n        add_header X-Imgforge-Image v2 always;\n"},
+	}
+	rolloutV3 = map[string][2]string{
+		"web/templates/nginx.conf.tmpl": {"            return 200 \"ok\\n\";\n", "            return 503 \"v3 fails its health check\\n\";\n"},
+	}
+)
+
+// buildVersion builds, into a folder imgforge serve reads, the PXE sets of
+// the roles that edits change (file: old text, new text, applied to a copy
+// of roles/; v3's edits go over v2's), and returns the folder.
+func buildVersion(t *testing.T, f *fixture, name string, edits map[string][2]string) string {
+	t.Helper()
+	roles := filepath.Join(t.TempDir(), "roles")
+	copyTree(t, filepath.Join(repo, "roles"), roles)
+	all := []map[string][2]string{edits}
+	if name == "v3" {
+		all = []map[string][2]string{rolloutV2, edits}
+	}
+	var names []string
+	for _, e := range all {
+		for file, ed := range e {
+			p := filepath.Join(roles, file)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), ed[0]) {
+				t.Fatalf("%s: %q not found", file, ed[0])
+			}
+			if err := os.WriteFile(p, []byte(strings.Replace(string(b), ed[0], ed[1], 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for file := range edits {
+		names = append(names, strings.Split(file, "/")[0])
+	}
+	slices.Sort(names)
+	out := filepath.Join(t.TempDir(), name)
+	mustBuild(t, f.cache, out, append([]string{"--roles", roles, "--format", "pxe"}, slices.Compact(names)...)...)
+	return out
+}
+
+// serveSets serves root with imgforge serve and relays port of the
+// gateway's address inside seg to it; it returns the sets' URL there.
+func serveSets(t *testing.T, seg *segment, root, port string) string {
+	t.Helper()
+	p, _ := serve(t, root)
+	l, err := seg.listen("10.10.0.1:" + port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go relayListener(l, fmt.Sprintf("127.0.0.1:%d", p))
+	return "http://10.10.0.1:" + port + "/sets/"
+}
+
+// relayListener copies the connections accepted on l to addr, until l is
+// closed.
+func relayListener(l net.Listener, addr string) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			go func() { _, _ = io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
+			_, _ = io.Copy(c, u)
+		}()
+	}
+}
+
+// rolloutCmd runs imgforge rollout inside seg's namespace, where the
+// agents' control endpoints are.
+func rolloutCmd(ctx context.Context, t *testing.T, seg *segment, clusterFile, secrets string, args ...string) result {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", seg.ns, binary, "rollout",
+		"--cluster", clusterFile, "--secrets", secrets, "--drain-timeout", "3m", "--timeout", "15m"}, args...)...)
+	cmd.Dir = t.TempDir() // no ./roles: the embedded roles
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("imgforge rollout: %v", err)
+	}
+	t.Logf("imgforge rollout %s: exit %d after %s\n%s%s", strings.Join(args, " "), r.code, time.Since(start).Round(time.Second), r.stdout, r.stderr)
+	return r
+}
+
+// stream sends one request at a time, at most one every 300 ms, from each
+// source in turn, until stopped, and counts them.
+type stream struct {
+	mu           sync.Mutex
+	sent, failed int
+	reset        int // failures that were a connection reset or closed before the answer
+	gap          time.Duration
+	errs         []string
+	cancel       context.CancelFunc
+	done         chan struct{}
+}
+
+func startStream(ctx context.Context, srcs []string, req func(src string) error) *stream {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &stream{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		last := time.Now()
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			err := req(srcs[i%len(srcs)])
+			if ctx.Err() != nil {
+				return
+			}
+			s.mu.Lock()
+			s.sent++
+			if err != nil {
+				s.failed++
+				if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					s.reset++
+				}
+				if len(s.errs) < 10 {
+					s.errs = append(s.errs, fmt.Sprintf("%s from %s: %v", time.Now().Format("15:04:05"), srcs[i%len(srcs)], err))
+				}
+			} else {
+				if d := time.Since(last); d > s.gap {
+					s.gap = d
+				}
+				last = time.Now()
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+type streamCounts struct {
+	sent, failed, reset int
+	gap                 time.Duration
+	errs                []string
+}
+
+func (c streamCounts) String() string {
+	return fmt.Sprintf("%d sent, %d failed (%d reset), longest gap between answers %s", c.sent, c.failed, c.reset, c.gap.Round(time.Millisecond))
+}
+
+func (s *stream) counts() streamCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return streamCounts{s.sent, s.failed, s.reset, s.gap, slices.Clone(s.errs)}
+}
+
+// since is what the stream counted after an earlier count c (the longest
+// gap is the whole stream's).
+func (s *stream) since(c streamCounts) streamCounts {
+	n := s.counts()
+	n.sent -= c.sent
+	n.failed -= c.failed
+	n.reset -= c.reset
+	n.errs = n.errs[min(len(c.errs), len(n.errs)):]
+	return n
+}
+
+func (s *stream) stop() streamCounts {
+	s.cancel()
+	<-s.done
+	return s.counts()
+}
+
+// header asks url from inside seg's namespace and returns the answer's
+// header name.
+func header(seg *segment, url, name string) (string, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, "", addr) },
+		DisableKeepAlives: true,
+	}}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return resp.Header.Get(name), nil
+}
+
+// rolloutSteps is TestCluster's step 3, run when IMGFORGE_E2E_ROLLOUT is
+// set (each node's update and reboot takes 3 to 6 minutes on the 2-core
+// machine, which the README's test command has no room for yet):
+// imgforge rollout moves both lbs and both web nodes to v2 (sets served
+// from v2) while a steady stream of requests from several sources goes to
+// the VIP, none of which may fail; then the web nodes to v3 (from v3),
+// whose health check fails: the first web node tried comes back on v2 by
+// itself, and the rollout stops and names it; a rerun does not offer v3
+// again.
+func rolloutSteps(ctx context.Context, t *testing.T, seg *segment, clusterYAML, secrets, v2, v3 string,
+	get func(src, url string) (string, string, error), fresh func() []string) {
+	t.Helper()
+	vip := "http://10.10.0.100/"
+	v2URL, v3URL := serveSets(t, seg, v2, "8080"), serveSets(t, seg, v3, "8081")
+	st := startStream(ctx, fresh(), func(src string) error {
+		body, _, err := get(src, vip)
+		if err == nil && !strings.Contains(body, "hello from the imgforge database") {
+			err = fmt.Errorf("the VIP answered %q", body)
+		}
+		return err
+	})
+	webImage := func(addr string) string {
+		t.Helper()
+		h, err := header(seg, "http://"+addr+"/health", "X-Imgforge-Image")
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		return h
+	}
+	t3 := time.Now()
+	r := rolloutCmd(ctx, t, seg, clusterYAML, secrets, "--image", "lb="+v2URL+"lb/", "--image", "web="+v2URL+"web/")
+	if r.code != 0 {
+		t.Fatalf("rollout to v2: exit %d", r.code)
+	}
+	for _, n := range []string{"lb-1", "lb-2", "web-1", "web-2"} {
+		if !strings.Contains(r.stdout, "updated "+n+"\n") {
+			t.Errorf("the rollout to v2 did not update %s", n)
+		}
+	}
+	for _, a := range []string{"10.10.0.21", "10.10.0.22"} {
+		if h := webImage(a); h != "v2" {
+			t.Errorf("web node %s answers with X-Imgforge-Image %q after the rollout, want v2", a, h)
+		}
+	}
+	c2 := st.counts()
+	t.Logf("step 3: lb-1, lb-2, web-1 and web-2 rolled to v2 in %s; requests to the VIP meanwhile: %s", time.Since(t3).Round(time.Second), c2)
+	if c2.failed > 0 {
+		t.Errorf("%d of %d requests failed during the rollout to v2: %v", c2.failed, c2.sent, c2.errs)
+	}
+
+	t4 := time.Now()
+	r = rolloutCmd(ctx, t, seg, clusterYAML, secrets, "--image", "web="+v3URL+"web/", "--tries", "1", "--trial", "60s")
+	if r.code == 0 || !strings.Contains(r.stderr, "node web-1: came back on version") || !strings.Contains(r.stderr, "rolled back") {
+		t.Errorf("rollout to v3: exit %d, want a failure naming web-1 as rolled back", r.code)
+	}
+	if strings.Contains(r.stderr, "web-2: draining") {
+		t.Errorf("the rollout to v3 went on to web-2 after web-1 failed")
+	}
+	if h := webImage("10.10.0.21"); h != "v2" {
+		t.Errorf("web-1 answers with X-Imgforge-Image %q after v3 failed, want v2 (its fallback)", h)
+	}
+	c3 := st.since(c2)
+	t.Logf("step 3: v3 failed on web-1, which came back on v2 by itself, after %s; the rollout said %q; requests meanwhile: %s",
+		time.Since(t4).Round(time.Second), lastLine(r.stderr), c3)
+	if c3.failed > 0 {
+		t.Errorf("%d requests failed while v3 was tried: %v", c3.failed, c3.errs)
+	}
+	// A rerun does not offer the image that rolled back again.
+	r = rolloutCmd(ctx, t, seg, clusterYAML, secrets, "--image", "web="+v3URL+"web/", "--tries", "1", "--trial", "60s")
+	if r.code == 0 || !strings.Contains(r.stderr, "not offered again unless --force") || strings.Contains(r.stderr, ": draining") {
+		t.Errorf("a rerun of the rollout to v3 without --force: exit %d, want a refusal before any node drains", r.code)
+	}
+	st.stop()
+}
