@@ -136,7 +136,10 @@ type stream struct {
 	sent, failed int
 	reset        int // failures that were a connection reset or closed before the answer
 	gap          time.Duration
-	errs         []string
+	errs         []string // one per burst of failures
+	inBurst      bool
+	first        string
+	burst        int
 	cancel       context.CancelFunc
 	done         chan struct{}
 }
@@ -166,10 +169,20 @@ func startStream(ctx context.Context, srcs []string, req func(src string) error)
 				if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 					s.reset++
 				}
-				if len(s.errs) < 10 {
-					s.errs = append(s.errs, fmt.Sprintf("%s from %s: %v", time.Now().Format("15:04:05"), srcs[i%len(srcs)], err))
+				// One line per burst of failures in a row: its first
+				// error, when it ended and how many it had.
+				now := time.Now().Format("15:04:05")
+				if s.inBurst && len(s.errs) > 0 {
+					s.burst++
+					s.errs[len(s.errs)-1] = fmt.Sprintf("%s (%d in a row, the last at %s)", s.first, s.burst, now)
+				} else if len(s.errs) < 30 {
+					s.first = fmt.Sprintf("%s from %s: %v", now, srcs[i%len(srcs)], err)
+					s.burst = 1
+					s.errs = append(s.errs, s.first)
 				}
+				s.inBurst = true
 			} else {
+				s.inBurst = false
 				if d := time.Since(last); d > s.gap {
 					s.gap = d
 				}

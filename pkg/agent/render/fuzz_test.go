@@ -40,7 +40,7 @@ func fuzzInputs(t testing.TB, name, iface, user, password, url string) []render.
 	// The node's own name too.
 	self := out[0]
 	self.Self.Name = name
-	self.Members = map[string][]render.Node{"lb": nodes("lb", 3)[1:]}
+	self.Members = map[string][]render.Node{"lb": nodes("lb", 3)[1:], "web": nodes("web", 1)}
 	return append(out, self)
 }
 

@@ -44,7 +44,7 @@ func TestActiveActive(t *testing.T) {
 	for _, self := range lbs {
 		// Members in another order on each node: the result must not care.
 		members := []render.Node{lbs[1], lbs[0]}
-		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": members}})
+		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": members, "web": nodes("web", 1)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +68,7 @@ func TestActiveActive(t *testing.T) {
 	vips = append(vips, render.VIP{Address: netip.MustParseAddr("192.0.2.12"), Prefix: 24, Interface: "eth0"})
 	masters := map[string]string{}
 	for _, self := range lbs {
-		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": lbs}})
+		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": lbs, "web": nodes("web", 1)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestDrainingGivesUpVIPs(t *testing.T) {
 	}
 	lowest := map[string]int{}
 	for _, self := range lbs {
-		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": lbs}})
+		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": lbs, "web": nodes("web", 1)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +287,7 @@ func TestDrainingGivesUpVIPs(t *testing.T) {
 			}
 		}
 	}
-	c, err := renderer(t).Render(context.Background(), render.Input{Self: lbs[0], VIPs: vips, Members: map[string][]render.Node{"lb": lbs}, Draining: true})
+	c, err := renderer(t).Render(context.Background(), render.Input{Self: lbs[0], VIPs: vips, Members: map[string][]render.Node{"lb": lbs, "web": nodes("web", 1)}, Draining: true})
 	if err != nil {
 		t.Fatal(err)
 	}
