@@ -332,17 +332,7 @@ func TestCluster(t *testing.T) {
 	// VIP's port 80 follows the redirect back through the VIP on 443.
 	// follow false gives the redirect itself; h2 offers HTTP/2 on TLS.
 	request := func(src, url string, follow, h2 bool) (reply, error) {
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, src, addr) },
-			DisableKeepAlives: true,
-			ForceAttemptHTTP2: h2,
-			// The web nodes' self-signed pairs, inside the test's namespace.
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
-		}}
-		if !follow {
-			client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-		}
-		resp, err := client.Get(url)
+		resp, err := seg.client(src, follow, h2).Get(url)
 		if err != nil {
 			return reply{}, err
 		}

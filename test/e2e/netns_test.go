@@ -3,8 +3,11 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -133,4 +136,22 @@ func (s *segment) dial(network, src, addr string) (net.Conn, error) {
 		return err
 	})
 	return c, err
+}
+
+// client is an HTTP client that dials from src (empty: the namespace's own
+// address) inside the segment's namespace, one connection per request. It
+// follows redirects when follow is set, offers HTTP/2 on TLS when h2 is,
+// and takes the nodes' self-signed pairs as they are.
+func (s *segment) client(src string, follow, h2 bool) *http.Client {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return s.dial(network, src, addr) },
+		DisableKeepAlives: true,
+		ForceAttemptHTTP2: h2,
+		// Self-signed pairs the agents made, inside the test's namespace.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+	}}
+	if !follow {
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return c
 }

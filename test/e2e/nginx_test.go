@@ -5,10 +5,8 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/fcgi"
 	"net/netip"
@@ -123,17 +121,7 @@ func TestNginxServes(t *testing.T) {
 		uncompressed, overTLS bool
 	}
 	get := func(url string, follow, h2 bool) (answer, error) {
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, "", addr) },
-			DisableKeepAlives: true,
-			ForceAttemptHTTP2: h2,
-			// The self-signed pair the agent made for this node.
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
-		}}
-		if !follow {
-			client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-		}
-		resp, err := client.Get(url)
+		resp, err := seg.client("", follow, h2).Get(url)
 		if err != nil {
 			return answer{}, err
 		}

@@ -230,11 +230,7 @@ func (s *stream) stop() streamCounts {
 // header asks url from inside seg's namespace and returns the answer's
 // header name.
 func header(seg *segment, url, name string) (string, error) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext:       func(_ context.Context, network, addr string) (net.Conn, error) { return seg.dial(network, "", addr) },
-		DisableKeepAlives: true,
-	}}
-	resp, err := client.Get(url)
+	resp, err := seg.client("", true, false).Get(url)
 	if err != nil {
 		return "", err
 	}
