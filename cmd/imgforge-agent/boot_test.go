@@ -3,8 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,5 +84,57 @@ func TestHealthWaitsForRender(t *testing.T) {
 	}
 	if afterRender(func(context.Context) bool { return false }, func(context.Context) (uint64, error) { return 3, nil })(ctx) {
 		t.Error("healthy after a render with the service not answering")
+	}
+}
+
+// TestHealthCommandWaitsForRender runs the health command itself: with an
+// imgforge: section in the user-data, a service that answers is not enough
+// while the agent reports no render.
+func TestHealthCommandWaitsForRender(t *testing.T) {
+	dir := t.TempDir()
+	svc, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	go func() {
+		for {
+			c, err := svc.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	role := write("role.json", fmt.Sprintf(`{"role": "web", "health": {"type": "tcp", "port": %d}}`, svc.Addr().(*net.TCPAddr).Port))
+	cmdline := write("cmdline", "boot=imgforge\n")
+	var renders atomic.Int64
+	status := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, `{"renders": %d}`, renders.Load())
+	}))
+	defer status.Close()
+	health := func(userData string) error {
+		_, _, err := execute(context.Background(), "health", "--role-file", role, "--cmdline", cmdline, "--user-data", userData,
+			"--addr", strings.TrimPrefix(status.URL, "http://"), "--wait", "1s", "--interval", "50ms")
+		return err
+	}
+	configured := write("configured", userData)
+	if err := health(configured); err == nil {
+		t.Error("healthy before the agent rendered")
+	}
+	renders.Store(1)
+	if err := health(configured); err != nil {
+		t.Errorf("after a render: %v", err)
+	}
+	renders.Store(0)
+	if err := health(write("other", "#cloud-config\nwrite_files: []\n")); err != nil {
+		t.Errorf("no imgforge: section, service answering: %v", err)
 	}
 }
