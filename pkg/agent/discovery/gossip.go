@@ -73,8 +73,8 @@ func GossipConfig(profile string) (*memberlist.Config, error) {
 // joins within about a second and failures within a few: faster gossip
 // than memberlist's defaults and a shorter push/pull interval. Probes keep
 // memberlist's timings (every second, 500 ms to answer): with 250 ms, the
-// six VMs of the cluster test on 2 cores suspected each other about every
-// 9 s each, and every suspicion was gossiped and refuted. It
+// six VMs of the cluster test on 2 cores each refuted a suspicion of
+// themselves every 10 to 15 s, every one gossiped to all. It
 // does not compress: the messages are small and mostly signatures and
 // certificates, and compressing them (LZW, with a fresh 64 KiB table per
 // message) was a third of the CPU of a busy cluster. Receivers decompress
