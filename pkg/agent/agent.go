@@ -122,8 +122,14 @@ type Options struct {
 	// Health checks the role's service; nil means always healthy.
 	Health         func(ctx context.Context) bool
 	HealthInterval time.Duration // default 2s
-	RetryInterval  time.Duration // after a failed render; default 10s
-	Debounce       time.Duration // gathers changes that come together; default 200ms
+	// HealthFall is how many checks in a row must fail before a healthy
+	// node advertises itself unhealthy (default 3, as haproxy's fall): one
+	// slow answer on a loaded machine does not take it out of its peers'
+	// configuration. A failing node is healthy again at its first passing
+	// check; a drain takes effect at once.
+	HealthFall    int
+	RetryInterval time.Duration // after a failed render; default 10s
+	Debounce      time.Duration // gathers changes that come together; default 200ms
 	// Resync renders again even without a change, so that what depends on
 	// time (a self-signed certificate near its end) is renewed; default 6h.
 	Resync  time.Duration
@@ -168,6 +174,9 @@ func New(o Options) *Agent {
 	}
 	if o.HealthInterval <= 0 {
 		o.HealthInterval = 2 * time.Second
+	}
+	if o.HealthFall <= 0 {
+		o.HealthFall = 3
 	}
 	if o.RetryInterval <= 0 {
 		o.RetryInterval = 10 * time.Second
@@ -279,6 +288,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	var (
 		last     *Snapshot // last snapshot rendered without error
+		fails    int       // health checks failed in a row
 		pending  = true    // a render is due
 		debounce = time.NewTimer(0)
 		retry    = time.NewTimer(time.Hour)
@@ -339,7 +349,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			last = nil
 			render()
 		case <-health.C:
-			h := a.checkHealth(ctx) && !a.Draining()
+			ok := a.checkHealth(ctx)
+			if ok {
+				fails = 0
+			} else {
+				fails++
+			}
+			h := !a.Draining() && (ok || (self.Healthy && fails < a.o.HealthFall))
 			if h == self.Healthy {
 				continue
 			}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -208,4 +209,57 @@ func TestControlDrainUpdate(t *testing.T) {
 	if reboots.Load() != 1 {
 		t.Errorf("refused updates rebooted the node: %d reboots", reboots.Load())
 	}
+}
+
+// TestHealthFall: a healthy node stays healthy through two failed checks
+// in a row (a slow answer on a loaded machine), and advertises itself
+// unhealthy at the third; it is healthy again at its first passing check.
+func TestHealthFall(t *testing.T) {
+	var calls atomic.Int32
+	var failFrom, failTo atomic.Int32
+	failFrom.Store(1 << 30)
+	health := func(context.Context) bool {
+		n := calls.Add(1)
+		return n < failFrom.Load() || n >= failTo.Load()
+	}
+	a, rec := startStatic(t, health)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	healthy := func() bool { s, _ := rec.last(); return s.Self.Healthy }
+	waitFor("healthy", healthy)
+	// Two failures in a row, soon.
+	n := calls.Load()
+	failFrom.Store(n + 2)
+	failTo.Store(n + 4)
+	waitFor("the two failed checks and one more", func() bool { return calls.Load() >= n+5 })
+	if st := a.Status(); !st.Self.Healthy {
+		t.Fatalf("unhealthy after two failed checks")
+	}
+	rec.mu.Lock()
+	first := slices.IndexFunc(rec.snaps, func(s Snapshot) bool { return s.Self.Healthy })
+	for _, s := range rec.snaps[first:] {
+		if !s.Self.Healthy {
+			t.Errorf("rendered unhealthy after two failed checks")
+			break
+		}
+	}
+	rec.mu.Unlock()
+	// Failing for good: unhealthy after the third.
+	n = calls.Load()
+	failFrom.Store(n + 1)
+	failTo.Store(1 << 30)
+	waitFor("unhealthy", func() bool { return !healthy() })
+	if got := calls.Load() - n; got < 3 {
+		t.Errorf("unhealthy after %d failed checks, want 3", got)
+	}
+	failTo.Store(calls.Load() + 1)
+	waitFor("healthy again", healthy)
 }
