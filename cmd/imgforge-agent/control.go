@@ -71,6 +71,9 @@ func runControl(ctx context.Context, a *agent.Agent, flag string, role *imagemet
 	var roleName string
 	if role != nil {
 		o.Discovers, roleName = role.Discover, role.Role
+		if role.VIPs {
+			o.HeldVIPs = func() []string { return agent.HeldVIPs(a.Config().VIPs) }
+		}
 	}
 	client := sourceClient(id.CA)
 	o.Update = func(ctx context.Context, req agent.UpdateRequest) (agent.UpdateResponse, error) {

@@ -10,10 +10,12 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/identity"
 )
@@ -61,6 +63,10 @@ type ControlStatus struct {
 	Discovery string `json:"discovery,omitempty"`
 	// ImageError says why Image could not be read.
 	ImageError string `json:"image_error,omitempty"`
+	// HoldsVIPs are the cluster's VIPs this node announces now (on a
+	// network interface: every lb node has them on lo too). A drained lb
+	// node is rebooted once it holds none.
+	HoldsVIPs []string `json:"holds_vips,omitempty"`
 }
 
 // UpdateRequest is POST /v1/update's body.
@@ -126,6 +132,9 @@ type ControlOptions struct {
 	Image func() (Image, error)
 	// Discovers are the roles the node's role discovers (role.json).
 	Discovers []string
+	// HeldVIPs lists the VIPs the node announces now (HeldVIPs on a node);
+	// nil: none.
+	HeldVIPs func() []string
 	// Update installs source in the inactive slot (update.OnNode on a
 	// node).
 	Update func(ctx context.Context, req UpdateRequest) (UpdateResponse, error)
@@ -246,6 +255,42 @@ func (c *Control) Status() ControlStatus {
 	}
 	if c.imgErr != nil {
 		out.ImageError = c.imgErr.Error()
+	}
+	if c.o.HeldVIPs != nil {
+		out.HoldsVIPs = c.o.HeldVIPs()
+	}
+	return out
+}
+
+// HeldVIPs are those of vips that sit on a network interface of this
+// machine other than the loopback (where an lb node keeps them all).
+func HeldVIPs(vips []config.VIP) []string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	have := map[netip.Addr]bool{}
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := i.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					have[ip.Unmap()] = true
+				}
+			}
+		}
+	}
+	var out []string
+	for _, v := range vips {
+		if a, err := netip.ParseAddr(v.Address); err == nil && have[a.Unmap()] {
+			out = append(out, a.Unmap().String())
+		}
 	}
 	return out
 }

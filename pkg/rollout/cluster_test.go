@@ -107,6 +107,11 @@ type testCluster struct {
 	drains  []string
 	onBoot  func(n *testNode) // called while a node reboots
 	downFor time.Duration
+	// Each lb node holds a VIP until vipMove after its drain; updates
+	// that reached a node still holding one.
+	vipMove        time.Duration
+	drainedAt      map[string]time.Time
+	updatedHolding []string
 }
 
 type testNode struct {
@@ -132,7 +137,8 @@ func newTestCluster(t *testing.T, layout map[string]int) *testCluster {
 	}
 	c := &testCluster{t: t, ca: ca, caPEM: certPEM, bus: &bus{members: map[string]discovery.Member{}, subs: map[*busDisc]bool{}},
 		nodes: map[string]*testNode{}, versions: map[string]string{"v2": "222222222222", "v3": "333333333333"},
-		bad: map[string]bool{"v3": true}, out: map[string]map[string]bool{}, maxOut: map[string]int{}, downFor: 50 * time.Millisecond}
+		bad: map[string]bool{"v3": true}, out: map[string]map[string]bool{}, maxOut: map[string]int{}, downFor: 50 * time.Millisecond,
+		vipMove: 100 * time.Millisecond, drainedAt: map[string]time.Time{}}
 	i := 0
 	for _, role := range []string{"lb", "web", "app", "db"} {
 		for j := 1; j <= layout[role]; j++ {
@@ -191,10 +197,15 @@ func (n *testNode) boot(l net.Listener) {
 			defer n.c.mu.Unlock()
 			return agent.Image{Role: n.role, Version: n.version, Slot: "a"}, nil
 		},
+		HeldVIPs: n.heldVIPs,
 		Update: func(_ context.Context, req agent.UpdateRequest) (agent.UpdateResponse, error) {
 			source := req.Source
+			held := n.heldVIPs()
 			n.c.mu.Lock()
 			n.tries = append(n.tries, fmt.Sprintf("%d/%s", req.Tries, req.Trial))
+			if len(held) > 0 {
+				n.c.updatedHolding = append(n.c.updatedHolding, n.name)
+			}
 			n.c.mu.Unlock()
 			v, ok := n.c.versions[source]
 			if !ok {
@@ -221,6 +232,18 @@ func (n *testNode) boot(l net.Listener) {
 	<-a.Ready()
 }
 
+// heldVIPs: an lb node holds its VIP until vipMove after its drain (its
+// peers take it over), and again once it has rebooted.
+func (n *testNode) heldVIPs() []string {
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	at, drained := n.c.drainedAt[n.name]
+	if n.role != "lb" || (drained && time.Since(at) >= n.c.vipMove) {
+		return nil
+	}
+	return []string{fmt.Sprintf("10.0.0.%d", 100+n.n)}
+}
+
 // reboot stops the node and boots its pending version (the old one when
 // that fails its boot), on the same address.
 func (n *testNode) reboot() {
@@ -245,6 +268,7 @@ func (n *testNode) reboot() {
 		n.version = n.pending
 	}
 	n.pending = ""
+	delete(c.drainedAt, n.name)
 	c.mu.Unlock()
 	var l net.Listener
 	var err error
@@ -281,6 +305,7 @@ func (cc countingClient) Drain(ctx context.Context) (agent.ControlStatus, error)
 	c.out[cc.node.role][cc.node.name] = true
 	c.maxOut[cc.node.role] = max(c.maxOut[cc.node.role], len(c.out[cc.node.role]))
 	c.drains = append(c.drains, cc.node.name)
+	c.drainedAt[cc.node.name] = time.Now()
 	c.mu.Unlock()
 	return cc.ControlClient.Drain(ctx)
 }

@@ -493,7 +493,8 @@ func (r *run) missingFrom(ctx context.Context, n Node) []string {
 }
 
 // waitDropped waits (at most DrainTimeout) until no peer renders n as
-// healthy, then DrainGrace for the requests n still serves.
+// healthy and n announces no VIP (an lb node's VIPs have moved to its
+// peers), then DrainGrace for the requests n still serves.
 func (r *run) waitDropped(ctx context.Context, n Node) {
 	ctx2, cancel := context.WithTimeout(ctx, r.o.DrainTimeout)
 	defer cancel()
@@ -504,13 +505,22 @@ func (r *run) waitDropped(ctx context.Context, n Node) {
 				still = append(still, name)
 			}
 		}
-		if len(still) == 0 {
+		var vips []string
+		if st, err := r.peers[n.Name].Status(ctx2); err == nil {
+			vips = st.HoldsVIPs
+		}
+		if len(still) == 0 && len(vips) == 0 {
 			break
 		}
 		select {
 		case <-ctx2.Done():
 			slices.Sort(still)
-			r.o.Logf("%s: %s still hold it after %s (a discovery that shares no health, such as static, keeps it); going on", n.Name, strings.Join(still, ", "), r.o.DrainTimeout)
+			if len(still) > 0 {
+				r.o.Logf("%s: %s still hold it after %s (a discovery that shares no health, such as static, keeps it); going on", n.Name, strings.Join(still, ", "), r.o.DrainTimeout)
+			}
+			if len(vips) > 0 {
+				r.o.Logf("%s: still holds VIP %s after %s (no other node of its role took it); going on", n.Name, strings.Join(vips, ", "), r.o.DrainTimeout)
+			}
 			goto grace
 		case <-time.After(r.o.Poll):
 		}

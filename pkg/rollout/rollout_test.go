@@ -37,6 +37,9 @@ func TestRollout(t *testing.T) {
 					t.Errorf("role %s: %d nodes out of service at once, max-unavailable %d", role, n, maxUn)
 				}
 			}
+			if len(c.updatedHolding) > 0 {
+				t.Errorf("%v updated (and rebooted) while still holding a VIP", c.updatedHolding)
+			}
 			if maxUn == 2 && c.maxOut["web"] != 2 {
 				t.Errorf("web: at most %d out at once with max-unavailable 2: the rollout does not use its room", c.maxOut["web"])
 			}
