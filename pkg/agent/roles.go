@@ -69,6 +69,9 @@ type RoleRenderer struct {
 	failures   int
 	retryAt    time.Time
 	lastErr    error
+	// vipPeers are the members of a VIP-holding role seen since the
+	// agent started (keepPeers).
+	vipPeers map[string]render.Node
 }
 
 var (
@@ -230,7 +233,40 @@ func (r *RoleRenderer) input(s Snapshot) (render.Input, error) {
 	if err != nil {
 		return render.Input{}, fmt.Errorf("%s: %w", MemInfoPath, err)
 	}
-	return RenderInput(s, mem, r.Role)
+	in, err := RenderInput(s, mem, r.Role)
+	if err != nil || !r.Role.VIPs {
+		return in, err
+	}
+	in.Members[r.Role.Role] = r.keepPeers(in.Members[r.Role.Role])
+	return in, nil
+}
+
+// keepPeers adds to the members of a VIP-holding role those seen since
+// the agent started and gone since: a peer that reboots (in a rolling
+// update, or a crash) stays among the VRRP peers and the haproxy peers.
+// Dropping it would change keepalived.conf, and keepalived reloaded with
+// other peers starts each VIP over from the backup state: the VIP would
+// leave the node that holds it for about three seconds. keepalived
+// advertises to an address that answers nothing at no cost; a peer gone
+// for good leaves the list when the agent restarts (the node's next
+// boot). A peer seen again under a new address takes it.
+func (r *RoleRenderer) keepPeers(live []render.Node) []render.Node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.vipPeers == nil {
+		r.vipPeers = map[string]render.Node{}
+	}
+	out := slices.Clone(live)
+	for _, n := range live {
+		r.vipPeers[n.Name] = n
+	}
+	for name, n := range r.vipPeers {
+		if !slices.ContainsFunc(live, func(m render.Node) bool { return m.Name == name }) {
+			out = append(out, n)
+		}
+	}
+	slices.SortFunc(out, func(a, b render.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // RenderInput turns a snapshot into what package render renders from,

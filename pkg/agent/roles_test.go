@@ -537,3 +537,68 @@ func TestMemTotal(t *testing.T) {
 		}
 	}
 }
+
+// TestRoleRendererLBKeepsPeers renders an lb node whose peer lb reboots
+// (it leaves the members, then comes back) and which then drains:
+// keepalived.conf never changes, so keepalived is never reloaded (a
+// reload with other peers drops the VIPs for about three seconds); the
+// drain goes through the file keepalived tracks.
+func TestRoleRendererLBKeepsPeers(t *testing.T) {
+	n := newTestNode(t, imageTemplates(t), "lb")
+	c := &config.Config{
+		Cluster: "shop", Role: "lb", Node: config.Node{Name: "lb-1", Address: "10.10.0.11/24"},
+		Discovery: config.Discovery{Method: "static"},
+		VIPs:      []config.VIP{{Address: "10.10.0.100", Prefix: 24, Interface: "eth0"}},
+	}
+	web := member("web-1", "web", "10.10.0.21", true, "")
+	lb2 := member("lb-2", "lb", "10.10.0.12", true, "")
+	if err := n.rr.Render(t.Context(), snapshot(t, c, true, web, lb2)); err != nil {
+		t.Fatal(err)
+	}
+	conf := n.read(t, "etc/keepalived/keepalived.conf")
+	if !strings.Contains(conf, "        10.10.0.12\n") {
+		t.Fatalf("keepalived.conf does not list lb-2 as a peer:\n%s", conf)
+	}
+	if d := n.read(t, "etc/keepalived/drain"); d != "0\n" {
+		t.Errorf("drain file %q, want 0", d)
+	}
+	n.runner.take()
+	reloads := func(step string) {
+		t.Helper()
+		for _, r := range n.runner.take() {
+			if strings.Contains(r, "keepalived.service") {
+				t.Errorf("%s: keepalived reloaded (%s)", step, r)
+			}
+		}
+		if got := n.read(t, "etc/keepalived/keepalived.conf"); got != conf {
+			t.Errorf("%s: keepalived.conf changed:\n%s", step, got)
+		}
+	}
+	if err := n.rr.Render(t.Context(), snapshot(t, c, true, web)); err != nil {
+		t.Fatal(err)
+	}
+	reloads("lb-2 gone")
+	lb2.Healthy = false
+	if err := n.rr.Render(t.Context(), snapshot(t, c, true, web, lb2)); err != nil {
+		t.Fatal(err)
+	}
+	reloads("lb-2 back, not healthy yet")
+	s := snapshot(t, c, false, web, lb2)
+	s.Draining = true
+	if err := n.rr.Render(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	reloads("draining")
+	if d := n.read(t, "etc/keepalived/drain"); d != "1\n" {
+		t.Errorf("draining: drain file %q, want 1", d)
+	}
+	// A new renderer (the agent restarted, at the next boot) forgets a
+	// peer that is gone.
+	n2 := newTestNode(t, imageTemplates(t), "lb")
+	if err := n2.rr.Render(t.Context(), snapshot(t, c, true, web)); err != nil {
+		t.Fatal(err)
+	}
+	if got := n2.read(t, "etc/keepalived/keepalived.conf"); strings.Contains(got, "10.10.0.12") {
+		t.Errorf("a new agent lists lb-2, which it never saw")
+	}
+}

@@ -39,7 +39,8 @@ type Data struct {
 	TLS TLSData
 	// MemoryBytes is the machine's RAM.
 	MemoryBytes uint64
-	// Draining says the node is leaving service (vrrp gives priority 1).
+	// Draining says the node is leaving service (the lb role renders it
+	// into keepalived's drain file, which lowers its VIPs' priority).
 	Draining bool
 }
 
@@ -74,9 +75,10 @@ func (m Member) HostPort(name string) (string, error) {
 
 // VIPData is one virtual address.
 type VIPData struct {
-	// Name is VI_INDEX; Address is ADDRESS/PREFIX.
-	Name, Address, Interface string
-	RouterID                 int
+	// Name is VI_INDEX; Address is ADDRESS/PREFIX, Host ADDRESS/32 (or
+	// /128).
+	Name, Address, Host, Interface string
+	RouterID                       int
 }
 
 // VRRP is a VIP as this node holds it among the members of its role (the
@@ -84,6 +86,11 @@ type VIPData struct {
 type VRRP struct {
 	VIPData
 	Priority int
+	// DrainWeight, 1-Priority, is what a drain adds to the priority
+	// (keepalived's track_file weight): a draining node holds the VIP at
+	// priority 1, below every peer, without a change to its keepalived
+	// configuration (a reload would drop the VIP for a moment).
+	DrainWeight int
 	// Master is true on the node that holds the VIP while all are up.
 	Master bool
 }
@@ -250,7 +257,7 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 		d.Members[role] = list
 	}
 	for j, v := range in.VIPs {
-		d.VIPs = append(d.VIPs, VIPData{Name: fmt.Sprintf("VI_%d", j), Address: netip.PrefixFrom(v.Address, v.Prefix).String(),
+		d.VIPs = append(d.VIPs, VIPData{Name: fmt.Sprintf("VI_%d", j), Address: netip.PrefixFrom(v.Address, v.Prefix).String(), Host: netip.PrefixFrom(v.Address, v.Address.BitLen()).String(),
 			Interface: v.Interface, RouterID: routerID(v, j)})
 	}
 	for _, s := range ri.Render {
@@ -273,8 +280,11 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 //     role, sorted by name: for VIP j the member at index (j mod N) is
 //     master (priority 250), the next one 249, and so on, so with two VIPs
 //     on two nodes each is master of one and either takes both when the
-//     other fails. A draining node holds every VIP at priority 1 (the
-//     others at least 2), so its peers take them over (preemption).
+//     other fails. The priority does not change while the node drains:
+//     the lb role writes .Draining into a file that keepalived tracks
+//     with weight DrainWeight, so a draining node holds every VIP at
+//     priority 1 (the others at least 2) and its peers take them over
+//     (preemption) without a keepalived reload.
 //   - others ROLE: the members of ROLE but this node.
 //   - primary ROLE: the member of ROLE marked primary, or nil.
 //   - memory: the MariaDB sizes for the machine's RAM (MemorySettings).
@@ -293,11 +303,8 @@ func funcs(d *Data) template.FuncMap {
 			var out []VRRP
 			for j, v := range d.VIPs {
 				rank := ((self-j)%n + n) % n
-				if d.Draining {
-					out = append(out, VRRP{VIPData: v, Priority: 1})
-					continue
-				}
-				out = append(out, VRRP{VIPData: v, Priority: max(2, 250-rank), Master: rank == 0})
+				p := max(2, 250-rank)
+				out = append(out, VRRP{VIPData: v, Priority: p, DrainWeight: 1 - p, Master: rank == 0})
 			}
 			return out
 		},

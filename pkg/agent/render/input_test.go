@@ -127,7 +127,7 @@ func TestIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := string(c.Services[0].Files[0].Data)
-	k := string(c.Services[1].Files[0].Data)
+	k := string(file(t, c, keepalivedConf))
 	for _, want := range []string{"peer lb-b [2001:db8::2]:10000", "server web-a [2001:db8::10]:80", "server web-a [2001:db8::10]:443"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("haproxy.cfg lacks %q", want)

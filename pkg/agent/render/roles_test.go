@@ -20,6 +20,22 @@ import (
 	"github.com/imgforge/imgforge/pkg/agent/render"
 )
 
+// file is the data of the file at path in c.
+func file(t *testing.T, c *render.Config, path string) []byte {
+	t.Helper()
+	for _, s := range c.Services {
+		for _, f := range s.Files {
+			if f.Path == path {
+				return f.Data
+			}
+		}
+	}
+	t.Fatalf("%s is not rendered", path)
+	return nil
+}
+
+const keepalivedConf = "/etc/keepalived/keepalived.conf"
+
 // vrrp reads the instances of a keepalived.conf: VIP -> priority.
 func vrrp(t *testing.T, conf []byte) map[string]int {
 	t.Helper()
@@ -48,7 +64,7 @@ func TestActiveActive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		prio[self.Name] = vrrp(t, c.Services[1].Files[0].Data)
+		prio[self.Name] = vrrp(t, file(t, c, keepalivedConf))
 		if h := string(c.Services[0].Files[0].Data); !strings.Contains(h, "localpeer "+self.Name+"\n") || !strings.Contains(h, "peer "+self.Name+" "+self.Address.String()+":10000") {
 			t.Errorf("%s: haproxy.cfg does not list itself as the local peer", self.Name)
 		}
@@ -72,7 +88,7 @@ func TestActiveActive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for v, p := range vrrp(t, c.Services[1].Files[0].Data) {
+		for v, p := range vrrp(t, file(t, c, keepalivedConf)) {
 			if p == 250 {
 				if masters[v] != "" {
 					t.Errorf("VIP %s has two masters: %s and %s", v, masters[v], self.Name)
@@ -266,8 +282,11 @@ func TestMissingTemplate(t *testing.T) {
 	}
 }
 
-// TestDrainingGivesUpVIPs: a draining lb node renders every VIP below
-// every other lb node's priority, so that they take its VIPs.
+// TestDrainingGivesUpVIPs renders a draining lb node: keepalived.conf
+// stays as it is (a reload would drop the VIPs for a moment), the drain
+// file keepalived tracks says 1, and each VIP's priority with the
+// file's weight falls below every other lb node's, so that they take
+// its VIPs.
 func TestDrainingGivesUpVIPs(t *testing.T) {
 	lbs := nodes("lb", 3)
 	vips := []render.VIP{
@@ -276,12 +295,19 @@ func TestDrainingGivesUpVIPs(t *testing.T) {
 		{Address: netip.MustParseAddr("192.0.2.12"), Prefix: 24, Interface: "eth0"},
 	}
 	lowest := map[string]int{}
-	for _, self := range lbs {
+	var conf []byte
+	for i, self := range lbs {
 		c, err := renderer(t).Render(context.Background(), render.Input{Self: self, VIPs: vips, Members: map[string][]render.Node{"lb": lbs, "web": nodes("web", 1)}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for v, p := range vrrp(t, c.Services[1].Files[0].Data) {
+		if d := string(file(t, c, "/etc/keepalived/drain")); d != "0\n" {
+			t.Errorf("%s: drain file %q, want 0", self.Name, d)
+		}
+		if i == 0 {
+			conf = file(t, c, keepalivedConf)
+		}
+		for v, p := range vrrp(t, file(t, c, keepalivedConf)) {
 			if lowest[v] == 0 || p < lowest[v] {
 				lowest[v] = p
 			}
@@ -291,13 +317,27 @@ func TestDrainingGivesUpVIPs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := vrrp(t, c.Services[1].Files[0].Data)
-	if len(got) != 3 {
-		t.Fatalf("draining: %d VIPs rendered, want 3", len(got))
+	if got := file(t, c, keepalivedConf); string(got) != string(conf) {
+		t.Errorf("draining changed keepalived.conf:\n%s", got)
 	}
-	for v, p := range got {
-		if p >= lowest[v] {
-			t.Errorf("VIP %s: draining priority %d, not below the others' lowest %d", v, p, lowest[v])
+	if d := string(file(t, c, "/etc/keepalived/drain")); d != "1\n" {
+		t.Errorf("draining: drain file %q, want 1", d)
+	}
+	re := regexp.MustCompile(`(?s)priority (\d+).*?virtual_ipaddress \{\s+(\S+).*?imgforge_drain weight (-?\d+)`)
+	got := re.FindAllStringSubmatch(string(conf), -1)
+	if len(got) != 3 {
+		t.Fatalf("draining: %d VIPs with a drain weight, want 3", len(got))
+	}
+	for _, m := range got {
+		p, _ := strconv.Atoi(m[1])
+		w, _ := strconv.Atoi(m[3])
+		if p+w < 1 || p+w >= lowest[m[2]] {
+			t.Errorf("VIP %s: draining priority %d%+d, not from 1 to below the others' lowest %d", m[2], p, w, lowest[m[2]])
+		}
+	}
+	for _, v := range vips {
+		if !strings.Contains(string(conf), v.Address.String()+"/32 dev lo scope host") {
+			t.Errorf("VIP %s is not on lo", v.Address)
 		}
 	}
 }
