@@ -41,7 +41,7 @@ func newUpdateCmd() *cobra.Command {
 		Short: "Write a new image into the inactive A/B slot and boot it next (with 3 tries, then the current slot again)",
 		Long: "Update writes the image of SOURCE into the slot this node is not running, checks it against the root hash\n" +
 			"of the image's manifest, installs its kernel set and a loader entry with boot counting on the ESP, and, with\n" +
-			"--reboot, reboots into it. The running slot is never written; an interrupted or refused update leaves the node\n" +
+			"--reboot, reboots into it (--stage writes the slot only: the same update run later just adds the entry). The running slot is never written; an interrupted or refused update leaves the node\n" +
 			"booting its current slot. SOURCE is the URL of a set served by imgforge serve (https://HOST/sets/ROLE/) or an\n" +
 			"OCI reference REGISTRY/REPO:TAG pushed by imgforge push (its boot artifact is TAG-boot). See docs/agent.md.",
 		Example: "  imgforge-agent update https://192.0.2.1:8443/sets/lb/ --ca /etc/imgforge/cluster-ca.pem --reboot\n" +
@@ -57,6 +57,9 @@ func newUpdateCmd() *cobra.Command {
 			}
 			if o.Trial < 0 {
 				return fmt.Errorf("--trial %s: accepted: a positive duration such as 3m", o.Trial)
+			}
+			if o.Stage && reboot {
+				return fmt.Errorf("--stage and --reboot: a staged slot is not booted; accepted: one of the two")
 			}
 			if roleFile != "" {
 				ri, err := agent.ReadRoleInfo(roleFile)
@@ -81,6 +84,8 @@ func newUpdateCmd() *cobra.Command {
 				if err := enc.Encode(res); err != nil {
 					return err
 				}
+			} else if res.Staged {
+				fmt.Fprintf(cmd.OutOrStdout(), "slot %s: %s %s (root hash %s), staged: update from the same source to boot it next\n", res.Slot, res.Role, res.Version, res.RootHash)
 			} else {
 				fmt.Fprintf(cmd.OutOrStdout(), "slot %s: %s %s (root hash %s), boots next with %s\n", res.Slot, res.Role, res.Version, res.RootHash, res.Entry)
 			}
@@ -93,6 +98,7 @@ func newUpdateCmd() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&reboot, "reboot", false, "reboot into the new slot once it is written")
+	fl.BoolVar(&o.Stage, "stage", false, "write the slot but make it no boot entry: a later update from the same source finds it written and only adds the entry")
 	fl.IntVar(&o.Tries, "tries", update.Tries, "boots the new slot gets to become healthy before systemd-boot falls back to the current one (1 to 9)")
 	fl.DurationVar(&o.Trial, "trial", 0, "how long a boot of the new slot waits for the role's health check before it reboots (0: 10m)")
 	fl.StringVar(&caFile, "ca", "", "PEM file of the CA that signs the source's TLS certificate (such as the cluster CA); empty: the system's")

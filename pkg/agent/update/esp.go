@@ -73,6 +73,17 @@ func Entries(esp string) ([]Entry, error) {
 // clearSlot removes the loader entries of slot and its kernel set, so
 // that nothing on the ESP points at the slot while it is written.
 func clearSlot(esp, slot string) error {
+	if err := clearEntries(esp, slot); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(esp, slotsDir, slot)); err != nil {
+		return fmt.Errorf("removing the kernel set of slot %s: %w", slot, err)
+	}
+	return syncDir(filepath.Join(esp, slotsDir))
+}
+
+// clearEntries removes the loader entries of slot.
+func clearEntries(esp, slot string) error {
 	es, err := Entries(esp)
 	if err != nil {
 		return err
@@ -91,13 +102,7 @@ func clearSlot(esp, slot string) error {
 			os.Remove(p)
 		}
 	}
-	if err := syncDir(filepath.Join(esp, entriesDir)); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(filepath.Join(esp, slotsDir, slot)); err != nil {
-		return fmt.Errorf("removing the kernel set of slot %s: %w", slot, err)
-	}
-	return syncDir(filepath.Join(esp, slotsDir))
+	return syncDir(filepath.Join(esp, entriesDir))
 }
 
 // tmpPrefix starts the names of files being written on the ESP.

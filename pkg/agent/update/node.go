@@ -39,6 +39,8 @@ type NodeOptions struct {
 	// (see Options).
 	Tries int
 	Trial time.Duration
+	// Stage writes the slot without an entry (Options.Stage).
+	Stage bool
 }
 
 // ErrBusy is returned when another update runs on the node.
@@ -88,7 +90,7 @@ func OnNode(ctx context.Context, o NodeOptions) (*Result, error) {
 		}()
 		esp = dir
 	}
-	return Update(ctx, Options{Source: src, Disk: node.Disk, Active: node.Slot, ESP: esp, Role: o.Role, Logf: o.Logf, Tries: o.Tries, Trial: o.Trial})
+	return Update(ctx, Options{Source: src, Disk: node.Disk, Active: node.Slot, ESP: esp, Role: o.Role, Logf: o.Logf, Tries: o.Tries, Trial: o.Trial, Stage: o.Stage})
 }
 
 // MountESP mounts the vfat file system of dev at a new folder in dir

@@ -42,6 +42,11 @@ type Options struct {
 	// boot of the new entry for the role's health check before it
 	// reboots (imgforge.trial= on its command line; default 10 minutes).
 	Trial time.Duration
+	// Stage writes the slot (steps 1 to 5) but no loader entry: nothing
+	// boots it yet. A later update from the same image finds the slot
+	// written and only adds the entry (Result.Reused), so that a rolling
+	// update writes a node's slot while the node still serves.
+	Stage bool
 }
 
 // Result is what an update did.
@@ -52,6 +57,11 @@ type Result struct {
 	Version  string `json:"version"`
 	RootHash string `json:"root_hash"`
 	Bytes    int64  `json:"bytes"`
+	// Staged: the slot is written and no entry boots it (Options.Stage).
+	// Reused: the slot held the image already (written by an earlier
+	// update or stage), and was not written again.
+	Staged bool `json:"staged,omitempty"`
+	Reused bool `json:"reused,omitempty"`
 }
 
 var (
@@ -174,51 +184,29 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 	}
-	// Nothing may boot the slot while it is written.
-	if err := clearSlot(o.ESP, target.Name); err != nil {
-		return nil, err
-	}
-	if err := g.Rewrite(disk, EntryUpdate{Index: target.Root.Index, Label: EmptyLabel, UUID: target.Root.UUID},
-		EntryUpdate{Index: target.Verity.Index, Label: EmptyLabel, UUID: target.Verity.UUID}); err != nil {
-		return nil, fmt.Errorf("marking slot %s empty: %w", target.Name, err)
-	}
-
-	written, err := writeRoot(ctx, o.Source, disk, g.Sector, target, m.Disk.Verity, logf)
-	if err != nil {
-		return nil, err
-	}
-
-	dir := filepath.Join(o.ESP, slotsDir, target.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("making the kernel set's folder: %w", err)
-	}
-	if n.signed {
-		// The slot's signed unified kernel image: the kernel, the
-		// initramfs, the overlay image and the slot's command line.
-		f := imagemeta.BootUKI(target.Name)
-		dst := filepath.Join(dir, UKIFile)
-		if err := copyVerified(ctx, o.Source, f, n.digests[f], dst); err != nil {
-			return nil, fmt.Errorf("installing %s on the ESP: %w", f, err)
-		}
-		if err := checkUKI(dst, target.Name, rootUUID, n.rootHash); err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+	label := SlotLabel(n.role, n.version)
+	reused := target.Root.Label == label && target.Root.UUID == rootUUID && target.Verity.UUID == verityUUID &&
+		holdsKernelSet(o.ESP, target.Name, n) == nil
+	var written int64
+	if reused {
+		// Its partitions are named only once the root and the kernel set
+		// were written and checked (steps 3 to 5), and dm-verity checks
+		// the root again at boot: a slot spoiled since fails its boot
+		// tries, and the node falls back.
+		logf("slot %s holds %s %s already (root hash %s): not written again", target.Name, n.role, n.version, n.rootHash)
+		if err := clearEntries(o.ESP, target.Name); err != nil {
+			return nil, err
 		}
 	} else {
-		files := []string{KernelFile, InitrdFile}
-		if n.overlay {
-			files = append(files, OverlayFile)
-		}
-		for _, f := range files {
-			if err := copyVerified(ctx, o.Source, f, n.digests[f], filepath.Join(dir, f)); err != nil {
-				return nil, fmt.Errorf("installing %s on the ESP: %w", f, err)
-			}
+		if written, err = writeSlot(ctx, o, disk, g, target, m, n, rootUUID, verityUUID, logf); err != nil {
+			return nil, err
 		}
 	}
-
-	label := SlotLabel(n.role, n.version)
-	if err := g.Rewrite(disk, EntryUpdate{Index: target.Root.Index, Label: label, UUID: rootUUID},
-		EntryUpdate{Index: target.Verity.Index, Label: label, UUID: verityUUID}); err != nil {
-		return nil, fmt.Errorf("naming slot %s's partitions: %w", target.Name, err)
+	res := &Result{Slot: target.Name, Role: n.role, Version: n.version, RootHash: n.rootHash, Bytes: written, Reused: reused}
+	if o.Stage {
+		logf("slot %s holds %s %s, staged: no loader entry boots it; an update from the same image makes it the next boot", target.Name, n.role, n.version)
+		res.Staged = true
+		return res, nil
 	}
 
 	es, err := Entries(o.ESP)
@@ -244,7 +232,91 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("writing the loader entry: %w", err)
 	}
 	logf("slot %s holds %s %s; loader entry %s boots it next (%d tries, then slot %s again)", target.Name, n.role, n.version, name, tries, active.Name)
-	return &Result{Slot: target.Name, Entry: name, Role: n.role, Version: n.version, RootHash: n.rootHash, Bytes: written}, nil
+	res.Entry = name
+	return res, nil
+}
+
+// writeSlot is Update's steps 2 to 5: it writes the image into target and
+// names target's partitions after it.
+func writeSlot(ctx context.Context, o Options, disk *os.File, g *GPT, target Slot, m *imagemeta.Manifest, n *checked, rootUUID, verityUUID GUID, logf func(string, ...any)) (int64, error) {
+	// Nothing may boot the slot while it is written.
+	if err := clearSlot(o.ESP, target.Name); err != nil {
+		return 0, err
+	}
+	if err := g.Rewrite(disk, EntryUpdate{Index: target.Root.Index, Label: EmptyLabel, UUID: target.Root.UUID},
+		EntryUpdate{Index: target.Verity.Index, Label: EmptyLabel, UUID: target.Verity.UUID}); err != nil {
+		return 0, fmt.Errorf("marking slot %s empty: %w", target.Name, err)
+	}
+
+	written, err := writeRoot(ctx, o.Source, disk, g.Sector, target, m.Disk.Verity, logf)
+	if err != nil {
+		return 0, err
+	}
+
+	dir := filepath.Join(o.ESP, slotsDir, target.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("making the kernel set's folder: %w", err)
+	}
+	if n.signed {
+		// The slot's signed unified kernel image: the kernel, the
+		// initramfs, the overlay image and the slot's command line.
+		f := imagemeta.BootUKI(target.Name)
+		dst := filepath.Join(dir, UKIFile)
+		if err := copyVerified(ctx, o.Source, f, n.digests[f], dst); err != nil {
+			return 0, fmt.Errorf("installing %s on the ESP: %w", f, err)
+		}
+		if err := checkUKI(dst, target.Name, rootUUID, n.rootHash); err != nil {
+			return 0, fmt.Errorf("%s: %w", f, err)
+		}
+	} else {
+		for _, f := range kernelSet(n) {
+			if err := copyVerified(ctx, o.Source, f, n.digests[f], filepath.Join(dir, f)); err != nil {
+				return 0, fmt.Errorf("installing %s on the ESP: %w", f, err)
+			}
+		}
+	}
+
+	label := SlotLabel(n.role, n.version)
+	if err := g.Rewrite(disk, EntryUpdate{Index: target.Root.Index, Label: label, UUID: rootUUID},
+		EntryUpdate{Index: target.Verity.Index, Label: label, UUID: verityUUID}); err != nil {
+		return 0, fmt.Errorf("naming slot %s's partitions: %w", target.Name, err)
+	}
+	return written, nil
+}
+
+// kernelSet are the files of an unsigned image's kernel set on the ESP.
+func kernelSet(n *checked) []string {
+	files := []string{KernelFile, InitrdFile}
+	if n.overlay {
+		files = append(files, OverlayFile)
+	}
+	return files
+}
+
+// holdsKernelSet checks that the ESP holds slot's kernel set of the image
+// n: each file with the manifest's digest.
+func holdsKernelSet(esp, slot string, n *checked) error {
+	dir := filepath.Join(esp, slotsDir, slot)
+	files, names := kernelSet(n), kernelSet(n)
+	if n.signed {
+		files, names = []string{UKIFile}, []string{imagemeta.BootUKI(slot)}
+	}
+	for i, f := range files {
+		b, err := os.Open(filepath.Join(dir, f))
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, b)
+		b.Close()
+		if err != nil {
+			return err
+		}
+		if hex.EncodeToString(h.Sum(nil)) != n.digests[names[i]] {
+			return fmt.Errorf("%s: not the image's", f)
+		}
+	}
+	return nil
 }
 
 // unsignedOptions are the options of an unsigned slot's loader entry:

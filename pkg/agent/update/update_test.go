@@ -477,3 +477,69 @@ func TestUpdateSecureBoot(t *testing.T) {
 		t.Errorf("a refused update changed the active slot")
 	}
 }
+
+// TestUpdateStaged stages v2 (the slot is written, no entry boots it),
+// then updates from v2 again: the slot is not written again, only the
+// entry is added. A kernel set changed on the ESP since, or another
+// image, is written again.
+func TestUpdateStaged(t *testing.T) {
+	v1, v2, v3 := makeImage(t, "lb", 1), makeImage(t, "lb", 2), makeImage(t, "lb", 3)
+	disk, esp := makeDisk(t, v1)
+	stage := func(src string, stage bool) *Result {
+		t.Helper()
+		s, err := NewSource(src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Update(context.Background(), Options{Source: s, Disk: disk, Active: "a", ESP: esp, Logf: t.Logf, Stage: stage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := stage(serveSet(t, v2), true)
+	if !res.Staged || res.Reused || res.Entry != "" || res.Bytes == 0 {
+		t.Errorf("staging: %+v", res)
+	}
+	if got := entryNames(t, esp); strings.Join(got, " ") != "imgforge-0001-a.conf" {
+		t.Errorf("staging wrote an entry: %v", got)
+	}
+	// Again: the slot holds v2, nothing is written.
+	if res := stage(serveSet(t, v2), true); !res.Staged || !res.Reused || res.Bytes != 0 {
+		t.Errorf("staging again: %+v", res)
+	}
+	// The update proper: only the entry; a server that fails every
+	// root.img request shows the root is not read again.
+	res = stage(noRootServer(t, v2), false)
+	if res.Staged || !res.Reused || res.Bytes != 0 || res.Entry != "imgforge-0002-b+3.conf" {
+		t.Errorf("update after the stage: %+v", res)
+	}
+	checkSlot(t, disk, esp, "b", v2, res.Entry)
+	// A kernel set that is no longer the image's: written again.
+	if err := os.WriteFile(filepath.Join(esp, "imgforge/b", KernelFile), []byte("not the kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := stage(serveSet(t, v2), false); res.Reused || res.Bytes == 0 {
+		t.Errorf("update over a changed kernel set: %+v", res)
+	}
+	checkSlot(t, disk, esp, "b", v2, "imgforge-0002-b+3.conf")
+	// Another image: written.
+	if res := stage(serveSet(t, v3), false); res.Reused || res.Bytes == 0 || res.Version != v3.version() {
+		t.Errorf("update to v3: %+v", res)
+	}
+}
+
+// noRootServer serves im's set but refuses root.img.
+func noRootServer(t *testing.T, im *testImage) string {
+	t.Helper()
+	files := http.FileServer(http.Dir(im.dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/"+RootFile) {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
