@@ -81,11 +81,11 @@ func runControl(ctx context.Context, a *agent.Agent, flag string, role *imagemet
 		if err != nil {
 			return agent.UpdateResponse{}, err
 		}
-		res, err := update.OnNode(ctx, update.NodeOptions{Source: req.Source, Client: client, Role: roleName, Logf: logf, Tries: req.Tries, Trial: trial})
+		res, err := update.OnNode(ctx, update.NodeOptions{Source: req.Source, Client: client, Role: roleName, Logf: logf, Tries: req.Tries, Trial: trial, Stage: req.Stage})
 		if err != nil {
 			return agent.UpdateResponse{}, err
 		}
-		return agent.UpdateResponse{Slot: res.Slot, Role: res.Role, Version: res.Version, RootHash: res.RootHash}, nil
+		return agent.UpdateResponse{Slot: res.Slot, Role: res.Role, Version: res.Version, RootHash: res.RootHash, Staged: res.Staged, Reused: res.Reused}, nil
 	}
 	c, err := agent.NewControl(o)
 	if err != nil {

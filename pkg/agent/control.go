@@ -83,6 +83,11 @@ type UpdateRequest struct {
 	// imgforge-agent update --tries and --trial.
 	Tries int    `json:"tries,omitempty"`
 	Trial string `json:"trial,omitempty"`
+	// Stage writes the inactive slot while the node keeps serving, with
+	// no entry that boots it and no reboot: an update from the same
+	// source later finds it written and only makes it the next boot
+	// (imgforge-agent update --stage).
+	Stage bool `json:"stage,omitempty"`
 }
 
 // The bounds of UpdateRequest.Tries and Trial.
@@ -113,6 +118,10 @@ type UpdateResponse struct {
 	Version  string `json:"version"`
 	RootHash string `json:"root_hash"`
 	Reboot   bool   `json:"reboot"`
+	// Staged: written, not to be booted yet (UpdateRequest.Stage).
+	// Reused: the slot held the image already and was not written again.
+	Staged bool `json:"staged,omitempty"`
+	Reused bool `json:"reused,omitempty"`
 }
 
 // ControlError is the body of every refused request.
@@ -327,7 +336,7 @@ func (c *Control) update(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, ControlError{fmt.Sprintf("updating from %s: %v", req.Source, err)})
 		return
 	}
-	res.Reboot = req.Reboot == nil || *req.Reboot
+	res.Reboot = (req.Reboot == nil || *req.Reboot) && !req.Stage
 	writeJSON(w, http.StatusOK, res)
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()

@@ -112,6 +112,9 @@ type testCluster struct {
 	vipMove        time.Duration
 	drainedAt      map[string]time.Time
 	updatedHolding []string
+	// writtenOut are nodes whose slot was written while out of service
+	// (not staged before their drain).
+	writtenOut []string
 }
 
 type testNode struct {
@@ -122,7 +125,8 @@ type testNode struct {
 	addr    string
 	version string
 	pending string   // the version written by the update, booted next
-	tries   []string // each update request's tries/trial
+	staged  string   // the version a staging update wrote
+	tries   []string // each update request's tries/trial (not staging ones)
 	stop    func()
 }
 
@@ -202,8 +206,10 @@ func (n *testNode) boot(l net.Listener) {
 			source := req.Source
 			held := n.heldVIPs()
 			n.c.mu.Lock()
-			n.tries = append(n.tries, fmt.Sprintf("%d/%s", req.Tries, req.Trial))
-			if len(held) > 0 {
+			if !req.Stage {
+				n.tries = append(n.tries, fmt.Sprintf("%d/%s", req.Tries, req.Trial))
+			}
+			if len(held) > 0 && !req.Stage {
 				n.c.updatedHolding = append(n.c.updatedHolding, n.name)
 			}
 			n.c.mu.Unlock()
@@ -216,8 +222,16 @@ func (n *testNode) boot(l net.Listener) {
 			if v == n.version {
 				return agent.UpdateResponse{}, update.ErrActive
 			}
-			n.pending = v
-			return agent.UpdateResponse{Slot: "b", Role: n.role, Version: v}, nil
+			if req.Stage {
+				n.staged = v
+				return agent.UpdateResponse{Slot: "b", Role: n.role, Version: v, Staged: true}, nil
+			}
+			reused := n.staged == v
+			if !reused {
+				n.c.writtenOut = append(n.c.writtenOut, n.name)
+			}
+			n.pending, n.staged = v, ""
+			return agent.UpdateResponse{Slot: "b", Role: n.role, Version: v, Reused: reused}, nil
 		},
 		Reboot:      func() error { go n.reboot(); return nil },
 		RebootDelay: 10 * time.Millisecond,

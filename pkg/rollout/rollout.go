@@ -328,6 +328,23 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 			return nil
 		}
 		if !resumed {
+			// The slot is written while the node still serves: out of
+			// service, it only gets its boot entry and reboots.
+			r.o.Logf("%s: writing %s into its inactive slot (it keeps serving)", n.Name, im.Source)
+			sreq := agent.UpdateRequest{Source: im.Source, Stage: true}
+			staged, err := c.Update(ctx, sreq)
+			if err != nil {
+				if strings.Contains(err.Error(), update.ErrActive.Error()) {
+					r.o.Logf("%s: runs the image of %s already", n.Name, im.Source)
+					_ = r.update(func(s *State) { s.Done[n.Name] = im.Source })
+					r.mu.Lock()
+					res.Skipped = append(res.Skipped, n.Name)
+					r.mu.Unlock()
+					return nil
+				}
+				return fail(fmt.Errorf("writing its inactive slot: %w", err))
+			}
+			r.o.Logf("%s: slot %s holds %s", n.Name, staged.Slot, staged.Version)
 			ns = NodeState{Role: n.Role, Source: im.Source, Phase: PhaseDrained, OldVersion: st.Image.Version}
 			// Recorded before the drain: a run killed now still counts
 			// the node as out of service.
@@ -367,7 +384,11 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 		if err := r.update(func(s *State) { s.Nodes[n.Name] = ns; s.Versions[im.Source] = up.Version }); err != nil {
 			return err
 		}
-		r.o.Logf("%s: wrote %s into slot %s, rebooting", n.Name, up.Version, up.Slot)
+		if up.Reused {
+			r.o.Logf("%s: %s in slot %s boots next, rebooting", n.Name, up.Version, up.Slot)
+		} else {
+			r.o.Logf("%s: wrote %s into slot %s, rebooting", n.Name, up.Version, up.Slot)
+		}
 	}
 	err := r.waitBack(ctx, n, ns)
 	var rb *rolledBack

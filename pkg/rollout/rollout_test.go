@@ -37,6 +37,9 @@ func TestRollout(t *testing.T) {
 					t.Errorf("role %s: %d nodes out of service at once, max-unavailable %d", role, n, maxUn)
 				}
 			}
+			if len(c.writtenOut) > 0 {
+				t.Errorf("%v had their slot written after their drain, not before", c.writtenOut)
+			}
 			if len(c.updatedHolding) > 0 {
 				t.Errorf("%v updated (and rebooted) while still holding a VIP", c.updatedHolding)
 			}
