@@ -320,12 +320,7 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 			return fail(fmt.Errorf("its agent says it is %s of role %s", st.Node, st.Role))
 		}
 		if !resumed && known != "" && st.Image.Version == known {
-			r.o.Logf("%s: runs %s already", n.Name, known)
-			_ = r.update(func(s *State) { s.Done[n.Name] = im.Source })
-			r.mu.Lock()
-			res.Skipped = append(res.Skipped, n.Name)
-			r.mu.Unlock()
-			return nil
+			return r.skip(n, im, res, "runs "+known+" already")
 		}
 		if !resumed {
 			// The slot is written while the node still serves: out of
@@ -334,13 +329,8 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 			sreq := agent.UpdateRequest{Source: im.Source, Stage: true}
 			staged, err := c.Update(ctx, sreq)
 			if err != nil {
-				if strings.Contains(err.Error(), update.ErrActive.Error()) {
-					r.o.Logf("%s: runs the image of %s already", n.Name, im.Source)
-					_ = r.update(func(s *State) { s.Done[n.Name] = im.Source })
-					r.mu.Lock()
-					res.Skipped = append(res.Skipped, n.Name)
-					r.mu.Unlock()
-					return nil
+				if isActive(err) {
+					return r.skip(n, im, res, "runs the image of "+im.Source+" already")
 				}
 				return fail(fmt.Errorf("writing its inactive slot: %w", err))
 			}
@@ -368,15 +358,10 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 			if _, uerr := c.Undrain(context.WithoutCancel(ctx)); uerr == nil {
 				_ = r.update(func(s *State) { delete(s.Nodes, n.Name) })
 			}
-			if strings.Contains(err.Error(), update.ErrActive.Error()) {
+			if isActive(err) {
 				// The node runs this image already (the agent compares
 				// root hashes): nothing to do.
-				r.o.Logf("%s: runs the image of %s already", n.Name, im.Source)
-				_ = r.update(func(s *State) { s.Done[n.Name] = im.Source })
-				r.mu.Lock()
-				res.Skipped = append(res.Skipped, n.Name)
-				r.mu.Unlock()
-				return nil
+				return r.skip(n, im, res, "runs the image of "+im.Source+" already")
 			}
 			return fail(fmt.Errorf("updating: %w", err))
 		}
@@ -408,6 +393,20 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 	r.mu.Unlock()
 	return r.update(func(s *State) { delete(s.Nodes, n.Name); s.Done[n.Name] = im.Source })
 }
+
+// skip records that n runs im already, and says why.
+func (r *run) skip(n Node, im Image, res *Result, why string) error {
+	r.o.Logf("%s: %s", n.Name, why)
+	_ = r.update(func(s *State) { s.Done[n.Name] = im.Source })
+	r.mu.Lock()
+	res.Skipped = append(res.Skipped, n.Name)
+	r.mu.Unlock()
+	return nil
+}
+
+// isActive says whether the agent refused an update because the node
+// runs that image already (update.ErrActive, through the control API).
+func isActive(err error) bool { return strings.Contains(err.Error(), update.ErrActive.Error()) }
 
 // statusWithin asks c's status until it answers, at most Timeout.
 func (r *run) statusWithin(ctx context.Context, c Client) (agent.ControlStatus, error) {
