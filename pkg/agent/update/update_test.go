@@ -480,8 +480,8 @@ func TestUpdateSecureBoot(t *testing.T) {
 
 // TestUpdateStaged stages v2 (the slot is written, no entry boots it),
 // then updates from v2 again: the slot is not written again, only the
-// entry is added. A kernel set changed on the ESP since, or another
-// image, is written again.
+// entry is added. A kernel set missing a file, or another image, is
+// written again.
 func TestUpdateStaged(t *testing.T) {
 	v1, v2, v3 := makeImage(t, "lb", 1), makeImage(t, "lb", 2), makeImage(t, "lb", 3)
 	disk, esp := makeDisk(t, v1)
@@ -515,14 +515,26 @@ func TestUpdateStaged(t *testing.T) {
 		t.Errorf("update after the stage: %+v", res)
 	}
 	checkSlot(t, disk, esp, "b", v2, res.Entry)
-	// A kernel set that is no longer the image's: written again.
-	if err := os.WriteFile(filepath.Join(esp, "imgforge/b", KernelFile), []byte("not the kernel"), 0o644); err != nil {
+	// A kernel set that lost a file: written again.
+	if err := os.Remove(filepath.Join(esp, "imgforge/b", InitrdFile)); err != nil {
 		t.Fatal(err)
 	}
 	if res := stage(serveSet(t, v2), false); res.Reused || res.Bytes == 0 {
-		t.Errorf("update over a changed kernel set: %+v", res)
+		t.Errorf("update over a kernel set without its initrd: %+v", res)
 	}
 	checkSlot(t, disk, esp, "b", v2, "imgforge-0002-b+3.conf")
+	// A stage of another image cut half way: slot b holds neither, and
+	// v2 is written again.
+	s3, err := NewSource(cutServer(t, v3), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Update(context.Background(), Options{Source: s3, Disk: disk, Active: "a", ESP: esp, Logf: t.Logf, Stage: true}); err == nil {
+		t.Fatal("a cut stage of v3 succeeded")
+	}
+	if res := stage(serveSet(t, v2), true); res.Reused || res.Bytes == 0 {
+		t.Errorf("staging v2 after a cut stage of v3: %+v", res)
+	}
 	// Another image: written.
 	if res := stage(serveSet(t, v3), false); res.Reused || res.Bytes == 0 || res.Version != v3.version() {
 		t.Errorf("update to v3: %+v", res)
