@@ -336,7 +336,7 @@ func TestDrainingGivesUpVIPs(t *testing.T) {
 		}
 	}
 	for _, v := range vips {
-		if !strings.Contains(string(conf), v.Address.String()+"/32 dev lo scope host") {
+		if !strings.Contains(string(conf), v.Address.String()+"/32 dev lo\n") {
 			t.Errorf("VIP %s is not on lo", v.Address)
 		}
 	}
