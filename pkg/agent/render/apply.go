@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/imgforge/imgforge/pkg/atomicfile"
 )
@@ -27,14 +28,101 @@ type Runner interface {
 }
 
 // ExecRunner runs commands with os/exec.
-type ExecRunner struct{}
+//
+// A systemctl command that reloads or restarts units first waits (at
+// most SettleTimeout, default 3 minutes) until none of them is starting,
+// stopping or reloading. systemd folds a reload asked while a unit starts
+// into that start job, and the start read its configuration before the
+// new file was written: the command succeeds and the new file is never
+// loaded. (Seen under load: an lb whose haproxy took 40 s to start kept
+// its first-boot configuration and answered 503 to every request, while
+// its agent reported the real one rendered.)
+type ExecRunner struct {
+	Poll          time.Duration // default 500ms
+	SettleTimeout time.Duration // default 3m
+}
 
 // Run runs argv and returns its combined output.
-func (ExecRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
+func (r ExecRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("running: empty command")
 	}
+	if units := reloadedUnits(argv); len(units) > 0 {
+		if err := r.settle(ctx, argv[0], units); err != nil {
+			return nil, err
+		}
+	}
 	return exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+}
+
+// reloadedUnits are the units a systemctl command reloads or restarts.
+func reloadedUnits(argv []string) []string {
+	if filepath.Base(argv[0]) != "systemctl" {
+		return nil
+	}
+	verb := -1
+	for i, a := range argv[1:] {
+		if !strings.HasPrefix(a, "-") {
+			verb = i + 1
+			break
+		}
+	}
+	if verb < 0 {
+		return nil
+	}
+	switch argv[verb] {
+	case "reload", "restart", "try-restart", "reload-or-restart", "try-reload-or-restart", "force-reload", "condrestart":
+	default:
+		return nil
+	}
+	var units []string
+	for _, a := range argv[verb+1:] {
+		if !strings.HasPrefix(a, "-") {
+			units = append(units, a)
+		}
+	}
+	return units
+}
+
+// settle waits until no unit of units is in a transition (systemctl
+// show's ActiveState activating, deactivating, reloading or refreshing).
+func (r ExecRunner) settle(ctx context.Context, systemctl string, units []string) error {
+	poll, limit := r.Poll, r.SettleTimeout
+	if poll <= 0 {
+		poll = 500 * time.Millisecond
+	}
+	if limit <= 0 {
+		limit = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	args := append([]string{"show", "--property=ActiveState", "--value"}, units...)
+	busy := ""
+	for {
+		out, err := exec.CommandContext(ctx, systemctl, args...).Output()
+		if err == nil {
+			busy = ""
+			for i, st := range strings.Fields(string(out)) {
+				switch st {
+				case "activating", "deactivating", "reloading", "refreshing":
+					if i < len(units) {
+						busy = units[i] + " is " + st
+					}
+				}
+			}
+			if busy == "" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if busy == "" && err != nil {
+				busy = fmt.Sprintf("asking its state: %v", err)
+			}
+			return fmt.Errorf("waiting to reload %s: %s after %s", strings.Join(units, " "), busy, limit)
+		case <-time.After(poll):
+		}
+	}
 }
 
 // Applier writes rendered configurations onto a node.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/render"
 )
@@ -285,5 +286,59 @@ func TestApplyRendered(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestExecRunnerSettles runs systemctl reload-or-restart through a fake
+// systemctl whose unit is starting for the first three state queries:
+// the command runs only once the unit has started (a reload asked during
+// the start would be folded into it, and the new file never loaded).
+// Other commands run at once.
+func TestExecRunnerSettles(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	script := `#!/bin/sh
+log=` + log + `
+if [ "$1" = show ]; then
+  n=$(grep -c show "$log" 2>/dev/null); n=${n:-0}
+  echo "show $*" >>"$log"
+  if [ "$n" -lt 3 ]; then echo activating; else echo active; fi
+  exit 0
+fi
+echo "run $*" >>"$log"
+`
+	sc := filepath.Join(dir, "systemctl")
+	if err := os.WriteFile(sc, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := render.ExecRunner{Poll: time.Millisecond, SettleTimeout: 10 * time.Second}
+	if _, err := r.Run(t.Context(), []string{sc, "reload-or-restart", "haproxy.service"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 5 || lines[4] != "run reload-or-restart haproxy.service" || !strings.HasPrefix(lines[3], "show ") {
+		t.Errorf("the reload did not wait for the start to end:\n%s", b)
+	}
+	// Not a reload: no wait, no state query.
+	os.Remove(log)
+	if _, err := r.Run(t.Context(), []string{sc, "is-active", "haproxy.service"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(log); string(b) != "run is-active haproxy.service\n" {
+		t.Errorf("is-active queried the state first:\n%s", b)
+	}
+	// A unit that never settles: an error naming it, and no reload.
+	os.Remove(log)
+	stuck := render.ExecRunner{Poll: time.Millisecond, SettleTimeout: 50 * time.Millisecond}
+	if err := os.WriteFile(sc, []byte("#!/bin/sh\n[ \"$1\" = show ] && { echo active; echo reloading; exit 0; }\necho \"run $*\" >>"+log+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := stuck.Run(t.Context(), []string{sc, "reload", "a.service", "b.service"})
+	if err == nil || !strings.Contains(err.Error(), "b.service is reloading") {
+		t.Errorf("got %v, want an error saying b.service is reloading", err)
+	}
+	if _, err := os.Stat(log); err == nil {
+		t.Errorf("the reload ran while b.service was reloading")
 	}
 }
