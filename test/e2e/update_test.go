@@ -5,10 +5,16 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,12 +23,16 @@ import (
 
 // updateUserData drives TestUpdateRollback from inside the node, one step
 // per boot, with its state in /var (which the state partition keeps):
-// boot 1 (v1, slot a) updates to v2 from 10.0.2.100 and reboots; boot 2
+// boot 1 (v1, slot a) starts an update from 10.0.2.102, whose root.img
+// stops three quarters of the way; the test resets the machine while the
+// slot is being written (a power cut). Boot 2 must be v1 on slot a again,
+// with no entry for slot b and slot b's partitions labelled _empty; it
+// updates to v2 from 10.0.2.100 and reboots; boot 3
 // (v2, slot b) waits until systemd-bless-boot marked the boot good, then
-// updates to v3 from 10.0.2.101 with one try and a 60 s trial; boot 3
+// updates to v3 from 10.0.2.101 with one try and a 60 s trial; boot 4
 // (v3, slot a) never gets healthy (haproxy cannot bind), so
 // imgforge-health reboots it and systemd-boot, its try spent, falls back
-// to slot b; boot 4 is v2 again. Every boot prints what the test checks.
+// to slot b; boot 5 is v2 again. Every boot prints what the test checks.
 const updateUserData = `#cloud-config
 write_files:
   - path: /var/lib/cloud/scripts/per-boot/imgforge-test-update.sh
@@ -40,10 +50,16 @@ write_files:
       echo "IMGFORGE-BOOT n=$n slot=$slot machine-id=$(cat /etc/machine-id) hostkey=$key v2=$v2" >/dev/console
       case $n in
       1)
+        (imgforge-agent update http://10.0.2.102/sets/lb/ >/dev/console 2>&1
+          echo "IMGFORGE-ERR: the stalled update ended" >/dev/console) &
+        ;;
+      2)
+        mountpoint -q /efi || imgforge-agent mount-esp /efi >/dev/console 2>&1
+        echo "IMGFORGE-AFTER-CUT entries: $(ls /efi/loader/entries | tr '\n' ' ')sets: $(ls /efi/imgforge | tr '\n' ' ')labels: $(ls /dev/disk/by-partlabel | tr '\n' ' ')" >/dev/console
         imgforge-agent update http://10.0.2.100/sets/lb/ --reboot >/dev/console 2>&1 ||
           echo "IMGFORGE-ERR: the update to v2 failed" >/dev/console
         ;;
-      2)
+      3)
         i=0
         until systemctl is-active -q systemd-bless-boot.service; do
           i=$((i+1))
@@ -60,7 +76,9 @@ write_files:
       esac
 `
 
-// TestUpdateRollback updates a running lb in place (issue 13): v1 → v2,
+// TestUpdateRollback updates a running lb in place (issue 13). First an
+// update is cut by a power cut half way through writing slot b: the node
+// boots its current slot, with nothing pointing at slot b. Then v1 → v2,
 // a template edit, through imgforge-agent update from imgforge serve; then
 // to v3, which builds but whose haproxy cannot start, and which must fall
 // back to v2 by itself. The node's machine-id and SSH host key survive
@@ -106,6 +124,7 @@ func TestUpdateRollback(t *testing.T) {
 	v3 := build("v3", "    bind 192.0.2.99:8405\n")
 	port2, log2 := serve(t, v2)
 	port3, _ := serve(t, v3)
+	stallPort, stalled := stallingProxy(t, port2)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -118,6 +137,7 @@ func TestUpdateRollback(t *testing.T) {
 		guestFwds: []qemu.GuestForward{
 			{Addr: "10.0.2.100:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port2, self)},
 			{Addr: "10.0.2.101:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port3, self)},
+			{Addr: "10.0.2.102:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, stallPort, self)},
 		}})
 	type bootLine struct{ n, slot, id, key, v2 string }
 	next := func(want string) bootLine {
@@ -152,21 +172,87 @@ func TestUpdateRollback(t *testing.T) {
 			t.Errorf("boot %s: machine-id %s and host key %s, want the first boot's %s and %s", b.n, b.id, b.key, first.id, first.key)
 		}
 	}
-	same(next("2"), "b", "1")
+	// The power cut: once the agent has written part of slot b and the
+	// download hangs, reset the machine (it loses all it had not written
+	// to its disk).
+	select {
+	case <-stalled:
+	case <-ctx.Done():
+		t.Fatal("the stalled update never reached the middle of root.img")
+	}
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`slot b: [1-9]\d* of \d+ MiB of the root written`)); err != nil {
+		t.Fatalf("the stalled update wrote nothing: %v", err)
+	}
+	if _, err := vm.Monitor(ctx, "system_reset"); err != nil {
+		t.Fatalf("resetting the machine: %v", err)
+	}
+	t.Logf("reset the machine while it wrote slot b (after %s)", time.Since(start).Round(time.Second))
+	same(next("2"), "a", "0")
+	cutRE := regexp.MustCompile(`IMGFORGE-AFTER-CUT entries: (.*)sets: (.*)labels: (.*)`)
+	line, err := vm.WaitFor(ctx, cutRE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cutRE.FindStringSubmatch(qemu.Clean(line))
+	t.Logf("after the cut: entries %s; kernel sets %s; partition labels %s", m[1], m[2], m[3])
+	if strings.TrimSpace(m[1]) != "imgforge-0001-a.conf" || strings.TrimSpace(m[2]) != "a" {
+		t.Errorf("after the cut, the ESP holds entries %q and kernel sets %q; want slot a's alone", m[1], m[2])
+	}
+	if labels := strings.Fields(m[3]); !slices.Contains(labels, "_empty") {
+		t.Errorf("after the cut, slot b's partitions are not labelled _empty: %v", labels)
+	}
+	same(next("3"), "b", "1")
 	if !strings.Contains(log2.String(), "/sets/lb/root.img") {
 		t.Errorf("the update did not fetch the root from imgforge serve:\n%s", log2)
 	}
 	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`IMGFORGE-BLESSED entries: imgforge-0001-a\.conf imgforge-0002-b\.conf`)); err != nil {
 		t.Fatalf("the v2 boot was not marked good: %v", err)
 	}
-	third := next("3")
-	if third.slot != "a" {
-		t.Errorf("v3 booted from slot %q, want a", third.slot)
+	fourth := next("4")
+	if fourth.slot != "a" {
+		t.Errorf("v3 booted from slot %q, want a", fourth.slot)
 	}
-	same(next("4"), "b", "1")
+	same(next("5"), "b", "1")
 	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
 		t.Fatalf("haproxy after the fallback: %v", err)
 	}
+}
+
+// stallingProxy passes requests to imgforge serve on port, but stops
+// root.img three quarters of the way and then hangs until the client goes;
+// stalled is closed when it stops.
+func stallingProxy(t *testing.T, port int) (int, <-chan struct{}) {
+	t.Helper()
+	stalled, done := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, r.URL.Path))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		if !strings.HasSuffix(r.URL.Path, "/root.img") || resp.ContentLength <= 0 {
+			io.Copy(w, resp.Body)
+			return
+		}
+		io.CopyN(w, resp.Body, resp.ContentLength*3/4)
+		w.(http.Flusher).Flush()
+		once.Do(func() { close(stalled) })
+		// The guest's connection dies with its reset, but its relay may
+		// not notice: the test's end stops the wait too.
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) })
+	return srv.Listener.Addr().(*net.TCPAddr).Port, stalled
 }
 
 // buildEdited builds role's PXE set (and manifest) with file, a file of
