@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -18,10 +20,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"gopkg.in/yaml.v3"
+
+	"github.com/imgforge/imgforge/pkg/seed"
 )
 
 // The images TestCluster rolls its nodes to: v2 marks the web nodes'
-// answers (X-Imgforge-Image) and the lbs' haproxy.cfg; v3 is v2 with a web
+// answers (X-Imgforge-Image), the lbs' haproxy.cfg and the db's
+// configuration; v3 is v2 with a web
 // health check that always fails, so a web node on v3 never gets healthy.
 // Both are template edits: their builds make only the overlay image again.
 var (
@@ -29,6 +37,7 @@ var (
 		"lb/templates/haproxy.cfg.tmpl": {"global\n", "# imgforge-test v2\nglobal\n"},
 		"web/templates/nginx.conf.tmpl": {"        add_header X-Imgforge-Web $hostname always;\n",
 			"        add_header X-Imgforge-Web $hostname always;\n        add_header X-Imgforge-Image v2 always;\n"},
+		"db/templates/node.cnf.tmpl": {"[mysqld]\n", "# imgforge-test v2\n[mysqld]\n"},
 	}
 	rolloutV3 = map[string][2]string{
 		"web/templates/nginx.conf.tmpl": {"            return 200 \"ok\\n\";\n", "            return 503 \"v3 fails its health check\\n\";\n"},
@@ -127,6 +136,48 @@ func rolloutCmd(ctx context.Context, t *testing.T, seg *segment, clusterFile, se
 	}
 	t.Logf("imgforge rollout %s: exit %d after %s\n%s%s", strings.Join(args, " "), r.code, time.Since(start).Round(time.Second), r.stdout, r.stderr)
 	return r
+}
+
+// rolloutKilled runs imgforge rollout like rolloutCmd and kills it
+// (SIGKILL) as soon as its log has a line with at; it returns the log so
+// far.
+func rolloutKilled(ctx context.Context, t *testing.T, seg *segment, clusterFile, secrets, at string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", seg.ns, binary, "rollout",
+		"--cluster", clusterFile, "--secrets", secrets, "--drain-timeout", "3m", "--timeout", "15m"}, args...)...)
+	cmd.Dir = t.TempDir()
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	var log strings.Builder
+	found, read := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), at) {
+				cancel() // SIGKILL: ip netns exec runs imgforge in its own process
+				close(found)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("imgforge rollout: %v", err)
+	}
+	err := cmd.Wait()
+	pw.Close()
+	<-read
+	select {
+	case <-found:
+	default:
+		t.Fatalf("imgforge rollout ended (%v) before %q:\n%s", err, at, log.String())
+	}
+	t.Logf("imgforge rollout %s: killed at %q\n%s", strings.Join(args, " "), at, log.String())
+	return log.String()
 }
 
 // stream sends one request at a time, at most one every 300 ms, from each
@@ -271,14 +322,27 @@ func rolloutSteps(ctx context.Context, t *testing.T, seg *segment, clusterYAML, 
 		return h
 	}
 	t3 := time.Now()
-	r := rolloutCmd(ctx, t, seg, clusterYAML, secrets, "--image", "lb="+v2URL+"lb/", "--image", "web="+v2URL+"web/")
+	// The rollout is killed once web-1 is out of service, and run again:
+	// it takes web-1 through its update first, and web-2 only after.
+	v2Args := []string{"--image", "lb=" + v2URL + "lb/", "--image", "web=" + v2URL + "web/"}
+	rolloutKilled(ctx, t, seg, clusterYAML, secrets, "web-1: draining", v2Args...)
+	r := rolloutCmd(ctx, t, seg, clusterYAML, secrets, v2Args...)
 	if r.code != 0 {
-		t.Fatalf("rollout to v2: exit %d", r.code)
+		t.Fatalf("rollout to v2, run again after it was killed: exit %d", r.code)
 	}
-	for _, n := range []string{"lb-1", "lb-2", "web-1", "web-2"} {
+	for _, n := range []string{"web-1", "web-2"} {
 		if !strings.Contains(r.stdout, "updated "+n+"\n") {
-			t.Errorf("the rollout to v2 did not update %s", n)
+			t.Errorf("the rerun of the rollout to v2 did not update %s", n)
 		}
+	}
+	for _, n := range []string{"lb-1", "lb-2"} {
+		if strings.Contains(r.stderr, n+": draining") {
+			t.Errorf("the rerun of the rollout drained %s, which the killed run had updated", n)
+		}
+	}
+	back, drain2 := strings.Index(r.stderr, "web-1: back on"), strings.Index(r.stderr, "web-2: draining")
+	if !strings.Contains(r.stderr, "(1 resumed)") || back < 0 || drain2 < back {
+		t.Errorf("the rerun did not resume web-1 (left drained by the killed run) before it drained web-2")
 	}
 	for _, a := range []string{"10.10.0.21", "10.10.0.22"} {
 		if h := webImage(a); h != "v2" {
@@ -314,4 +378,58 @@ func rolloutSteps(ctx context.Context, t *testing.T, seg *segment, clusterYAML, 
 		t.Errorf("a rerun of the rollout to v3 without --force: exit %d, want a refusal before any node drains", r.code)
 	}
 	st.stop()
+
+	// The database, only when named: a row written before its update is
+	// read after it (the app loses the database while db-1 reboots).
+	db := dbConn(t, seg, secrets)
+	mark := fmt.Sprintf("written before the update, %d", time.Now().UnixNano())
+	if _, err := db.ExecContext(ctx, "INSERT INTO greeting (message) VALUES (?)", mark); err != nil {
+		t.Fatalf("writing a row on db-1: %v", err)
+	}
+	r = rolloutCmd(ctx, t, seg, clusterYAML, secrets, "--image", "db="+v2URL+"db/")
+	if strings.Contains(r.stderr, "db-1: draining") {
+		t.Errorf("a rollout of the db without --include db drained db-1")
+	}
+	t5 := time.Now()
+	r = rolloutCmd(ctx, t, seg, clusterYAML, secrets, "--image", "db="+v2URL+"db/", "--include", "db")
+	if r.code != 0 || !strings.Contains(r.stdout, "updated db-1\n") {
+		t.Fatalf("rollout of the db to v2 with --include db: exit %d", r.code)
+	}
+	var got string
+	err := eventually(ctx, func() error {
+		return db.QueryRowContext(ctx, "SELECT message FROM greeting WHERE message = ?", mark).Scan(&got)
+	})
+	if err != nil {
+		t.Fatalf("the row written before the db's update: %v", err)
+	}
+	t.Logf("step 3: db-1 rolled to v2 with --include db in %s; the row written before it is there", time.Since(t5).Round(time.Second))
+}
+
+// dbConn is a connection pool to db-1's application database from inside
+// seg, as the app nodes log in (secrets.yaml's database_password).
+func dbConn(t *testing.T, seg *segment, secrets string) *sql.DB {
+	t.Helper()
+	b, err := os.ReadFile(secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sec struct {
+		Password string `yaml:"database_password"`
+	}
+	if err := yaml.Unmarshal(b, &sec); err != nil || sec.Password == "" {
+		t.Fatalf("%s: no database_password (%v)", secrets, err)
+	}
+	mysql.RegisterDialContext("segment", func(ctx context.Context, addr string) (net.Conn, error) {
+		return seg.dial("tcp", "", addr)
+	})
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = seed.DefaultDBUser, sec.Password, "segment", "10.10.0.41:3306", "imgforge"
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 10*time.Second, 30*time.Second, 30*time.Second
+	c, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { db.Close() })
+	return db
 }
