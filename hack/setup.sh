@@ -30,6 +30,8 @@ packages=(
   varnish         # tests: varnishd -C checks the VCL of the data-only cache role (test/dataroles)
   e2fsprogs       # mke2fs: the empty state file system every disk ships
   cpio            # tests: unpacks the overlay image's initrd (pkg/boot TestCpio)
+  keepalived      # tests: TestVIPMoves runs the lb role's VRRP setup in network namespaces
+  nftables        # tests: nft loads the lb role's nftables.conf there
 )
 missing=()
 for p in "${packages[@]}"; do
