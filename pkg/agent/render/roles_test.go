@@ -39,7 +39,7 @@ const keepalivedConf = "/etc/keepalived/keepalived.conf"
 // vrrp reads the instances of a keepalived.conf: VIP -> priority.
 func vrrp(t *testing.T, conf []byte) map[string]int {
 	t.Helper()
-	re := regexp.MustCompile(`(?s)priority (\d+).*?virtual_ipaddress \{\s+(\S+)`)
+	re := regexp.MustCompile(`(?s)\n *priority (\d+)\n.*?virtual_ipaddress \{\s+(\S+)`)
 	out := map[string]int{}
 	for _, m := range re.FindAllStringSubmatch(string(conf), -1) {
 		p, _ := strconv.Atoi(m[1])
@@ -323,7 +323,7 @@ func TestDrainingGivesUpVIPs(t *testing.T) {
 	if d := string(file(t, c, "/etc/keepalived/drain")); d != "1\n" {
 		t.Errorf("draining: drain file %q, want 1", d)
 	}
-	re := regexp.MustCompile(`(?s)priority (\d+).*?virtual_ipaddress \{\s+(\S+).*?imgforge_drain weight (-?\d+)`)
+	re := regexp.MustCompile(`(?s)\n *priority (\d+)\n.*?virtual_ipaddress \{\s+(\S+).*?imgforge_drain weight (-?\d+)`)
 	got := re.FindAllStringSubmatch(string(conf), -1)
 	if len(got) != 3 {
 		t.Fatalf("draining: %d VIPs with a drain weight, want 3", len(got))
