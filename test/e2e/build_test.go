@@ -273,7 +273,7 @@ func TestMissingPackage(t *testing.T) {
 	copyTree(t, filepath.Join(repo, "roles"), roles)
 	lb := filepath.Join(roles, "lb.yaml")
 	b, _ := os.ReadFile(lb)
-	edited := strings.Replace(string(b), "packages: [haproxy, keepalived]", "packages: [haproxy, keepalived, imgforge-no-such-package]", 1)
+	edited := strings.Replace(string(b), "\npackages: [", "\npackages: [imgforge-no-such-package, ", 1)
 	if edited == string(b) {
 		t.Fatal("could not edit lb.yaml")
 	}
@@ -284,7 +284,7 @@ func TestMissingPackage(t *testing.T) {
 		t.Fatal("build with a missing package succeeded")
 	}
 	last := lastLine(r.stderr)
-	re := regexp.MustCompile(`lb\.yaml:\d+:\d+: field "packages\[2\]": package "imgforge-no-such-package" is not available`)
+	re := regexp.MustCompile(`lb\.yaml:\d+:\d+: field "packages\[0\]": package "imgforge-no-such-package" is not available`)
 	if !re.MatchString(last) {
 		t.Errorf("error line %q does not name the file, line and package", last)
 	}
@@ -327,7 +327,13 @@ func TestInterrupt(t *testing.T) {
 			lb := filepath.Join(roles, "lb.yaml")
 			b, _ := os.ReadFile(lb)
 			extra := map[syscall.Signal]string{syscall.SIGINT: "curl", syscall.SIGTERM: "wget"}[sig]
-			os.WriteFile(lb, []byte(strings.Replace(string(b), "packages: [haproxy, keepalived]", "packages: [haproxy, keepalived, "+extra+"]", 1)), 0o644)
+			edited := strings.Replace(string(b), "\npackages: [", "\npackages: ["+extra+", ", 1)
+			if edited == string(b) {
+				t.Fatal("could not edit lb.yaml")
+			}
+			if err := os.WriteFile(lb, []byte(edited), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			out := t.TempDir()
 			var stderr syncBuffer
 			cmd := startImgforge(t, f.cache, &stderr, "build", "--roles", roles, "--output-dir", out, "lb")
