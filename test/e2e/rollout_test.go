@@ -115,13 +115,19 @@ func relayListener(l net.Listener, addr string) {
 	}
 }
 
-// rolloutCmd runs imgforge rollout inside seg's namespace, where the
+// rolloutExec is imgforge rollout inside seg's namespace, where the
 // agents' control endpoints are.
-func rolloutCmd(ctx context.Context, t *testing.T, seg *segment, clusterFile, secrets string, args ...string) result {
-	t.Helper()
+func rolloutExec(ctx context.Context, t *testing.T, seg *segment, clusterFile, secrets string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", seg.ns, binary, "rollout",
 		"--cluster", clusterFile, "--secrets", secrets, "--drain-timeout", "3m", "--timeout", "15m"}, args...)...)
 	cmd.Dir = t.TempDir() // no ./roles: the embedded roles
+	return cmd
+}
+
+// rolloutCmd runs imgforge rollout (rolloutExec) and waits for it.
+func rolloutCmd(ctx context.Context, t *testing.T, seg *segment, clusterFile, secrets string, args ...string) result {
+	t.Helper()
+	cmd := rolloutExec(ctx, t, seg, clusterFile, secrets, args...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -145,9 +151,7 @@ func rolloutKilled(ctx context.Context, t *testing.T, seg *segment, clusterFile,
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", seg.ns, binary, "rollout",
-		"--cluster", clusterFile, "--secrets", secrets, "--drain-timeout", "3m", "--timeout", "15m"}, args...)...)
-	cmd.Dir = t.TempDir()
+	cmd := rolloutExec(ctx, t, seg, clusterFile, secrets, args...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	var log strings.Builder
