@@ -184,6 +184,16 @@ const (
 	AccelTCG  = "tcg"
 )
 
+// tcgAccel is TCG with a translation cache of 64 MiB instead of QEMU's
+// 1 GiB. The cache keeps the code it translated until it is full, and a
+// guest's write to a page that holds translated code takes QEMU's slow
+// path: after a reset or a reboot, with a large cache, the old boot's
+// code covers much of the guest's memory, and the new boot crawls (the
+// kernel unpacked an lb's 16 MiB initramfs in 86 s after a reset, 2.6 s
+// on the first boot of the same QEMU). A small cache is flushed often
+// enough that a reboot is as fast as a first boot (1.3 s).
+const tcgAccel = "tcg,tb-size=64"
+
 // Machine is a virtual machine to start.
 type Machine struct {
 	Name      string // letters, digits, '.', '_', '-'; default "vm"
@@ -244,9 +254,11 @@ func (m *Machine) Args(tmp string) ([]string, error) {
 	args := []string{"-name", escape(name), "-machine", machine}
 	switch m.Accel {
 	case AccelAuto:
-		args = append(args, "-accel", "kvm", "-accel", "tcg")
-	case AccelKVM, AccelTCG:
+		args = append(args, "-accel", "kvm", "-accel", tcgAccel)
+	case AccelKVM:
 		args = append(args, "-accel", m.Accel)
+	case AccelTCG:
+		args = append(args, "-accel", tcgAccel)
 	default:
 		return nil, fmt.Errorf("machine %s: accelerator %q: accepted: kvm, tcg, or empty for automatic", name, m.Accel)
 	}
