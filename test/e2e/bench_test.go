@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -145,7 +144,7 @@ func bootToService(b *testing.B, img, role string) float64 {
 	if err := seed.WriteISO(seedISO, s, time.Unix(1735689600, 0)); err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := bootContext()
 	defer cancel()
 	start := time.Now()
 	vm, err := qemu.Start(ctx, &qemu.Machine{Name: name, MemoryMiB: 1024, CPUs: 2, Firmware: fw,

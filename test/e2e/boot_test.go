@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,10 +45,45 @@ const testCPUs = 1
 // printed on a console that a getty uses, as the serial console is here.
 var multiUser = regexp.MustCompile(`imgforge: \S+ reached multi-user\.target`)
 
-// bootTimeout is generous: several TCG guests share two cores, and a
-// test's time includes waiting for a VM slot (the cluster test holds them
-// all for its 15 to 25 minutes).
+// bootTimeout is generous: several TCG guests share two cores. It counts
+// from the test's first VM slot (bootContext): the wait for a slot, which
+// the cluster test holds all of for most of the run, does not count.
 const bootTimeout = 50 * time.Minute
+
+// bootClock starts a test's bootTimeout when its first VM gets a slot.
+type bootClock struct {
+	once   sync.Once
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+}
+
+type bootClockKey struct{}
+
+// bootContext is the context of a test's VMs: it ends bootTimeout after
+// the test's first VM got its slot (startSlotted), or with cancel.
+func bootContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &bootClock{cancel: cancel}
+	return context.WithValue(ctx, bootClockKey{}, c), func() {
+		c.once.Do(func() {}) // no timer after this
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		cancel(context.Canceled)
+	}
+}
+
+// startBootClock starts ctx's bootTimeout, once (a no-op for a context
+// not from bootContext).
+func startBootClock(ctx context.Context) {
+	if c, ok := ctx.Value(bootClockKey{}).(*bootClock); ok {
+		c.once.Do(func() {
+			c.timer = time.AfterFunc(bootTimeout, func() {
+				c.cancel(fmt.Errorf("%w: %s after the test's first VM got its slot", context.DeadlineExceeded, bootTimeout))
+			})
+		})
+	}
+}
 
 type bootOpts struct {
 	disks    []qemu.Disk
@@ -139,8 +175,9 @@ func startSlotted(t testing.TB, ctx context.Context, m *qemu.Machine) *qemu.VM {
 	select {
 	case vmSlots <- struct{}{}:
 	case <-ctx.Done():
-		t.Fatal(ctx.Err())
+		t.Fatal(context.Cause(ctx))
 	}
+	startBootClock(ctx)
 	vm, err := qemu.Start(ctx, m)
 	if err != nil {
 		<-vmSlots
@@ -192,7 +229,7 @@ func eventually(ctx context.Context, check func() error) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %w)", ctx.Err(), err)
+			return fmt.Errorf("%w (last: %w)", context.Cause(ctx), err)
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -319,7 +356,7 @@ func TestBootRoles(t *testing.T) {
 		c := roleServices[role]
 		t.Run(role, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+			ctx, cancel := bootContext()
 			defer cancel()
 			start := time.Now()
 			vm, ports := boot(t, ctx, bootOpts{name: role + "-1", guest: []int{c.port},
@@ -350,7 +387,7 @@ func lbAnswers(t *testing.T, o bootOpts, d qemu.Disk, first func(context.Context
 	needBootToServices(t)
 	t.Parallel()
 	f := cold(t, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := bootContext()
 	defer cancel()
 	start := time.Now()
 	d.Path = filepath.Join(f.out, "lb", d.Path)
@@ -400,7 +437,7 @@ func TestTamperedRootStopsBoot(t *testing.T) {
 	}
 	root := partitionOffset(t, img, 2)
 	flipByteAt(t, img, root+squashfsFileOffset(t, img, root, "/usr/sbin/haproxy")+100)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := bootContext()
 	defer cancel()
 	vm, _ := boot(t, ctx, bootOpts{name: "lb-tampered", disks: []qemu.Disk{{Path: img, Snapshot: true}}})
 	stopsAfterVerificationFailed(t, ctx, vm)
@@ -583,7 +620,7 @@ func TestDBKeepsRowAcrossReboot(t *testing.T) {
 	for i := range 2 {
 		what := fmt.Sprintf("boot %d", i+1)
 		growFile(t, img, 512<<20)
-		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+		ctx, cancel := bootContext()
 		defer cancel()
 		start := time.Now()
 		o := bootOpts{name: "db-persist", userData: dbPersistUserData, disks: []qemu.Disk{{Path: img}}}

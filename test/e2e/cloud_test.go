@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,7 +57,7 @@ func TestBootCloudImage(t *testing.T) {
 	t.Logf("lb on the cloud image: raw disk allocated %.1f MB, root squashfs %.1f MiB (default image: %.1f MB)",
 		float64(duBytes(t, raw))/1e6, float64(m.Disk.Verity.DataBlocks*4096)/(1<<20), float64(duBytes(t, filepath.Join(f.out, "lb", "lb.raw")))/1e6)
 
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := bootContext()
 	defer cancel()
 	start := time.Now()
 	vm, ports := boot(t, ctx, bootOpts{name: "lb-cloud", guest: []int{8404}, seedVirtio: true,

@@ -178,7 +178,7 @@ func netbootLB(t testing.TB, out string) netbootTimes {
 		t.Fatal(err)
 	}
 	port, log := serve(t, root)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := bootContext()
 	defer cancel()
 	start := time.Now()
 	var times netbootTimes
@@ -274,7 +274,7 @@ func TestNetbootTamperedRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	port, log := serve(t, root)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := bootContext()
 	defer cancel()
 	vm, _ := netboot(t, ctx, "lb-pxe-tampered", "52:54:00:1e:b0:02", port, nil)
 	stopsAfterVerificationFailed(t, ctx, vm)

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -137,7 +136,7 @@ func TestSecureBoot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+		ctx, cancel := bootContext()
 		defer cancel()
 		start := time.Now()
 		vm, ports := boot(t, ctx, bootOpts{name: "lb-secureboot", firmware: &fw, guest: []int{8404}, userData: secureBootUserData,
@@ -186,7 +185,7 @@ func TestSecureBoot(t *testing.T) {
 			t.Fatalf("%v: %s", err, out)
 		}
 		changeESPBytes(t, bad, []byte("imgforge.slot=a "), []byte("imgforge.slot=b "))
-		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+		ctx, cancel := bootContext()
 		defer cancel()
 		vm, _ := boot(t, ctx, bootOpts{name: "lb-sb-tampered", firmware: &fw, disks: []qemu.Disk{{Path: bad, Snapshot: true}}})
 		line, err := vm.WaitFor(ctx, regexp.MustCompile(`Access Denied|Linux version|reached multi-user`))
