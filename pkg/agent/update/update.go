@@ -198,7 +198,18 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	} else {
-		if written, err = writeSlot(ctx, o, disk, g, target, m, n, rootUUID, verityUUID, logf); err != nil {
+		// A named slot with the PARTUUIDs this root gets there holds this
+		// root already, with another image's overlay (two template edits
+		// in a row: both slots hold the same root). Its partitions were
+		// named only once the root and its hash tree were written and
+		// checked, and dm-verity checks them again at boot: only the
+		// kernel set and the names are written.
+		rootThere := target.Root.Label != EmptyLabel && target.Verity.Label == target.Root.Label &&
+			target.Root.UUID == rootUUID && target.Verity.UUID == verityUUID
+		if rootThere {
+			logf("slot %s holds root hash %s already (%s): writing its kernel set only", target.Name, n.rootHash, target.Root.Label)
+		}
+		if written, err = writeSlot(ctx, o, disk, g, target, m, n, rootUUID, verityUUID, rootThere, logf); err != nil {
 			return nil, err
 		}
 	}
@@ -237,8 +248,9 @@ func Update(ctx context.Context, o Options) (*Result, error) {
 }
 
 // writeSlot is Update's steps 2 to 5: it writes the image into target and
-// names target's partitions after it.
-func writeSlot(ctx context.Context, o Options, disk *os.File, g *GPT, target Slot, m *imagemeta.Manifest, n *checked, rootUUID, verityUUID GUID, logf func(string, ...any)) (int64, error) {
+// names target's partitions after it. With rootThere, target holds the
+// image's root and hash tree already: they are not written again.
+func writeSlot(ctx context.Context, o Options, disk *os.File, g *GPT, target Slot, m *imagemeta.Manifest, n *checked, rootUUID, verityUUID GUID, rootThere bool, logf func(string, ...any)) (int64, error) {
 	// Nothing may boot the slot while it is written. Its partitions lose
 	// their name first: a named slot always has its whole kernel set
 	// (holdsKernelSet).
@@ -250,9 +262,12 @@ func writeSlot(ctx context.Context, o Options, disk *os.File, g *GPT, target Slo
 		return 0, err
 	}
 
-	written, err := writeRoot(ctx, o.Source, disk, g.Sector, target, m.Disk.Verity, logf)
-	if err != nil {
-		return 0, err
+	var written int64
+	if !rootThere {
+		var err error
+		if written, err = writeRoot(ctx, o.Source, disk, g.Sector, target, m.Disk.Verity, logf); err != nil {
+			return 0, err
+		}
 	}
 
 	dir := filepath.Join(o.ESP, slotsDir, target.Name)

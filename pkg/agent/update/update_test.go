@@ -375,6 +375,89 @@ func TestUpdateSameRoot(t *testing.T) {
 	}
 }
 
+// sameRoot is im's root with another image digest: an image that changed
+// only imgforge's own files (the overlay image).
+func sameRoot(t *testing.T, im *testImage, digit string) *testImage {
+	t.Helper()
+	c := makeImage(t, im.manifest.Role, 1)
+	c.manifest.ImageDigest = "sha256:" + strings.Repeat(digit, 64)
+	mj, err := c.manifest.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, ManifestFile), mj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestUpdateRootKept: two overlay-only updates in a row. The first writes
+// slot b; the second goes to slot a, which holds the same root already
+// (the build wrote it): only its kernel set and names are written, and
+// root.img is never fetched. A slot left _empty by a cut update is
+// written again in full.
+func TestUpdateRootKept(t *testing.T) {
+	v1 := makeImage(t, "lb", 1)
+	disk, esp := makeDisk(t, v1)
+	v2, v3 := sameRoot(t, v1, "e"), sameRoot(t, v1, "f")
+	res, err := update(t, serveSet(t, v2), disk, esp, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Bytes == 0 {
+		t.Errorf("the first overlay-only update wrote no root into slot b, whose root partition held none")
+	}
+	os.Rename(filepath.Join(esp, "loader/entries", res.Entry), filepath.Join(esp, "loader/entries", strings.Replace(res.Entry, "+3", "", 1)))
+	fetched := 0
+	files := http.FileServer(http.Dir(v3.dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/"+RootFile) {
+			fetched++
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	before := takeSnapshot(t, disk, esp, "b")
+	res, err = update(t, srv.URL+"/", disk, esp, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Slot != "a" || res.Bytes != 0 || fetched != 0 || res.Reused {
+		t.Errorf("the second update: slot %s, %d bytes, root.img fetched %d times, reused %v; want slot a's root kept", res.Slot, res.Bytes, fetched, res.Reused)
+	}
+	checkSlot(t, disk, esp, "a", v3, res.Entry)
+	if after := takeSnapshot(t, disk, esp, "b"); after.root != before.root || after.verity != before.verity || after.entries != before.entries {
+		t.Error("the second update changed the active slot b")
+	}
+	if es := entryNames(t, esp); len(es) != 2 {
+		t.Errorf("entries %v, want slot b's and the new one of slot a", es)
+	}
+
+	// A cut update leaves the slot _empty: the next one writes it all.
+	g := readTestGPT(t, disk)
+	l, err := ReadLayout(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := l.Slot("a")
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.Rewrite(f, EntryUpdate{Index: a.Root.Index, Label: EmptyLabel, UUID: a.Root.UUID}, EntryUpdate{Index: a.Verity.Index, Label: EmptyLabel, UUID: a.Verity.UUID})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err = update(t, serveSet(t, v3), disk, esp, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if res.Bytes == 0 {
+		t.Error("an update into a slot left _empty kept its root")
+	}
+	checkSlot(t, disk, esp, "a", v3, res.Entry)
+}
+
 // signImage makes im an image signed for Secure Boot: its PXE set holds
 // a UKI per slot whose command line names the slot's partitions as the
 // build does (imagemeta.SignedSlotUUIDs) and the state by its label;
@@ -480,8 +563,8 @@ func TestUpdateSecureBoot(t *testing.T) {
 
 // TestUpdateStaged stages v2 (the slot is written, no entry boots it),
 // then updates from v2 again: the slot is not written again, only the
-// entry is added. A kernel set missing a file, or another image, is
-// written again.
+// entry is added. A kernel set missing a file is written again, and
+// another image.
 func TestUpdateStaged(t *testing.T) {
 	v1, v2, v3 := makeImage(t, "lb", 1), makeImage(t, "lb", 2), makeImage(t, "lb", 3)
 	disk, esp := makeDisk(t, v1)
@@ -515,11 +598,12 @@ func TestUpdateStaged(t *testing.T) {
 		t.Errorf("update after the stage: %+v", res)
 	}
 	checkSlot(t, disk, esp, "b", v2, res.Entry)
-	// A kernel set that lost a file: written again.
+	// A kernel set that lost a file: written again (the named slot's root
+	// is kept).
 	if err := os.Remove(filepath.Join(esp, "imgforge/b", InitrdFile)); err != nil {
 		t.Fatal(err)
 	}
-	if res := stage(serveSet(t, v2), false); res.Reused || res.Bytes == 0 {
+	if res := stage(noRootServer(t, v2), false); res.Reused || res.Bytes != 0 {
 		t.Errorf("update over a kernel set without its initrd: %+v", res)
 	}
 	checkSlot(t, disk, esp, "b", v2, "imgforge-0002-b+3.conf")
