@@ -46,6 +46,12 @@ func newRolloutCmd(c *common) *cobra.Command {
 			if err := c.checkOutput(); err != nil {
 				return err
 			}
+			switch {
+			case o.StageAhead < 0:
+				return usage(fmt.Errorf("--stage-ahead %d: accepted: 0 or more", o.StageAhead))
+			case o.StageAhead == 0:
+				o.StageAhead = -1 // rollout.Options: none ahead
+			}
 			for _, s := range images {
 				im, err := rollout.ParseImage(s)
 				if err != nil {
@@ -93,6 +99,7 @@ func newRolloutCmd(c *common) *cobra.Command {
 	fl.StringVar(&secretsFile, "secrets", "", "imgforge seed's secrets.yaml, holding the cluster CA (default: secrets.yaml beside the cluster file)")
 	fl.StringArrayVar(&images, "image", nil, "ROLE=SOURCE: the new image of a role, a set served by imgforge serve or an OCI reference (repeatable; roles in this order, db last)")
 	fl.IntVar(&o.MaxUnavailable, "max-unavailable", 1, "nodes of a role out of service at once, at most")
+	fl.IntVar(&o.StageAhead, "stage-ahead", 1, "nodes beyond those in their turn whose inactive slot is written already, while the earlier ones reboot (0: each node's when its turn comes)")
 	fl.StringSliceVar(&o.Include, "include", nil, "roles updated only when named: db")
 	fl.BoolVar(&o.Force, "force", false, "offer again an image that rolled back on a node")
 	fl.IntVar(&o.Tries, "tries", 0, "boot tries of each node's new slot, 1 to 9 (default: the agent's, 3)")

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,6 +43,22 @@ func startStatic(t *testing.T, health func(context.Context) bool) (*Agent, *reco
 	return a, rec
 }
 
+// logf is t.Logf until the test ends, and nothing after: the control
+// endpoint's server logs a refused handshake when it sees it, which may
+// be after the test that made it.
+func logf(t *testing.T) func(string, ...any) {
+	var mu sync.Mutex
+	done := false
+	t.Cleanup(func() { mu.Lock(); done = true; mu.Unlock() })
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			t.Logf(format, args...)
+		}
+	}
+}
+
 // startControl serves a control endpoint of node web-1 on loopback.
 func startControl(t *testing.T, ca *testCA, a *Agent, update func(context.Context, UpdateRequest) (UpdateResponse, error), reboots *atomic.Int32) string {
 	t.Helper()
@@ -49,7 +66,7 @@ func startControl(t *testing.T, ca *testCA, a *Agent, update func(context.Contex
 		Identity: ca.node(t, "web", "web-1"), Agent: a, Update: update,
 		Image:  func() (Image, error) { return Image{Role: "web", Version: "0123456789ab", Slot: "a"}, nil },
 		Reboot: func() error { reboots.Add(1); return nil },
-		Logf:   t.Logf,
+		Logf:   logf(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +141,63 @@ func TestControlAuth(t *testing.T) {
 	c := NewControlClient(addr, "web-2", ca.ca.Cert, operatorCert(t, ca))
 	if _, err := c.Status(t.Context()); err == nil || !strings.Contains(err.Error(), "not web-2's") {
 		t.Errorf("asking web-2 at web-1's address: %v", err)
+	}
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// TestControlStatusKeepsConnection: status requests share one connection
+// (one TLS handshake on the node for a rollout's polls); each command has
+// a connection of its own.
+func TestControlStatusKeepsConnection(t *testing.T) {
+	ca := shopCA(t)
+	a, _ := startStatic(t, nil)
+	c, err := NewControl(ControlOptions{
+		Identity: ca.node(t, "web", "web-1"), Agent: a,
+		Update: func(context.Context, UpdateRequest) (UpdateResponse, error) { return UpdateResponse{}, nil },
+		Image:  func() (Image, error) { return Image{Role: "web", Version: "0123456789ab", Slot: "a"}, nil },
+		Reboot: func() error { return nil }, Logf: logf(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l0, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &countingListener{Listener: l0}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeControl(ctx, l, c) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cl := NewControlClient(l0.Addr().String(), "web-1", ca.ca.Cert, operatorCert(t, ca))
+	for range 5 {
+		if _, err := cl.Status(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := l.n.Load(); n != 1 {
+		t.Errorf("5 status requests took %d connections, want 1", n)
+	}
+	for range 2 {
+		if _, err := cl.Drain(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := l.n.Load(); n != 3 {
+		t.Errorf("2 drains after the status requests: %d connections in all, want 3", n)
 	}
 }
 

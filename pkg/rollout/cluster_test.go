@@ -115,6 +115,9 @@ type testCluster struct {
 	// writtenOut are nodes whose slot was written while out of service
 	// (not staged before their drain).
 	writtenOut []string
+	// events: "stage NAME", "drain NAME" and "up NAME" (back after its
+	// reboot), in order.
+	events []string
 }
 
 type testNode struct {
@@ -223,6 +226,7 @@ func (n *testNode) boot(l net.Listener) {
 				return agent.UpdateResponse{}, update.ErrActive
 			}
 			if req.Stage {
+				n.c.events = append(n.c.events, "stage "+n.name)
 				n.staged = v
 				return agent.UpdateResponse{Slot: "b", Role: n.role, Version: v, Staged: true}, nil
 			}
@@ -299,6 +303,7 @@ func (n *testNode) reboot() {
 	n.boot(l)
 	c.mu.Lock()
 	delete(c.out[n.role], n.name)
+	c.events = append(c.events, "up "+n.name)
 	c.mu.Unlock()
 }
 
@@ -319,6 +324,7 @@ func (cc countingClient) Drain(ctx context.Context) (agent.ControlStatus, error)
 	c.out[cc.node.role][cc.node.name] = true
 	c.maxOut[cc.node.role] = max(c.maxOut[cc.node.role], len(c.out[cc.node.role]))
 	c.drains = append(c.drains, cc.node.name)
+	c.events = append(c.events, "drain "+cc.node.name)
 	c.drainedAt[cc.node.name] = time.Now()
 	c.mu.Unlock()
 	return cc.ControlClient.Drain(ctx)

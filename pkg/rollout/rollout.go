@@ -75,7 +75,12 @@ type Options struct {
 	DrainGrace   time.Duration
 	// Poll is the time between two status requests; default 2 seconds.
 	Poll time.Duration
-	Logf func(format string, args ...any)
+	// StageAhead is how many nodes beyond those whose turn has come may
+	// write their inactive slot already, while the earlier ones drain and
+	// reboot (in the order the nodes are updated); default 1, negative
+	// for none: each node writes its slot when its turn comes.
+	StageAhead int
+	Logf       func(format string, args ...any)
 }
 
 // ErrRolledBack is wrapped by the error of a node that came back on its
@@ -98,10 +103,19 @@ type Result struct {
 }
 
 type run struct {
-	o     Options
-	mu    sync.Mutex
-	state *State
-	peers map[string]Client
+	o      Options
+	mu     sync.Mutex
+	state  *State
+	peers  map[string]Client
+	staged map[string]chan staged // by node: its slot's write, ahead of its turn
+	turns  chan struct{}          // a node's turn has come (turn)
+}
+
+// staged is what writing a node's inactive slot ahead of its turn gave:
+// why the node needs no update (skip), or why the write failed (err).
+type staged struct {
+	skip string
+	err  error
 }
 
 // Run rolls out o.Images. It returns a *NodeError for the first node that
@@ -123,6 +137,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	def(&o.DrainTimeout, time.Minute)
 	def(&o.DrainGrace, 5*time.Second)
 	def(&o.Poll, 2*time.Second)
+	if o.StageAhead == 0 {
+		o.StageAhead = 1
+	}
+	o.StageAhead = max(o.StageAhead, 0)
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -154,13 +172,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			break
 		}
 	}
-	r := &run{o: o, state: st, peers: map[string]Client{}}
+	r := &run{o: o, state: st, peers: map[string]Client{}, staged: map[string]chan staged{}, turns: make(chan struct{}, len(o.Nodes))}
 	for _, n := range o.Nodes {
 		r.peers[n.Name] = o.Dial(n)
 	}
 	if err := r.save(); err != nil {
 		return nil, err
 	}
+	stageCtx, stopStaging := context.WithCancel(ctx)
+	wait := r.startStaging(stageCtx, images)
+	defer func() { stopStaging(); wait() }()
 	res := &Result{}
 	for _, im := range images {
 		if err := r.role(ctx, im, res); err != nil {
@@ -311,6 +332,9 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 			}
 		}
 	}
+	if !resumed {
+		r.turn()
+	}
 	if !resumed || ns.Phase == PhaseDrained {
 		st, err := c.Status(ctx)
 		if err != nil {
@@ -323,18 +347,16 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 			return r.skip(n, im, res, "runs "+known+" already")
 		}
 		if !resumed {
-			// The slot is written while the node still serves: out of
-			// service, it only gets its boot entry and reboots.
-			r.o.Logf("%s: writing %s into its inactive slot (it keeps serving)", n.Name, im.Source)
-			sreq := agent.UpdateRequest{Source: im.Source, Stage: true}
-			staged, err := c.Update(ctx, sreq)
-			if err != nil {
-				if isActive(err) {
-					return r.skip(n, im, res, "runs the image of "+im.Source+" already")
-				}
-				return fail(fmt.Errorf("writing its inactive slot: %w", err))
+			// The slot is written while the node still serves (ahead of
+			// its turn: startStaging): out of service, it only gets its
+			// boot entry and reboots.
+			sg := r.stagedSlot(ctx, n, im)
+			switch {
+			case sg.err != nil:
+				return fail(sg.err)
+			case sg.skip != "":
+				return r.skip(n, im, res, sg.skip)
 			}
-			r.o.Logf("%s: slot %s holds %s", n.Name, staged.Slot, staged.Version)
 			ns = NodeState{Role: n.Role, Source: im.Source, Phase: PhaseDrained, OldVersion: st.Image.Version}
 			// Recorded before the drain: a run killed now still counts
 			// the node as out of service.
@@ -392,6 +414,107 @@ func (r *run) node(ctx context.Context, n Node, im Image, res *Result) error {
 	res.Updated = append(res.Updated, n.Name)
 	r.mu.Unlock()
 	return r.update(func(s *State) { delete(s.Nodes, n.Name); s.Done[n.Name] = im.Source })
+}
+
+// startStaging writes the inactive slot of every node that images will
+// update, in their order, each as soon as its turn is at most StageAhead
+// nodes away (turn), and keeps the result for the node's turn
+// (stagedSlot). Nodes out of service from an earlier run, and those done
+// already, are left out. It returns a function that waits for the writes
+// under way to end (cancel ctx first).
+func (r *run) startStaging(ctx context.Context, images []Image) func() {
+	type job struct {
+		n  Node
+		im Image
+		ch chan staged
+	}
+	var jobs []job
+	for _, im := range images {
+		for _, n := range r.o.Nodes {
+			if n.Role != im.Role {
+				continue
+			}
+			if _, out := r.state.Nodes[n.Name]; out || r.state.Done[n.Name] == im.Source {
+				continue
+			}
+			ch := make(chan staged, 1)
+			r.staged[n.Name] = ch
+			jobs = append(jobs, job{n, im, ch})
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		started := 0 // nodes whose turn has come
+		for i, j := range jobs {
+			for i > started+r.o.StageAhead-1 {
+				select {
+				case <-r.turns:
+					started++
+				case <-ctx.Done():
+					return
+				}
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				j.ch <- r.stage(ctx, j.n, j.im)
+			}()
+		}
+	}()
+	return wg.Wait
+}
+
+// turn says that a node's turn has come (startStaging).
+func (r *run) turn() {
+	select {
+	case r.turns <- struct{}{}:
+	default:
+	}
+}
+
+// stage writes n's inactive slot with im, while n serves.
+func (r *run) stage(ctx context.Context, n Node, im Image) staged {
+	c := r.peers[n.Name]
+	st, err := c.Status(ctx)
+	if err != nil {
+		return staged{err: fmt.Errorf("asking its status: %w", err)}
+	}
+	if st.Role != n.Role || st.Node != n.Name {
+		return staged{err: fmt.Errorf("its agent says it is %s of role %s", st.Node, st.Role)}
+	}
+	r.mu.Lock()
+	known := r.state.Versions[im.Source]
+	r.mu.Unlock()
+	if known != "" && st.Image.Version == known {
+		return staged{skip: "runs " + known + " already"}
+	}
+	r.o.Logf("%s: writing %s into its inactive slot (it keeps serving)", n.Name, im.Source)
+	res, err := c.Update(ctx, agent.UpdateRequest{Source: im.Source, Stage: true})
+	if err != nil {
+		if isActive(err) {
+			return staged{skip: "runs the image of " + im.Source + " already"}
+		}
+		return staged{err: fmt.Errorf("writing its inactive slot: %w", err)}
+	}
+	r.o.Logf("%s: slot %s holds %s", n.Name, res.Slot, res.Version)
+	return staged{}
+}
+
+// stagedSlot waits for n's slot write (startStaging), or writes it now
+// when none was started.
+func (r *run) stagedSlot(ctx context.Context, n Node, im Image) staged {
+	ch, ok := r.staged[n.Name]
+	if !ok {
+		return r.stage(ctx, n, im)
+	}
+	select {
+	case sg := <-ch:
+		return sg
+	case <-ctx.Done():
+		return staged{err: ctx.Err()}
+	}
 }
 
 // skip records that n runs im already, and says why.

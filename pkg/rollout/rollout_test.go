@@ -58,6 +58,52 @@ func TestRollout(t *testing.T) {
 	}
 }
 
+// TestStageAhead: with StageAhead 1, a node's slot is written while the
+// node before it drains and reboots, and never two nodes ahead; with no
+// staging ahead (-1), only once its own turn has come.
+func TestStageAhead(t *testing.T) {
+	for _, ahead := range []int{1, -1} {
+		t.Run(fmt.Sprint(ahead), func(t *testing.T) {
+			c := newTestCluster(t, map[string]int{"lb": 1, "web": 3})
+			c.downFor = 200 * time.Millisecond
+			o := c.options(filepath.Join(t.TempDir(), StateFile), nil, Image{"web", "v2"})
+			o.StageAhead = ahead
+			if _, err := Run(t.Context(), o); err != nil {
+				t.Fatal(err)
+			}
+			c.check(t, map[string]string{"web-1": v2, "web-2": v2, "web-3": v2})
+			c.mu.Lock()
+			ev := slices.Clone(c.events)
+			c.mu.Unlock()
+			at := func(e string) int {
+				i := slices.Index(ev, e)
+				if i < 0 {
+					t.Fatalf("no %q in %v", e, ev)
+				}
+				return i
+			}
+			for k := 1; k <= 2; k++ {
+				prev, next := fmt.Sprintf("web-%d", k), fmt.Sprintf("web-%d", k+1)
+				if ahead > 0 && at("stage "+next) > at("up "+prev) {
+					t.Errorf("events %v: %s was written only after %s was back", ev, next, prev)
+				}
+				if ahead < 0 && at("stage "+next) < at("up "+prev) {
+					t.Errorf("events %v: %s was written before its turn", ev, next)
+				}
+			}
+			// web-3's turn is two nodes after web-1's: its slot is
+			// written only once web-2's turn has come, after web-1 is
+			// back.
+			if at("stage web-3") < at("up web-1") && ahead == 1 {
+				t.Errorf("events %v: web-3 was written two nodes ahead", ev)
+			}
+			if len(c.writtenOut) > 0 {
+				t.Errorf("%v had their slot written after their drain", c.writtenOut)
+			}
+		})
+	}
+}
+
 // TestRolledBackStops: a node that comes back on its old version stops
 // the rollout, named with the version it runs; a rerun does not offer the
 // image again unless Force.
