@@ -4,9 +4,14 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/netip"
 	"os"
@@ -45,6 +50,32 @@ func init() {
 			time.Sleep(100 * time.Millisecond)
 			io.WriteString(w, body[len(body)/2:])
 		})
+		// HTTPS too, on port 443 (as web_tls passes TLS through to the
+		// web nodes): its handshake takes the client two flights, so a
+		// VIP that moves in between sends the second one to the other lb.
+		go func() {
+			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				panic(err)
+			}
+			tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+			if err != nil {
+				panic(err)
+			}
+			host, _, _ := strings.Cut(addr, ":")
+			cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+			// The server's flight comes 100 ms after the client's first,
+			// as from a loaded node: the client's second flight is due
+			// while the VIP may move.
+			srvCfg := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				time.Sleep(100 * time.Millisecond)
+				return cfg, nil
+			}}
+			srv := &http.Server{Addr: host + ":443", Handler: h, TLSConfig: srvCfg}
+			fmt.Fprintln(os.Stderr, srv.ListenAndServeTLS("", ""))
+			os.Exit(1)
+		}()
 		fmt.Fprintln(os.Stderr, http.ListenAndServe(addr, h))
 		os.Exit(1)
 	}
@@ -53,13 +84,16 @@ func init() {
 // TestVIPMoves runs the lb role's VRRP setup as the image renders it, with
 // the host's keepalived (the version Debian 12 ships, as in the image),
 // in network namespaces: two lb nodes on one bridge, each with the image's
-// sysctl-vip.conf and nftables.conf, keepalived.conf and the drain file
+// sysctl-vip.conf, and nftables.conf, keepalived.conf and the drain file
 // rendered by the agent's renderer from the image's templates (less the
-// tracking of the haproxy process), and a stand-in haproxy. Eight clients send requests (each answered after 50
-// ms, so that some are always in flight) to the VIP while lb-1 drains
+// tracking of the haproxy process), and a stand-in haproxy. Eight clients
+// send requests (half over HTTPS, whose handshake the server answers 100 ms
+// late; each answered in two parts 100 ms apart, so that some are always
+// in flight) to the VIP while lb-1 drains
 // (the VIP goes to lb-2) and comes back (it takes the VIP again), three
 // times: not one request may fail. The drain must not change
-// keepalived.conf. Without the VIPs on lo, or without the nftables rule,
+// keepalived.conf. Without the VIPs on lo, or without the nftables rules
+// (which pass the stray packets of the other lb's connections on to it),
 // the moves break requests in flight.
 func TestVIPMoves(t *testing.T) {
 	for _, tool := range []string{"keepalived", "nft", "sysctl"} {
@@ -93,7 +127,7 @@ func TestVIPMoves(t *testing.T) {
 		ns, dir, conf, drain string
 	}
 	nodes := map[string]*lb{}
-	renderLB := func(n render.Node, draining bool) (conf, drain []byte) {
+	renderLB := func(n render.Node, draining bool) (conf, drain, nft []byte) {
 		t.Helper()
 		c, err := r.Render(context.Background(), render.Input{Self: n, Members: map[string][]render.Node{"lb": lbs, "web": {web}},
 			VIPs: []render.VIP{vip}, Draining: draining, MemoryBytes: 1 << 30})
@@ -107,13 +141,15 @@ func TestVIPMoves(t *testing.T) {
 					conf = f.Data
 				case "/etc/keepalived/drain":
 					drain = f.Data
+				case "/etc/nftables.conf":
+					nft = f.Data
 				}
 			}
 		}
-		if conf == nil || drain == nil {
-			t.Fatalf("%s: keepalived.conf or the drain file not rendered (waiting: %v)", n.Name, c.Waiting)
+		if conf == nil || drain == nil || nft == nil {
+			t.Fatalf("%s: keepalived.conf, the drain file or nftables.conf not rendered (waiting: %v)", n.Name, c.Waiting)
 		}
-		return conf, drain
+		return conf, drain, nft
 	}
 	run := func(args ...string) {
 		t.Helper()
@@ -137,7 +173,12 @@ func TestVIPMoves(t *testing.T) {
 		run("ip", "-n", l.ns, "addr", "add", n.Address.String()+"/24", "dev", "eth0")
 		// What the image applies at boot.
 		run("ip", "netns", "exec", l.ns, "sysctl", "-q", "-p", filepath.Join(root, "etc/sysctl.d/60-imgforge-vip.conf"))
-		run("ip", "netns", "exec", l.ns, "nft", "-f", filepath.Join(root, "etc/nftables.conf"))
+		conf, drain, nft := renderLB(n, false)
+		nftFile := filepath.Join(l.dir, "nftables.conf")
+		if err := os.WriteFile(nftFile, nft, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run("ip", "netns", "exec", l.ns, "nft", "-f", nftFile)
 		// The stand-in haproxy, on every address.
 		srv := exec.Command("ip", "netns", "exec", l.ns, self)
 		srv.Env = append(os.Environ(), vipServerEnv+"=:80,"+n.Name)
@@ -145,7 +186,6 @@ func TestVIPMoves(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-		conf, drain := renderLB(n, false)
 		l.drain = filepath.Join(l.dir, "drain")
 		l.conf = filepath.Join(l.dir, "keepalived.conf")
 		if err := os.WriteFile(l.drain, drain, 0o644); err != nil {
@@ -180,10 +220,10 @@ func TestVIPMoves(t *testing.T) {
 	// drain writes lb-1's drain file as the agent does (a new file
 	// renamed over it), from a render with draining set; keepalived.conf
 	// must render the same.
-	conf1, _ := renderLB(lbs[0], false)
+	conf1, _, _ := renderLB(lbs[0], false)
 	drain := func(on bool) {
 		t.Helper()
-		conf, d := renderLB(lbs[0], on)
+		conf, d, _ := renderLB(lbs[0], on)
 		if string(conf) != string(conf1) {
 			t.Fatalf("draining %v changed keepalived.conf", on)
 		}
@@ -195,8 +235,13 @@ func TestVIPMoves(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Half the clients ask over HTTPS.
 	ask := func(src string) (string, error) {
-		resp, err := seg.client(src, false, false).Get("http://10.9.0.100/")
+		url := "http://10.9.0.100/"
+		if src[len(src)-1]%2 == 1 {
+			url = "https://10.9.0.100/"
+		}
+		resp, err := seg.client(src, false, false).Get(url)
 		if err != nil {
 			return "", err
 		}

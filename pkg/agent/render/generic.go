@@ -47,8 +47,9 @@ type Data struct {
 // Member is one node as a template sees it.
 type Member struct {
 	Name, Role string
-	// Address is the node's address as text (IPv6 without brackets).
-	Address string
+	// Address is the node's address as text (IPv6 without brackets);
+	// Family is its family as nftables names it: ip or ip6.
+	Address, Family string
 	// ID is the node's numeric id: the one given, or the low 32 bits of
 	// its address (MariaDB's server_id).
 	ID uint32
@@ -76,9 +77,9 @@ func (m Member) HostPort(name string) (string, error) {
 // VIPData is one virtual address.
 type VIPData struct {
 	// Name is VI_INDEX; Address is ADDRESS/PREFIX, Host ADDRESS/32 (or
-	// /128).
-	Name, Address, Host, Interface string
-	RouterID                       int
+	// /128); Family is ip or ip6 (nftables's names).
+	Name, Address, Host, Interface, Family string
+	RouterID                               int
 }
 
 // VRRP is a VIP as this node holds it among the members of its role (the
@@ -239,7 +240,7 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 		return out
 	}
 	member := func(n Node) Member {
-		return Member{Name: n.Name, Role: n.Role, Address: n.Address.String(), ID: serverID(n), Primary: n.Primary,
+		return Member{Name: n.Name, Role: n.Role, Address: n.Address.String(), Family: family(n.Address), ID: serverID(n), Primary: n.Primary,
 			Ports: portsOf(n.Role, n.Port), addr: n.Address}
 	}
 	d := Data{Self: member(in.Self), Members: map[string][]Member{}, Options: map[string]string{}, MemoryBytes: in.MemoryBytes, Draining: in.Draining,
@@ -258,7 +259,7 @@ func data(in *Input, ri *imagemeta.RoleInfo) Data {
 	}
 	for j, v := range in.VIPs {
 		d.VIPs = append(d.VIPs, VIPData{Name: fmt.Sprintf("VI_%d", j), Address: netip.PrefixFrom(v.Address, v.Prefix).String(), Host: netip.PrefixFrom(v.Address, v.Address.BitLen()).String(),
-			Interface: v.Interface, RouterID: routerID(v, j)})
+			Interface: v.Interface, Family: family(v.Address), RouterID: routerID(v, j)})
 	}
 	for _, s := range ri.Render {
 		for _, f := range s.Files {
@@ -414,4 +415,12 @@ func orRoot(s string) string {
 		return "root"
 	}
 	return s
+}
+
+// family is a's address family as nftables names it.
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "ip"
+	}
+	return "ip6"
 }
