@@ -555,6 +555,10 @@ func cloudinitFiles() ([]layer.File, error) {
 	out = append(out,
 		layer.File{Path: "etc/systemd/system-generators/cloud-init-generator", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "/dev/null"},
 		layer.File{Path: "etc/systemd/system/multi-user.target.wants/cloud-init.target", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "/usr/lib/systemd/system/cloud-init.target"},
+		// The config stage's modules run in the other stages
+		// (90-imgforge.cfg): its process, cloud-init loaded once more,
+		// is left out.
+		layer.File{Path: "etc/systemd/system/cloud-config.service", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "/dev/null"},
 	)
 	return out, nil
 }
