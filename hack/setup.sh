@@ -32,6 +32,7 @@ packages=(
   cpio            # tests: unpacks the overlay image's initrd (pkg/boot TestCpio)
   keepalived      # tests: TestVIPMoves runs the lb role's VRRP setup in network namespaces
   nftables        # tests: nft loads the lb role's nftables.conf there
+  prometheus      # tests: a real Prometheus reads back what the agent's metrics shipper pushes (pkg/agent/metrics)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -71,7 +71,7 @@ func imageTemplates(t *testing.T) string {
 		}
 	}
 	for _, want := range []string{"lb/haproxy.cfg.tmpl", "lb/keepalived.conf.tmpl", "web/nginx.conf.tmpl", "app/db.json.tmpl",
-		"db/node.cnf.tmpl", "db/primary.sql.tmpl", "db/replica.sql.tmpl", "common/prometheus-agent.yml.tmpl", "common/journal-upload.conf.tmpl"} {
+		"db/node.cnf.tmpl", "db/primary.sql.tmpl", "db/replica.sql.tmpl", "common/journal-upload.conf.tmpl"} {
 		if _, err := os.Stat(filepath.Join(dir, want)); err != nil {
 			t.Errorf("the image has no %s/%s (from %d template folders): %v", TemplatesDir, want, n, err)
 		}
@@ -228,7 +228,7 @@ func TestRoleRendererWeb(t *testing.T) {
 	}
 	ran := n.runner.take()
 	for _, want := range []string{"nginx -t -q -c", "systemctl reload-or-restart nginx.service",
-		"systemctl reload-or-restart prometheus.service", "systemctl reload-or-restart systemd-journal-upload.service"} {
+		"systemctl restart imgforge-metrics.service", "systemctl reload-or-restart systemd-journal-upload.service"} {
 		if !slices.ContainsFunc(ran, func(r string) bool { return strings.HasPrefix(r, want) }) {
 			t.Errorf("did not run %q; ran %q", want, ran)
 		}
@@ -244,7 +244,7 @@ func TestRoleRendererWeb(t *testing.T) {
 	for _, f := range rep.Files {
 		byPath[f.Path] = f
 	}
-	for _, p := range []string{"/etc/imgforge/tls/tls.key", "/etc/imgforge/journal-upload/client.key", "/etc/prometheus/imgforge/remote-write.secret"} {
+	for _, p := range []string{"/etc/imgforge/tls/tls.key", "/etc/imgforge/journal-upload/client.key", "/etc/imgforge/metrics/remote-write.secret"} {
 		if f, ok := byPath[p]; !ok || !f.Sensitive || f.SHA256 != "" {
 			t.Errorf("%s: %+v; want it reported as sensitive, without a digest", p, f)
 		}

@@ -167,9 +167,9 @@ func TestCacheRoleIsData(t *testing.T) {
 				t.Errorf("reload = %q", c.Services[0].Then)
 			}
 			// The exporter of the role file is scraped.
-			prom := file(t, c, render.PrometheusConfigPath)
-			if !strings.Contains(string(prom.Data), "127.0.0.1:9131") {
-				t.Errorf("the prometheus agent does not scrape the role's exporter:\n%s", prom.Data)
+			prom := file(t, c, render.MetricsConfigPath)
+			if !strings.Contains(string(prom.Data), "http://127.0.0.1:9131/") {
+				t.Errorf("the metrics shipper does not scrape the role's exporter:\n%s", prom.Data)
 			}
 			if err := check(t, vcl); err != nil {
 				t.Fatalf("the checker refuses the rendered VCL: %v", err)

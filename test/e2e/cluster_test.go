@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +26,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/imgforge/imgforge/pkg/qemu"
 )
@@ -87,8 +90,16 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		n, _ := io.Copy(io.Discard, req.Body)
-		if n > 0 {
+		// A remote-write body: snappy (block format) around a protobuf
+		// WriteRequest. It counts when it holds the node exporter's
+		// samples, which the node's metrics shipper scraped.
+		b, _ := io.ReadAll(io.LimitReader(req.Body, 32<<20))
+		raw, err := s2.Decode(nil, b)
+		if err != nil || req.Header.Get("Content-Encoding") != "snappy" {
+			http.Error(w, "not a snappy-compressed remote-write body", http.StatusBadRequest)
+			return
+		}
+		if bytes.Contains(raw, []byte("node_cpu_seconds_total")) {
 			r.mu.Lock()
 			r.metrics[host]++
 			r.mu.Unlock()
@@ -192,7 +203,7 @@ func testPKI(t *testing.T, dir string) (caPEM []byte, server tls.Certificate) {
 // seeds on one bridge: a request to the VIP returns the page the app made
 // from a database row, and nginx redirects, caches and serves static files
 // as designed (checkNginx); a second web node joins and gets requests;
-// with IMGFORGE_E2E_ROLLOUT set, imgforge rollout moves both lbs and both
+// with IMGFORGE_E2E_ROLLOUT=1, imgforge rollout moves both lbs and both
 // web nodes to v2 under a steady stream of requests, none of which may
 // fail, then tries v3 on the web nodes, which fails its health check: web-1
 // comes back on v2 by itself and the rollout stops, naming it
@@ -242,7 +253,7 @@ func TestCluster(t *testing.T) {
 
 	// Images v2 and v3 for the rollouts (step 3): template edits, so the
 	// builds make only the overlay image again.
-	rollouts := os.Getenv("IMGFORGE_E2E_ROLLOUT") != ""
+	rollouts := os.Getenv("IMGFORGE_E2E_ROLLOUT") == "1"
 	var v2, v3 string
 	if rollouts {
 		v2, v3 = buildVersion(t, f, "v2", rolloutV2), buildVersion(t, f, "v3", rolloutV3)
@@ -424,7 +435,7 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("step 2: web-2 booted and got requests through the VIP after %.0fs", time.Since(t1).Seconds())
 
-	// Step 3, when IMGFORGE_E2E_ROLLOUT is set: rollouts of the live
+	// Step 3, with IMGFORGE_E2E_ROLLOUT=1: rollouts of the live
 	// cluster (rolloutSteps).
 	if rollouts {
 		rolloutSteps(ctx, t, seg, filepath.Join(dir, "cluster.yaml"), filepath.Join(seeds, "secrets.yaml"), v2, v3, get, fresh)

@@ -143,7 +143,7 @@ func e2eInput(t *testing.T, role string, n int, v6 bool, pair *render.TLS) rende
 // TestRenderCheckers renders each role's configuration with 0, 1 and 3
 // members (and IPv6 for lb and web), applies it inside the role's built
 // root, where the real checkers (haproxy -c, keepalived -t, nginx -t,
-// mariadbd --help) and the agent's own Prometheus check must accept it;
+// mariadbd --help) and the metrics shipper's own parser must accept it;
 // then a broken file, which they must refuse while the last good file
 // stays.
 func TestRenderCheckers(t *testing.T) {

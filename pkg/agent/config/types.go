@@ -151,7 +151,7 @@ type Database struct {
 // node by a client certificate (LogsCert, LogsKey): systemd-journal-upload
 // has no other way.
 type Monitoring struct {
-	MetricsURL  string `yaml:"metrics_url,omitempty" json:"metrics_url,omitempty"` // Prometheus remote_write
+	MetricsURL  string `yaml:"metrics_url,omitempty" json:"metrics_url,omitempty"` // the remote-write endpoint (pkg/agent/metrics)
 	LogsURL     string `yaml:"logs_url,omitempty" json:"logs_url,omitempty"`       // systemd-journal-remote
 	LogsCert    string `yaml:"logs_cert,omitempty" json:"-"`                       // PEM client certificate (chain)
 	LogsKey     string `yaml:"logs_key,omitempty" json:"-"`                        // its PEM private key

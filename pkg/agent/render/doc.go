@@ -16,7 +16,7 @@
 // Apply writes one Service at a time: each file goes to a temporary file
 // beside its target, is checked by the service's own checker (haproxy -c,
 // nginx -t, keepalived -t, mariadbd --help) or, where the image has none,
-// by a Validator in the agent (PrometheusAgentCheck), and is renamed over
+// by a Validator in the agent (MetricsCheck), and is renamed over
 // the target; the service's commands (systemctl reload-or-restart UNIT, or
 // an SQL step) run only when some file's bytes changed. When a check or a
 // command fails, every file of that service is put back as it was, so the

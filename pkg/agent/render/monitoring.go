@@ -1,14 +1,22 @@
 package render
 
-import "fmt"
+import (
+	"encoding/json"
+	"fmt"
 
-// Where the monitoring files live on the node. The image's drop-ins
-// (images/default/prometheus-agent.conf, journal-upload.conf) point the
+	"github.com/imgforge/imgforge/pkg/agent/metrics"
+)
+
+// Where the monitoring files live on the node. The image's units
+// (images/default/imgforge-metrics.service, journal-upload.conf) point the
 // services at them.
 const (
-	PrometheusConfigPath = "/etc/prometheus/imgforge/agent.yml"
-	prometheusSecretPath = "/etc/prometheus/imgforge/remote-write.secret"
-	prometheusCAPath     = "/etc/prometheus/imgforge/ca.pem"
+	MetricsConfigPath = "/etc/imgforge/metrics/config.json"
+	metricsSecretPath = "/etc/imgforge/metrics/remote-write.secret"
+	metricsCAPath     = "/etc/imgforge/metrics/ca.pem"
+	// imgforge-metrics.service runs as a dynamic user and loads the secret
+	// as a credential (LoadCredential=remote-write.secret:...).
+	metricsSecretCredential = "/run/credentials/imgforge-metrics.service/remote-write.secret"
 
 	JournalUploadConfigPath = "/etc/systemd/journal-upload.conf.d/imgforge.conf"
 	journalCertPath         = "/etc/imgforge/journal-upload/client.crt"
@@ -20,58 +28,59 @@ const (
 	systemCABundle       = "/etc/ssl/certs/ca-certificates.crt"
 )
 
-type scrapeJob struct {
-	Name, Target, Path string
-}
-
-type promData struct {
-	Self, Role, URL string
-	Jobs            []scrapeJob
-	User            string
-	SecretFile      string // password (with User) or bearer token
-	Bearer          bool
-	CAFile          string // empty: the system's bundle
-}
-
 type journalData struct {
 	URL, KeyFile, CertFile, CAFile string
 }
 
-// monitoring renders the Prometheus agent's configuration (scrape the
-// node exporter and the role's exporter, remote_write to the endpoint) and
-// systemd-journal-upload's (the journal to the logs endpoint).
+// MetricsCheck checks the metrics shipper's configuration with the
+// shipper's own parser (pkg/agent/metrics), before it is written.
+var MetricsCheck = &Validator{Name: "imgforge-agent metrics config", Check: func(b []byte) error {
+	_, err := metrics.Parse(b)
+	return err
+}}
+
+// monitoring renders the metrics shipper's configuration (scrape the node
+// exporter and the role's exporters, push to the endpoint with the
+// remote-write protocol) and systemd-journal-upload's (the journal to the
+// logs endpoint).
 func (r *Renderer) monitoring(c *Config, in *Input) error {
 	m := in.Monitoring
 	if m == nil {
 		return nil
 	}
 	if m.MetricsURL != "" {
-		d := promData{
-			Self: in.Self.Name, Role: in.Self.Role, URL: m.MetricsURL,
-			Jobs: append([]scrapeJob{{Name: "node", Target: "127.0.0.1:9100", Path: "/metrics"}}, r.jobs()...),
+		d := metrics.Config{
+			URL: m.MetricsURL, Instance: in.Self.Name,
+			Labels: map[string]string{"node": in.Self.Name, "role": in.Self.Role},
+			Jobs:   append([]metrics.Job{{Name: "node", URL: "http://127.0.0.1:9100/metrics"}}, r.jobs()...),
 		}
 		var files []File
 		if len(m.CAPEM) > 0 {
-			d.CAFile = prometheusCAPath
-			files = append(files, File{Path: prometheusCAPath, Mode: 0o644, Owner: "root", Group: "root", Data: m.CAPEM})
+			d.CAFile = metricsCAPath
+			files = append(files, File{Path: metricsCAPath, Mode: 0o644, Owner: "root", Group: "root", Data: m.CAPEM})
 		}
 		secret := m.MetricsPassword
 		if m.MetricsToken != "" {
 			secret, d.Bearer = m.MetricsToken, true
 		}
 		if secret != "" {
-			d.User, d.SecretFile = m.MetricsUser, prometheusSecretPath
-			files = append(files, File{Path: prometheusSecretPath, Mode: 0o640, Owner: "root", Group: "prometheus", Data: []byte(secret), Sensitive: true})
+			if !d.Bearer {
+				d.User = m.MetricsUser
+			}
+			d.SecretFile = metricsSecretCredential
 		}
-		b, err := r.execute("common/prometheus-agent.yml.tmpl", d)
+		// Written, empty, without a secret too: the unit's LoadCredential=
+		// fails the start when its file is missing (systemd 252).
+		files = append(files, File{Path: metricsSecretPath, Mode: 0o600, Owner: "root", Group: "root", Data: []byte(secret), Sensitive: true})
+		b, err := json.MarshalIndent(d, "", "  ")
 		if err != nil {
 			return err
 		}
 		files = append(files, File{
-			Path: PrometheusConfigPath, Mode: 0o644, Owner: "root", Group: "root", Data: b,
-			Validate: PrometheusAgentCheck, // the image has no promtool
+			Path: MetricsConfigPath, Mode: 0o644, Owner: "root", Group: "root", Data: append(b, '\n'),
+			Validate: MetricsCheck,
 		})
-		c.Services = append(c.Services, Service{Name: "prometheus", Files: files, Then: [][]string{reload("prometheus.service")}})
+		c.Services = append(c.Services, Service{Name: "imgforge-metrics", Files: files, Then: [][]string{{"systemctl", "restart", "imgforge-metrics.service"}}})
 	}
 	if m.LogsURL != "" {
 		d := journalData{URL: m.LogsURL, KeyFile: journalKeyCredential, CertFile: journalCertPath, CAFile: systemCABundle}
@@ -96,11 +105,11 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 }
 
 // jobs are the role's exporters, from its role.json.
-func (r *Renderer) jobs() []scrapeJob {
-	var out []scrapeJob
+func (r *Renderer) jobs() []metrics.Job {
+	var out []metrics.Job
 	if r.Role != nil {
 		for _, e := range r.Role.Exporters {
-			out = append(out, scrapeJob{Name: e.Name, Target: fmt.Sprintf("127.0.0.1:%d", e.Port), Path: e.Path})
+			out = append(out, metrics.Job{Name: e.Name, URL: fmt.Sprintf("http://127.0.0.1:%d%s", e.Port, e.Path)})
 		}
 	}
 	return out

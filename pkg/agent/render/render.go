@@ -39,6 +39,13 @@ type File struct {
 	Validate *Validator
 }
 
+// A Validator checks a candidate file's bytes in the agent itself, where
+// the image carries no checker program for it.
+type Validator struct {
+	Name  string // what checks, for errors and goldens
+	Check func(data []byte) error
+}
+
 // Service is the set of files one service reads and the commands that
 // make it read them again. Apply writes them in order and runs Then only
 // when some file changed.
