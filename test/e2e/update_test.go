@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgforge/imgforge/pkg/imagemeta"
 	"github.com/imgforge/imgforge/pkg/qemu"
 )
 
@@ -32,8 +33,14 @@ import (
 // updates to v3 from 10.0.2.101 with one try and a 60 s trial; boot 4
 // (v3, slot a) never gets healthy (haproxy cannot bind), so
 // imgforge-health reboots it and systemd-boot, its try spent, falls back
-// to slot b; boot 5 is v2 again. Every boot prints what the test checks.
+// to slot b; boot 5 is v2 again, and once marked good updates to v1'
+// (v1 with a marker) from 10.0.2.103; boot 6 (v1', slot a) waits to be
+// marked good and lists the ESP: two updates in a row alternate the slots,
+// the fallback entry is the last good slot's (b, v2), and the ESP holds
+// two kernel sets. Every boot prints what the test checks.
 const updateUserData = `#cloud-config
+runcmd:
+  - [sh, -c, "echo IMGFORGE-RUNCMD ran >/dev/console"]
 write_files:
   - path: /var/lib/cloud/scripts/per-boot/imgforge-test-update.sh
     permissions: "0755"
@@ -47,7 +54,19 @@ write_files:
       slot=$(sed -n 's/.*imgforge\.slot=\([ab]\).*/\1/p' /proc/cmdline)
       key=$(sha256sum /etc/ssh/ssh_host_ed25519_key.pub | cut -c1-16)
       v2=$(grep -c 'imgforge-test v2' /etc/haproxy/haproxy.cfg)
-      echo "IMGFORGE-BOOT n=$n slot=$slot machine-id=$(cat /etc/machine-id) hostkey=$key v2=$v2" >/dev/console
+      v1p=$(grep -c 'imgforge-test v1p' /etc/haproxy/haproxy.cfg)
+      echo "IMGFORGE-BOOT n=$n slot=$slot machine-id=$(cat /etc/machine-id) hostkey=$key v2=$v2 v1p=$v1p" >/dev/console
+      blessed() {
+        i=0
+        until systemctl is-active -q systemd-bless-boot.service; do
+          i=$((i+1))
+          if [ $i -gt 600 ]; then
+            echo "IMGFORGE-ERR: boot $n was not marked good: $(systemctl is-failed boot-complete.target imgforge-health.service imgforge-esp.service | tr '\n' ' ')" >/dev/console
+            exit 1
+          fi
+          sleep 2
+        done
+      }
       case $n in
       1)
         (imgforge-agent update http://10.0.2.102/sets/lb/ >/dev/console 2>&1
@@ -60,18 +79,29 @@ write_files:
           echo "IMGFORGE-ERR: the update to v2 failed" >/dev/console
         ;;
       3)
+        blessed
+        echo "IMGFORGE-BLESSED entries: $(ls /efi/loader/entries | tr '\n' ' ')" >/dev/console
+        imgforge-agent update http://10.0.2.101/sets/lb/ --tries 1 --trial 60s --reboot >/dev/console 2>&1 ||
+          echo "IMGFORGE-ERR: the update to v3 failed" >/dev/console
+        ;;
+      5)
+        # The fallback entry was marked good in boot 3: nothing counts
+        # this boot, and systemd-bless-boot does not run. Wait for haproxy.
         i=0
-        until systemctl is-active -q systemd-bless-boot.service; do
+        until systemctl is-active -q haproxy.service; do
           i=$((i+1))
           if [ $i -gt 600 ]; then
-            echo "IMGFORGE-ERR: the boot of v2 was not marked good: $(systemctl is-failed boot-complete.target imgforge-health.service imgforge-esp.service | tr '\n' ' ')" >/dev/console
+            echo "IMGFORGE-ERR: haproxy did not start in boot 5" >/dev/console
             exit 1
           fi
           sleep 2
         done
-        echo "IMGFORGE-BLESSED entries: $(ls /efi/loader/entries | tr '\n' ' ')" >/dev/console
-        imgforge-agent update http://10.0.2.101/sets/lb/ --tries 1 --trial 60s --reboot >/dev/console 2>&1 ||
-          echo "IMGFORGE-ERR: the update to v3 failed" >/dev/console
+        imgforge-agent update http://10.0.2.103/sets/lb/ --reboot >/dev/console 2>&1 ||
+          echo "IMGFORGE-ERR: the update to v1' failed" >/dev/console
+        ;;
+      6)
+        blessed
+        echo "IMGFORGE-ESP entries: $(ls /efi/loader/entries | tr '\n' ' ')sets: $(ls /efi/imgforge | tr '\n' ' ')fallback: $(grep -l "imgforge.slot=b" /efi/loader/entries/*.conf | xargs -r grep -h "^title" | tr '\n' ' ')" >/dev/console
         ;;
       esac
 `
@@ -81,16 +111,18 @@ write_files:
 // boots its current slot, with nothing pointing at slot b. Then v1 → v2,
 // a template edit, through imgforge-agent update from imgforge serve; then
 // to v3, which builds but whose haproxy cannot start, and which must fall
-// back to v2 by itself. The node's machine-id and SSH host key survive
-// both, /etc is v2's after the update, and the v2 boot is marked good by
-// systemd-bless-boot once haproxy answers.
+// back to v2 by itself; then to v1' (two updates in a row: the slots
+// alternate, the fallback is the last good slot, the ESP holds two kernel
+// sets). The node's machine-id and SSH host key survive all of them, /etc
+// is the new image's after each update, and each new boot is marked good
+// by systemd-bless-boot once haproxy answers.
 func TestUpdateRollback(t *testing.T) {
 	needBootToServices(t)
 	t.Parallel()
 	f := cold(t, 0)
 	// v2 and v3: edits of the lb's first-boot haproxy.cfg, which is in
 	// the overlay image: both builds reuse the root.
-	build := func(name, edit string) string {
+	build := func(name, marker, edit string) string {
 		roles := filepath.Join(t.TempDir(), "roles")
 		copyTree(t, filepath.Join(repo, "roles"), roles)
 		cfg := filepath.Join(roles, "lb", "haproxy.cfg")
@@ -102,7 +134,7 @@ func TestUpdateRollback(t *testing.T) {
 		if edited == string(b) {
 			t.Fatal("could not edit haproxy.cfg")
 		}
-		if err := os.WriteFile(cfg, []byte("# imgforge-test v2\n"+edited), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte("# imgforge-test "+marker+"\n"+edited), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		root := filepath.Join(t.TempDir(), name)
@@ -118,18 +150,20 @@ func TestUpdateRollback(t *testing.T) {
 		}
 		return root
 	}
-	v2 := build("v2", "    # the same service\n")
+	v2 := build("v2", "v2", "    # the same service\n")
 	// haproxy -c accepts an address the machine does not have; haproxy
 	// cannot bind it at start.
-	v3 := build("v3", "    bind 192.0.2.99:8405\n")
+	v3 := build("v3", "v2", "    bind 192.0.2.99:8405\n")
+	v1p := build("v1p", "v1p", "    # v1 again, as a new build\n")
 	port2, log2 := serve(t, v2)
 	port3, _ := serve(t, v3)
+	port1p, _ := serve(t, v1p)
 	stallPort, stalled := stallingProxy(t, port2)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := bootContext()
 	defer cancel()
 	start := time.Now()
 	vm, ports := boot(t, ctx, bootOpts{name: "lb-update", guest: []int{8404}, userData: updateUserData,
@@ -138,12 +172,13 @@ func TestUpdateRollback(t *testing.T) {
 			{Addr: "10.0.2.100:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port2, self)},
 			{Addr: "10.0.2.101:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port3, self)},
 			{Addr: "10.0.2.102:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, stallPort, self)},
+			{Addr: "10.0.2.103:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port1p, self)},
 		}})
-	type bootLine struct{ n, slot, id, key, v2 string }
+	type bootLine struct{ n, slot, id, key, v2, v1p string }
 	next := func(want string) bootLine {
 		t.Helper()
 		// The console is searched from the start: each boot has its own line.
-		bootRE := regexp.MustCompile(`IMGFORGE-BOOT n=(` + want + `) slot=(\w*) machine-id=(\w*) hostkey=(\w*) v2=(\d)|IMGFORGE-ERR: .*`)
+		bootRE := regexp.MustCompile(`IMGFORGE-BOOT n=(` + want + `) slot=(\w*) machine-id=(\w*) hostkey=(\w*) v2=(\d) v1p=(\d)|IMGFORGE-ERR: .*`)
 		line, err := vm.WaitFor(ctx, bootRE)
 		if err != nil {
 			t.Fatalf("waiting for boot %s: %v", want, err)
@@ -152,8 +187,8 @@ func TestUpdateRollback(t *testing.T) {
 		if m[1] == "" {
 			t.Fatalf("boot %s: %s", want, line)
 		}
-		b := bootLine{m[1], m[2], m[3], m[4], m[5]}
-		t.Logf("boot %s: slot %s, machine-id %s, host key %s, v2 haproxy.cfg %s (after %s)", b.n, b.slot, b.id, b.key, b.v2, time.Since(start).Round(time.Second))
+		b := bootLine{m[1], m[2], m[3], m[4], m[5], m[6]}
+		t.Logf("boot %s: slot %s, machine-id %s, host key %s, haproxy.cfg v2's %s, v1p's %s (after %s)", b.n, b.slot, b.id, b.key, b.v2, b.v1p, time.Since(start).Round(time.Second))
 		return b
 	}
 	first := next("1")
@@ -202,6 +237,13 @@ func TestUpdateRollback(t *testing.T) {
 		t.Errorf("after the cut, slot b's partitions are not labelled _empty: %v", labels)
 	}
 	same(next("3"), "b", "1")
+	// runcmd runs once, in the final stage (the image has no config
+	// stage): in boot 1, whose per-boot script left the update running.
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
+	if _, err := vm.WaitFor(rctx, regexp.MustCompile(`IMGFORGE-RUNCMD ran`)); err != nil {
+		t.Errorf("the user-data's runcmd never ran: %v", err)
+	}
+	rcancel()
 	if !strings.Contains(log2.String(), "/sets/lb/root.img") {
 		t.Errorf("the update did not fetch the root from imgforge serve:\n%s", log2)
 	}
@@ -215,6 +257,33 @@ func TestUpdateRollback(t *testing.T) {
 	same(next("5"), "b", "1")
 	if err := eventually(ctx, httpCheck(ports[0], "/health", "")); err != nil {
 		t.Fatalf("haproxy after the fallback: %v", err)
+	}
+	// v2 → v1': the second update in a row writes slot a again (which v3
+	// had), the fallback entry is slot b's, v2, the last good one, and the
+	// ESP holds two kernel sets.
+	sixth := next("6")
+	same(sixth, "a", "0")
+	if sixth.v1p != "1" {
+		t.Errorf("boot 6: haproxy.cfg is not v1p's")
+	}
+	espRE := regexp.MustCompile(`IMGFORGE-ESP entries: (.*)sets: (.*)fallback: (.*)`)
+	line, err = vm.WaitFor(ctx, espRE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = espRE.FindStringSubmatch(qemu.Clean(line))
+	t.Logf("after v1 → v2 → v3 (rolled back) → v1': entries %s; kernel sets %s; slot b's entry %s", m[1], m[2], m[3])
+	// v1' is generation 3 again: the update cleared the failed v3's entry
+	// (generation 3, slot a) with slot a's kernel set before it wrote the
+	// slot, and a new entry is one above the highest left.
+	if got := strings.Fields(m[1]); !slices.Equal(got, []string{"imgforge-0002-b.conf", "imgforge-0003-a.conf"}) {
+		t.Errorf("the ESP's entries after v1': %v, want slot b's of v2 (blessed, generation 2) and slot a's of v1' (blessed, generation 3)", got)
+	}
+	if got := strings.Fields(m[2]); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("the ESP's kernel sets after v1': %v, want a and b", got)
+	}
+	if v := imagemeta.Version(readManifest(t, filepath.Join(v2, "lb", "manifest.json")).ImageDigest); !strings.Contains(m[3], v) {
+		t.Errorf("slot b's entry after v1' is %q, want v2's (version %s), the last good slot", m[3], v)
 	}
 }
 
