@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/imgforge/imgforge/pkg/agent/metrics"
 	"github.com/imgforge/imgforge/pkg/agent/render"
@@ -13,9 +14,11 @@ func newMetricsCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "metrics",
-		Short: "Push this node's metrics to the monitoring endpoint (imgforge-metrics.service's command)",
+		Short: "Push this node's metrics and relay its traces to the monitoring endpoints (imgforge-metrics.service's command)",
 		Long: "Metrics scrapes the node's exporters every 30 s and pushes the samples to the endpoint the agent rendered\n" +
 			"into the configuration (Prometheus remote-write), keeping up to 20 scrapes while the endpoint is down.\n" +
+			"With traces_url it also takes OTLP/HTTP trace exports on loopback (127.0.0.1:4318, POST /v1/traces)\n" +
+			"and forwards them to that endpoint, keeping them up to 2 minutes while it is down.\n" +
 			"An invalid configuration ends it with exit status 2.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -27,7 +30,12 @@ func newMetricsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return s.Run(cmd.Context())
+			g, ctx := errgroup.WithContext(cmd.Context())
+			g.Go(func() error { return s.Run(ctx) })
+			if r := s.Relay(); r != nil {
+				g.Go(func() error { return r.Serve(ctx, c.Listen()) })
+			}
+			return g.Wait()
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", render.MetricsConfigPath, "the configuration imgforge-agent rendered")

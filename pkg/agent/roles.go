@@ -349,7 +349,7 @@ func commonInput(in *render.Input, c *config.Config) {
 	if m := c.Monitoring; m != nil {
 		in.Monitoring = &render.Monitoring{
 			MetricsURL: m.MetricsURL, MetricsUser: m.Username, MetricsPassword: m.Password, MetricsToken: m.BearerToken,
-			LogsURL: m.LogsURL,
+			LogsURL: m.LogsURL, TracesURL: m.TracesURL,
 		}
 		if m.LogsCert != "" {
 			in.Monitoring.LogsCert = &render.TLS{CertPEM: []byte(m.LogsCert), KeyPEM: []byte(m.LogsKey)}

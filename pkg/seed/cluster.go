@@ -83,6 +83,7 @@ type ClusterMonitoring struct {
 	Password     string `yaml:"password"`
 	BearerToken  string `yaml:"bearer_token"`
 	LogsURL      string `yaml:"logs_url"`
+	TracesURL    string `yaml:"traces_url"`     // OTLP/HTTP, with the metrics credentials
 	LogsCertFile string `yaml:"logs_cert_file"` // PEM client certificate (chain)
 	LogsKeyFile  string `yaml:"logs_key_file"`  // its PEM key
 	CA           string `yaml:"ca"`             // PEM certificates to trust

@@ -409,7 +409,7 @@ func monitoring(m *ClusterMonitoring) (*config.Monitoring, error) {
 	}
 	out := &config.Monitoring{
 		MetricsURL: m.MetricsURL, Username: m.Username, Password: m.Password, BearerToken: m.BearerToken,
-		LogsURL: m.LogsURL, CA: m.CA,
+		LogsURL: m.LogsURL, TracesURL: m.TracesURL, CA: m.CA,
 	}
 	if m.LogsCertFile == "" {
 		return out, nil

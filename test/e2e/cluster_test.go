@@ -47,6 +47,7 @@ discovery:
 monitoring:
   metrics_url: https://10.10.0.1:9443/api/v1/write
   logs_url: https://10.10.0.1:9443
+  traces_url: https://10.10.0.1:9443/v1/traces
   username: e2e
   password: e2e-monitoring-secret
   ca: |
@@ -70,25 +71,44 @@ type seedNode struct {
 	Seed    string `json:"seed"`
 }
 
-// receiver stands in for the monitoring service: Prometheus remote_write
-// and systemd-journal-remote's /upload, over TLS. It records which
-// addresses sent what.
+// receiver stands in for the monitoring service: Prometheus remote_write,
+// systemd-journal-remote's /upload and OTLP/HTTP traces, over TLS. It
+// records which addresses sent what.
 type receiver struct {
 	mu      sync.Mutex
 	metrics map[string]int
 	logs    map[string]int
+	// names are the request counters of each tier (tierCounters) seen in
+	// an address's pushes.
+	names map[string]map[string]bool
+	// traces are the trace ids of the spans an address sent.
+	traces  map[string]map[string]bool
 	badAuth int
+}
+
+// tierCounters are the request counters of the lb and web tiers, which
+// their exporters give and the shipper pushes: QPS per tier is their rate.
+var tierCounters = map[string][]string{
+	"lb":  {"haproxy_frontend_http_requests_total", "haproxy_backend_http_requests_total"},
+	"web": {"nginx_http_requests_total"},
+}
+
+func (r *receiver) auth(w http.ResponseWriter, req *http.Request) bool {
+	if u, p, ok := req.BasicAuth(); !ok || u != "e2e" || p != "e2e-monitoring-secret" {
+		r.mu.Lock()
+		r.badAuth++
+		r.mu.Unlock()
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return false
+	}
+	return true
 }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	host, _, _ := net.SplitHostPort(req.RemoteAddr)
 	switch {
 	case req.Method == http.MethodPost && req.URL.Path == "/api/v1/write":
-		if u, p, ok := req.BasicAuth(); !ok || u != "e2e" || p != "e2e-monitoring-secret" {
-			r.mu.Lock()
-			r.badAuth++
-			r.mu.Unlock()
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+		if !r.auth(w, req) {
 			return
 		}
 		// A remote-write body: snappy (block format) around a protobuf
@@ -100,12 +120,59 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			http.Error(w, "not a snappy-compressed remote-write body", http.StatusBadRequest)
 			return
 		}
+		r.mu.Lock()
 		if bytes.Contains(raw, []byte("node_cpu_seconds_total")) {
-			r.mu.Lock()
 			r.metrics[host]++
-			r.mu.Unlock()
 		}
+		for _, names := range tierCounters {
+			for _, n := range names {
+				if bytes.Contains(raw, []byte(n)) {
+					if r.names[host] == nil {
+						r.names[host] = map[string]bool{}
+					}
+					r.names[host][n] = true
+				}
+			}
+		}
+		r.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
+	case req.Method == http.MethodPost && req.URL.Path == "/v1/traces":
+		// An OTLP/HTTP export, as the apps sent it to their node's agent
+		// (JSON), forwarded by the agent.
+		if !r.auth(w, req) {
+			return
+		}
+		var export struct {
+			ResourceSpans []struct {
+				ScopeSpans []struct {
+					Spans []struct {
+						TraceID string `json:"traceId"`
+					} `json:"spans"`
+				} `json:"scopeSpans"`
+			} `json:"resourceSpans"`
+		}
+		if req.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "this receiver reads OTLP/JSON", http.StatusUnsupportedMediaType)
+			return
+		}
+		if err := json.NewDecoder(io.LimitReader(req.Body, 4<<20)).Decode(&export); err != nil {
+			http.Error(w, "not an OTLP/JSON export: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		for _, rs := range export.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					if r.traces[host] == nil {
+						r.traces[host] = map[string]bool{}
+					}
+					r.traces[host][sp.TraceID] = true
+				}
+			}
+		}
+		r.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "{}")
 	case req.Method == http.MethodPost && req.URL.Path == "/upload":
 		// journal-upload streams entries in one long request: count the
 		// sender at its first bytes.
@@ -242,7 +309,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	// The monitoring service, inside the namespace.
-	rec := &receiver{metrics: map[string]int{}, logs: map[string]int{}}
+	rec := &receiver{metrics: map[string]int{}, logs: map[string]int{}, names: map[string]map[string]bool{}, traces: map[string]map[string]bool{}}
 	l, err := seg.listen("10.10.0.1:9443")
 	if err != nil {
 		t.Fatal(err)
@@ -470,6 +537,64 @@ func TestCluster(t *testing.T) {
 		t.Errorf("monitoring: %d pushes with wrong credentials", rec.badAuth)
 	}
 	t.Logf("monitoring: metrics and logs from all %d nodes", len(addrs))
+
+	// QPS per tier: every lb and web node pushed its request counters
+	// (the stopped lb did while it ran).
+	err = eventually(ctx, func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, n := range nodes {
+			for _, name := range tierCounters[n.Role] {
+				if !rec.names[n.Address][name] {
+					return fmt.Errorf("%s pushed no %s", n.Name, name)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("monitoring: %v", err)
+	}
+	t.Logf("monitoring: the lb nodes pushed %v, the web nodes %v", tierCounters["lb"], tierCounters["web"])
+
+	// Traces: requests through the VIP with a traceparent of their own;
+	// app-1's span of each reaches the receiver, forwarded by its agent,
+	// with the request's trace id.
+	traceIDs := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		id := fmt.Sprintf("%x", b)
+		req, _ := http.NewRequest(http.MethodGet, "https://"+clusterVIPs[1]+"/", nil)
+		req.Header.Set("traceparent", "00-"+id+"-00f067aa0ba902b7-01")
+		resp, err := seg.client("", true, false).Do(req)
+		if err != nil {
+			t.Fatalf("traces: GET %s: %v", req.URL, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("traces: GET %s: %s", req.URL, resp.Status)
+		}
+		traceIDs[id] = true
+	}
+	app := byName["app-1"].Address
+	err = eventually(ctx, func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for id := range traceIDs {
+			if !rec.traces[app][id] {
+				return fmt.Errorf("no span of trace %s from app-1 (%d trace ids from it so far)", id, len(rec.traces[app]))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("traces: %v", err)
+	}
+	if rec.badAuth > 0 {
+		t.Errorf("monitoring: %d pushes with wrong credentials", rec.badAuth)
+	}
+	t.Logf("traces: app-1's spans of all %d requests arrived with their trace ids", len(traceIDs))
 }
 
 // reply is what a request through the VIP got, its body read and closed.

@@ -143,6 +143,7 @@ func TestParseErrors(t *testing.T) {
 		{"tls garbage", web, "tls: self-signed", "tls: {cert: x, key: y}", `field "imgforge.tls.cert": the certificate and key do not make a pair`},
 		{"tls other word", web, "tls: self-signed", "tls: selfsigned", `field "imgforge.tls": expected a mapping`},
 		{"monitoring http", web, "metrics_url: https://", "metrics_url: http://", `field "imgforge.monitoring.metrics_url": is not accepted (the value is not shown: it may hold credentials); accepted: an https:// URL`},
+		{"traces http", web, "metrics_url: https://", "traces_url: http://t.example/v1/traces\n    metrics_url: https://", `field "imgforge.monitoring.traces_url": is not accepted (the value is not shown: it may hold credentials); accepted: an https:// URL`},
 		{"monitoring both auth", web, "password: s3cret-pass", "password: s3cret-pass\n    bearer_token: t", `field "imgforge.monitoring.bearer_token": give either a bearer token or username and password`},
 		{"monitoring no password", web, "    password: s3cret-pass\n", "", `field "imgforge.monitoring.password": is missing`},
 		{"monitoring dollar", web, "password: s3cret-pass", "password: s3cret$pass", `field "imgforge.monitoring.password": is not accepted (11 characters); accepted: 1 to 256 printable ASCII characters without spaces, quotes, backslash, '$' or backtick`},

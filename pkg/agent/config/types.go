@@ -153,6 +153,7 @@ type Database struct {
 type Monitoring struct {
 	MetricsURL  string `yaml:"metrics_url,omitempty" json:"metrics_url,omitempty"` // the remote-write endpoint (pkg/agent/metrics)
 	LogsURL     string `yaml:"logs_url,omitempty" json:"logs_url,omitempty"`       // systemd-journal-remote
+	TracesURL   string `yaml:"traces_url,omitempty" json:"traces_url,omitempty"`   // OTLP/HTTP traces (POST), same credentials as metrics_url
 	LogsCert    string `yaml:"logs_cert,omitempty" json:"-"`                       // PEM client certificate (chain)
 	LogsKey     string `yaml:"logs_key,omitempty" json:"-"`                        // its PEM private key
 	Username    string `yaml:"username,omitempty" json:"username,omitempty"`

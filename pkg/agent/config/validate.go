@@ -401,10 +401,10 @@ func (c *Config) validateDatabase(src spec.Source, field string) error {
 }
 
 func (m *Monitoring) validate(src spec.Source, field string) error {
-	if m.MetricsURL == "" && m.LogsURL == "" {
-		return src.Errorf(field, "needs metrics_url, logs_url or both")
+	if m.MetricsURL == "" && m.LogsURL == "" && m.TracesURL == "" {
+		return src.Errorf(field, "needs one or more of metrics_url, logs_url and traces_url")
 	}
-	for _, u := range []struct{ k, v string }{{"metrics_url", m.MetricsURL}, {"logs_url", m.LogsURL}} {
+	for _, u := range []struct{ k, v string }{{"metrics_url", m.MetricsURL}, {"logs_url", m.LogsURL}, {"traces_url", m.TracesURL}} {
 		if u.v == "" {
 			continue
 		}

@@ -27,6 +27,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -44,15 +45,24 @@ import (
 
 // Config is what the shipper reads (JSON, rendered by the agent).
 type Config struct {
-	// URL is the remote-write endpoint (https, or http on loopback).
-	URL string `json:"url"`
+	// URL is the remote-write endpoint (https, or http on loopback); empty
+	// when the node ships only traces.
+	URL string `json:"url,omitempty"`
+	// TracesURL is the OTLP/HTTP traces endpoint (https, or http on
+	// loopback), for example https://collector.example:4318/v1/traces:
+	// the relay (Relay) takes the node's spans on TracesListen and sends
+	// them there, with the same credentials and CA.
+	TracesURL string `json:"traces_url,omitempty"`
+	// TracesListen is the relay's address: loopback only; default
+	// 127.0.0.1:4318 (OTLP/HTTP's port).
+	TracesListen string `json:"traces_listen,omitempty"`
 	// Labels are added to every sample that lacks them (Prometheus's
 	// external_labels): the node and its role.
-	Labels map[string]string `json:"labels"`
+	Labels map[string]string `json:"labels,omitempty"`
 	// Instance is the instance label of every target (they are all on
 	// 127.0.0.1, which says nothing).
 	Instance string `json:"instance"`
-	Jobs     []Job  `json:"jobs"`
+	Jobs     []Job  `json:"jobs,omitempty"`
 	// User with SecretFile is basic authentication; SecretFile alone with
 	// Bearer is a bearer token. The file is read at each start.
 	User       string `json:"user,omitempty"`
@@ -72,21 +82,37 @@ type Job struct {
 	URL string `json:"url"`
 }
 
-const defaultInterval = 30
+const (
+	defaultInterval     = 30
+	DefaultTracesListen = "127.0.0.1:4318"
+)
 
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // Validate checks every field; the error names the field.
 func (c *Config) Validate() error {
-	// The URL is not shown in errors: its query may hold a token.
-	u, err := url.Parse(c.URL)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		return errors.New("url: not accepted; accepted: an https URL (http only on loopback)")
-	case u.Scheme == "http" && !loopback(u.Hostname()):
-		return errors.New("url: plain http is accepted only on loopback; use https")
-	case u.User != nil:
-		return errors.New("url: holds credentials; give them as user and secret_file")
+	if c.URL == "" && c.TracesURL == "" {
+		return errors.New("url: empty, and so is traces_url; accepted: either or both")
+	}
+	for _, f := range []struct{ name, v string }{{"url", c.URL}, {"traces_url", c.TracesURL}} {
+		if f.v == "" {
+			continue
+		}
+		if err := endpoint(f.v); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	if c.TracesListen != "" {
+		host, port, err := net.SplitHostPort(c.TracesListen)
+		if err != nil || !loopback(host) || port == "" {
+			return fmt.Errorf("traces_listen: %q is not HOST:PORT on a loopback address", c.TracesListen)
+		}
+	}
+	if c.URL == "" {
+		if len(c.Jobs) > 0 {
+			return errors.New("jobs: given without url")
+		}
+		return c.validateAuth()
 	}
 	for k, v := range c.Labels {
 		if !labelName.MatchString(k) || strings.HasPrefix(k, "__") {
@@ -113,14 +139,33 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("jobs[%d].url: %q is not an http URL on loopback", i, j.URL)
 		}
 	}
+	if c.IntervalSeconds < 0 || c.IntervalSeconds > 3600 {
+		return fmt.Errorf("interval_seconds: %d is not 0 (the default, 30) to 3600", c.IntervalSeconds)
+	}
+	return c.validateAuth()
+}
+
+// endpoint checks a URL to push to. The URL is not shown in errors: its
+// query may hold a token.
+func endpoint(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return errors.New("not accepted; accepted: an https URL (http only on loopback)")
+	case u.Scheme == "http" && !loopback(u.Hostname()):
+		return errors.New("plain http is accepted only on loopback; use https")
+	case u.User != nil:
+		return errors.New("holds credentials; give them as user and secret_file")
+	}
+	return nil
+}
+
+func (c *Config) validateAuth() error {
 	if c.Bearer && c.SecretFile == "" {
 		return errors.New("bearer: set without secret_file")
 	}
 	if c.User != "" && c.SecretFile == "" {
 		return errors.New("user: set without secret_file")
-	}
-	if c.IntervalSeconds < 0 || c.IntervalSeconds > 3600 {
-		return fmt.Errorf("interval_seconds: %d is not 0 (the default, 30) to 3600", c.IntervalSeconds)
 	}
 	return nil
 }
@@ -226,8 +271,13 @@ func New(cfg *Config, log *slog.Logger) (*Shipper, error) {
 	return s, nil
 }
 
-// Run scrapes every interval until ctx ends, the first time at once.
+// Run scrapes every interval until ctx ends, the first time at once. With
+// no url (a node that ships only traces) it waits for ctx.
 func (s *Shipper) Run(ctx context.Context) error {
+	if s.cfg.URL == "" {
+		<-ctx.Done()
+		return nil
+	}
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {

@@ -85,6 +85,12 @@ func TestValidate(t *testing.T) {
 		{"user", func(c *Config) { c.SecretFile = "" }},
 		{"bearer", func(c *Config) { c.User, c.SecretFile, c.Bearer = "", "", true }},
 		{"interval_seconds", func(c *Config) { c.IntervalSeconds = -1 }},
+		{"traces_url", func(c *Config) { c.TracesURL = "http://collector.example:4318/v1/traces" }},
+		{"traces_url", func(c *Config) { c.TracesURL = "https://u:p@collector.example/v1/traces" }},
+		{"traces_listen", func(c *Config) { c.TracesURL, c.TracesListen = "https://c.example/v1/traces", "0.0.0.0:4318" }},
+		{"traces_listen", func(c *Config) { c.TracesURL, c.TracesListen = "https://c.example/v1/traces", "127.0.0.1" }},
+		{"url", func(c *Config) { c.URL = "" }},
+		{"jobs", func(c *Config) { c.URL, c.TracesURL = "", "https://c.example/v1/traces" }},
 	} {
 		c := good()
 		tc.edit(&c)
@@ -95,6 +101,10 @@ func TestValidate(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "u:p@") {
 			t.Errorf("the error shows the URL's credentials: %v", err)
 		}
+	}
+	traces := Config{TracesURL: "https://c.example/v1/traces", TracesListen: "[::1]:4318", Instance: "app-1", User: "u", SecretFile: "/s"}
+	if err := traces.Validate(); err != nil {
+		t.Errorf("a traces-only config: %v", err)
 	}
 	if _, err := Parse([]byte(`{"url":"https://x/","instance":"a","jobs":[{"name":"n","url":"http://127.0.0.1:1/"}],"extra":1}`)); err == nil {
 		t.Error("an unknown field was accepted")

@@ -77,6 +77,9 @@ type Monitoring struct {
 	// certificate and key), as systemd-journal-upload does.
 	LogsURL  string
 	LogsCert *TLS
+	// TracesURL is an OTLP/HTTP traces endpoint (https); empty means the
+	// node relays no spans. It takes the metrics credentials.
+	TracesURL string
 	// CAPEM verifies both endpoints; empty means the system's CA bundle.
 	CAPEM []byte
 }
@@ -296,9 +299,16 @@ func (d *DB) validate() error {
 }
 
 func (m *Monitoring) validate() error {
-	if m.MetricsURL != "" {
-		if err := validURL(m.MetricsURL); err != nil {
-			return fmt.Errorf("monitoring.metrics_url: %w", err)
+	if m.TracesURL != "" {
+		if err := validURL(m.TracesURL); err != nil {
+			return fmt.Errorf("monitoring.traces_url: %w", err)
+		}
+	}
+	if m.MetricsURL != "" || m.TracesURL != "" {
+		if m.MetricsURL != "" {
+			if err := validURL(m.MetricsURL); err != nil {
+				return fmt.Errorf("monitoring.metrics_url: %w", err)
+			}
 		}
 		if m.MetricsUser != "" || m.MetricsPassword != "" {
 			if m.MetricsToken != "" {

@@ -48,11 +48,11 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 	if m == nil {
 		return nil
 	}
-	if m.MetricsURL != "" {
-		d := metrics.Config{
-			URL: m.MetricsURL, Instance: in.Self.Name,
-			Labels: map[string]string{"node": in.Self.Name, "role": in.Self.Role},
-			Jobs:   append([]metrics.Job{{Name: "node", URL: "http://127.0.0.1:9100/metrics"}}, r.jobs()...),
+	if m.MetricsURL != "" || m.TracesURL != "" {
+		d := metrics.Config{URL: m.MetricsURL, TracesURL: m.TracesURL, Instance: in.Self.Name}
+		if m.MetricsURL != "" {
+			d.Labels = map[string]string{"node": in.Self.Name, "role": in.Self.Role}
+			d.Jobs = append([]metrics.Job{{Name: "node", URL: "http://127.0.0.1:9100/metrics"}}, r.jobs()...)
 		}
 		var files []File
 		if len(m.CAPEM) > 0 {

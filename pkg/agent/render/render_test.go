@@ -217,7 +217,11 @@ func goldenCases(t testing.TB) map[string]render.Input {
 	cases["db-monitoring-noauth"] = mon
 	mon = cases["app-db1"]
 	mon.Monitoring = monitoring(t, false)
+	mon.Monitoring.TracesURL = "https://traces.example:4318/v1/traces"
 	cases["app-monitoring-basic"] = mon
+	mon = cases["app-db1"]
+	mon.Monitoring = &render.Monitoring{TracesURL: "https://traces.example/v1/traces", MetricsUser: "node", MetricsPassword: "s3cret-pass"}
+	cases["app-monitoring-traces-only"] = mon
 	return cases
 }
 

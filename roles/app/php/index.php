@@ -6,6 +6,13 @@
 // /cached is the one route the web nodes may cache (for 60 s); every other
 // answer, and every error, says no-store. The uWSGI app (app.py) answers
 // the same.
+//
+// Each request's span (OpenTelemetry, OTLP/JSON) goes to the node's agent
+// on loopback (127.0.0.1:4318) once the answer has been sent; its trace id
+// is the one in the traceparent nginx passes (HTTP_TRACEPARENT). The agent
+// forwards it to the traces endpoint given at boot, or nowhere.
+$start = microtime(true);
+register_shutdown_function('imgforge_span', $start);
 header('Content-Type: text/plain; charset=utf-8');
 $path = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH);
 $cacheable = $path === '/cached';
@@ -29,4 +36,57 @@ try {
 } catch (Throwable $e) {
     http_response_code(502);
     echo "database error: ", $e->getMessage(), "\n";
+}
+
+// imgforge_span sends this request's span, after the answer.
+function imgforge_span(float $start): void
+{
+    if (function_exists('fastcgi_finish_request')) {
+        fastcgi_finish_request();
+    }
+    $end = microtime(true);
+    $tp = $_SERVER['HTTP_TRACEPARENT'] ?? '';
+    if (preg_match('/^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/', $tp, $m)
+        && $m[1] !== str_repeat('0', 32) && $m[2] !== str_repeat('0', 16)) {
+        [$trace, $parent] = [$m[1], $m[2]];
+    } else {
+        [$trace, $parent] = [bin2hex(random_bytes(16)), ''];
+    }
+    $status = http_response_code();
+    $path = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
+    $method = $_SERVER['REQUEST_METHOD'] ?? 'GET';
+    $attr = fn(string $k, array $v) => ['key' => $k, 'value' => $v];
+    $span = [
+        'traceId' => $trace,
+        'spanId' => bin2hex(random_bytes(8)),
+        'name' => $method . ' ' . $path,
+        'kind' => 2,
+        'startTimeUnixNano' => sprintf('%.0f', $start * 1e9),
+        'endTimeUnixNano' => sprintf('%.0f', $end * 1e9),
+        'attributes' => [
+            $attr('http.request.method', ['stringValue' => $method]),
+            $attr('url.path', ['stringValue' => $path]),
+            $attr('http.response.status_code', ['intValue' => (string)$status]),
+        ],
+        'status' => ['code' => $status >= 500 ? 2 : 0],
+    ];
+    if ($parent !== '') {
+        $span['parentSpanId'] = $parent;
+    }
+    $body = json_encode(['resourceSpans' => [[
+        'resource' => ['attributes' => [
+            $attr('service.name', ['stringValue' => 'imgforge-app']),
+            $attr('host.name', ['stringValue' => gethostname()]),
+        ]],
+        'scopeSpans' => [['scope' => ['name' => 'imgforge-app'], 'spans' => [$span]]],
+    ]]], JSON_UNESCAPED_SLASHES);
+    // The agent answers at once; without one (no traces endpoint), the
+    // connection is refused at once.
+    @file_get_contents('http://127.0.0.1:4318/v1/traces', false, stream_context_create(['http' => [
+        'method' => 'POST',
+        'header' => "Content-Type: application/json\r\n",
+        'content' => $body,
+        'timeout' => 1,
+        'ignore_errors' => true,
+    ]]));
 }

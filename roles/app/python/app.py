@@ -3,10 +3,18 @@ primary to show that every tier of the stack works.
 
 /cached is the one route the web nodes may cache (for 60 s); every other
 answer, and every error, says no-store. The PHP app (index.php) answers the
-same."""
+same.
+
+Each request's span (OpenTelemetry, OTLP/JSON) goes to the node's agent on
+loopback (127.0.0.1:4318) once the answer has been sent; its trace id is the
+one in the traceparent nginx passes (HTTP_TRACEPARENT). The agent forwards it
+to the traces endpoint given at boot, or nowhere."""
 import json
 import os
+import re
 import socket
+import time
+import urllib.request
 
 import pymysql
 
@@ -16,14 +24,86 @@ NO_STORE = ("Cache-Control", "no-store")
 CACHEABLE = ("Cache-Control", "public, max-age=60")
 
 
+SPANS = "http://127.0.0.1:4318/v1/traces"
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+def span(environ, status, start, end):
+    """The request's span as an OTLP/JSON export."""
+    m = TRACEPARENT.match(environ.get("HTTP_TRACEPARENT", ""))
+    if m and m.group(1) != "0" * 32 and m.group(2) != "0" * 16:
+        trace, parent = m.group(1), m.group(2)
+    else:
+        trace, parent = os.urandom(16).hex(), ""
+    method = environ.get("REQUEST_METHOD", "GET")
+    path = environ.get("PATH_INFO", "/") or "/"
+
+    def attr(k, v):
+        return {"key": k, "value": v}
+
+    s = {
+        "traceId": trace,
+        "spanId": os.urandom(8).hex(),
+        "name": f"{method} {path}",
+        "kind": 2,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(end),
+        "attributes": [
+            attr("http.request.method", {"stringValue": method}),
+            attr("url.path", {"stringValue": path}),
+            attr("http.response.status_code", {"intValue": str(status)}),
+        ],
+        "status": {"code": 2 if status >= 500 else 0},
+    }
+    if parent:
+        s["parentSpanId"] = parent
+    return {"resourceSpans": [{
+        "resource": {"attributes": [
+            attr("service.name", {"stringValue": "imgforge-app"}),
+            attr("host.name", {"stringValue": socket.gethostname()}),
+        ]},
+        "scopeSpans": [{"scope": {"name": "imgforge-app"}, "spans": [s]}],
+    }]}
+
+
+class Traced:
+    """The answer's body; its close, which the server calls once the body
+    has been sent, sends the span."""
+
+    def __init__(self, body, environ, status, start):
+        self.body, self.environ, self.status, self.start = body, environ, status, start
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self):
+        data = json.dumps(span(self.environ, self.status, self.start, time.time_ns())).encode()
+        req = urllib.request.Request(SPANS, data=data, headers={"Content-Type": "application/json"})
+        try:
+            # The agent answers at once; without one (no traces endpoint)
+            # the connection is refused at once.
+            urllib.request.urlopen(req, timeout=1).close()
+        except OSError:
+            pass
+
+
 def application(environ, start_response):
+    start = time.time_ns()
+
+    def answer(status, headers, body):
+        start_response(status, headers)
+        return Traced([body], environ, int(status.split()[0]), start)
+
+    return answer_request(environ, answer)
+
+
+def answer_request(environ, answer):
     cacheable = environ.get("PATH_INFO", "/") == "/cached"
     try:
         with open(CONFIG, encoding="utf-8") as f:
             cfg = json.load(f)
     except (OSError, ValueError):
-        start_response("503 Service Unavailable", [TEXT, NO_STORE])
-        return [b"no database configured yet\n"]
+        return answer("503 Service Unavailable", [TEXT, NO_STORE], b"no database configured yet\n")
     try:
         conn = pymysql.connect(host=cfg["host"], port=int(cfg.get("port", 3306)),
                                user=cfg["user"], password=cfg["password"],
@@ -32,8 +112,6 @@ def application(environ, start_response):
             cur.execute("SELECT message FROM greeting ORDER BY id LIMIT 1")
             row = cur.fetchone()
     except Exception as e:  # noqa: BLE001 - shown to the operator
-        start_response("502 Bad Gateway", [TEXT, NO_STORE])
-        return [f"database error: {e}\n".encode()]
+        return answer("502 Bad Gateway", [TEXT, NO_STORE], f"database error: {e}\n".encode())
     body = f"{row[0] if row else 'no rows'} (served by {socket.gethostname()})\n"
-    start_response("200 OK", [TEXT, CACHEABLE if cacheable else NO_STORE])
-    return [body.encode()]
+    return answer("200 OK", [TEXT, CACHEABLE if cacheable else NO_STORE], body.encode())
