@@ -414,9 +414,16 @@ func (s *Shipper) push(ctx context.Context, body []byte) error {
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	return send(s.client, s.auth, req)
+}
+
+// send makes req with the endpoint's credentials. An answer other than 2xx
+// is an error, permanent when retrying cannot change it; the error shows
+// the URL without its query.
+func send(client *http.Client, auth func(*http.Request), req *http.Request) error {
 	req.Header.Set("User-Agent", "imgforge-agent")
-	s.auth(req)
-	resp, err := s.client.Do(req)
+	auth(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

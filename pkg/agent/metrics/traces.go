@@ -10,7 +10,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 )
@@ -225,22 +224,7 @@ func (r *Relay) send(ctx context.Context, e export) error {
 	if e.encoding != "" {
 		req.Header.Set("Content-Encoding", e.encoding)
 	}
-	req.Header.Set("User-Agent", "imgforge-agent")
-	r.auth(req)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch {
-	case resp.StatusCode/100 == 2:
-		return nil
-	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests:
-		return permanent{fmt.Errorf("POST %s: %s: %s", redact(req.URL), resp.Status, strings.TrimSpace(string(msg)))}
-	default:
-		return fmt.Errorf("POST %s: %s: %s", redact(req.URL), resp.Status, strings.TrimSpace(string(msg)))
-	}
+	return send(r.client, r.auth, req)
 }
 
 // Counts are the exports forwarded and dropped so far.
