@@ -34,7 +34,7 @@ const (
 func vipHolder(seg *segment, byName map[string]seedNode, addr string) (string, error) {
 	out, err := exec.Command("ip", "-n", seg.ns, "neigh", "show", addr).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("ip neigh: %v: %s", err, out)
+		return "", fmt.Errorf("ip neigh: %w: %s", err, out)
 	}
 	for _, n := range []string{"lb-1", "lb-2"} {
 		if strings.Contains(strings.ToLower(string(out)), strings.ToLower(byName[n].MAC)) {
@@ -171,7 +171,7 @@ func activeActive(ctx context.Context, t *testing.T, seg *segment, byName map[st
 	// answering for 20 more requests.
 	err = eventually(ctx, func() error {
 		if h, err := vipHolder(seg, byName, moved); err != nil || h == holder {
-			return fmt.Errorf("%s is still at %s's MAC (%v)", moved, holder, err)
+			return fmt.Errorf("%s is still at %s's MAC (%w)", moved, holder, err)
 		}
 		if c := sMoved.since(before); c.sent-c.failed < 20 {
 			return fmt.Errorf("%d answers since the cut", c.sent-c.failed)

@@ -82,10 +82,11 @@ type Job struct {
 	URL string `json:"url"`
 }
 
-const (
-	defaultInterval     = 30
-	DefaultTracesListen = "127.0.0.1:4318"
-)
+const defaultInterval = 30
+
+// DefaultTracesListen is where the traces relay listens without
+// traces_listen: OTLP/HTTP's port, on loopback.
+const DefaultTracesListen = "127.0.0.1:4318"
 
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 

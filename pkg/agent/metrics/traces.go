@@ -110,7 +110,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// request's encoding.
 	w.Header().Set("Content-Type", ct)
 	if ct == "application/json" {
-		io.WriteString(w, "{}")
+		_, _ = io.WriteString(w, "{}")
 	}
 }
 
