@@ -43,7 +43,7 @@ type Relay struct {
 	queued int // bytes
 	seq    uint64
 	wake   chan struct{}
-	// Forwarded and Dropped count exports, for tests and logs.
+	// forwarded and dropped count exports (Counts).
 	forwarded, dropped int
 }
 
