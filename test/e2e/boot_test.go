@@ -346,40 +346,6 @@ var roleServices = map[string]roleService{
 	"db":  {3306, mariadbCheck},
 }
 
-// TestBootRoles boots the raw disk of every role under QEMU (TCG) with
-// OVMF and a NoCloud seed, and checks through forwarded ports that the
-// role's service answers.
-func TestBootRoles(t *testing.T) {
-	needBootToServices(t)
-	f := cold(t, 0)
-	for _, role := range allRoles {
-		c := roleServices[role]
-		t.Run(role, func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := bootContext()
-			defer cancel()
-			start := time.Now()
-			vm, ports := boot(t, ctx, bootOpts{name: role + "-1", guest: []int{c.port},
-				disks: []qemu.Disk{{Path: filepath.Join(f.out, role, role+".raw"), Snapshot: true}}})
-			waitMultiUser(t, ctx, vm, start, role)
-			if err := eventually(ctx, c.fn(ports[0])); err != nil {
-				t.Fatalf("%s service on guest port %d: %v", role, c.port, err)
-			}
-			t.Logf("%s: service answered after %.0fs", role, time.Since(start).Seconds())
-			// The disk ships its state file system made (issue 14): the
-			// initramfs mounts it and makes none on the critical path.
-			if strings.Contains(vm.Console.String(), "imgforge: making the state file system") {
-				t.Errorf("%s: the initramfs made a state file system; the disk should ship one", role)
-			}
-		})
-	}
-}
-
-// TestBootQcow2 boots the lb qcow2 image the same way.
-func TestBootQcow2(t *testing.T) {
-	lbAnswers(t, bootOpts{name: "lb-qcow2"}, qemu.Disk{Path: "lb.qcow2", Format: "qcow2", Snapshot: true}, nil)
-}
-
 // lbAnswers boots d, a file of the first cold build's lb folder (its
 // Path relative to it), as o says, and waits for multi-user and haproxy's
 // /health; first, when not nil, runs once the machine has started.
