@@ -199,9 +199,10 @@ const tcgAccel = "tcg,tb-size=64"
 // uses (glibc's AVX2 string functions, the kvm module loaded by udev) and
 // TCG emulates slowly: a lone web VM reached multi-user in 145 s with this
 // model against 212 s with max, and used 29 % of a core settled against
-// 38 % (on the 2-core machine, 2026-12-02). Under KVM the guest gets the
-// host's CPU (max).
-const tcgCPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt"
+// 38 % (on the 2-core machine, 2026-12-02). qemu64 itself offers SVM,
+// for which udev loads kvm_amd in every guest: -svm. Under KVM the guest
+// gets the host's CPU (max).
+const tcgCPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,-svm"
 
 // Machine is a virtual machine to start.
 type Machine struct {

@@ -38,7 +38,7 @@ func TestArgs(t *testing.T) {
 			name: "base",
 			edit: func(*Machine) {},
 			want: []string{
-				"-name t -machine q35 -accel tcg,tb-size=64 -cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt -m 512 -smp 1 -nodefaults",
+				"-name t -machine q35 -accel tcg,tb-size=64 -cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,-svm -m 512 -smp 1 -nodefaults",
 				"-chardev stdio,id=console,mux=on,signal=off -serial chardev:console",
 				"-monitor unix:/tmp/vm/monitor.sock,server=on,wait=off",
 				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd",
