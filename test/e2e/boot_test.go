@@ -23,14 +23,35 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/imgforge/imgforge/pkg/qemu"
 	"github.com/imgforge/imgforge/pkg/seed"
 )
 
-// vmSlots bounds how many VMs run at once: TCG on two cores, one vCPU
-// each (testCPUs).
-var vmSlots = make(chan struct{}, 2)
+// slots are the machine's two cores, shared out among the parallel tests:
+// a test VM takes one for its life (TCG, one vCPU each: testCPUs), a test
+// that works the host hard (builds, unpacking, hashing) one for its run
+// (hostSlots), and the cluster test all of them. Every test of the
+// package is parallel, and go test's -parallel (the Makefile's) is above
+// the number of tests, so these slots alone decide what runs: a test
+// waiting for a VM slot no longer holds one of go test's two places
+// while the other core has nothing to do. Acquire is first come, first
+// served, and a waiter for two slots holds back those behind it.
+var slots = semaphore.NewWeighted(nSlots)
+
+const nSlots = 2
+
+// hostSlots takes n slots for the rest of t, for a test that boots no VM
+// (one that does would wait for itself): 1 for a test that builds or
+// reads images, nSlots for one that must have the machine to itself.
+func hostSlots(t testing.TB, n int64) {
+	t.Helper()
+	if err := slots.Acquire(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { slots.Release(n) })
+}
 
 // testCPUs is the vCPUs of every test VM. With two each, the guests'
 // vCPUs outnumber the cores, and a vCPU that waits for its descheduled
@@ -172,18 +193,16 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 // last lines logged when the test failed).
 func startSlotted(t testing.TB, ctx context.Context, m *qemu.Machine) *qemu.VM {
 	t.Helper()
-	select {
-	case vmSlots <- struct{}{}:
-	case <-ctx.Done():
+	if err := slots.Acquire(ctx, 1); err != nil {
 		t.Fatal(context.Cause(ctx))
 	}
 	startBootClock(ctx)
 	vm, err := qemu.Start(ctx, m)
 	if err != nil {
-		<-vmSlots
+		slots.Release(1)
 		t.Fatal(err)
 	}
-	go func() { <-vm.Done(); <-vmSlots }()
+	go func() { <-vm.Done(); slots.Release(1) }()
 	// With IMGFORGE_E2E_LOGS, every machine's whole console is kept there,
 	// for a hang that the last lines do not explain.
 	if d := os.Getenv("IMGFORGE_E2E_LOGS"); d != "" {

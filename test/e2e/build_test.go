@@ -40,7 +40,9 @@ var common = []string{
 // TestColdBuildAllRoles builds the four roles on an empty cache and reads
 // each image with skopeo, umoci and go-containerregistry.
 func TestColdBuildAllRoles(t *testing.T) {
+	t.Parallel()
 	f := cold(t, 0)
+	hostSlots(t, 1)
 	if len(f.build.Results) != len(allRoles) {
 		t.Fatalf("%d results, want %d", len(f.build.Results), len(allRoles))
 	}
@@ -201,6 +203,7 @@ func readManifest(t testing.TB, p string) *imagemeta.Manifest {
 // TestReproducible builds every role a second time with another empty
 // cache (no shared .deb files either) and compares every output file.
 func TestReproducible(t *testing.T) {
+	t.Parallel()
 	a, b := cold(t, 0), cold(t, 1)
 	for _, role := range allRoles {
 		ma := readManifest(t, filepath.Join(a.out, role, "manifest.json"))
@@ -219,7 +222,9 @@ func TestReproducible(t *testing.T) {
 // TestTemplateChangeReusesBase edits one template and rebuilds: the base
 // and package layers come from the cache, only the overlay is rebuilt.
 func TestTemplateChangeReusesBase(t *testing.T) {
+	t.Parallel()
 	f := cold(t, 0)
+	hostSlots(t, 1)
 	roles := filepath.Join(t.TempDir(), "roles")
 	copyTree(t, filepath.Join(repo, "roles"), roles)
 	tmpl := filepath.Join(roles, "lb", "templates", "haproxy.cfg.tmpl")
@@ -268,7 +273,9 @@ func TestTemplateChangeReusesBase(t *testing.T) {
 // TestMissingPackage asks for a package the mirror lacks: a one-line error
 // at the line that asked for it, and nothing written.
 func TestMissingPackage(t *testing.T) {
+	t.Parallel()
 	f := cold(t, 0)
+	hostSlots(t, 1)
 	roles := filepath.Join(t.TempDir(), "roles")
 	copyTree(t, filepath.Join(repo, "roles"), roles)
 	lb := filepath.Join(roles, "lb.yaml")
@@ -319,7 +326,9 @@ func assertCacheClean(t testing.TB, cache string) {
 // runs: nothing in the output dir, nothing mounted, and the next build
 // succeeds with the same result as an uninterrupted one.
 func TestInterrupt(t *testing.T) {
-	f := cold(t, 0)
+	t.Parallel()
+	f := privateCache(t, cold(t, 0))
+	hostSlots(t, 1)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			roles := filepath.Join(t.TempDir(), "roles")
@@ -370,7 +379,9 @@ func TestInterrupt(t *testing.T) {
 // TestCorruptCacheEntry flips a byte in cached layers: the next build
 // notices, rebuilds them and gives the same image.
 func TestCorruptCacheEntry(t *testing.T) {
-	f := cold(t, 0)
+	t.Parallel()
+	f := privateCache(t, cold(t, 0))
+	hostSlots(t, 1)
 	m := readManifest(t, filepath.Join(f.out, "lb", "manifest.json"))
 	for _, kind := range []string{"overlay", "role"} {
 		t.Run(kind, func(t *testing.T) {
@@ -434,7 +445,9 @@ func flipByte(t testing.TB, p string) {
 // folder (not a rebuild) to an in-memory registry on loopback and reads
 // it back.
 func TestPush(t *testing.T) {
+	t.Parallel()
 	f := cold(t, 0)
+	hostSlots(t, 1)
 	srv := httptest.NewServer(registry.New())
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
@@ -468,7 +481,9 @@ func TestPush(t *testing.T) {
 // slot smaller than the root: a one-line error at the setting that says
 // how much is needed, and nothing written.
 func TestDiskTooSmall(t *testing.T) {
+	t.Parallel()
 	f := cold(t, 0)
+	hostSlots(t, 1)
 	for _, c := range []struct{ from, to, want string }{
 		{"  size: 2GiB", "  size: 100MiB", `images/default.yaml:\d+:9: field "disk.size": the disk size 100MiB \(disk.size in the image definition\) cannot hold the two slots: it needs at least \d+MiB`},
 		{"  slot_size: 512MiB", "  slot_size: 64MiB", `images/default.yaml:\d+:14: field "disk.slot_size": the slot size 64MiB cannot hold the root filesystem of \d+MiB: make it at least \d+MiB`},
@@ -497,7 +512,9 @@ func TestDiskTooSmall(t *testing.T) {
 // TestVerify checks every role's raw disk and ISO with imgforge verify, and
 // that a changed root partition fails it.
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	f := cold(t, 0)
+	hostSlots(t, 1)
 	for _, role := range allRoles {
 		for _, format := range []string{"raw", "iso"} {
 			r := imgforge(t, f.cache, workdir, "verify", "--output-dir", f.out, "--format", format, role)

@@ -290,6 +290,10 @@ func testPKI(t *testing.T, dir string) (caPEM []byte, server tls.Certificate) {
 func TestCluster(t *testing.T) {
 	needBootToServices(t)
 	t.Parallel()
+	// The cluster takes every slot (its machines must run at once), and
+	// asks before it waits for the first cold build: the other tests ask
+	// after it, so the cluster boots first, once that build is there.
+	hostSlots(t, nSlots)
 	f := cold(t, 0)
 	dir := t.TempDir()
 	seg := newSegment(t, "cl", "10.10.0.1/24")
@@ -336,15 +340,6 @@ func TestCluster(t *testing.T) {
 		v2, v3 = buildVersion(t, f, "v2", rolloutV2), buildVersion(t, f, "v3", rolloutV3)
 	}
 
-	// The cluster takes every VM slot: its machines must run at once.
-	for range cap(vmSlots) {
-		vmSlots <- struct{}{}
-	}
-	t.Cleanup(func() {
-		for range cap(vmSlots) {
-			<-vmSlots
-		}
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	vms := map[string]*qemu.VM{}

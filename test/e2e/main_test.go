@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
@@ -71,6 +74,12 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "e2e tests need %s (apt-get install %s)\n", tool, tool)
 			return 1
 		}
+	}
+	// The whole suite: the cold builds start now. Every test is
+	// parallel and most wait for them; roleRoots must see them started.
+	flag.Parse()
+	if f := flag.Lookup("test.run"); f != nil && f.Value.String() == "" && os.Getenv("IMGFORGE_E2E_OUT") == "" {
+		startColds.Do(startColdBuilds)
 	}
 	code := m.Run()
 	if coldDone[0] != nil {
@@ -283,4 +292,42 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// privateCache gives a test that damages the cache, or checks what a build
+// left in it, a copy of f's cache of its own: another test's build in the
+// shared cache would repair the damage first, or leave its work in tmp/.
+// The copy's files are hard links (the cache adds and replaces entries,
+// never writes into one), made while holding the cache's lock (as imgforge
+// does, pkg/cache) so that no build is half-way through; the lock file and
+// tmp/ are the copy's own.
+func privateCache(t *testing.T, f *fixture) *fixture {
+	t.Helper()
+	src := filepath.Join(f.cache, "imgforge")
+	cache := filepath.Join(t.TempDir(), "cache")
+	dst := filepath.Join(cache, "imgforge")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(src, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "lock" || e.Name() == "tmp" {
+			continue
+		}
+		tool(t, "cp", "-al", filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()))
+	}
+	c := *f
+	c.cache = cache
+	return &c
 }

@@ -32,10 +32,11 @@ import (
 // (and its others never), a stale entry served while the app is down,
 // and the cache folder made by nginx on a fresh node.
 func TestNginxServes(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() != 0 {
 		t.Skip("chroot needs root")
 	}
-	root := roleRoots(t, "web")["web"]
+	root := roleRoots(t, 1, "web")["web"]
 	seg := newSegment(t, "ngx", "10.11.0.1/24")
 	seg.addAddr(t, "10.11.1.1/24") // the app's
 	// The app: /cached for 60 s, /short for 1 s, /big a page worth

@@ -24,12 +24,15 @@ import (
 // roleRoots unpacks the OCI image of each role: from the shared cold
 // build when this run has one, else from a build with the user's cache
 // (running this test alone: go test -tags e2e -run TestRender ./test/e2e).
-func roleRoots(t *testing.T, roles ...string) map[string]string {
+// It takes n slots (hostSlots) for the rest of t once the build is there.
+func roleRoots(t *testing.T, n int64, roles ...string) map[string]string {
 	t.Helper()
 	out := ""
 	if coldStarted() {
 		out = cold(t, 0).out
+		hostSlots(t, n)
 	} else {
+		hostSlots(t, n)
 		cache := os.Getenv("XDG_CACHE_HOME")
 		if cache == "" {
 			home, err := os.UserHomeDir()
@@ -147,10 +150,11 @@ func e2eInput(t *testing.T, role string, n int, v6 bool, pair *render.TLS) rende
 // then a broken file, which they must refuse while the last good file
 // stays.
 func TestRenderCheckers(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() != 0 {
 		t.Skip("chroot needs root")
 	}
-	roots := roleRoots(t, allRoles...)
+	roots := roleRoots(t, 1, allRoles...)
 	pair, err := render.SelfSigned(rand.Reader, time.Now(), "monitoring.example", netip.MustParseAddr("192.0.2.1"))
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ const rootlessUser = "imgforge-e2e"
 // subordinate id) could not enter the build's 0700 work folder, and the
 // build failed in 0.5 s.
 func TestRootlessBuild(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("making an unprivileged user with subordinate ids, and building as it, needs root: run the suite as root (README)")
 	}
@@ -41,6 +42,7 @@ func TestRootlessBuild(t *testing.T) {
 		}
 	}
 	f := cold(t, 0)
+	hostSlots(t, 1)
 	u := ensureRootlessUser(t)
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)

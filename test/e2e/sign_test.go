@@ -54,7 +54,9 @@ func cosignBin(t *testing.T) string {
 // SPDX and CycloneDX attestations, SHA256SUMS.sig and the provenance of
 // the raw disk, and refuses another key.
 func TestSignedBuild(t *testing.T) {
+	t.Parallel()
 	f := cold(t, 0)
+	hostSlots(t, 1)
 	cosign := cosignBin(t)
 	keys, other := t.TempDir(), t.TempDir()
 	priv, pub := writeKeyPair(t, keys)

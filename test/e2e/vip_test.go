@@ -96,12 +96,16 @@ func init() {
 // (which pass the stray packets of the other lb's connections on to it),
 // the moves break requests in flight.
 func TestVIPMoves(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"keepalived", "nft", "sysctl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed (hack/setup.sh installs it)", tool)
 		}
 	}
-	root := roleRoots(t, "lb")["lb"]
+	// The machine to itself: keepalived's adverts and the clients'
+	// requests must not wait for a core (this test ran alone before the
+	// suite's tests were all parallel).
+	root := roleRoots(t, nSlots, "lb")["lb"]
 	ri, err := imagemeta.ReadRoleInfo(filepath.Join(root, imagemeta.RolePath))
 	if err != nil {
 		t.Fatal(err)
