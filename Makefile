@@ -29,15 +29,19 @@ build: ## build bin/imgforge and bin/imgforge-agent (static, reproducible)
 	$(GO) build -o bin/imgforge ./cmd/imgforge
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o bin/imgforge-agent ./cmd/imgforge-agent
 
+# -parallel 64: every e2e test is parallel, and the tests' own slots (the
+# two cores; test/e2e/boot_test.go) decide what runs at once. -p 1: one
+# package at a time, so that go test prints the e2e tests' lines as they
+# come rather than when the package ends.
 .PHONY: test
 test: syft-tool cosign-tool ## the whole test suite: unit tests, then end-to-end builds against the Debian mirror, then the Packer plugin
 	SYFT=$(SYFT) COSIGN=$(COSIGN) $(GO) test -count=1 ./...
-	COSIGN=$(COSIGN) $(GO) test -count=1 -tags e2e -timeout 80m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
+	COSIGN=$(COSIGN) $(GO) test -count=1 -tags e2e -timeout 80m -parallel 64 -p 1 -v ./test/... 2>&1 | ./hack/e2e-summary.sh
 	$(MAKE) test-packer
 
 .PHONY: test-e2e-quick
 test-e2e-quick: ## end-to-end tests without booting the roles to their services
-	IMGFORGE_E2E_BOOT=0 $(GO) test -count=1 -tags e2e -timeout 80m -v ./test/... 2>&1 | ./hack/e2e-summary.sh
+	IMGFORGE_E2E_BOOT=0 $(GO) test -count=1 -tags e2e -timeout 80m -parallel 64 -p 1 -v ./test/... 2>&1 | ./hack/e2e-summary.sh
 
 .PHONY: test-short
 test-short: ## unit tests only (no mmdebstrap, no mirror): under a minute
