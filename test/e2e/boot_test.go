@@ -188,6 +188,18 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 	return vm, ports
 }
 
+// withSlot runs fn holding one slot: a VM test's builds before its boots.
+// The test must hold no slot then (no VM of its own running), or two such
+// tests could each wait for the other's slot.
+func withSlot(t testing.TB, fn func()) {
+	t.Helper()
+	if err := slots.Acquire(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	defer slots.Release(1)
+	fn()
+}
+
 // startSlotted starts m once a VM slot is free; the slot is given back
 // when the machine ends, and the machine ends with the test (its console's
 // last lines logged when the test failed).

@@ -45,7 +45,7 @@ func TestBootCloudImage(t *testing.T) {
 	dir := t.TempDir()
 	roles := onImage(t, dir, "lb", "cloud")
 	out := filepath.Join(dir, "out")
-	mustBuild(t, f.cache, out, "--roles", roles, "--format", "raw", "lb")
+	withSlot(t, func() { mustBuild(t, f.cache, out, "--roles", roles, "--format", "raw", "lb") })
 	m, err := imagemeta.ReadManifest(filepath.Join(out, "lb", imagemeta.ManifestName))
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,8 @@ func pxeSet(t *testing.T) string {
 	f := cold(t, 0)
 	pxeOnce.Do(func() {
 		out := filepath.Join(workdir, "pxe-out")
-		r := imgforge(t, f.cache, workdir, "build", "--output-dir", out, "--format", "pxe", "lb")
+		var r result
+		withSlot(t, func() { r = imgforge(t, f.cache, workdir, "build", "--output-dir", out, "--format", "pxe", "lb") })
 		if r.code != 0 {
 			pxeErr = fmt.Sprintf("imgforge build --format pxe lb: exit %d\n%s", r.code, r.stderr)
 			return

@@ -91,8 +91,10 @@ func TestSecureBoot(t *testing.T) {
 	key, cert := snakeoilKey(t, t.TempDir())
 	out, again := t.TempDir(), t.TempDir()
 	args := []string{"--secure-boot-key", key, "--secure-boot-cert", cert, "--format", "raw", "lb"}
-	mustBuild(t, f.cache, out, args...)
-	mustBuild(t, f.cache, again, args...)
+	withSlot(t, func() {
+		mustBuild(t, f.cache, out, args...)
+		mustBuild(t, f.cache, again, args...)
+	})
 	sums, _ := os.ReadFile(filepath.Join(out, "lb", "SHA256SUMS"))
 	if sums2, _ := os.ReadFile(filepath.Join(again, "lb", "SHA256SUMS")); len(sums) == 0 || !bytes.Equal(sums, sums2) {
 		t.Errorf("two signed builds differ:\n%s\n%s", sums, sums2)
@@ -125,7 +127,9 @@ func TestSecureBoot(t *testing.T) {
 			t.Fatal(err)
 		}
 		v2 := filepath.Join(t.TempDir(), "v2")
-		mustBuild(t, f.cache, v2, "--roles", roles, "--secure-boot-key", key, "--secure-boot-cert", cert, "--format", "pxe", "lb")
+		withSlot(t, func() {
+			mustBuild(t, f.cache, v2, "--roles", roles, "--secure-boot-key", key, "--secure-boot-cert", cert, "--format", "pxe", "lb")
+		})
 		for _, slot := range []string{"a", "b"} {
 			if _, err := os.Stat(filepath.Join(v2, "lb", "pxe", "imgforge-"+slot+".efi")); err != nil {
 				t.Errorf("the signed PXE set has no UKI of slot %s: %v", slot, err)

@@ -138,7 +138,8 @@ func TestUpdateRollback(t *testing.T) {
 			t.Fatal(err)
 		}
 		root := filepath.Join(t.TempDir(), name)
-		res, _ := mustBuild(t, f.cache, root, "--roles", roles, "--format", "pxe", "lb")
+		var res buildJSON
+		withSlot(t, func() { res, _ = mustBuild(t, f.cache, root, "--roles", roles, "--format", "pxe", "lb") })
 		rootfs := ""
 		for _, s := range res.Stages {
 			if s.Stage == "rootfs" {
@@ -340,6 +341,6 @@ func buildEdited(t *testing.T, f *fixture, role, file, prefix string) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), role+"-edited")
-	mustBuild(t, f.cache, out, "--roles", roles, "--format", "pxe", role)
+	withSlot(t, func() { mustBuild(t, f.cache, out, "--roles", roles, "--format", "pxe", role) })
 	return out
 }
