@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/s2"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/imgforge/imgforge/pkg/qemu"
 )
@@ -343,6 +344,12 @@ func TestCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	vms := map[string]*qemu.VM{}
+	// A boot under TCG takes a core, a settled node little: at most
+	// nSlots of the cluster's machines boot (to multi-user) at once, and
+	// start waits for its turn. Five boots at once each crawled at a
+	// seventh of a lone boot's pace (the kernel's module loading at 420 s
+	// of uptime against 63 s), past the services' start timeouts.
+	booting := semaphore.NewWeighted(nSlots)
 	var stopMu sync.Mutex
 	stopped := map[string]bool{} // machines the test stops on purpose
 	start := func(name string) {
@@ -366,14 +373,22 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := booting.Acquire(ctx, 1); err != nil {
+			t.Fatalf("%s: waiting for a machine to finish booting: %v", name, context.Cause(ctx))
+		}
 		vm, err := qemu.Start(ctx, &qemu.Machine{
 			Name: name, MemoryMiB: 1024, CPUs: testCPUs, Firmware: fw, Netns: seg.ns,
 			Disks: []qemu.Disk{disk, {Path: filepath.Join(seeds, name, "seed.iso"), Media: qemu.MediaCDROM}},
 			Nets:  []qemu.Net{{Tap: seg.tap(t, "t-"+name), MAC: n.MAC}},
 		})
 		if err != nil {
+			booting.Release(1)
 			t.Fatal(err)
 		}
+		go func() {
+			_, _ = vm.WaitFor(ctx, multiUser)
+			booting.Release(1)
+		}()
 		vms[name] = vm
 		if d := os.Getenv("IMGFORGE_E2E_LOGS"); d != "" {
 			if f, err := os.Create(filepath.Join(d, name+".console")); err == nil {
