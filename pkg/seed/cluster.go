@@ -63,6 +63,9 @@ type ClusterGossip struct {
 	Port int      `yaml:"port"`
 	Join []string `yaml:"join"` // node names or addresses
 	Key  *string  `yaml:"key"`
+	// Profile is memberlist's tuning on every node (config.GossipProfiles;
+	// empty: the agent's default, lan).
+	Profile string `yaml:"profile"`
 }
 
 // ClusterTLS gives the nodes of a role that renders the TLS pair (web) a
@@ -349,6 +352,9 @@ func (c *Cluster) validateDiscovery(src spec.Source, addrs map[netip.Addr]string
 	g := d.Gossip
 	if g.Port != 0 && (g.Port < 1 || g.Port > 65535) {
 		return src.Errorf("discovery.gossip.port", "%d is out of range; accepted: 1 to 65535", g.Port)
+	}
+	if g.Profile != "" && !slices.Contains(config.GossipProfiles, g.Profile) {
+		return src.Errorf("discovery.gossip.profile", "unknown gossip profile %q; accepted: %s", g.Profile, strings.Join(config.GossipProfiles, ", "))
 	}
 	if g.Key != nil {
 		if _, err := config.DecodeGossipKey(*g.Key); err != nil {

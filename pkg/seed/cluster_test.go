@@ -170,6 +170,7 @@ func TestClusterErrors(t *testing.T) {
 		{"unknown role", "role: app,", "role: cache,", `testdata/cluster.yaml:28:25: field "nodes[4].role": unknown role "cache"; accepted: app, db, lb, web`},
 		{"empty key", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    key: \"\"", `field "discovery.gossip.key": is empty; accepted: the base64 of 32 random bytes, or leave the field out and imgforge seed makes one`},
 		{"bad key", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    key: c2hvcnQ=", `field "discovery.gossip.key": decodes to 5 bytes`},
+		{"profile", "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    profile: wan", `field "discovery.gossip.profile": unknown gossip profile "wan"; accepted: lan, large`},
 		{"join unreachable", "join: [lb-1, lb-2]", "join: [lb-1, 10.10.0.99]", `field "discovery.gossip.join[1]": 10.10.0.99 is unreachable: no node has that address; accepted: a node's name or address (lb-1, lb-2, web-1, web-2, app-1, db-1)`},
 		{"join garbage", "join: [lb-1, lb-2]", "join: [lb-1, lb-3]", `field "discovery.gossip.join[1]": "lb-3" is not an address`},
 		{"address outside", "address: 10.10.0.41", "address: 10.10.1.41", `field "nodes[5].address": 10.10.1.41 is outside the subnet`},
@@ -536,6 +537,31 @@ func TestSingle(t *testing.T) {
 	} {
 		if _, err := SingleCluster(tt.s, testRoles(t)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v: got %v, want %q", tt.s, err, tt.want)
+		}
+	}
+}
+
+// TestGossipProfile: discovery.gossip.profile reaches every node's agent
+// configuration; left out, the nodes get none (the agent's default, lan).
+func TestGossipProfile(t *testing.T) {
+	file, base := readCluster(t)
+	for _, profile := range []string{"", "large"} {
+		s := string(base)
+		if profile != "" {
+			s = strings.Replace(s, "    join: [lb-1, lb-2]", "    join: [lb-1, lb-2]\n    profile: "+profile, 1)
+		}
+		c, err := ParseCluster(file, []byte(s), testRoles(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range c.Nodes {
+			cfg, err := nodeConfig(c, n, Secrets{GossipKey: strings.Repeat("A", 43) + "="}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Discovery.Gossip.Profile; got != profile {
+				t.Errorf("profile %q: node %s's gossip profile is %q", profile, n.Name, got)
+			}
 		}
 	}
 }

@@ -486,7 +486,7 @@ func nodeConfig(c *Cluster, n ClusterNode, sec Secrets, tls *config.TLS, mon *co
 	case config.MethodDNS:
 		cfg.Discovery.DNS = c.Discovery.DNS
 	case config.MethodGossip:
-		g := &config.Gossip{Port: c.Discovery.Gossip.Port, Key: sec.GossipKey}
+		g := &config.Gossip{Port: c.Discovery.Gossip.Port, Key: sec.GossipKey, Profile: c.Discovery.Gossip.Profile}
 		if g.Port == 0 {
 			g.Port = config.DefaultGossipPort
 		}

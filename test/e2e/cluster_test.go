@@ -45,6 +45,12 @@ vips:
   - address: 10.10.0.101
 discovery:
   method: gossip
+  gossip:
+    # Six TCG guests on two cores are members short of CPU: with lan's
+    # 500 ms probes, web-2 was suspected, dropped and re-admitted over and
+    # over, each time a render and an HAProxy reload on both lbs, and got
+    # no request (docs/agent.md, "Gossip profiles").
+    profile: large
 monitoring:
   metrics_url: https://10.10.0.1:9443/api/v1/write
   logs_url: https://10.10.0.1:9443
