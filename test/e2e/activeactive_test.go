@@ -101,9 +101,23 @@ func activeActive(ctx context.Context, t *testing.T, seg *segment, byName map[st
 	// from its peer before the client's request comes (an lb that had no
 	// entry yet would make its own and send it to its peer).
 	stuck := fresh()
+	// A stuck client's request is tried up to three times: on a cluster
+	// short of CPU one may outlast the client's 10 s, and the retry, from
+	// the same source, meets the same stick-table entry (HAProxy made it
+	// when the first one came).
+	getStuck := func(src, u string) (body, web string, err error) {
+		for try := 1; try <= 3; try++ {
+			if body, web, err = get(src, u); err == nil {
+				return body, web, nil
+			}
+			t.Logf("step 4: client %s through %s, try %d: %v", src, u, try, err)
+			time.Sleep(2 * time.Second)
+		}
+		return body, web, err
+	}
 	webOf := map[string]string{}
 	for _, src := range stuck {
-		body, web, err := get(src, url(clusterVIPs[0]))
+		body, web, err := getStuck(src, url(clusterVIPs[0]))
 		if err == nil {
 			err = row(body)
 		}
@@ -116,7 +130,7 @@ func activeActive(ctx context.Context, t *testing.T, seg *segment, byName map[st
 		t.Helper()
 		by := map[string]int{}
 		for _, src := range stuck {
-			_, web, err := get(src, url(vip))
+			_, web, err := getStuck(src, url(vip))
 			if err != nil {
 				t.Errorf("client %s through %s %s: %v", src, vip, when, err)
 				continue
