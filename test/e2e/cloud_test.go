@@ -13,11 +13,14 @@ import (
 	"github.com/imgforge/imgforge/pkg/qemu"
 )
 
-// onImage copies the embedded roles into dir/roles and puts role on the
+// onImage copies the embedded roles into dir/roles (making dir) and puts role on the
 // image definition image (`image: NAME` in its YAML, as a user would);
 // it returns the roles folder.
 func onImage(t testing.TB, dir, role, image string) string {
 	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	roles := filepath.Join(dir, "roles")
 	copyTree(t, filepath.Join(repo, "roles"), roles)
 	p := filepath.Join(roles, role+".yaml")
