@@ -420,7 +420,7 @@ func fileDigest(ctx context.Context, path string) (string, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := ctxio.Copy(ctx, h, f); err != nil {
+	if _, err := ctxio.CopyFile(ctx, h, f); err != nil {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil

@@ -33,7 +33,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,7 +203,7 @@ func (r *run) checkDigest(m *imagemeta.Manifest, format string) (string, error) 
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, ctxio.Reader(r.ctx, f))
+	n, err := ctxio.CopyFile(r.ctx, h, f)
 	if err != nil {
 		return "", fmt.Errorf("reading the image: %w", err)
 	}
