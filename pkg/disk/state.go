@@ -3,7 +3,6 @@ package disk
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,8 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/imgforge/imgforge/pkg/ctxio"
 	"github.com/imgforge/imgforge/pkg/imagemeta"
 )
 
@@ -97,33 +95,14 @@ func MakeState(ctx context.Context, path string, size int64, uuid string, epoch 
 	return nil
 }
 
-// copySparse writes src into dst at off, skipping its holes (found with
-// SEEK_DATA/SEEK_HOLE) and every 4 KiB block of zeros in its data, so
+// copySparse writes src into dst at off, skipping its holes (found by
+// ctxio.DataRegions) and every 4 KiB block of zeros in its data, so
 // that the target stays sparse where the source is empty. dst must be
 // zeros (unwritten) over the range.
 func copySparse(ctx context.Context, dst io.WriterAt, off int64, src *os.File) error {
-	fi, err := src.Stat()
-	if err != nil {
-		return err
-	}
-	size := fi.Size()
 	buf := make([]byte, 1<<20)
-	for pos := int64(0); pos < size; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, err := unix.Seek(int(src.Fd()), pos, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			return nil // only a hole is left
-		}
-		if err != nil {
-			data = pos // no SEEK_DATA here: read it all
-		}
-		end, err := unix.Seek(int(src.Fd()), data, unix.SEEK_HOLE)
-		if err != nil {
-			end = size
-		}
-		for pos = data; pos < end; {
+	return ctxio.DataRegions(ctx, src, func(start, end int64) error {
+		for pos := start; pos < end; {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -142,8 +121,8 @@ func copySparse(ctx context.Context, dst io.WriterAt, off int64, src *os.File) e
 			}
 			pos += int64(len(chunk))
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func allZero(b []byte) bool {
