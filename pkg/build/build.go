@@ -154,11 +154,23 @@ func (b *Builder) Build(ctx context.Context, plans []*plan.Plan) ([]*imagemeta.R
 	for _, p := range plans {
 		r, err := b.BuildOne(ctx, p)
 		if err != nil {
-			return out, err
+			return out, cancelled(ctx, err)
 		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// cancelled makes err say that ctx ended, when it did: a tool killed by
+// exec.CommandContext fails with "signal: killed", which does not wrap
+// context.Canceled, and callers (the CLI, the Packer plugin) tell an
+// interrupt from a failure with errors.Is.
+func cancelled(ctx context.Context, err error) error {
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(err, cause) || errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", cause, err)
 }
 
 // Image is a built image: its layers in the cache and what it is.

@@ -4,9 +4,12 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +90,33 @@ func TestWriteLayerCancel(t *testing.T) {
 		for _, e := range entries {
 			t.Errorf("a canceled layer left %s/%s", sub, e.Name())
 		}
+	}
+}
+
+// A tool killed because the build's context ended fails with "signal:
+// killed"; Build's error must still say context.Canceled, which the CLI
+// and the Packer plugin test for (TestRunInterrupt failed CI once when the
+// cancel landed inside qemu-img).
+func TestCancelledWrapsTheContextError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	err := fmt.Errorf("qemu-img convert: %w", cmd.Wait())
+	if errors.Is(err, context.Canceled) {
+		t.Fatalf("exec's error already wraps context.Canceled: %v", err)
+	}
+	got := cancelled(ctx, err)
+	if !errors.Is(got, context.Canceled) || !strings.Contains(got.Error(), "signal: killed") {
+		t.Errorf("cancelled: %v, want context.Canceled and the tool's error", got)
+	}
+	if again := cancelled(ctx, got); again != got {
+		t.Errorf("cancelled wrapped twice: %v", again)
+	}
+	plain := errors.New("mmdebstrap failed")
+	if got := cancelled(context.Background(), plain); got != plain {
+		t.Errorf("cancelled changed an error of a live context: %v", got)
 	}
 }
