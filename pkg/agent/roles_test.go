@@ -271,7 +271,8 @@ func TestRoleRendererWeb(t *testing.T) {
 		t.Errorf("an unchanged render moved the times: %+v", rep)
 	}
 
-	// app-2 becomes healthy, and the app tier runs uWSGI.
+	// app-2 becomes healthy; old user-data still gives the web node a
+	// runtime, which changes nothing: FastCGI to app nodes of either.
 	c2 := *c
 	c2.Options = map[string]string{"runtime": "uwsgi"}
 	s = snapshot(t, &c2, true, member("app-1", "app", "10.10.0.31", true, ""), member("app-2", "app", "10.10.0.32", true, ""))
@@ -279,8 +280,8 @@ func TestRoleRendererWeb(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf = n.read(t, "etc/nginx/nginx.conf")
-	if !strings.Contains(conf, "10.10.0.32:9000") || !strings.Contains(conf, "uwsgi_pass") {
-		t.Errorf("nginx.conf should pass to both app nodes with uwsgi:\n%s", conf)
+	if !strings.Contains(conf, "10.10.0.32:9000") || !strings.Contains(conf, "fastcgi_pass app;") || strings.Contains(conf, "uwsgi_") {
+		t.Errorf("nginx.conf should pass to both app nodes over FastCGI:\n%s", conf)
 	}
 }
 

@@ -179,12 +179,10 @@ func TestClusterErrors(t *testing.T) {
 		{"subnet", "subnet: 10.10.0.0/24", "subnet: 10.10.0.5/24", `field "network.subnet": "10.10.0.5/24" is not a network`},
 		{"mac", `mac: "52:54:00:0a:00:0b"`, `mac: "53:54:00:0a:00:0b"`, `field "nodes[0].mac": "53:54:00:0a:00:0b" is not a unicast MAC address`},
 		{"option", "options: {runtime: php-fpm}", "options: {runtime: cgi}", `field "nodes[4].options.runtime": "cgi" is not accepted; accepted: php-fpm, uwsgi`},
-		{"option on web", "role: web, address: 10.10.0.21}", "role: web, address: 10.10.0.21, options: {runtime: uwsgi}}", `field "nodes[2].options.runtime": is the app nodes' runtime, which imgforge seed gives the web nodes; accepted: leave it out and set it on the app nodes`},
 		{"option on lb", "{name: lb-2, role: lb, address: 10.10.0.12}", "{name: lb-2, role: lb, address: 10.10.0.12, options: {mode: primary}}", `field "nodes[1].options.mode": unknown option for role lb; accepted: none for role lb`},
 		{"no vip", "vips:\n  - address: 10.10.0.100\n", "", `field "vips": the lb nodes hold the cluster's VIPs (vips: true in their role file) and need at least one`},
 		{"unknown field", "cluster: shop", "cluster: shop\nclustr: shop", `testdata/cluster.yaml:4:1: field "clustr": unknown field here; accepted: cluster, database, discovery, monitoring, network, nodes, ssh_authorized_keys, tls, vips`},
 		{"two primaries", "id: 1}", "id: 1}\n  - {name: db-2, role: db, address: 10.10.0.42}", `field "nodes[6].options.mode": a second db primary`},
-		{"two app runtimes", "options: {runtime: php-fpm}}", "options: {runtime: php-fpm}}\n  - {name: app-2, role: app, address: 10.10.0.32, options: {runtime: uwsgi}}", `field "nodes[5].options.runtime": "uwsgi", but app node app-1 has php-fpm; the web nodes follow the app nodes' runtime; accepted: the same runtime on every app node`},
 		{"logs without cert", "  logs_cert_file: journal-client.crt   # a test pair, relative to this file\n  logs_key_file: journal-client.key\n", "", `field "monitoring.logs_cert_file": is missing; systemd-journal-upload authenticates to logs_url with a client certificate`},
 		{"logs cert without key", "  logs_key_file: journal-client.key\n", "", `field "monitoring.logs_key_file": is missing; logs_cert_file needs its key`},
 		{"logs key without cert", "  logs_cert_file: journal-client.crt   # a test pair, relative to this file\n", "", `field "monitoring.logs_cert_file": is missing; logs_key_file needs its certificate`},
@@ -205,6 +203,36 @@ func TestClusterErrors(t *testing.T) {
 				t.Errorf("not a one-line error naming the file: %q", err)
 			}
 		})
+	}
+}
+
+// TestMixedAppRuntimes: app nodes of both runtimes in one cluster (the
+// web nodes speak FastCGI to either); each app node's user-data carries
+// its own runtime, and the web nodes' the default, whatever the app
+// nodes run.
+func TestMixedAppRuntimes(t *testing.T) {
+	file, base := readCluster(t)
+	s := strings.Replace(string(base), "options: {runtime: php-fpm}}", "options: {runtime: php-fpm}}\n  - {name: app-2, role: app, address: 10.10.0.32, options: {runtime: uwsgi}}", 1)
+	c, err := ParseCluster(file, []byte(s), testRoles(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	for node, want := range map[string]string{"app-1": "php-fpm", "app-2": "uwsgi", "web-1": "php-fpm"} {
+		ud, err := os.ReadFile(filepath.Join(out, node, UserDataFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := config.Parse(node+"/user-data", ud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Options["runtime"] != want {
+			t.Errorf("%s: runtime option %q, want %q", node, cfg.Options["runtime"], want)
+		}
 	}
 }
 
@@ -466,7 +494,7 @@ func TestGenerateLogsPair(t *testing.T) {
 		t.Errorf("web-1's monitoring does not carry the logs pair: %+v", cfg.Monitoring)
 	}
 	if cfg.Options["runtime"] != "php-fpm" {
-		t.Errorf("web-1's runtime option = %v, want php-fpm (the app nodes')", cfg.Options)
+		t.Errorf("web-1's runtime option = %v, want php-fpm (the default)", cfg.Options)
 	}
 
 	if err := os.Remove(filepath.Join(dir, "journal-client.key")); err != nil {

@@ -13,9 +13,7 @@ import (
 // Roles are the role definitions a cluster's nodes are checked against
 // and seeded from, by name. What a node's user-data holds comes from its
 // role's file, never from its name:
-//   - options: the role's options (its choices, its default); a boot
-//     option that a role it discovers declares too follows that role's
-//     nodes (the web nodes take the app nodes' runtime), which must agree;
+//   - options: the role's options (its choices, its default);
 //   - the member mode (an option named mode): one primary per role at most;
 //   - VIPs, for a role with vips: true (which needs at least one), whose
 //     nodes are also the default gossip join list;
@@ -65,22 +63,6 @@ func optionNames(r *spec.Role) []string {
 	return out
 }
 
-// follows names the role whose nodes decide boot option o of role r: a
-// role r discovers (not itself) that declares an option of the same name.
-func (rs Roles) follows(r *spec.Role, o spec.Option) string {
-	if !o.Boot {
-		return ""
-	}
-	for _, d := range r.Discover {
-		if dr := rs[d]; d != r.Name && dr != nil {
-			if _, ok := option(dr, o.Name); ok {
-				return d
-			}
-		}
-	}
-	return ""
-}
-
 // rendersTLS reports whether role r renders the TLS pair.
 func rendersTLS(r *spec.Role) bool {
 	for _, s := range r.Render {
@@ -103,36 +85,17 @@ func nodeOption(n ClusterNode, o spec.Option) string {
 }
 
 // options are node n's options as its user-data carries them: every
-// option of its role, the node's or the default, a following boot option
-// the value of the role it follows (validated to be one).
+// option of its role, the node's or the default.
 func (c *Cluster) options(n ClusterNode) map[string]string {
 	r := c.roles[n.Role]
 	out := map[string]string{}
 	for _, o := range r.Options {
-		v := nodeOption(n, o)
-		if d := c.roles.follows(r, o); d != "" {
-			if w, ok := c.optionOf(d, o.Name); ok {
-				v = w
-			}
-		}
-		out[o.Name] = v
+		out[o.Name] = nodeOption(n, o)
 	}
 	if len(out) == 0 {
 		return nil
 	}
 	return out
-}
-
-// optionOf is the value of option name on the nodes of role, which are
-// validated to agree; false when the cluster has no node of the role.
-func (c *Cluster) optionOf(role, name string) (string, bool) {
-	o, _ := option(c.roles[role], name)
-	for _, n := range c.Nodes {
-		if n.Role == role {
-			return nodeOption(n, o), true
-		}
-	}
-	return "", false
 }
 
 // mode is node n's member mode: its mode option, "" without one.
@@ -147,21 +110,10 @@ func (c *Cluster) mode(n ClusterNode) string {
 func needs(r *spec.Role, cred string) bool { return slices.Contains(r.Credentials, cred) }
 
 // validateRoles checks what the nodes' roles decide, in the nodes'
-// order: each node's options, one primary per role, the nodes a boot
-// option follows agreeing, and VIPs for a role that holds them.
+// order: each node's options, one primary per role, and VIPs for a role
+// that holds them.
 func (c *Cluster) validateRoles(src spec.Source) error {
 	primaries := map[string]string{}
-	type first struct{ node, value string }
-	agreed := map[string]first{}    // role.option -> first node's value
-	followed := map[string]string{} // role.option -> a role that follows it
-	for _, n := range c.Nodes {
-		r := c.roles[n.Role]
-		for _, o := range r.Options {
-			if d := c.roles.follows(r, o); d != "" {
-				followed[d+"."+o.Name] = n.Role
-			}
-		}
-	}
 	for i, n := range c.Nodes {
 		f := fmt.Sprintf("nodes[%d]", i)
 		r := c.roles[n.Role]
@@ -175,24 +127,8 @@ func (c *Cluster) validateRoles(src spec.Source) error {
 				}
 				return src.Errorf(f+".options."+k, "unknown option for role %s; accepted: %s", n.Role, acc)
 			}
-			if d := c.roles.follows(r, o); d != "" {
-				return src.Errorf(f+".options."+k, "is the %s nodes' %s, which imgforge seed gives the %s nodes; accepted: leave it out and set it on the %s nodes", d, k, n.Role, d)
-			}
 			if _, ok := o.Choices[v]; !ok {
 				return src.Errorf(f+".options."+k, "%q is not accepted; accepted: %s", v, strings.Join(o.ChoiceNames(), ", "))
-			}
-		}
-		for _, o := range r.Options {
-			key := n.Role + "." + o.Name
-			follower, ok := followed[key]
-			if !ok {
-				continue
-			}
-			v := nodeOption(n, o)
-			if a, ok := agreed[key]; !ok {
-				agreed[key] = first{n.Name, v}
-			} else if a.value != v {
-				return src.Errorf(f+".options."+o.Name, "%q, but %s node %s has %s; the %s nodes follow the %s nodes' %s; accepted: the same %s on every %s node", v, n.Role, a.node, a.value, follower, n.Role, o.Name, o.Name, n.Role)
 			}
 		}
 		if c.mode(n) == config.ModePrimary {

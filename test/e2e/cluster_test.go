@@ -46,7 +46,7 @@ vips:
 discovery:
   method: gossip
   gossip:
-    # Six TCG guests on two cores are members short of CPU: with lan's
+    # Seven TCG guests on two cores are members short of CPU: with lan's
     # 500 ms probes, web-2 was suspected, dropped and re-admitted over and
     # over, each time a render and an HAProxy reload on both lbs, and got
     # no request (docs/agent.md, "Gossip profiles").
@@ -67,6 +67,7 @@ nodes:
   - {name: web-1, role: web, address: 10.10.0.21}
   - {name: web-2, role: web, address: 10.10.0.22}
   - {name: app-1, role: app, address: 10.10.0.31}
+  - {name: app-2, role: app, address: 10.10.0.32, options: {runtime: uwsgi}}
   - {name: db-1, role: db, address: 10.10.0.41, id: 1, options: {mode: primary}}
 `
 
@@ -278,10 +279,13 @@ func testPKI(t *testing.T, dir string) (caPEM []byte, server tls.Certificate) {
 	return caPEM, server
 }
 
-// TestCluster boots 2 lb, 1 web, 1 app and 1 db from `imgforge seed`
-// seeds on one bridge: a request to the VIP returns the page the app made
-// from a database row, and nginx redirects, caches and serves static files
-// as designed (checkNginx); a second web node joins and gets requests;
+// TestCluster boots 2 lb, 1 web, 1 app (PHP-FPM) and 1 db from `imgforge
+// seed` seeds on one bridge: a request to the VIP returns the page the app
+// made from a database row, and nginx redirects, caches and serves static
+// files as designed (checkNginx); a second web node and a second app node,
+// on uWSGI (a build with --set runtime=uwsgi), join; the web node gets
+// requests, and the VIP answers with the row from app nodes of both
+// runtimes, whose spans reach the monitoring receiver;
 // with IMGFORGE_E2E_ROLLOUT=1, imgforge rollout moves both lbs and both
 // web nodes to v2 under a steady stream of requests, none of which may
 // fail, then tries v3 on the web nodes, which fails its health check: web-1
@@ -303,6 +307,29 @@ func TestCluster(t *testing.T) {
 	hostSlots(t, nSlots)
 	f := cold(t, 0)
 	dir := t.TempDir()
+	// app-2 runs uWSGI: the app role built with runtime=uwsgi (its own
+	// packages stage), while the first machines boot.
+	uwsgiOut := filepath.Join(dir, "uwsgi")
+	uwsgiBuilt := make(chan result, 1)
+	buildCtx, stopBuild := context.WithCancel(context.Background())
+	buildDone := make(chan struct{})
+	t.Cleanup(func() { stopBuild(); <-buildDone }) // before dir goes
+	go func() {
+		defer close(buildDone)
+		cmd := exec.CommandContext(buildCtx, binary, "build", "--output-dir", uwsgiOut, "--format", "raw", "--set", "runtime=uwsgi", "app")
+		cmd.Dir = workdir
+		cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+f.cache)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		start := time.Now()
+		err := cmd.Run()
+		r := result{stderr: errb.String(), elapsed: time.Since(start)}
+		if err != nil {
+			r.code = -1
+			r.stderr = fmt.Sprintf("%v\n%s", err, r.stderr)
+		}
+		uwsgiBuilt <- r
+	}()
 	seg := newSegment(t, "cl", "10.10.0.1/24")
 
 	caPEM, serverCert := testPKI(t, dir)
@@ -367,7 +394,11 @@ func TestCluster(t *testing.T) {
 		// lb-2 boots the lb's qcow2 image, through an overlay of its
 		// own; the others a copy of their role's raw disk.
 		disk := qemu.Disk{Path: filepath.Join(dir, name+".raw")}
-		cmd := exec.Command("cp", "--sparse=always", filepath.Join(f.out, n.Role, n.Role+".raw"), disk.Path)
+		image := filepath.Join(f.out, n.Role, n.Role+".raw")
+		if name == "app-2" {
+			image = filepath.Join(uwsgiOut, "app", "app.raw")
+		}
+		cmd := exec.Command("cp", "--sparse=always", image, disk.Path)
 		if name == qcow2Node {
 			disk = qemu.Disk{Path: filepath.Join(dir, name+".qcow2"), Format: qemu.FormatQCOW2}
 			cmd = exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", filepath.Join(f.out, n.Role, n.Role+".qcow2"), disk.Path)
@@ -504,6 +535,12 @@ func TestCluster(t *testing.T) {
 
 	t1 := time.Now()
 	start("web-2")
+	r := <-uwsgiBuilt
+	if r.code != 0 {
+		t.Fatalf("imgforge build --set runtime=uwsgi app: %s", r.stderr)
+	}
+	t.Logf("the uWSGI app built in %.0fs", r.elapsed.Seconds())
+	start("app-2")
 	// Both load balancers list web-2 among their servers once its agent
 	// has joined and it is healthy; then new clients reach it.
 	err = eventually(ctx, func() error {
@@ -539,6 +576,38 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("the load balancer never sent requests to web-2: %v", err)
 	}
 	t.Logf("step 2: web-2 booted and got requests through the VIP after %.0fs", time.Since(t1).Seconds())
+
+	// Step 2, the app tier: app-2 (uWSGI) answers through the VIP with
+	// the database's row, and so does app-1 (PHP-FPM); the web nodes
+	// speak FastCGI to both.
+	err = eventually(ctx, func() error {
+		served := map[string]int{}
+		for range 8 {
+			body, _, err := get("", vip)
+			if err != nil {
+				return err
+			}
+			served[servedBy(body)]++
+		}
+		if served["app-1"] == 0 || served["app-2"] == 0 {
+			return fmt.Errorf("8 requests through the VIP, answered with the row by app node: %v", served)
+		}
+		t.Logf("8 requests through the VIP, answered with the row by app node: %v", served)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("app-2 (uWSGI) and app-1 (PHP-FPM) did not both answer: %v", err)
+	}
+	for _, n := range []string{"web-2", "app-2"} {
+		line, err := vms[n].WaitFor(ctx, multiUser)
+		if err != nil {
+			t.Fatalf("%s did not reach multi-user: %v", n, err)
+		}
+		if !strings.HasSuffix(strings.TrimSpace(line), "failed units:") {
+			t.Errorf("%s: %s", n, line)
+		}
+	}
+	t.Logf("step 2: app-2 (uWSGI) booted and answered through the VIP after %.0fs; web-2 and app-2 reached multi-user, no failed units", time.Since(t1).Seconds())
 
 	// Step 3, with IMGFORGE_E2E_ROLLOUT=1: rollouts of the live
 	// cluster (rolloutSteps).
@@ -590,11 +659,13 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("monitoring: the lb nodes pushed %v, the web nodes %v", tierCounters["lb"], tierCounters["web"])
 
-	// Traces: requests through the VIP with a traceparent of their own;
-	// app-1's span of each reaches the receiver, forwarded by its agent,
-	// with the request's trace id.
-	traceIDs := map[string]bool{}
-	for i := 0; i < 3; i++ {
+	// Traces: requests through the VIP with a traceparent of their own,
+	// until each app node (PHP and Python) has answered some; the span of
+	// each reaches the receiver, forwarded by the agent of the app node
+	// that answered it, with the request's trace id.
+	traceIDs := map[string]string{} // trace id -> the app node that answered
+	answered := map[string]int{}
+	for i := 0; i < 40 && (len(traceIDs) < 3 || answered["app-1"] == 0 || answered["app-2"] == 0); i++ {
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)
 		id := fmt.Sprintf("%x", b)
@@ -604,19 +675,27 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatalf("traces: GET %s: %v", req.URL, err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("traces: GET %s: %s", req.URL, resp.Status)
 		}
-		traceIDs[id] = true
+		app := servedBy(string(body))
+		if app == "" {
+			t.Fatalf("traces: GET %s: %q names no app node", req.URL, body)
+		}
+		traceIDs[id] = app
+		answered[app]++
 	}
-	app := byName["app-1"].Address
+	if answered["app-1"] == 0 || answered["app-2"] == 0 {
+		t.Fatalf("traces: %d requests answered by app node: %v; want both", len(traceIDs), answered)
+	}
 	err = eventually(ctx, func() error {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
-		for id := range traceIDs {
-			if !rec.traces[app][id] {
-				return fmt.Errorf("no span of trace %s from app-1 (%d trace ids from it so far)", id, len(rec.traces[app]))
+		for id, app := range traceIDs {
+			if addr := byName[app].Address; !rec.traces[addr][id] {
+				return fmt.Errorf("no span of trace %s from %s (%d trace ids from it so far)", id, app, len(rec.traces[addr]))
 			}
 		}
 		return nil
@@ -630,7 +709,17 @@ func TestCluster(t *testing.T) {
 	if bad > 0 {
 		t.Errorf("monitoring: %d pushes with wrong credentials", bad)
 	}
-	t.Logf("traces: app-1's spans of all %d requests arrived with their trace ids", len(traceIDs))
+	t.Logf("traces: the spans of all %d requests arrived with their trace ids, from the app node that answered each (%v)", len(traceIDs), answered)
+}
+
+// servedBy is the app node named in the default app's answer with the
+// database's row, "" for another answer.
+func servedBy(body string) string {
+	m := regexp.MustCompile(`^hello from the imgforge database \(served by ([a-z0-9-]+)\)`).FindStringSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	return m[1]
 }
 
 // reply is what a request through the VIP got, its body read and closed.

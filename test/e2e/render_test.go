@@ -121,9 +121,9 @@ func e2eInput(t *testing.T, role string, n int, v6 bool, pair *render.TLS) rende
 		}
 	case "web":
 		in.Members["app"] = e2eNodes("app", n, v6)
-		// The other branches of nginx.conf.tmpl: the uwsgi cache, no redirect.
+		// The other branch of nginx.conf.tmpl: no redirect.
 		if v6 {
-			in.Options = map[string]string{"runtime": "uwsgi", "https": "optional"}
+			in.Options = map[string]string{"https": "optional"}
 		}
 	case "app":
 		in.Members["db"] = e2eNodes("db", n, v6)

@@ -372,7 +372,9 @@ func TestWebNginx(t *testing.T) {
 			in := render.Input{Self: nodes("web", 1)[0], Members: map[string][]render.Node{"app": nodes("app", 2)}, Options: o, TLS: testPairOnce(t)}
 			// The directives, without the comments.
 			conf := regexp.MustCompile(`(?m)^\s*#.*\n`).ReplaceAllString(webConf(t, in), "")
-			cache := map[string]string{"php-fpm": "fastcgi", "uwsgi": "uwsgi"}[c.runtime]
+			// Either runtime (an option kept for old user-data) is spoken
+			// to over FastCGI.
+			cache := "fastcgi"
 			want := []string{
 				"listen 443 ssl http2 default_server;",
 				"listen [::]:443 ssl http2 default_server;",
@@ -382,6 +384,7 @@ func TestWebNginx(t *testing.T) {
 				cache + "_cache_path /var/cache/nginx levels=1:2 keys_zone=app:",
 				cache + "_cache app;",
 				cache + "_cache_use_stale error timeout updating http_500 http_503;",
+				"fastcgi_pass app;",
 				"add_header X-Cache-Status $upstream_cache_status always;",
 				`~^/static/ "public, max-age=31536000, immutable";`,
 				"add_header Cache-Control $imgforge_cache_control;",
@@ -402,7 +405,7 @@ func TestWebNginx(t *testing.T) {
 			}
 			// The app decides what is cached: no default lifetime, and
 			// no header of the app ignored.
-			for _, no := range []string{"_cache_valid", "_ignore_headers", "proxy_cache"} {
+			for _, no := range []string{"_cache_valid", "_ignore_headers", "proxy_cache", "uwsgi_"} {
 				if strings.Contains(conf, no) {
 					t.Errorf("nginx.conf has %q", no)
 				}

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import time
+import urllib.parse
 import urllib.request
 
 import pymysql
@@ -36,7 +37,7 @@ def span(environ, status, start, end):
     else:
         trace, parent = os.urandom(16).hex(), ""
     method = environ.get("REQUEST_METHOD", "GET")
-    path = environ.get("PATH_INFO", "/") or "/"
+    path = request_path(environ)
 
     def attr(k, v):
         return {"key": k, "value": v}
@@ -64,6 +65,14 @@ def span(environ, status, start, end):
         ]},
         "scopeSpans": [{"scope": {"name": "imgforge-app"}, "spans": [s]}],
     }]}
+
+
+def request_path(environ):
+    """The request's path. nginx speaks FastCGI to uWSGI, whose params
+    carry the path in REQUEST_URI (and DOCUMENT_URI), not PATH_INFO; the
+    PHP app reads REQUEST_URI too."""
+    uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO") or "/"
+    return urllib.parse.urlsplit(uri).path or "/"
 
 
 class Traced:
@@ -98,7 +107,7 @@ def application(environ, start_response):
 
 
 def answer_request(environ, answer):
-    cacheable = environ.get("PATH_INFO", "/") == "/cached"
+    cacheable = request_path(environ) == "/cached"
     try:
         with open(CONFIG, encoding="utf-8") as f:
             cfg = json.load(f)
