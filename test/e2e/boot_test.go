@@ -120,6 +120,9 @@ type bootOpts struct {
 	// seedVirtio attaches the NoCloud seed as a read-only virtio disk, not
 	// an AHCI CD drive (the cloud kernel has no AHCI driver).
 	seedVirtio bool
+	// slot, when set, is the VM slot the test reserved (reserveSlot);
+	// else the machine waits for one.
+	slot *reservation
 }
 
 // boot starts a VM from disks with a NoCloud seed and user networking that
@@ -172,7 +175,12 @@ func boot(t *testing.T, ctx context.Context, o bootOpts) (*qemu.VM, []int) {
 	if o.firmware != nil {
 		m.Firmware = *o.firmware
 	}
-	vm := startSlotted(t, ctx, m)
+	var vm *qemu.VM
+	if o.slot != nil {
+		vm = startReserved(t, ctx, m, o.slot)
+	} else {
+		vm = startSlotted(t, ctx, m)
+	}
 	got, err := vm.Forwards(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -208,6 +216,58 @@ func startSlotted(t testing.TB, ctx context.Context, m *qemu.Machine) *qemu.VM {
 	if err := slots.Acquire(ctx, 1); err != nil {
 		t.Fatal(context.Cause(ctx))
 	}
+	return startHeld(t, ctx, m)
+}
+
+// reservation is a VM slot asked for early. A test whose boots are a long
+// chain (TestUpdateRollback: six boots of one machine, about 12 minutes)
+// queues for its slot before its builds, so that it boots as soon as the
+// cluster test gives the slots back, not after every test that asked
+// while it built; ending last, alone on one slot, it set the suite's end.
+type reservation struct {
+	got  chan error
+	used bool
+}
+
+// reserveSlot asks for a slot now; startReserved takes it. A slot the test
+// got but did not use is given back when the test ends.
+func reserveSlot(t testing.TB) *reservation {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &reservation{got: make(chan error, 1)}
+	go func() { r.got <- slots.Acquire(ctx, 1) }()
+	t.Cleanup(func() {
+		cancel()
+		if !r.used {
+			if err := <-r.got; err == nil {
+				slots.Release(1)
+			}
+		}
+	})
+	return r
+}
+
+// startReserved starts m once r's slot is there, as startSlotted does.
+func startReserved(t testing.TB, ctx context.Context, m *qemu.Machine, r *reservation) *qemu.VM {
+	t.Helper()
+	if r.used {
+		t.Fatal("a slot reservation used twice")
+	}
+	select {
+	case err := <-r.got:
+		r.used = true
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal(context.Cause(ctx))
+	}
+	return startHeld(t, ctx, m)
+}
+
+// startHeld starts m on a slot the test holds; the slot is given back
+// when the machine ends.
+func startHeld(t testing.TB, ctx context.Context, m *qemu.Machine) *qemu.VM {
+	t.Helper()
 	startBootClock(ctx)
 	vm, err := qemu.Start(ctx, m)
 	if err != nil {

@@ -120,6 +120,10 @@ func TestUpdateRollback(t *testing.T) {
 	needBootToServices(t)
 	t.Parallel()
 	f := cold(t, 0)
+	// Its six boots are the suite's longest chain: its slot is asked for
+	// before the builds, which make only overlay images (seconds each)
+	// and so run without one.
+	slot := reserveSlot(t)
 	// v2 and v3: edits of the lb's first-boot haproxy.cfg, which is in
 	// the overlay image: both builds reuse the root.
 	build := func(name, marker, edit string) string {
@@ -139,7 +143,7 @@ func TestUpdateRollback(t *testing.T) {
 		}
 		root := filepath.Join(t.TempDir(), name)
 		var res buildJSON
-		withSlot(t, func() { res, _ = mustBuild(t, f.cache, root, "--roles", roles, "--format", "pxe", "lb") })
+		res, _ = mustBuild(t, f.cache, root, "--roles", roles, "--format", "pxe", "lb")
 		rootfs := ""
 		for _, s := range res.Stages {
 			if s.Stage == "rootfs" {
@@ -167,7 +171,7 @@ func TestUpdateRollback(t *testing.T) {
 	ctx, cancel := bootContext()
 	defer cancel()
 	start := time.Now()
-	vm, ports := boot(t, ctx, bootOpts{name: "lb-update", guest: []int{8404}, userData: updateUserData,
+	vm, ports := boot(t, ctx, bootOpts{name: "lb-update", guest: []int{8404}, userData: updateUserData, slot: slot,
 		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.raw"), Snapshot: true}},
 		guestFwds: []qemu.GuestForward{
 			{Addr: "10.0.2.100:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port2, self)},
