@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +25,8 @@ import (
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/discovery"
 	"github.com/imgforge/imgforge/pkg/agent/identity"
+	metricspkg "github.com/imgforge/imgforge/pkg/agent/metrics"
+	"github.com/imgforge/imgforge/pkg/agent/render"
 )
 
 const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -368,6 +371,16 @@ func TestMultiAgentGossip(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)
 		}
 	}
+	// The agent's own use of the node: this test process's, here.
+	for _, re := range []string{`(?m)^process_resident_memory_bytes [1-9][0-9]{5,}$`, `(?m)^process_cpu_seconds_total [0-9.]+$`, `(?m)^go_memstats_heap_inuse_bytes [1-9][0-9]*$`, `(?m)^go_goroutines [1-9][0-9]*$`} {
+		if !regexp.MustCompile(re).MatchString(metrics) {
+			t.Errorf("metrics lack %s:\n%s", re, metrics)
+		}
+	}
+	// All of it parses as the shipper parses it.
+	if _, err := metricspkg.Decode(strings.NewReader(metrics), 0); err != nil {
+		t.Errorf("the metrics do not parse: %v", err)
+	}
 }
 
 type rawMeta []byte
@@ -654,5 +667,12 @@ func TestCompleteFromRole(t *testing.T) {
 	CompleteFromRole(c, *web)
 	if self, err := SelfMember(c, true); err != nil || self.Mode != "" || c.Options["runtime"] != "php-fpm" {
 		t.Errorf("web: self %+v, options %v, %v: want no mode and the runtime's default", self, c.Options, err)
+	}
+}
+
+// The metrics shipper scrapes the agent where it listens.
+func TestAgentMetricsURL(t *testing.T) {
+	if want := "http://" + DefaultListen + "/metrics"; render.AgentMetricsURL != want {
+		t.Errorf("render.AgentMetricsURL = %s, want %s", render.AgentMetricsURL, want)
 	}
 }

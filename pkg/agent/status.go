@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/imgforge/imgforge/pkg/agent/config"
@@ -85,6 +89,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		WriteMetrics(w, a.Status())
+		writeProcessMetrics(w)
 	})
 	return mux
 }
@@ -134,6 +139,31 @@ func WriteMetrics(w io.Writer, s Status) {
 	fmt.Fprintf(w, "imgforge_agent_last_reload_timestamp_seconds %s\n", ts(s.LastReload))
 	metric("imgforge_agent_last_error_timestamp_seconds", "gauge", "When the last error happened (0: never).")
 	fmt.Fprintf(w, "imgforge_agent_last_error_timestamp_seconds %s\n", ts(s.LastErrorAt))
+}
+
+// writeProcessMetrics writes the agent process's own use of the node,
+// under the names Prometheus's client libraries give them: resident
+// memory, CPU time, Go heap in use and goroutines. The metrics shipper
+// scrapes the agent too (job "agent"), so they reach the monitoring
+// service with every node's.
+func writeProcessMetrics(w io.Writer) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		fmt.Fprintf(w, "# HELP process_cpu_seconds_total User and system CPU time of the agent.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.3f\n", cpu.Seconds())
+	}
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		// size resident shared ... in pages
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			if pages, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				fmt.Fprintf(w, "# HELP process_resident_memory_bytes Resident memory of the agent.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", pages*int64(os.Getpagesize()))
+			}
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(w, "# HELP go_memstats_heap_inuse_bytes Go heap in use.\n# TYPE go_memstats_heap_inuse_bytes gauge\ngo_memstats_heap_inuse_bytes %d\n", ms.HeapInuse)
+	fmt.Fprintf(w, "# HELP go_goroutines Goroutines of the agent.\n# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine())
 }
 
 func b2i(b bool) int {

@@ -30,6 +30,7 @@ import (
 	"github.com/klauspost/compress/s2"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/imgforge/imgforge/pkg/agent/metrics"
 	"github.com/imgforge/imgforge/pkg/qemu"
 )
 
@@ -90,8 +91,11 @@ type receiver struct {
 	// an address's pushes.
 	names map[string]map[string]bool
 	// traces are the trace ids of the spans an address sent.
-	traces  map[string]map[string]bool
-	badAuth int
+	traces map[string]map[string]bool
+	// agent is the agent's own use of the node (job "agent"), the last
+	// pushed by an address: resident memory (bytes), CPU time (s).
+	agentRSS, agentCPU map[string]float64
+	badAuth            int
 }
 
 // tierCounters are the request counters of the lb and web tiers, which
@@ -128,7 +132,23 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			http.Error(w, "not a snappy-compressed remote-write body", http.StatusBadRequest)
 			return
 		}
+		samples, err := metrics.DecodeWrite(b)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		r.mu.Lock()
+		for _, s := range samples {
+			if s.Metric["job"] != "agent" {
+				continue
+			}
+			switch s.Metric["__name__"] {
+			case "process_resident_memory_bytes":
+				r.agentRSS[host] = float64(s.Value)
+			case "process_cpu_seconds_total":
+				r.agentCPU[host] = float64(s.Value)
+			}
+		}
 		if bytes.Contains(raw, []byte("node_cpu_seconds_total")) {
 			r.metrics[host]++
 		}
@@ -355,7 +375,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	// The monitoring service, inside the namespace.
-	rec := &receiver{metrics: map[string]int{}, logs: map[string]int{}, names: map[string]map[string]bool{}, traces: map[string]map[string]bool{}}
+	rec := &receiver{metrics: map[string]int{}, logs: map[string]int{}, names: map[string]map[string]bool{}, traces: map[string]map[string]bool{}, agentRSS: map[string]float64{}, agentCPU: map[string]float64{}}
 	l, err := seg.listen("10.10.0.1:9443")
 	if err != nil {
 		t.Fatal(err)
@@ -709,6 +729,20 @@ func TestCluster(t *testing.T) {
 	if bad > 0 {
 		t.Errorf("monitoring: %d pushes with wrong credentials", bad)
 	}
+	// The agents' own use of their nodes (issue 14 asks for it measured),
+	// pushed by the metrics shippers as job "agent".
+	rec.mu.Lock()
+	var use []string
+	for _, n := range nodes {
+		rss, ok := rec.agentRSS[n.Address]
+		if !ok {
+			t.Errorf("monitoring: %s pushed no process_resident_memory_bytes of its agent", n.Name)
+			continue
+		}
+		use = append(use, fmt.Sprintf("%s %.1f MiB %.1fs", n.Name, rss/(1<<20), rec.agentCPU[n.Address]))
+	}
+	rec.mu.Unlock()
+	t.Logf("monitoring: each agent's resident memory and CPU time, last pushed: %s", strings.Join(use, ", "))
 	t.Logf("traces: the spans of all %d requests arrived with their trace ids, from the app node that answered each (%v)", len(traceIDs), answered)
 }
 

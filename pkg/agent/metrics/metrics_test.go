@@ -1,12 +1,12 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/s2"
-	"google.golang.org/protobuf/encoding/protowire"
+	"github.com/prometheus/common/model"
 )
 
 // exposition is a text exposition with each kind of metric, and a target
@@ -126,77 +126,21 @@ type series struct {
 	ts     int64
 }
 
-// decodeWrite reads a remote-write body back (the test's own decoder of
-// the wire format encode writes).
+// decodeWrite reads a remote-write body back with DecodeWrite.
 func decodeWrite(t *testing.T, body []byte) []series {
 	t.Helper()
-	raw, err := s2.Decode(nil, body)
+	samples, err := DecodeWrite(body)
 	if err != nil {
-		t.Fatalf("snappy: %v", err)
-	}
-	fields := func(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64)) {
-		for len(b) > 0 {
-			num, typ, n := protowire.ConsumeTag(b)
-			if n < 0 {
-				t.Fatalf("bad tag")
-			}
-			b = b[n:]
-			switch typ {
-			case protowire.BytesType:
-				v, n := protowire.ConsumeBytes(b)
-				if n < 0 {
-					t.Fatalf("bad bytes")
-				}
-				f(num, typ, v, 0)
-				b = b[n:]
-			case protowire.VarintType:
-				x, n := protowire.ConsumeVarint(b)
-				f(num, typ, nil, x)
-				b = b[n:]
-			case protowire.Fixed64Type:
-				x, n := protowire.ConsumeFixed64(b)
-				f(num, typ, nil, x)
-				b = b[n:]
-			default:
-				t.Fatalf("unexpected wire type %d", typ)
-			}
-		}
+		t.Fatal(err)
 	}
 	var out []series
-	fields(raw, func(num protowire.Number, _ protowire.Type, ts []byte, _ uint64) {
-		if num != 1 {
-			t.Fatalf("WriteRequest field %d", num)
+	for _, s := range samples {
+		l := map[string]string{}
+		for k, v := range s.Metric {
+			l[string(k)] = string(v)
 		}
-		s := series{labels: map[string]string{}}
-		var names []string
-		fields(ts, func(num protowire.Number, _ protowire.Type, v []byte, _ uint64) {
-			switch num {
-			case 1:
-				var name, value string
-				fields(v, func(num protowire.Number, _ protowire.Type, v []byte, _ uint64) {
-					if num == 1 {
-						name = string(v)
-					} else {
-						value = string(v)
-					}
-				})
-				names = append(names, name)
-				s.labels[name] = value
-			case 2:
-				fields(v, func(num protowire.Number, _ protowire.Type, _ []byte, x uint64) {
-					if num == 1 {
-						s.value = math.Float64frombits(x)
-					} else {
-						s.ts = int64(x)
-					}
-				})
-			}
-		})
-		if !sort.StringsAreSorted(names) {
-			t.Errorf("labels not sorted: %v", names)
-		}
-		out = append(out, s)
-	})
+		out = append(out, series{labels: l, value: float64(s.Value), ts: int64(s.Timestamp)})
+	}
 	return out
 }
 
@@ -424,5 +368,24 @@ func TestShipperToPrometheus(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: %v, want %v", q, got, want)
 		}
+	}
+}
+
+// TestDecodeWriteRefuses: DecodeWrite refuses what is not a remote-write body, and
+// labels out of order.
+func TestDecodeWriteRefuses(t *testing.T) {
+	if _, err := DecodeWrite([]byte("not snappy at all")); err == nil {
+		t.Error("Decode took a body that is not snappy")
+	}
+	body := encode([]model.Sample{{Metric: model.Metric{"__name__": "up", "job": "node"}, Value: 1, Timestamp: 5}})
+	got, err := DecodeWrite(body)
+	if err != nil || len(got) != 1 || got[0].Metric["job"] != "node" || got[0].Value != 1 || got[0].Timestamp != 5 {
+		t.Fatalf("DecodeWrite(encode(...)) = %v, %v", got, err)
+	}
+	// The same series with its labels swapped on the wire.
+	raw, _ := s2.Decode(nil, body)
+	swapped := bytes.Replace(raw, []byte("__name__"), []byte("zzname__"), 1)
+	if _, err := DecodeWrite(s2.EncodeSnappy(nil, swapped)); err == nil || !strings.Contains(err.Error(), "labels not sorted") {
+		t.Errorf("labels out of order: %v", err)
 	}
 }

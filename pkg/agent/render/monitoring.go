@@ -39,6 +39,11 @@ var MetricsCheck = &Validator{Name: "imgforge-agent metrics config", Check: func
 	return err
 }}
 
+// AgentMetricsURL is the agent's own /metrics, on its status endpoint
+// (agent.DefaultListen): its state and its use of the node's memory and
+// CPU, scraped as job "agent".
+const AgentMetricsURL = "http://127.0.0.1:9477/metrics"
+
 // monitoring renders the metrics shipper's configuration (scrape the node
 // exporter and the role's exporters, push to the endpoint with the
 // remote-write protocol) and systemd-journal-upload's (the journal to the
@@ -52,7 +57,7 @@ func (r *Renderer) monitoring(c *Config, in *Input) error {
 		d := metrics.Config{URL: m.MetricsURL, TracesURL: m.TracesURL, Instance: in.Self.Name}
 		if m.MetricsURL != "" {
 			d.Labels = map[string]string{"node": in.Self.Name, "role": in.Self.Role}
-			d.Jobs = append([]metrics.Job{{Name: "node", URL: "http://127.0.0.1:9100/metrics"}}, r.jobs()...)
+			d.Jobs = append([]metrics.Job{{Name: "node", URL: "http://127.0.0.1:9100/metrics"}, {Name: "agent", URL: AgentMetricsURL}}, r.jobs()...)
 		}
 		var files []File
 		if len(m.CAPEM) > 0 {
