@@ -112,11 +112,11 @@ func TestCancelledWrapsTheContextError(t *testing.T) {
 	if !errors.Is(got, context.Canceled) || !strings.Contains(got.Error(), "signal: killed") {
 		t.Errorf("cancelled: %v, want context.Canceled and the tool's error", got)
 	}
-	if again := cancelled(ctx, got); again != got {
+	if again := cancelled(ctx, got); again.Error() != got.Error() {
 		t.Errorf("cancelled wrapped twice: %v", again)
 	}
 	plain := errors.New("mmdebstrap failed")
-	if got := cancelled(context.Background(), plain); got != plain {
+	if got := cancelled(context.Background(), plain); got.Error() != plain.Error() {
 		t.Errorf("cancelled changed an error of a live context: %v", got)
 	}
 }
