@@ -170,7 +170,6 @@ func TestUpdateRollback(t *testing.T) {
 	}
 	ctx, cancel := bootContext()
 	defer cancel()
-	start := time.Now()
 	vm, ports := boot(t, ctx, bootOpts{name: "lb-update", guest: []int{8404}, userData: updateUserData, slot: slot,
 		disks: []qemu.Disk{{Path: filepath.Join(f.out, "lb", "lb.raw"), Snapshot: true}},
 		guestFwds: []qemu.GuestForward{
@@ -179,6 +178,9 @@ func TestUpdateRollback(t *testing.T) {
 			{Addr: "10.0.2.102:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, stallPort, self)},
 			{Addr: "10.0.2.103:80", Cmd: fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, port1p, self)},
 		}})
+	// The times logged count from the machine's start, not from the
+	// wait for its slot.
+	start := time.Now()
 	type bootLine struct{ n, slot, id, key, v2, v1p string }
 	next := func(want string) bootLine {
 		t.Helper()
