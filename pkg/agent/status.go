@@ -96,9 +96,7 @@ func (a *Agent) Handler() http.Handler {
 
 // WriteMetrics writes s in the Prometheus text format.
 func WriteMetrics(w io.Writer, s Status) {
-	metric := func(name, typ, help string) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-	}
+	metric := func(name, typ, help string) { metricHeader(w, name, typ, help) }
 	ts := func(t time.Time) string {
 		if t.IsZero() {
 			return "0"
@@ -147,23 +145,33 @@ func WriteMetrics(w io.Writer, s Status) {
 // scrapes the agent too (job "agent"), so they reach the monitoring
 // service with every node's.
 func writeProcessMetrics(w io.Writer) {
+	gauge := func(name, help string, v any) {
+		metricHeader(w, name, "gauge", help)
+		fmt.Fprintf(w, "%s %v\n", name, v)
+	}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		fmt.Fprintf(w, "# HELP process_cpu_seconds_total User and system CPU time of the agent.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.3f\n", cpu.Seconds())
+		metricHeader(w, "process_cpu_seconds_total", "counter", "User and system CPU time of the agent.")
+		fmt.Fprintf(w, "process_cpu_seconds_total %.3f\n", cpu.Seconds())
 	}
 	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
 		// size resident shared ... in pages
 		if f := strings.Fields(string(b)); len(f) > 1 {
 			if pages, err := strconv.ParseInt(f[1], 10, 64); err == nil {
-				fmt.Fprintf(w, "# HELP process_resident_memory_bytes Resident memory of the agent.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", pages*int64(os.Getpagesize()))
+				gauge("process_resident_memory_bytes", "Resident memory of the agent.", pages*int64(os.Getpagesize()))
 			}
 		}
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(w, "# HELP go_memstats_heap_inuse_bytes Go heap in use.\n# TYPE go_memstats_heap_inuse_bytes gauge\ngo_memstats_heap_inuse_bytes %d\n", ms.HeapInuse)
-	fmt.Fprintf(w, "# HELP go_goroutines Goroutines of the agent.\n# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine())
+	gauge("go_memstats_heap_inuse_bytes", "Go heap in use.", ms.HeapInuse)
+	gauge("go_goroutines", "Goroutines of the agent.", runtime.NumGoroutine())
+}
+
+// metricHeader writes a metric's HELP and TYPE lines.
+func metricHeader(w io.Writer, name, typ, help string) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 }
 
 func b2i(b bool) int {

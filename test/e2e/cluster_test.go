@@ -746,10 +746,12 @@ func TestCluster(t *testing.T) {
 	t.Logf("traces: the spans of all %d requests arrived with their trace ids, from the app node that answered each (%v)", len(traceIDs), answered)
 }
 
+var servedByRE = regexp.MustCompile(`^hello from the imgforge database \(served by ([a-z0-9-]+)\)`)
+
 // servedBy is the app node named in the default app's answer with the
 // database's row, "" for another answer.
 func servedBy(body string) string {
-	m := regexp.MustCompile(`^hello from the imgforge database \(served by ([a-z0-9-]+)\)`).FindStringSubmatch(body)
+	m := servedByRE.FindStringSubmatch(body)
 	if m == nil {
 		return ""
 	}
