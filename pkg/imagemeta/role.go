@@ -42,6 +42,37 @@ type RoleInfo struct {
 	// its user-data: database (imgforge.database.user and password),
 	// replication (its replication_user and replication_password).
 	Credentials []string `json:"credentials,omitempty"`
+	// Snapshot is how a node of the role makes a snapshot of its state
+	// for a peer of its role (the control endpoint's GET /v1/snapshot);
+	// nil: the role serves none.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	// Reports are values the agent reads from the role's exporters into
+	// its status and /metrics.
+	Reports []Report `json:"reports,omitempty"`
+}
+
+// Snapshot is a role's snapshot command: it writes the snapshot to its
+// standard output; SnapshotDir in it is a private empty folder.
+type Snapshot struct {
+	Command []string `json:"command"`
+}
+
+// SnapshotDir in Snapshot.Command is replaced by a private folder made
+// for each snapshot.
+const SnapshotDir = "{dir}"
+
+// Report is one value the agent reads from an exporter of the role: the
+// samples of Metrics, aggregated by Aggregate (min or max; empty: max),
+// Missing when the exporter answers without one (nil: absent), reported
+// only on a node whose options include When.
+type Report struct {
+	Name      string            `json:"name"`
+	Help      string            `json:"help"`
+	Exporter  string            `json:"exporter"`
+	Metrics   []string          `json:"metrics"`
+	Aggregate string            `json:"aggregate,omitempty"`
+	Missing   *float64          `json:"missing,omitempty"`
+	When      map[string]string `json:"when,omitempty"`
 }
 
 // BootOption is one option a node's user-data may set.

@@ -49,6 +49,8 @@ type Plan struct {
 	VIPs          bool                   `json:"vips,omitempty" yaml:"vips,omitempty"`
 	Exporters     []spec.Exporter        `json:"exporters,omitempty" yaml:"exporters,omitempty"`
 	Render        []spec.RenderService   `json:"render,omitempty" yaml:"render,omitempty"`
+	Snapshot      *spec.Snapshot         `json:"snapshot,omitempty" yaml:"snapshot,omitempty"`
+	Reports       []spec.Report          `json:"reports,omitempty" yaml:"reports,omitempty"`
 	// BootOptions are the role's options a node's user-data may set, with
 	// the values each accepts; Options holds their defaults.
 	BootOptions []BootOption `json:"boot_options,omitempty" yaml:"boot_options,omitempty"`
@@ -162,6 +164,8 @@ func Resolve(cat *spec.Catalog, name string, opts Options) (*Plan, error) {
 		Credentials:     role.Credentials,
 		Exporters:       append([]spec.Exporter(nil), role.Exporters...),
 		Render:          append([]spec.RenderService(nil), role.Render...),
+		Snapshot:        role.Snapshot,
+		Reports:         append([]spec.Report(nil), role.Reports...),
 		Exclude:         append([]string(nil), im.Exclude...),
 		Include:         append([]string(nil), im.Include...),
 		Prune:           append([]string(nil), role.Prune...),
@@ -477,6 +481,12 @@ func (p *Plan) RoleInfo() imagemeta.RoleInfo {
 			})
 		}
 		info.Render = append(info.Render, rs)
+	}
+	if p.Snapshot != nil {
+		info.Snapshot = &imagemeta.Snapshot{Command: p.Snapshot.Command}
+	}
+	for _, r := range p.Reports {
+		info.Reports = append(info.Reports, imagemeta.Report(r))
 	}
 	return info
 }

@@ -38,7 +38,7 @@ func TestRoleErrors(t *testing.T) {
 	}{
 		{"syntax", "name: lb\ndescription: a: b\n", "roles/lb.yaml:2: invalid YAML: mapping values are not allowed in this context"},
 		{"tab", "name: lb\n\tpackages: [a]\n", "roles/lb.yaml:2: invalid YAML: found a tab character"},
-		{"unknown field", "name: lb\npakages: [x]\n", `roles/lb.yaml:2:1: field "pakages": unknown field here; accepted: credentials, description, discover, exporters, files, health, image, name, options, packages, ports, prune, render, services, vips`},
+		{"unknown field", "name: lb\npakages: [x]\n", `roles/lb.yaml:2:1: field "pakages": unknown field here; accepted: credentials, description, discover, exporters, files, health, image, name, options, packages, ports, prune, render, reports, services, snapshot, vips`},
 		{"nested unknown", "name: lb\nhealth: {type: tcp, port: 80, paht: /x}\n", `roles/lb.yaml:2:31: field "health.paht": unknown field in health; accepted: command, interval, path, port, type`},
 		{"wrong type", "name: lb\nhealth: {type: tcp, port: eighty}\n", `roles/lb.yaml:2:27: field "health.port": expected a whole number, got "eighty"`},
 		{"list expected", "name: lb\npackages: haproxy\nhealth: {type: tcp, port: 1}\n", `roles/lb.yaml:2:11: field "packages": expected a list, got "haproxy"`},
@@ -78,6 +78,17 @@ func TestRoleErrors(t *testing.T) {
 		{"render mode", "name: lb\nhealth: {type: tcp, port: 1}\nrender: [{service: x, files: [{template: a.tmpl, path: /etc/x, mode: 04755}]}]\n", `field "render[0].files[0].mode"`},
 		{"exporter path", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: metrics}]\n", `field "exporters[0].path"`},
 		{"exporter port", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 0, path: /metrics}]\n", `field "exporters[0].port"`},
+		{"snapshot shell", "name: lb\nhealth: {type: tcp, port: 1}\nsnapshot: {command: [sh, -c, \"dump; id\"]}\n", `field "snapshot.command[2]"`},
+		{"snapshot empty", "name: lb\nhealth: {type: tcp, port: 1}\nsnapshot: {command: []}\n", `field "snapshot.command": an empty command`},
+		{"report name", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: Lag, exporter: x, metrics: [m]}]\n", `field "reports[0].name"`},
+		{"report exporter", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: lag, exporter: y, metrics: [m]}]\n", `field "reports[0].exporter": "y" is not one of the role's exporters`},
+		{"report no metrics", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: lag, exporter: x}]\n", `field "reports[0].metrics"`},
+		{"report metric name", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: lag, exporter: x, metrics: [\"a b\"]}]\n", `field "reports[0].metrics[0]"`},
+		{"report aggregate", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: lag, exporter: x, metrics: [m], aggregate: sum}]\n", `field "reports[0].aggregate": "sum" is not accepted; accepted: max, min`},
+		{"report when option", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: lag, exporter: x, metrics: [m], when: {role: b}}]\n", `field "reports[0].when.role": the role has no option`},
+		{"report when value", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: lag, exporter: x, metrics: [m], when: {mode: c}}]\n", `field "reports[0].when.mode": "c" is not accepted; accepted: a, b`},
+		{"report twice", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: lag, exporter: x, metrics: [m]}, {name: lag, exporter: x, metrics: [m]}]\n", `field "reports[1].name": report "lag" is listed twice`},
+		{"report help", "name: lb\nhealth: {type: tcp, port: 1}\nexporters: [{name: x, port: 1, path: /metrics}]\noptions: [{name: mode, default: a, boot: true, choices: {a: {}, b: {}}}]\nreports: [{name: lag, exporter: x, metrics: [m], help: \"a\\\\b\"}]\n", `field "reports[0].help"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,7 +37,52 @@ type Role struct {
 	// Prune lists paths (globs) removed from the root after the packages
 	// are installed: state that must be made per node on first boot.
 	Prune []string `yaml:"prune" json:"prune,omitempty"`
+	// Snapshot is what a node of the role streams to a peer of its role
+	// that asks for it (GET /v1/snapshot on the agent's control
+	// endpoint): a consistent copy of its state, such as a database a
+	// replica seeds itself from. Nil: the role serves none.
+	Snapshot *Snapshot `yaml:"snapshot" json:"snapshot,omitempty"`
+	// Reports are values the agent reads from the role's exporters into
+	// its status and /metrics.
+	Reports []Report `yaml:"reports" json:"reports,omitempty"`
 }
+
+// Snapshot says how a node makes a snapshot of its state.
+type Snapshot struct {
+	// Command writes the snapshot to its standard output; the word
+	// {dir} is replaced by a private empty folder made for each
+	// snapshot. No shell runs it.
+	Command []string `yaml:"command" json:"command"`
+}
+
+// SnapshotDir in a Snapshot's Command is the private folder made for it.
+const SnapshotDir = "{dir}"
+
+// Report is one value the agent reads from one of the role's exporters
+// (the samples of the metrics it names) and reports in its status and,
+// as imgforge_NAME, in its /metrics.
+type Report struct {
+	// Name is the value's name: lower-case letters, digits and '_'.
+	Name string `yaml:"name" json:"name"`
+	Help string `yaml:"help" json:"help"`
+	// Exporter names one of the role's exporters.
+	Exporter string `yaml:"exporter" json:"exporter"`
+	// Metrics are metric names on the exporter; the samples of all of
+	// them (any labels) make the value.
+	Metrics []string `yaml:"metrics" json:"metrics"`
+	// Aggregate is how the samples make one value: min or max (the
+	// default).
+	Aggregate string `yaml:"aggregate" json:"aggregate,omitempty"`
+	// Missing is the value when the exporter answers without a sample;
+	// nil: the value is absent then.
+	Missing *float64 `yaml:"missing" json:"missing,omitempty"`
+	// When lists option values the node must have for the value to be
+	// reported (such as mode: replica); empty: always.
+	When map[string]string `yaml:"when" json:"when,omitempty"`
+}
+
+// ReportAggregates are the accepted values of Report.Aggregate.
+var ReportAggregates = []string{"max", "min"}
 
 // File copies a file or a directory tree from the definition folder into
 // the image.

@@ -95,6 +95,12 @@ func (r *Role) Validate(src Source, known []string) error {
 	if err := validateRender(src, r.Render); err != nil {
 		return err
 	}
+	if err := r.validateSnapshot(src); err != nil {
+		return err
+	}
+	if err := r.validateReports(src); err != nil {
+		return err
+	}
 	for i, g := range r.Prune {
 		if !globRe.MatchString(g) || path.Clean(g) != g || g == "/" {
 			return src.Errorf(fmt.Sprintf("prune[%d]", i), "%q is not accepted: a prune glob is a clean absolute path other than / made of %s, such as /var/lib/mysql/*", g, globChars)
@@ -426,4 +432,65 @@ func validateRender(src Source, svcs []RenderService) error {
 		}
 	}
 	return nil
+}
+
+func (r *Role) validateSnapshot(src Source) error {
+	if r.Snapshot == nil {
+		return nil
+	}
+	return validateCommand(src, "snapshot.command", r.Snapshot.Command, false)
+}
+
+var (
+	reportNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	metricNameRe = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]{0,199}$`)
+	helpRe       = regexp.MustCompile(`^[A-Za-z0-9 .,;:()'/_+=<>%-]{0,200}$`)
+)
+
+// validateReports checks the role's reports against its exporters and
+// options.
+func (r *Role) validateReports(src Source) error {
+	seen := map[string]bool{}
+	for i, rp := range r.Reports {
+		f := fmt.Sprintf("reports[%d]", i)
+		switch {
+		case !reportNameRe.MatchString(rp.Name):
+			return src.Errorf(f+".name", "%q is not accepted; accepted: lower-case letters, digits and '_', starting with a letter (the metric is imgforge_NAME)", rp.Name)
+		case seen[rp.Name]:
+			return src.Errorf(f+".name", "report %q is listed twice", rp.Name)
+		case !helpRe.MatchString(rp.Help):
+			return src.Errorf(f+".help", "accepted: one line of at most 200 letters, digits, spaces and plain punctuation")
+		case !slices.ContainsFunc(r.Exporters, func(e Exporter) bool { return e.Name == rp.Exporter }):
+			return src.Errorf(f+".exporter", "%q is not one of the role's exporters", rp.Exporter)
+		case len(rp.Metrics) == 0:
+			return src.Errorf(f+".metrics", "name at least one metric of the exporter")
+		case rp.Aggregate != "" && !slices.Contains(ReportAggregates, rp.Aggregate):
+			return src.Errorf(f+".aggregate", "%q is not accepted; accepted: %s", rp.Aggregate, strings.Join(ReportAggregates, ", "))
+		}
+		seen[rp.Name] = true
+		for j, m := range rp.Metrics {
+			if !metricNameRe.MatchString(m) {
+				return src.Errorf(fmt.Sprintf("%s.metrics[%d]", f, j), "%q is not a Prometheus metric name", m)
+			}
+		}
+		for _, k := range sortedKeys(rp.When) {
+			i := slices.IndexFunc(r.Options, func(o Option) bool { return o.Name == k })
+			if i < 0 {
+				return src.Errorf(f+".when."+k, "the role has no option %q", k)
+			}
+			if _, ok := r.Options[i].Choices[rp.When[k]]; !ok {
+				return src.Errorf(f+".when."+k, "%q is not accepted; accepted: %s", rp.When[k], strings.Join(r.Options[i].ChoiceNames(), ", "))
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
