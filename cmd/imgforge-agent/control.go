@@ -74,6 +74,10 @@ func runControl(ctx context.Context, a *agent.Agent, flag string, role *imagemet
 		if role.VIPs {
 			o.HeldVIPs = func() []string { return agent.HeldVIPs(a.Config().VIPs) }
 		}
+		if role.Snapshot != nil {
+			o.Snapshot = role.Snapshot.Command
+			o.Mode = func() string { return a.Config().Mode() }
+		}
 	}
 	client := sourceClient(id.CA)
 	o.Update = func(ctx context.Context, req agent.UpdateRequest) (agent.UpdateResponse, error) {
@@ -97,7 +101,11 @@ func runControl(ctx context.Context, a *agent.Agent, flag string, role *imagemet
 		logf("control endpoint off: %v", err)
 		return
 	}
-	logf("control endpoint on https://%s (operator certificates of the cluster CA only)", addr)
+	who := "operator certificates of the cluster CA only"
+	if len(o.Snapshot) > 0 {
+		who = "operator certificates of the cluster CA; its snapshot to nodes of role " + roleName
+	}
+	logf("control endpoint on https://%s (%s)", addr, who)
 	if err := agent.ServeControl(ctx, l, c); err != nil {
 		logf("%v", err)
 	}

@@ -30,6 +30,9 @@ const (
 	ControlDrainPath   = "/v1/drain"
 	ControlUndrainPath = "/v1/undrain"
 	ControlUpdatePath  = "/v1/update"
+	// ControlSnapshotPath streams the node's snapshot (its role's
+	// snapshot command) to a node of its role; see snapshot.go.
+	ControlSnapshotPath = "/v1/snapshot"
 )
 
 // Image is the image a node runs: its version (the first 12 hex of the
@@ -151,6 +154,20 @@ type ControlOptions struct {
 	// 500ms) after the update's answer, so that the answer gets out.
 	Reboot      func() error
 	RebootDelay time.Duration
+	// Snapshot is the role's snapshot command (role.json's snapshot;
+	// empty: the node serves none). With one, the endpoint also accepts
+	// the certificates of nodes of its own role, for GET /v1/snapshot
+	// alone.
+	Snapshot []string
+	// Mode is the node's member mode now (config.Config.Mode); a node
+	// whose mode is replica serves no snapshot. Nil: none.
+	Mode func() string
+	// RunSnapshot runs the snapshot command with its output to stdout
+	// and its diagnostics to stderr (default: os/exec, no shell).
+	RunSnapshot func(ctx context.Context, argv []string, stdout, stderr io.Writer) error
+	// SnapshotDir is where each snapshot's private folder is made
+	// (default: os.TempDir()).
+	SnapshotDir string
 	Now         func() time.Time
 	Logf        func(format string, args ...any)
 }
@@ -166,7 +183,8 @@ type Control struct {
 	img     Image
 	imgErr  error
 
-	updating sync.Mutex
+	updating     sync.Mutex
+	snapshotting sync.Mutex
 }
 
 // NewControl makes the control endpoint.
@@ -189,12 +207,17 @@ func NewControl(o ControlOptions) (*Control, error) {
 	if o.Image == nil {
 		o.Image = func() (Image, error) { return Image{}, errors.New("not known") }
 	}
+	if o.RunSnapshot == nil {
+		o.RunSnapshot = execSnapshot
+	}
 	return &Control{o: o, verifier: identity.NewVerifier(o.Identity.CA)}, nil
 }
 
 // TLSConfig is the server's TLS configuration: the node's certificate,
 // TLS 1.3, and a client certificate required that the cluster CA issued
-// to an operator; any other client fails the handshake.
+// to an operator or, on a node whose role has a snapshot, to a node of
+// its role (which the handler lets fetch the snapshot and nothing else);
+// any other client fails the handshake.
 func (c *Control) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -206,14 +229,20 @@ func (c *Control) TLSConfig() *tls.Config {
 				return errors.New("no client certificate")
 			}
 			_, err := c.verifier.VerifyOperator(cs.PeerCertificates[0], c.o.Now())
+			if err != nil && len(c.o.Snapshot) > 0 {
+				if _, perr := c.verifier.VerifyPeer(cs.PeerCertificates[0], c.o.Identity.Role, c.o.Now()); perr == nil {
+					return nil
+				}
+			}
 			return err
 		},
 	}
 }
 
-// Handler serves the control API. It checks the operator certificate
-// again (the TLS configuration already did), so that it is safe behind
-// any listener.
+// Handler serves the control API. It checks the client certificate again
+// (the TLS configuration already did), so that it is safe behind any
+// listener: GET /v1/snapshot takes a node of this node's role, every
+// other path an operator.
 func (c *Control) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ControlStatusPath, func(w http.ResponseWriter, r *http.Request) {
@@ -233,6 +262,10 @@ func (c *Control) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 			writeJSON(w, http.StatusUnauthorized, ControlError{"an operator client certificate from the cluster CA is required"})
+			return
+		}
+		if r.URL.Path == ControlSnapshotPath {
+			c.snapshot(w, r)
 			return
 		}
 		name, err := c.verifier.VerifyOperator(r.TLS.PeerCertificates[0], c.o.Now())

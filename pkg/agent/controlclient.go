@@ -22,13 +22,27 @@ import (
 // name the node in their subject, not in a DNS name, so the check is
 // identity.Verifier's rather than the TLS library's host name check.)
 func ControlClientTLS(ca *x509.Certificate, operator tls.Certificate, node string, now func() time.Time) *tls.Config {
+	return nodeServerTLS(ca, operator, node, "", now)
+}
+
+// PeerClientTLS is the TLS configuration of a node that asks a peer's
+// control endpoint (a replica its primary): it presents the node's own
+// certificate and accepts only the certificate the cluster CA issued to
+// node, of role role.
+func PeerClientTLS(ca *x509.Certificate, self tls.Certificate, node, role string, now func() time.Time) *tls.Config {
+	return nodeServerTLS(ca, self, node, role, now)
+}
+
+// nodeServerTLS presents client and accepts node's certificate, of role
+// role when it is not empty.
+func nodeServerTLS(ca *x509.Certificate, client tls.Certificate, node, role string, now func() time.Time) *tls.Config {
 	if now == nil {
 		now = time.Now
 	}
 	v := identity.NewVerifier(ca)
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{operator},
+		Certificates:       []tls.Certificate{client},
 		InsecureSkipVerify: true, // replaced by VerifyConnection below
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
@@ -40,6 +54,9 @@ func ControlClientTLS(ca *x509.Certificate, operator tls.Certificate, node strin
 			}
 			if claims.Name != node {
 				return fmt.Errorf("the certificate is node %s's, not %s's", claims.Name, node)
+			}
+			if role != "" && claims.Role != role {
+				return fmt.Errorf("the certificate of node %s is for role %s, not %s", node, claims.Role, role)
 			}
 			return nil
 		},
@@ -155,3 +172,60 @@ func (c *ControlClient) do(ctx context.Context, hc *http.Client, method, path st
 	}
 	return nil
 }
+
+// FetchSnapshot asks the control endpoint at addr (HOST:PORT) of node,
+// of role role, for its snapshot (GET /v1/snapshot), presenting self,
+// the asking node's certificate. The body it returns fails at its end
+// unless the node said the snapshot is complete (SnapshotTrailer), so a
+// snapshot cut short is never taken for a whole one.
+func FetchSnapshot(ctx context.Context, addr, node, role string, ca *x509.Certificate, self tls.Certificate) (io.ReadCloser, error) {
+	hc := &http.Client{Transport: &http.Transport{
+		Proxy: nil, TLSClientConfig: PeerClientTLS(ca, self, node, role, nil),
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second, DisableKeepAlives: true,
+		// The snapshot command may take a while before its first byte
+		// (mariadb-backup copies the redo log first).
+		ResponseHeaderTimeout: 10 * time.Minute,
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+ControlSnapshotPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking node %s at %s for its snapshot: %w", node, addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e ControlError
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("node %s's snapshot: HTTP %d: %s", node, resp.StatusCode, e.Error)
+		}
+		return nil, fmt.Errorf("node %s's snapshot: HTTP %d", node, resp.StatusCode)
+	}
+	return &snapshotBody{resp: resp, node: node}, nil
+}
+
+// snapshotBody is a snapshot's body whose end is an error unless the
+// trailer says the snapshot is complete.
+type snapshotBody struct {
+	resp *http.Response
+	node string
+}
+
+func (b *snapshotBody) Read(p []byte) (int, error) {
+	n, err := b.resp.Body.Read(p)
+	if errors.Is(err, io.EOF) {
+		switch st := b.resp.Trailer.Get(SnapshotTrailer); st {
+		case SnapshotOK:
+		case "":
+			err = fmt.Errorf("node %s's snapshot ended without saying it is complete: it was cut", b.node)
+		default:
+			err = fmt.Errorf("node %s's snapshot is not complete: %s", b.node, st)
+		}
+	}
+	return n, err
+}
+
+func (b *snapshotBody) Close() error { return b.resp.Body.Close() }

@@ -139,3 +139,42 @@ func TestCertificateEndsWithCA(t *testing.T) {
 		t.Errorf("ends %v, after the CA's %v", c.NotAfter, ca.Cert.NotAfter)
 	}
 }
+
+func TestVerifyPeer(t *testing.T) {
+	ca, _ := newCA(t, 1, "shop")
+	v := NewVerifier(ca.Cert)
+	r := rand.NewChaCha8([32]byte{9})
+	leaf := func(role, name string) *x509.Certificate {
+		certPEM, _, err := ca.Issue(r, role, name, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := parseCert(certPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c, err := v.VerifyPeer(leaf("db", "db-2"), "db", now); err != nil || c.Name != "db-2" || c.Role != "db" {
+		t.Errorf("a db peer: %+v %v", c, err)
+	}
+	if _, err := v.VerifyPeer(leaf("web", "web-1"), "db", now); err == nil || !strings.Contains(err.Error(), "only nodes of role db") {
+		t.Errorf("a web node: %v", err)
+	}
+	op, err := ca.IssueOperator(r, "ops", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.VerifyPeer(op.Leaf, "db", now); err == nil {
+		t.Error("an operator certificate passed as a peer")
+	}
+	other, _ := newCA(t, 4, "shop")
+	certPEM, _, err := other.Issue(r, "db", "db-9", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := parseCert(certPEM)
+	if _, err := NewVerifier(ca.Cert).VerifyPeer(c, "db", now); err == nil {
+		t.Error("a db node of another CA passed")
+	}
+}

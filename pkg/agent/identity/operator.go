@@ -98,3 +98,18 @@ func Pool(ca *x509.Certificate) *x509.CertPool {
 	p.AddCert(ca)
 	return p
 }
+
+// VerifyPeer checks that cert is a node certificate of the verifier's CA
+// at now whose role is role: a peer of a node of that role, such as a
+// replica asking its primary for a snapshot. Operator certificates and
+// nodes of other roles are refused.
+func (v *Verifier) VerifyPeer(cert *x509.Certificate, role string, now time.Time) (Claims, error) {
+	c, err := v.verify(cert, now)
+	if err != nil {
+		return Claims{}, err
+	}
+	if c.Role != role {
+		return Claims{}, fmt.Errorf("the certificate is node %s's, of role %s; only nodes of role %s are accepted here", c.Name, c.Role, role)
+	}
+	return c, nil
+}

@@ -127,6 +127,7 @@ var (
 	commandWord  = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_{}-]+( [A-Za-z0-9@%+=:,./_{}-]+)*$`)
 	nodePath     = regexp.MustCompile(`^/[A-Za-z0-9/._+@:,-]*$`)
 	urlPath      = regexp.MustCompile(`^/[A-Za-z0-9/._~+@:,-]*$`)
+	reportName   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 )
 
 // ValidateRole checks what the renderer reads from a role.json: role
@@ -155,6 +156,16 @@ func ValidateRole(ri *imagemeta.RoleInfo) error {
 	for i, e := range ri.Exporters {
 		if !names.Word(e.Name) || e.Port < 1 || e.Port > 65535 || !urlPath.MatchString(e.Path) {
 			return fmt.Errorf("exporters[%d]: a name (lower-case letters, digits, '-'), a port from 1 to 65535 and a path such as /metrics are needed", i)
+		}
+	}
+	if ri.Snapshot != nil {
+		if err := validCommand(ri.Snapshot.Command, false); err != nil {
+			return fmt.Errorf("snapshot.command: %w", err)
+		}
+	}
+	for i, rp := range ri.Reports {
+		if !reportName.MatchString(rp.Name) || len(rp.Metrics) == 0 || !slices.ContainsFunc(ri.Exporters, func(e imagemeta.Exporter) bool { return e.Name == rp.Exporter }) {
+			return fmt.Errorf("reports[%d]: a name (lower-case letters, digits, '_'), one of the role's exporters and at least one metric are needed", i)
 		}
 	}
 	paths := map[string]bool{}

@@ -101,6 +101,12 @@ func TestValidateRoleInfo(t *testing.T) {
 		{"from", func(ri *imagemeta.RoleInfo) { ri.Render[0].Files[0].From = "tls-key" }, "one of the two"},
 		{"reload", func(ri *imagemeta.RoleInfo) { ri.Render[0].Reload = [][]string{{}} }, "render[0].reload[0]"},
 		{"discover port", func(ri *imagemeta.RoleInfo) { ri.DiscoverPorts["other"] = nil }, "not a discovered role"},
+		{"snapshot shell", func(ri *imagemeta.RoleInfo) {
+			ri.Snapshot = &imagemeta.Snapshot{Command: []string{"sh", "-c", "dump; id"}}
+		}, "snapshot.command"},
+		{"report exporter", func(ri *imagemeta.RoleInfo) {
+			ri.Reports = []imagemeta.Report{{Name: "lag", Exporter: "none", Metrics: []string{"m"}}}
+		}, "reports[0]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ri := dataRole()
