@@ -38,7 +38,7 @@ func newRootCmd(stdout, stderr io.Writer, hup <-chan os.Signal) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(hup), newStatusCmd(), newCheckCmd(), newHealthCmd(), newMountESPCmd(), newUpdateCmd(), newMetricsCmd())
+	root.AddCommand(newRunCmd(hup), newStatusCmd(), newCheckCmd(), newHealthCmd(), newMountESPCmd(), newUpdateCmd(), newMetricsCmd(), newMariaDBCmd())
 	return root
 }
 
