@@ -92,6 +92,7 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 			logger := log.New(cmd.ErrOrStderr(), "", 0)
 			var health func(context.Context) bool
 			var role *imagemeta.RoleInfo
+			var reports *agent.ExporterReports
 			if f.roleFile != "" {
 				ri, err := agent.ReadRoleInfo(f.roleFile)
 				if err != nil {
@@ -100,12 +101,22 @@ func newRunCmd(hup <-chan os.Signal) *cobra.Command {
 				health = agent.Probe(ri.Health, 2*time.Second)
 				role = &ri
 			}
-			a := agent.New(agent.Options{
+			var a *agent.Agent
+			if role != nil && len(role.Reports) > 0 {
+				reports = &agent.ExporterReports{Role: role, Options: func() map[string]string {
+					if c := a.Config(); c != nil {
+						return c.Options
+					}
+					return nil
+				}}
+			}
+			a = agent.New(agent.Options{
 				Load:     f.load,
 				Renderer: agent.Renderers{&agent.SnapshotFile{Path: f.snapshot}, agent.NewRoleRenderer(f.root, f.templates, role)},
 				Health:   health,
 				Logf:     logger.Printf,
 				Version:  version.Version,
+				Reports:  reports,
 			})
 			l, err := agent.Listen(f.listen)
 			if err != nil {

@@ -136,6 +136,9 @@ type Options struct {
 	Now     func() time.Time
 	Logf    func(format string, args ...any)
 	Version string
+	// Reports reads the role's reports for /status and /metrics (nil:
+	// none).
+	Reports *ExporterReports
 }
 
 // Agent runs discovery and rendering for one node.

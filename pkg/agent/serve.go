@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -105,6 +108,12 @@ func WriteStatusText(w io.Writer, s Status) {
 	}
 	fmt.Fprintf(w, "renders   %d ok, %d failed; last %s\n", s.Renders, s.RenderErrors, ts(s.LastRender))
 	fmt.Fprintf(w, "reload    %s\n", ts(s.LastReload))
+	for _, k := range slices.Sorted(maps.Keys(s.Reports)) {
+		fmt.Fprintf(w, "report    %s %s\n", k, strconv.FormatFloat(s.Reports[k], 'g', -1, 64))
+	}
+	for _, e := range s.ReportErrors {
+		fmt.Fprintf(w, "report    %s\n", e)
+	}
 	if s.LastError != "" {
 		fmt.Fprintf(w, "error     %s: %s\n", ts(s.LastErrorAt), s.LastError)
 	}

@@ -43,6 +43,11 @@ type Status struct {
 	// Rendered are the members of the last snapshot rendered without
 	// error: the peers this node's configuration holds now.
 	Rendered discovery.Set `json:"rendered"`
+	// Reports are the values of the role's reports (role.json's reports,
+	// read from its exporters), by name; ReportErrors say why an
+	// exporter could not be read. Only GET /status and /metrics ask.
+	Reports      map[string]float64 `json:"reports,omitempty"`
+	ReportErrors []string           `json:"report_errors,omitempty"`
 }
 
 // Status returns the agent's state now.
@@ -81,14 +86,20 @@ func (a *Agent) Status() Status {
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		st := a.Status()
+		st.Reports, st.ReportErrors = a.o.Reports.Values(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(a.Status())
+		_ = enc.Encode(st)
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		values, _ := a.o.Reports.Values(r.Context())
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		WriteMetrics(w, a.Status())
+		if a.o.Reports != nil {
+			writeReports(w, a.o.Reports.Role, values)
+		}
 		writeProcessMetrics(w)
 	})
 	return mux
