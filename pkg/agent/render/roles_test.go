@@ -160,15 +160,32 @@ func TestAppDBJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := c.Services[0].Files[0]
+	type server struct {
+		Host string
+		Port int
+	}
 	var got struct {
 		Host, Database, User, Password string
 		Port                           int
+		Replica                        *server
 	}
 	if err := json.Unmarshal(f.Data, &got); err != nil {
 		t.Fatalf("db.json is not JSON: %v\n%s", err, f.Data)
 	}
 	if got.Host != "10.0.4.3" || got.Port != 3306 || got.Database != "shop" || got.User != "web_user" || got.Password != "p@ss{w}ord;#1" {
 		t.Errorf("db.json = %+v", got)
+	}
+	// The first db member in mode replica takes the read-only queries.
+	if got.Replica == nil || *got.Replica != (server{"10.0.4.1", 3306}) {
+		t.Errorf("db.json's replica = %+v, want 10.0.4.1:3306", got.Replica)
+	}
+	c, err = renderer(t).Render(context.Background(), render.Input{Self: nodes("app", 1)[0], Members: map[string][]render.Node{"db": dbs[2:]},
+		DB: render.DB{Name: "shop", User: "web_user", Password: "p@ss{w}ord;#1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.Services[0].Files[0].Data; strings.Contains(string(d), "replica") {
+		t.Errorf("db.json names a replica without one:\n%s", d)
 	}
 	if f.Path != "/etc/imgforge/db.json" || f.Mode != 0o640 || f.Group != "www-data" || !f.Sensitive {
 		t.Errorf("db.json file %s %o %s", f.Path, f.Mode, f.Group)

@@ -4,8 +4,10 @@
 // rendered by imgforge-agent into /etc/imgforge/db.json.
 //
 // /cached is the one route the web nodes may cache (for 60 s); every other
-// answer, and every error, says no-store. The uWSGI app (app.py) answers
-// the same.
+// answer, and every error, says no-store. /replica reads the same row from
+// the db replica db.json names ("replica": {host, port}), read-only, and
+// from the primary when it names none; its answer says which host
+// answered. The uWSGI app (app.py) answers the same.
 //
 // Each request's span (OpenTelemetry, OTLP/JSON) goes to the node's agent
 // on loopback (127.0.0.1:4318) once the answer has been sent; its trace id
@@ -24,15 +26,31 @@ if (!is_array($cfg)) {
     echo "no database configured yet\n";
     exit;
 }
+// The server a request reads from: the primary, or on /replica the
+// replica when one is configured.
+$server = ['host' => $cfg['host'], 'port' => $cfg['port'] ?? 3306];
+$from = '';
+if ($path === '/replica') {
+    $from = 'primary';
+    if (is_array($cfg['replica'] ?? null) && isset($cfg['replica']['host'])) {
+        $server = ['host' => $cfg['replica']['host'], 'port' => $cfg['replica']['port'] ?? 3306];
+        $from = 'replica';
+    }
+}
 try {
     $dsn = sprintf('mysql:host=%s;port=%d;dbname=%s;charset=utf8mb4',
-        $cfg['host'], $cfg['port'] ?? 3306, $cfg['database'] ?? 'imgforge');
+        $server['host'], $server['port'], $cfg['database'] ?? 'imgforge');
     $db = new PDO($dsn, $cfg['user'], $cfg['password'], [PDO::ATTR_TIMEOUT => 3]);
     $row = $db->query('SELECT message FROM greeting ORDER BY id LIMIT 1')->fetch(PDO::FETCH_ASSOC);
     if ($cacheable) {
         header('Cache-Control: public, max-age=60');
     }
-    printf("%s (served by %s)\n", $row ? $row['message'] : 'no rows', gethostname());
+    $message = $row ? $row['message'] : 'no rows';
+    if ($from !== '') {
+        printf("%s (served by %s, read from the %s %s)\n", $message, gethostname(), $from, $server['host']);
+    } else {
+        printf("%s (served by %s)\n", $message, gethostname());
+    }
 } catch (Throwable $e) {
     http_response_code(502);
     echo "database error: ", $e->getMessage(), "\n";

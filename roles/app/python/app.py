@@ -2,8 +2,10 @@
 primary to show that every tier of the stack works.
 
 /cached is the one route the web nodes may cache (for 60 s); every other
-answer, and every error, says no-store. The PHP app (index.php) answers the
-same.
+answer, and every error, says no-store. /replica reads the same row from the
+db replica db.json names ("replica": {host, port}), read-only, and from the
+primary when it names none; its answer says which host answered. The PHP app
+(index.php) answers the same.
 
 Each request's span (OpenTelemetry, OTLP/JSON) goes to the node's agent on
 loopback (127.0.0.1:4318) once the answer has been sent; its trace id is the
@@ -106,15 +108,28 @@ def application(environ, start_response):
     return answer_request(environ, answer)
 
 
+def server(cfg, path):
+    """The server a request reads from, and what to call it in the answer:
+    the primary, or on /replica the replica when one is configured."""
+    if path != "/replica":
+        return cfg["host"], int(cfg.get("port", 3306)), ""
+    replica = cfg.get("replica")
+    if isinstance(replica, dict) and replica.get("host"):
+        return replica["host"], int(replica.get("port", 3306)), "replica"
+    return cfg["host"], int(cfg.get("port", 3306)), "primary"
+
+
 def answer_request(environ, answer):
-    cacheable = request_path(environ) == "/cached"
+    path = request_path(environ)
+    cacheable = path == "/cached"
     try:
         with open(CONFIG, encoding="utf-8") as f:
             cfg = json.load(f)
     except (OSError, ValueError):
         return answer("503 Service Unavailable", [TEXT, NO_STORE], b"no database configured yet\n")
     try:
-        conn = pymysql.connect(host=cfg["host"], port=int(cfg.get("port", 3306)),
+        host, port, source = server(cfg, path)
+        conn = pymysql.connect(host=host, port=port,
                                user=cfg["user"], password=cfg["password"],
                                database=cfg.get("database", "imgforge"), connect_timeout=3)
         with conn, conn.cursor() as cur:
@@ -122,5 +137,9 @@ def answer_request(environ, answer):
             row = cur.fetchone()
     except Exception as e:  # noqa: BLE001 - shown to the operator
         return answer("502 Bad Gateway", [TEXT, NO_STORE], f"database error: {e}\n".encode())
-    body = f"{row[0] if row else 'no rows'} (served by {socket.gethostname()})\n"
+    message = row[0] if row else "no rows"
+    if source:
+        body = f"{message} (served by {socket.gethostname()}, read from the {source} {host})\n"
+    else:
+        body = f"{message} (served by {socket.gethostname()})\n"
     return answer("200 OK", [TEXT, CACHEABLE if cacheable else NO_STORE], body.encode())
