@@ -47,7 +47,7 @@ func ParseSeedFile(path string, b []byte) (SeedFile, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		return SeedFile{}, fmt.Errorf("%s: %v; accepted: {\"primary\": {\"name\": NODE, \"address\": IP, \"port\": PORT}}", path, err)
+		return SeedFile{}, fmt.Errorf("%s: %w; accepted: {\"primary\": {\"name\": NODE, \"address\": IP, \"port\": PORT}}", path, err)
 	}
 	if dec.More() {
 		return SeedFile{}, fmt.Errorf("%s: more than one JSON value", path)
