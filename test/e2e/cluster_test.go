@@ -70,6 +70,7 @@ nodes:
   - {name: app-1, role: app, address: 10.10.0.31}
   - {name: app-2, role: app, address: 10.10.0.32, options: {runtime: uwsgi}}
   - {name: db-1, role: db, address: 10.10.0.41, id: 1, options: {mode: primary}}
+  - {name: db-2, role: db, address: 10.10.0.42, id: 2, options: {mode: replica}}
 `
 
 type seedNode struct {
@@ -95,7 +96,11 @@ type receiver struct {
 	// agent is the agent's own use of the node (job "agent"), the last
 	// pushed by an address: resident memory (bytes), CPU time (s).
 	agentRSS, agentCPU map[string]float64
-	badAuth            int
+	// replicaLag and replicaRunning are a db replica's reports, the last
+	// pushed by an address (job "agent", as the agent's /metrics gives
+	// them): imgforge_db_replica_lag_seconds, imgforge_db_replica_running.
+	replicaLag, replicaRunning map[string]float64
+	badAuth                    int
 }
 
 // tierCounters are the request counters of the lb and web tiers, which
@@ -147,6 +152,10 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				r.agentRSS[host] = float64(s.Value)
 			case "process_cpu_seconds_total":
 				r.agentCPU[host] = float64(s.Value)
+			case "imgforge_db_replica_lag_seconds":
+				r.replicaLag[host] = float64(s.Value)
+			case "imgforge_db_replica_running":
+				r.replicaRunning[host] = float64(s.Value)
 			}
 		}
 		if bytes.Contains(raw, []byte("node_cpu_seconds_total")) {
@@ -299,13 +308,17 @@ func testPKI(t *testing.T, dir string) (caPEM []byte, server tls.Certificate) {
 	return caPEM, server
 }
 
-// TestCluster boots 2 lb, 1 web, 1 app (PHP-FPM) and 1 db from `imgforge
+// TestCluster boots 2 lb, 1 web, 1 app (PHP-FPM) and 1 db primary from `imgforge
 // seed` seeds on one bridge: a request to the VIP returns the page the app
 // made from a database row, and nginx redirects, caches and serves static
 // files as designed (checkNginx); a second web node and a second app node,
 // on uWSGI (a build with --set runtime=uwsgi), join; the web node gets
 // requests, and the VIP answers with the row from app nodes of both
-// runtimes, whose spans reach the monitoring receiver;
+// runtimes, whose spans reach the monitoring receiver; db-2, a replica,
+// seeds itself from the primary's snapshot and replicates: a row's text
+// written on the primary is read on the replica through the VIP (/replica)
+// by both app nodes within replicaBound, and db-2 pushes its
+// imgforge_db_replica_running (1) and lag (replicaSteps);
 // with IMGFORGE_E2E_ROLLOUT=1, imgforge rollout moves both lbs and both
 // web nodes to v2 under a steady stream of requests, none of which may
 // fail, then tries v3 on the web nodes, which fails its health check: web-1
@@ -313,7 +326,8 @@ func testPKI(t *testing.T, dir string) (caPEM []byte, server tls.Certificate) {
 // (rolloutSteps); each lb holds one of the two VIPs, clients keep their
 // web node through either lb, and the lb holding the first VIP stops under
 // a stream of requests to both, within stated bounds (activeActive). The
-// monitoring receiver must have metrics and logs from every node.
+// monitoring receiver must have metrics and logs from every node, and
+// replication reports from the replica alone.
 //
 // It is also the suite's boot test of the roles: every node must reach
 // multi-user with no failed unit and with the state file system its disk
@@ -375,7 +389,8 @@ func TestCluster(t *testing.T) {
 	}
 
 	// The monitoring service, inside the namespace.
-	rec := &receiver{metrics: map[string]int{}, logs: map[string]int{}, names: map[string]map[string]bool{}, traces: map[string]map[string]bool{}, agentRSS: map[string]float64{}, agentCPU: map[string]float64{}}
+	rec := &receiver{metrics: map[string]int{}, logs: map[string]int{}, names: map[string]map[string]bool{}, traces: map[string]map[string]bool{}, agentRSS: map[string]float64{}, agentCPU: map[string]float64{},
+		replicaLag: map[string]float64{}, replicaRunning: map[string]float64{}}
 	l, err := seg.listen("10.10.0.1:9443")
 	if err != nil {
 		t.Fatal(err)
@@ -629,6 +644,24 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("step 2: app-2 (uWSGI) booted and answered through the VIP after %.0fs; web-2 and app-2 reached multi-user, no failed units", time.Since(t1).Seconds())
 
+	// Step 2, the db tier: db-2, a replica, seeds itself from db-1's
+	// snapshot, replicates, reports its lag, and the apps' /replica
+	// route reads from it (replicaSteps).
+	t2 := time.Now()
+	start("db-2")
+	replicaSteps(ctx, t, seg, filepath.Join(seeds, "secrets.yaml"), byName, rec, get)
+	line, err := vms["db-2"].WaitFor(ctx, multiUser)
+	if err != nil {
+		t.Fatalf("db-2 did not reach multi-user: %v", err)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(line), "failed units:") {
+		t.Errorf("db-2: %s", line)
+	}
+	if strings.Contains(vms["db-2"].Console.String(), "imgforge: making the state file system") {
+		t.Errorf("db-2: the initramfs made a state file system; the disk should ship one")
+	}
+	t.Logf("step 2: db-2 (replica) booted, replicated db-1's write and reached multi-user, no failed units, after %.0fs", time.Since(t2).Seconds())
+
 	// Step 3, with IMGFORGE_E2E_ROLLOUT=1: rollouts of the live
 	// cluster (rolloutSteps).
 	if rollouts {
@@ -740,6 +773,15 @@ func TestCluster(t *testing.T) {
 			continue
 		}
 		use = append(use, fmt.Sprintf("%s %.1f MiB %.1fs", n.Name, rss/(1<<20), rec.agentCPU[n.Address]))
+	}
+	// Only a replica reports its replication (db.yaml's reports are
+	// when: {mode: replica}); db-2's were checked in step 2.
+	for _, n := range nodes {
+		_, lag := rec.replicaLag[n.Address]
+		_, running := rec.replicaRunning[n.Address]
+		if n.Name != "db-2" && (lag || running) {
+			t.Errorf("monitoring: %s, not a replica, pushed imgforge_db_replica_lag_seconds (%v) or imgforge_db_replica_running (%v)", n.Name, lag, running)
+		}
 	}
 	rec.mu.Unlock()
 	t.Logf("monitoring: each agent's resident memory and CPU time, last pushed: %s", strings.Join(use, ", "))
