@@ -47,10 +47,10 @@ vips:
 discovery:
   method: gossip
   gossip:
-    # Seven TCG guests on two cores are members short of CPU: with lan's
-    # 500 ms probes, web-2 was suspected, dropped and re-admitted over and
-    # over, each time a render and an HAProxy reload on both lbs, and got
-    # no request (docs/agent.md, "Gossip profiles").
+    # Seven TCG guests (eight since db-2) on two cores are members short
+    # of CPU: with lan's 500 ms probes, web-2 was suspected, dropped and
+    # re-admitted over and over, each time a render and an HAProxy reload
+    # on both lbs, and got no request (docs/agent.md, "Gossip profiles").
     profile: large
 monitoring:
   metrics_url: https://10.10.0.1:9443/api/v1/write

@@ -394,7 +394,8 @@ func rolloutSteps(ctx context.Context, t *testing.T, seg *segment, clusterYAML, 
 	st.stop()
 
 	// The database, only when named: a row written before its update is
-	// read after it (the app loses the database while db-1 reboots).
+	// read after it (the app loses the database while db-1 reboots). The
+	// role's nodes are db-1 and the replica db-2: both are updated.
 	db := dbConn(t, seg, secrets)
 	mark := fmt.Sprintf("written before the update, %d", time.Now().UnixNano())
 	if _, err := db.ExecContext(ctx, "INSERT INTO greeting (message) VALUES (?)", mark); err != nil {
@@ -409,6 +410,9 @@ func rolloutSteps(ctx context.Context, t *testing.T, seg *segment, clusterYAML, 
 	if r.code != 0 || !strings.Contains(r.stdout, "updated db-1\n") {
 		t.Fatalf("rollout of the db to v2 with --include db: exit %d", r.code)
 	}
+	if !strings.Contains(r.stdout, "updated db-2\n") {
+		t.Errorf("the rollout of the db to v2 with --include db did not update db-2, the replica")
+	}
 	var got string
 	err := eventually(ctx, func() error {
 		return db.QueryRowContext(ctx, "SELECT message FROM greeting WHERE message = ?", mark).Scan(&got)
@@ -416,7 +420,7 @@ func rolloutSteps(ctx context.Context, t *testing.T, seg *segment, clusterYAML, 
 	if err != nil {
 		t.Fatalf("the row written before the db's update: %v", err)
 	}
-	t.Logf("step 3: db-1 rolled to v2 with --include db in %s; the row written before it is there", time.Since(t5).Round(time.Second))
+	t.Logf("step 3: db-1 and db-2 rolled to v2 with --include db in %s; the row written before it is there", time.Since(t5).Round(time.Second))
 }
 
 // dbConn is a connection pool to db-1's application database from inside
