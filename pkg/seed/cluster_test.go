@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/imgforge/imgforge/pkg/agent/config"
 	"github.com/imgforge/imgforge/pkg/agent/identity"
 )
@@ -232,6 +234,58 @@ func TestMixedAppRuntimes(t *testing.T) {
 		}
 		if cfg.Options["runtime"] != want {
 			t.Errorf("%s: runtime option %q, want %q", node, cfg.Options["runtime"], want)
+		}
+	}
+}
+
+// TestReplicaNode: a db node in mode replica (as TestCluster's db-2) gets
+// its mode, its server id, the replication account and the application's
+// account, whose password is secrets.yaml's database_password, as on the
+// primary and the app nodes (the e2e test logs in to the primary with
+// it).
+func TestReplicaNode(t *testing.T) {
+	file, base := readCluster(t)
+	s := strings.Replace(string(base), "  - {name: db-1, role: db, address: 10.10.0.41, id: 1}\n",
+		"  - {name: db-1, role: db, address: 10.10.0.41, id: 1}\n  - {name: db-2, role: db, address: 10.10.0.42, id: 2, options: {mode: replica}}\n", 1)
+	c, err := ParseCluster(file, []byte(s), testRoles(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := Generate(c, Options{Out: out, Rand: testRand(1), ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, SecretsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sec Secrets
+	if err := yaml.Unmarshal(b, &sec); err != nil || sec.DatabasePassword == "" {
+		t.Fatalf("%s: no database_password (%v)", SecretsFile, err)
+	}
+	for _, tc := range []struct {
+		node, mode string
+		id         uint32
+	}{{"db-1", "primary", 1}, {"db-2", "replica", 2}, {"app-1", "", 0}} {
+		ud, err := os.ReadFile(filepath.Join(out, tc.node, UserDataFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := config.Parse(tc.node+"/user-data", ud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Database == nil || cfg.Database.User != DefaultDBUser || cfg.Database.Password != sec.DatabasePassword {
+			t.Errorf("%s: not the application's account %s with secrets.yaml's database_password", tc.node, DefaultDBUser)
+		}
+		if tc.mode == "" {
+			continue
+		}
+		if cfg.Options["mode"] != tc.mode || cfg.Node.ID != tc.id {
+			t.Errorf("%s: mode %q, id %d; want %q, %d", tc.node, cfg.Options["mode"], cfg.Node.ID, tc.mode, tc.id)
+		}
+		if cfg.Database.ReplicationUser != DefaultReplUser || cfg.Database.ReplicationPassword != sec.ReplicationPassword {
+			t.Errorf("%s: not the replication account %s with secrets.yaml's replication_password", tc.node, DefaultReplUser)
 		}
 	}
 }
