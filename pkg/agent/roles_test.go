@@ -337,7 +337,7 @@ func TestRoleRendererDB(t *testing.T) {
 		t.Errorf("replica.sql does not attach to the primary:\n%s", sql)
 	}
 	ran := n.runner.take()
-	if !slices.Contains(ran, "systemctl restart mariadb.service") || !slices.Contains(ran, "mariadb --batch --execute=source "+"/etc/imgforge/db/replica.sql") {
+	if !slices.Contains(ran, "systemctl restart mariadb.service") || !slices.Contains(ran, "imgforge-agent mariadb seed --config /etc/imgforge/db/seed.json") {
 		t.Errorf("ran %q", ran)
 	}
 

@@ -94,14 +94,15 @@ type Result struct {
 }
 
 // Seed seeds the datadir from the primary's snapshot unless it carries
-// Marker. A failure before the new datadir is moved in leaves the old
+// Marker, then runs the replica's SQL (Options.ReplicaSQL) when it is
+// there: on a datadir that carries Marker, only that. A failure before the new datadir is moved in leaves the old
 // one in place and MariaDB running on it; a failure after it leaves no
 // marker, so the next Seed starts over.
 func Seed(ctx context.Context, o Options) (Result, error) {
 	o.defaults()
 	if _, err := os.Lstat(filepath.Join(o.Datadir, Marker)); err == nil {
 		o.Logf("%s carries %s: seeded already", o.Datadir, Marker)
-		return Result{}, nil
+		return Result{}, o.replicate(ctx)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return Result{}, fmt.Errorf("looking for %s: %w", Marker, err)
 	}
@@ -217,36 +218,69 @@ func (o *Options) own(dir string) error {
 	return os.Chmod(dir, mode)
 }
 
-// swap stops MariaDB and moves the datadir aside and dir in its place.
-// On failure the old datadir is back and MariaDB is started on it.
+// swap stops MariaDB and moves the datadir's entries aside and dir's
+// entries into it. It moves entries, not the datadir itself: on a node
+// the datadir is a folder of the image's /var, an overlay whose lower
+// folders cannot be renamed (EXDEV without redirect_dir), while the
+// entries in it were all made on the node. On failure the old entries
+// are back and MariaDB is started on them.
 func (o *Options) swap(ctx context.Context, dir string) (string, error) {
 	o.Logf("stopping MariaDB to put the snapshot in place")
 	if out, err := o.Run.Run(ctx, []string{"systemctl", "stop", Service}, nil); err != nil {
 		return "", o.restart(ctx, commandError("systemctl stop "+Service, out, err))
 	}
+	st, err := os.Stat(o.Datadir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.Rename(dir, o.Datadir); err != nil {
+			return "", o.restart(ctx, fmt.Errorf("moving the snapshot in place of the datadir: %w", err))
+		}
+		return "", nil
+	case err != nil:
+		return "", o.restart(ctx, fmt.Errorf("reading the datadir: %w", err))
+	}
 	aside := o.asideName()
-	had := true
-	if _, err := os.Lstat(o.Datadir); errors.Is(err, fs.ErrNotExist) {
-		had = false
+	if err := os.Mkdir(aside, st.Mode().Perm()); err != nil {
+		return "", o.restart(ctx, fmt.Errorf("making the folder for the previous datadir: %w", err))
 	}
-	if had {
-		if err := os.Rename(o.Datadir, aside); err != nil {
-			return "", o.restart(ctx, fmt.Errorf("moving the datadir aside: %w", err))
+	if err := moveEntries(o.Datadir, aside); err != nil {
+		err = fmt.Errorf("moving the datadir aside: %w", err)
+		if rerr := moveEntries(aside, o.Datadir); rerr != nil {
+			return "", fmt.Errorf("%w; moving the old datadir back from %s: %w", err, aside, rerr)
 		}
-	}
-	if err := os.Rename(dir, o.Datadir); err != nil {
-		err = fmt.Errorf("moving the snapshot in place of the datadir: %w", err)
-		if had {
-			if rerr := os.Rename(aside, o.Datadir); rerr != nil {
-				return "", fmt.Errorf("%w; moving the old datadir back from %s: %w", err, aside, rerr)
-			}
-		}
+		_ = os.Remove(aside)
 		return "", o.restart(ctx, err)
 	}
-	if !had {
-		aside = ""
+	if err := moveEntries(dir, o.Datadir); err != nil {
+		err = fmt.Errorf("moving the snapshot into the datadir: %w", err)
+		if rerr := moveEntries(o.Datadir, dir); rerr != nil {
+			return "", fmt.Errorf("%w; moving the snapshot out again: %w", err, rerr)
+		}
+		if rerr := moveEntries(aside, o.Datadir); rerr != nil {
+			return "", fmt.Errorf("%w; moving the old datadir back from %s: %w", err, aside, rerr)
+		}
+		_ = os.Remove(aside)
+		return "", o.restart(ctx, err)
+	}
+	if err := os.Remove(dir); err != nil {
+		o.Logf("removing the emptied %s: %v", dir, err)
 	}
 	return aside, nil
+}
+
+// moveEntries renames every entry of from into to, which is on the same
+// file system.
+func moveEntries(from, to string) error {
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(from, e.Name()), filepath.Join(to, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // asideName is where the datadir goes: DATADIR.pre-seed-TIME, with -N
@@ -282,14 +316,22 @@ func (o *Options) attach(ctx context.Context, gtid string) error {
 	if out, err := o.Run.Run(ctx, []string{"mariadb", "--batch", set}, nil); err != nil {
 		return commandError("setting gtid_slave_pos", out, err)
 	}
-	if _, err := os.Stat(o.ReplicaSQL); err == nil {
-		if out, err := o.Run.Run(ctx, []string{"mariadb", "--batch", "--execute=source " + o.ReplicaSQL}, nil); err != nil {
-			// The file holds the replication password, and MariaDB
-			// quotes the statement it refuses: only its error code.
-			return fmt.Errorf("running %s: %w: %s", o.ReplicaSQL, err, sqlErrorCode(out))
-		}
-	} else {
+	return o.replicate(ctx)
+}
+
+// replicate runs the replica's SQL (CHANGE MASTER TO the primary, START
+// SLAVE) when it is there. It runs only on a seeded datadir: before the
+// seed, the replica would start from the primary's first binary log, or
+// from a position that is not its data's.
+func (o *Options) replicate(ctx context.Context) error {
+	if _, err := os.Stat(o.ReplicaSQL); err != nil {
 		o.Logf("%s is not rendered yet: replication starts when it is", o.ReplicaSQL)
+		return nil
+	}
+	if out, err := o.Run.Run(ctx, []string{"mariadb", "--batch", "--execute=source " + o.ReplicaSQL}, nil); err != nil {
+		// The file holds the replication password, and MariaDB
+		// quotes the statement it refuses: only its error code.
+		return fmt.Errorf("running %s: %w: %s", o.ReplicaSQL, err, sqlErrorCode(out))
 	}
 	return nil
 }
