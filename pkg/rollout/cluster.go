@@ -49,7 +49,7 @@ func ForCluster(clusterFile, secretsFile string, roles seed.Roles, port int, r i
 		if host == "" {
 			return nil, fmt.Errorf("%s: node %s has no address; a rollout reaches nodes at their address", clusterFile, n.Name)
 		}
-		out.Nodes = append(out.Nodes, Node{Name: n.Name, Role: n.Role, Addr: net.JoinHostPort(host, strconv.Itoa(port))})
+		out.Nodes = append(out.Nodes, Node{Name: n.Name, Role: n.Role, Addr: net.JoinHostPort(host, strconv.Itoa(port)), Mode: n.Options["mode"]})
 	}
 	out.Dial = func(n Node) Client { return agent.NewControlClient(n.Addr, n.Name, ca.Cert, op) }
 	return out, nil

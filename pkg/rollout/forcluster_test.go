@@ -25,7 +25,8 @@ func TestForCluster(t *testing.T) {
 	dir := t.TempDir()
 	clusterFile := filepath.Join(dir, "cluster.yaml")
 	if err := os.WriteFile(clusterFile, []byte("cluster: shop\nnetwork: {subnet: 10.10.0.0/24, gateway: 10.10.0.1}\nvips: [{address: 10.10.0.100}]\n"+
-		"nodes:\n  - {name: lb-1, role: lb, address: 10.10.0.11}\n  - {name: web-1, role: web, address: 10.10.0.21}\n"), 0o644); err != nil {
+		"nodes:\n  - {name: lb-1, role: lb, address: 10.10.0.11}\n  - {name: web-1, role: web, address: 10.10.0.21}\n"+
+		"  - {name: db-1, role: db, address: 10.10.0.41}\n  - {name: db-2, role: db, address: 10.10.0.42, options: {mode: replica}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := seed.LoadCluster(clusterFile, rs)
@@ -42,7 +43,8 @@ func TestForCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Nodes) != 2 || c.Nodes[1] != (Node{Name: "web-1", Role: "web", Addr: "10.10.0.21:9443"}) {
+	if len(c.Nodes) != 4 || c.Nodes[1] != (Node{Name: "web-1", Role: "web", Addr: "10.10.0.21:9443"}) ||
+		c.Nodes[3] != (Node{Name: "db-2", Role: "db", Addr: "10.10.0.42:9443", Mode: "replica"}) {
 		t.Errorf("nodes %+v", c.Nodes)
 	}
 	if cc, ok := c.Dial(c.Nodes[0]).(*agent.ControlClient); !ok || cc.Addr != "10.10.0.11:9443" {

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,10 @@ type Node struct {
 	Role string
 	// Addr is its control endpoint, HOST:PORT.
 	Addr string
+	// Mode is its member mode (the cluster file's options.mode): a role's
+	// replicas are updated before its other nodes, so that its primary
+	// goes last and its replicas never run an older image than it.
+	Mode string
 }
 
 // Image is the new image of one role.
@@ -260,6 +265,9 @@ func (r *run) role(ctx context.Context, im Image, res *Result) error {
 			fresh = append(fresh, n)
 		}
 	}
+	slices.SortStableFunc(fresh, func(a, b Node) int {
+		return cmp.Compare(modeRank(a.Mode), modeRank(b.Mode))
+	})
 	r.o.Logf("role %s: %d nodes to update to %s (%d resumed), at most %d at a time", im.Role, len(resume)+len(fresh), im.Source, len(resume), r.o.MaxUnavailable)
 	var (
 		wg      sync.WaitGroup
@@ -307,6 +315,14 @@ func (r *run) role(ctx context.Context, im Image, res *Result) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// modeRank orders a role's nodes for an update: replicas first.
+func modeRank(mode string) int {
+	if mode == "replica" {
+		return 0
+	}
+	return 1
 }
 
 // node drains, updates and waits for one node; a node resumed from the

@@ -234,6 +234,25 @@ func TestGuardedRoles(t *testing.T) {
 	}
 }
 
+// TestReplicasFirst: a role's replicas are updated before its primary,
+// which the cluster file lists first.
+func TestReplicasFirst(t *testing.T) {
+	c := newTestCluster(t, map[string]int{"db": 3})
+	o := c.options(filepath.Join(t.TempDir(), StateFile), nil, Image{"db", "v2"})
+	o.Include = []string{"db"}
+	modes := map[string]string{"db-1": "primary", "db-2": "replica", "db-3": "replica"}
+	for i := range o.Nodes {
+		o.Nodes[i].Mode = modes[o.Nodes[i].Name]
+	}
+	res, err := Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Updated, []string{"db-2", "db-3", "db-1"}) {
+		t.Errorf("updated %v, want the replicas db-2 and db-3, then the primary db-1", res.Updated)
+	}
+}
+
 // TestNodeCertificateCannotRollOut: a node's own certificate does not
 // command its peers.
 func TestNodeCertificateCannotRollOut(t *testing.T) {
