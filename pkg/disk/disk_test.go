@@ -3,6 +3,7 @@ package disk
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -143,6 +144,21 @@ func stateFS(t *testing.T, l *Layout) {
 	l.State = filepath.Join(t.TempDir(), "state.ext4")
 	if err := MakeState(context.Background(), l.State, pl.StateSize(), ids.StateFS, l.Epoch); err != nil {
 		t.Fatal(err)
+	}
+	// The file system fills its partition: block count times block size
+	// in its superblock.
+	sb := make([]byte, 1024)
+	fh, err := os.Open(l.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	if _, err := fh.ReadAt(sb, 1024); err != nil {
+		t.Fatal(err)
+	}
+	blocks := uint64(binary.LittleEndian.Uint32(sb[4:])) | uint64(binary.LittleEndian.Uint32(sb[0x150:]))<<32
+	if size := blocks << (10 + binary.LittleEndian.Uint32(sb[24:])); int64(size) != pl.StateSize() {
+		t.Fatalf("the state file system has %d bytes; its partition %d", size, pl.StateSize())
 	}
 }
 

@@ -70,7 +70,10 @@ func MakeState(ctx context.Context, path string, size int64, uuid string, epoch 
 		os.Remove(path)
 		return fmt.Errorf("making the state file system: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, bin, "-q", "-F", "-t", "ext4",
+	// -b 4096: without it mke2fs reads the block count below as KiB
+	// (its configuration's blocksize does not change that), and the file
+	// system was a quarter of its partition.
+	cmd := exec.CommandContext(ctx, bin, "-q", "-F", "-t", "ext4", "-b", "4096",
 		"-L", imagemeta.StateLabel, "-U", uuid,
 		// Not lazy: the inode tables and the journal are zeros either way
 		// (discarded, or written as zeros where the host's file system
