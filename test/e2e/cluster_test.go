@@ -576,6 +576,11 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("the uWSGI app built in %.0fs", r.elapsed.Seconds())
 	start("app-2")
+	// db-2, the replica, boots as soon as web-2 or app-2 is up (at most
+	// nSlots boot at once): it needs only db-1, and its boot then
+	// overlaps the web and app tiers' checks (replicaSteps, below).
+	t2 := time.Now()
+	start("db-2")
 	// Both load balancers list web-2 among their servers once its agent
 	// has joined and it is healthy; then new clients reach it.
 	err = eventually(ctx, func() error {
@@ -647,9 +652,7 @@ func TestCluster(t *testing.T) {
 	// Step 2, the db tier: db-2, a replica, seeds itself from db-1's
 	// snapshot, replicates, reports its lag, and the apps' /replica
 	// route reads from it (replicaSteps).
-	t2 := time.Now()
-	start("db-2")
-	replicaSteps(ctx, t, seg, filepath.Join(seeds, "secrets.yaml"), byName, rec, get)
+	replicaSteps(ctx, t, t2, seg, filepath.Join(seeds, "secrets.yaml"), byName, rec, get)
 	line, err := vms["db-2"].WaitFor(ctx, multiUser)
 	if err != nil {
 		t.Fatalf("db-2 did not reach multi-user: %v", err)

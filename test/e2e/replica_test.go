@@ -41,7 +41,7 @@ var replicaAnswer = regexp.MustCompile(`^(.*) \(served by ([a-z0-9-]+), read fro
 // both app nodes must answer /replica from db-2 with the new text within
 // replicaBound; last, the text goes back, and db-2 must have it again
 // within the same bound, so the steps after read the row they expect.
-func replicaSteps(ctx context.Context, t *testing.T, seg *segment, secrets string, byName map[string]seedNode, rec *receiver,
+func replicaSteps(ctx context.Context, t *testing.T, booted time.Time, seg *segment, secrets string, byName map[string]seedNode, rec *receiver,
 	get func(src, url string) (string, string, error)) {
 	t.Helper()
 	replica := byName["db-2"].Address
@@ -70,7 +70,6 @@ func replicaSteps(ctx context.Context, t *testing.T, seg *segment, secrets strin
 		return nil
 	}
 
-	t0 := time.Now()
 	seeded := map[string]bool{}
 	err := eventually(ctx, func() error {
 		rec.mu.Lock()
@@ -89,7 +88,7 @@ func replicaSteps(ctx context.Context, t *testing.T, seg *segment, secrets strin
 	lag := rec.replicaLag[replica]
 	rec.mu.Unlock()
 	t.Logf("step 2: db-2 seeded from db-1 and replicates (imgforge_db_replica_running 1, imgforge_db_replica_lag_seconds %g), both app nodes read the row from it, %.0fs after its boot began",
-		lag, time.Since(t0).Seconds())
+		lag, time.Since(booted).Seconds())
 
 	// The write, on the primary, as the application's account (schema.sql's
 	// greeting table; primary.sql.tmpl grants it SELECT, INSERT, UPDATE,
