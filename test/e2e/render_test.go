@@ -62,7 +62,10 @@ type chrootRunner struct {
 }
 
 func (c *chrootRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
-	if argv[0] == "systemctl" || argv[0] == "mariadb" {
+	// Played, not run: services do not run in the chroot, and the agent's
+	// own commands (a replica's seed, a restore) need the node's
+	// user-data and its peers.
+	if argv[0] == "systemctl" || argv[0] == "mariadb" || argv[0] == "imgforge-agent" {
 		c.ran = append(c.ran, strings.Join(argv, " "))
 		return nil, nil
 	}
