@@ -71,15 +71,7 @@ func startControl(t *testing.T, ca *testCA, a *Agent, update func(context.Contex
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ServeControl(ctx, l, c) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return l.Addr().String()
+	return serveControl(t, c)
 }
 
 func operatorCert(t *testing.T, ca *testCA) tls.Certificate {
@@ -336,4 +328,18 @@ func TestHealthFall(t *testing.T) {
 	}
 	failTo.Store(calls.Load() + 1)
 	waitFor("healthy again", healthy)
+}
+
+// serveControl serves c on a loopback port until the test ends.
+func serveControl(t *testing.T, c *Control) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeControl(ctx, l, c) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l.Addr().String()
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -62,15 +61,7 @@ func startDBControl(t *testing.T, ca *testCA, f *fakeSnapshot, mode string) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ServeControl(ctx, l, c) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return l.Addr().String()
+	return serveControl(t, c)
 }
 
 func fetchAll(t *testing.T, addr string, ca *testCA, role, name string) (string, error) {

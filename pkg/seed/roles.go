@@ -2,6 +2,7 @@ package seed
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -117,7 +118,7 @@ func (c *Cluster) validateRoles(src spec.Source) error {
 	for i, n := range c.Nodes {
 		f := fmt.Sprintf("nodes[%d]", i)
 		r := c.roles[n.Role]
-		for _, k := range sortedKeys(n.Options) {
+		for _, k := range slices.Sorted(maps.Keys(n.Options)) {
 			v := n.Options[k]
 			o, ok := option(r, k)
 			if !ok {
@@ -144,13 +145,4 @@ func (c *Cluster) validateRoles(src spec.Source) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

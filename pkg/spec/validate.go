@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -473,7 +474,7 @@ func (r *Role) validateReports(src Source) error {
 				return src.Errorf(fmt.Sprintf("%s.metrics[%d]", f, j), "%q is not a Prometheus metric name", m)
 			}
 		}
-		for _, k := range sortedKeys(rp.When) {
+		for _, k := range slices.Sorted(maps.Keys(rp.When)) {
 			i := slices.IndexFunc(r.Options, func(o Option) bool { return o.Name == k })
 			if i < 0 {
 				return src.Errorf(f+".when."+k, "the role has no option %q", k)
@@ -484,13 +485,4 @@ func (r *Role) validateReports(src Source) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
