@@ -143,44 +143,21 @@ func (r *ExporterReports) scrape(ctx context.Context, name string, now time.Time
 	}
 	e := r.Role.Exporters[i]
 	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(e.Port)) + e.Path
-	fetch := r.Fetch
-	if fetch == nil {
-		fetch = httpFetch
+	ts := model.TimeFromUnixNano(now.UnixNano())
+	if r.Fetch == nil {
+		return metrics.Scrape(ctx, reportsClient, url, 16<<20, ts)
 	}
-	body, err := fetch(ctx, url)
+	body, err := r.Fetch(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer body.Close()
-	return metrics.Decode(io.LimitReader(body, 16<<20), model.TimeFromUnixNano(now.UnixNano()))
+	return metrics.Decode(io.LimitReader(body, 16<<20), ts)
 }
 
-func httpFetch(ctx context.Context, url string) (io.ReadCloser, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		cancel()
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return cancelBody{resp.Body, cancel}, nil
-}
-
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b cancelBody) Close() error { err := b.ReadCloser.Close(); b.cancel(); return err }
+// reportsClient reads the role's exporters on loopback: no proxy, and an
+// exporter that hangs costs a status request at most 2 s.
+var reportsClient = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 2 * time.Second}
 
 // writeReports writes the reports' values as imgforge_NAME gauges, with
 // their help from the role file.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +146,29 @@ func TestReportsServed(t *testing.T) {
 		return w.Body.String()
 	}(); strings.Contains(m, "imgforge_db_") {
 		t.Errorf("an agent without reports wrote them:\n%s", m)
+	}
+}
+
+// TestExporterReportsOverHTTP: without Fetch, the reports read the
+// exporter's port on loopback over HTTP (metrics.Scrape).
+func TestExporterReportsOverHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/metrics" {
+			http.NotFound(w, req)
+			return
+		}
+		_, _ = io.WriteString(w, strings.ReplaceAll(exporterText, "} IO", "} 1"))
+	}))
+	defer srv.Close()
+	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := dbReportsRole()
+	role.Exporters[0].Port, _ = strconv.Atoi(port)
+	r := &ExporterReports{Role: role, Options: func() map[string]string { return map[string]string{"mode": "replica"} }}
+	values, errs := r.Values(t.Context())
+	if len(errs) != 0 || values["db_replica_lag_seconds"] != 3 || values["db_replica_running"] != 1 {
+		t.Errorf("values %v, errors %v; want a lag of 3 and running 1", values, errs)
 	}
 }

@@ -362,12 +362,18 @@ func (s *Shipper) target(m model.Metric, j Job) model.Metric {
 
 // fetch reads an exporter's text exposition.
 func (s *Shipper) fetch(ctx context.Context, u string, ts model.Time) ([]model.Sample, error) {
+	return Scrape(ctx, s.local, u, 64<<20, ts)
+}
+
+// Scrape GETs the text exposition at u with c and decodes at most limit
+// bytes of it into samples at ts (Decode).
+func Scrape(ctx context.Context, c *http.Client, u string, limit int64, ts model.Time) ([]model.Sample, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := s.local.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +381,7 @@ func (s *Shipper) fetch(ctx context.Context, u string, ts model.Time) ([]model.S
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
-	return Decode(io.LimitReader(resp.Body, 64<<20), ts)
+	return Decode(io.LimitReader(resp.Body, limit), ts)
 }
 
 // Decode parses a text exposition into samples at ts (a sample's own
